@@ -1,0 +1,28 @@
+export {
+  DEFAULT_NAMESPACE,
+  DEFAULT_TIMEOUT_SECONDS,
+  configSchema,
+  loadConfig,
+  parseConfig,
+  parseHostPort,
+  type BackendConfig,
+  type ConfigSource,
+  type OgygiaConfig,
+} from "./ogygia.js";
+export {
+  boolean,
+  describeValue,
+  integer,
+  invalidAt,
+  locateKeys,
+  number,
+  optional,
+  string,
+  stringList,
+  table,
+  type Field,
+  type FieldType,
+  type SchemaContext,
+  type Shape,
+  type ShapeType,
+} from "./schema.js";

@@ -1,0 +1,224 @@
+/**
+ * The `ogygia` CLI configuration (`config.toml`): locating, parsing and
+ * validating it. A missing default file means local-only mode; anything else
+ * that is wrong is an error naming the file and the key or line.
+ */
+
+import { readFile } from "node:fs/promises";
+
+import { OgygiaError, hasErrorCode } from "../core/index.js";
+import {
+  integer,
+  locateKeys,
+  optional,
+  string,
+  stringList,
+  table,
+  type FieldType,
+  type SchemaContext,
+} from "./schema.js";
+
+export const DEFAULT_NAMESPACE = "/nixos/versions";
+export const DEFAULT_TIMEOUT_SECONDS = 10;
+
+function checkNamespace(value: string): string | undefined {
+  if (!value.startsWith("/")) return `must start with "/", like "${DEFAULT_NAMESPACE}"`;
+  if (/^\/+$/.test(value)) return `must name a prefix below the root, like "${DEFAULT_NAMESPACE}"`;
+  if (value.includes("//")) return 'must not contain an empty segment ("//")';
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(value)) return "must not contain control characters";
+  return undefined;
+}
+
+function checkEtcdEndpoint(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return `${JSON.stringify(value)} is not a URL; write it like "http://etcd1.internal:2379"`;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return `${JSON.stringify(value)} must use http:// or https://`;
+  }
+  if (url.pathname !== "/" || url.search !== "" || url.hash !== "") {
+    return `${JSON.stringify(value)} must be a scheme, host and port only, like "http://etcd1.internal:2379"`;
+  }
+  return undefined;
+}
+
+/** Parses `host:port` or `[v6]:port`; undefined when malformed. */
+export function parseHostPort(value: string): { host: string; port: number } | undefined {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+)):(\d{1,5})$/.exec(value);
+  if (!match) return undefined;
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: match[1] ?? match[2] ?? "", port };
+}
+
+function checkZooKeeperEndpoint(value: string): string | undefined {
+  return parseHostPort(value)
+    ? undefined
+    : `${JSON.stringify(value)} must be "host:port", like "zk1.internal:2181"`;
+}
+
+const timeoutField = integer({
+  description: "Seconds to wait for the backend before falling back to local data.",
+  default: DEFAULT_TIMEOUT_SECONDS,
+  min: 1,
+  max: 3600,
+});
+
+const namespaceField = string({
+  description: "Key prefix under which hosts publish `<host>/{current,booted,nextboot}`.",
+  default: DEFAULT_NAMESPACE,
+  check: checkNamespace,
+});
+
+export const configSchema = table({
+  description: "The ogygia configuration file.",
+  fields: {
+    ogygia: table({
+      description: "Settings shared by every ogygia command.",
+      fields: {
+        domain: optional(
+          string({
+            description: "Base domain trimmed from host names when they are displayed.",
+            check: (v) =>
+              /^\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?$/.test(v)
+                ? undefined
+                : `${JSON.stringify(v)} is not a domain name`,
+          }),
+        ),
+        etcd: optional(
+          table({
+            description: "Read (and publish) fleet state in etcd. Preferred over ZooKeeper.",
+            fields: {
+              endpoints: stringList({
+                description: "etcd client URLs, like http://etcd1.internal:2379.",
+                minItems: 1,
+                check: checkEtcdEndpoint,
+              }),
+              namespace: namespaceField,
+              timeout_seconds: timeoutField,
+            },
+          }),
+        ),
+        zookeeper: optional(
+          table({
+            description: "Read (and publish) fleet state in ZooKeeper.",
+            fields: {
+              endpoints: stringList({
+                description: "ZooKeeper servers as host:port.",
+                minItems: 1,
+                check: checkZooKeeperEndpoint,
+              }),
+              namespace: namespaceField,
+              timeout_seconds: timeoutField,
+            },
+          }),
+        ),
+      },
+    }),
+  },
+});
+
+type RawConfig = FieldType<typeof configSchema>;
+
+export interface BackendConfig {
+  endpoints: string[];
+  namespace: string;
+  timeoutSeconds: number;
+}
+
+export interface OgygiaConfig {
+  /** The file this configuration was read from. */
+  path: string;
+  /** Domain suffix to trim from displayed host names, without a leading dot. */
+  domain: string | undefined;
+  etcd: BackendConfig | undefined;
+  zookeeper: BackendConfig | undefined;
+}
+
+function toBackend(
+  raw: NonNullable<RawConfig["ogygia"]["etcd"]> | undefined,
+): BackendConfig | undefined {
+  if (!raw) return undefined;
+  return {
+    endpoints: raw.endpoints,
+    namespace: raw.namespace.replace(/\/+$/, ""),
+    timeoutSeconds: raw.timeout_seconds,
+  };
+}
+
+/** Parses and validates configuration text; `file` is used in error messages. */
+export async function parseConfig(text: string, file: string): Promise<OgygiaConfig> {
+  const { parse, TomlError } = await import("smol-toml");
+  let data: unknown;
+  try {
+    data = parse(text);
+  } catch (err) {
+    if (err instanceof TomlError) {
+      const reason = err.message.split("\n")[0]?.replace(/^Invalid TOML document: /, "") ?? "";
+      throw new OgygiaError(
+        "ERR_OGYGIA_CONFIG_PARSE",
+        `${file}:${err.line}:${err.column}: invalid TOML: ${reason}`,
+        { hint: "Fix the configuration file and run the command again.", cause: err },
+      );
+    }
+    throw err;
+  }
+  const ctx: SchemaContext = { file, lines: locateKeys(text) };
+  const raw = configSchema.parse(data, [], ctx);
+  const domain = raw.ogygia.domain?.replace(/^\.+|\.+$/g, "");
+  return {
+    path: file,
+    domain: domain === "" ? undefined : domain,
+    etcd: toBackend(raw.ogygia.etcd),
+    zookeeper: toBackend(raw.ogygia.zookeeper),
+  };
+}
+
+export interface ConfigSource {
+  /** The path to read. */
+  path: string;
+  /** The path as shown to the user (the logical path under `--root`). */
+  displayPath: string;
+  /** Whether the user named this file (flag or environment): then it must exist. */
+  explicit: boolean;
+}
+
+/**
+ * Reads the configuration. Returns undefined when the default file does not
+ * exist (local-only mode); an explicitly named file must exist.
+ */
+export async function loadConfig(source: ConfigSource): Promise<OgygiaConfig | undefined> {
+  let text: string;
+  try {
+    text = await readFile(source.path, "utf8");
+  } catch (err) {
+    if (hasErrorCode(err, "ENOENT", "ENOTDIR") && !source.explicit) return undefined;
+    if (hasErrorCode(err, "ENOENT", "ENOTDIR")) {
+      throw new OgygiaError(
+        "ERR_OGYGIA_CONFIG_READ",
+        `configuration file ${source.displayPath} does not exist`,
+        { hint: "Check --config or $OGYGIA_CONFIG, or unset it to use the default path." },
+      );
+    }
+    if (hasErrorCode(err, "EACCES", "EPERM")) {
+      throw new OgygiaError(
+        "ERR_OGYGIA_CONFIG_READ",
+        `cannot read configuration file ${source.displayPath}: permission denied`,
+        { hint: "Run as a user that can read it, or point $OGYGIA_CONFIG elsewhere.", cause: err },
+      );
+    }
+    if (hasErrorCode(err, "EISDIR")) {
+      throw new OgygiaError(
+        "ERR_OGYGIA_CONFIG_READ",
+        `configuration path ${source.displayPath} is a directory, not a file`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+  return parseConfig(text, source.displayPath);
+}

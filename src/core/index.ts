@@ -1,0 +1,17 @@
+export {
+  OgygiaError,
+  isOgygiaError,
+  hasErrorCode,
+  errorMessage,
+  type OgygiaErrorCode,
+  type OgygiaErrorOptions,
+  type SystemError,
+} from "./errors.js";
+export {
+  escapeForTerminal,
+  hasUnsafeCharacters,
+  prepareDisplayWidth,
+  displayWidth,
+  padEndDisplay,
+  redactUrl,
+} from "./text.js";

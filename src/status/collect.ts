@@ -1,0 +1,225 @@
+/**
+ * `ogygia status`: gathers the local host's states and, when configured, the
+ * fleet's, into one report. Printing is `render.ts`'s job.
+ */
+
+import { loadConfig, type ConfigSource, type OgygiaConfig } from "../config/index.js";
+import { OgygiaError, errorMessage } from "../core/index.js";
+import {
+  backendLabel,
+  fieldKey,
+  openFleetBackend,
+  STATE_FIELDS,
+  type BackendKind,
+  type FleetSnapshot,
+  type HostValues,
+} from "../fleet/index.js";
+import {
+  DEFAULT_CONFIG_PATH,
+  detectHostname,
+  displayPathInRoot,
+  parseRevision,
+  readLocalStates,
+  resolveInRoot,
+  type DetectedHostname,
+  type HostnameEnvironment,
+  type LocalStates,
+} from "../system/index.js";
+
+export type StatusMode = "local" | BackendKind;
+
+export interface HostStatus {
+  /** The host's name as detected (local) or as stored in the fleet. */
+  host: string;
+  /** `host` with the configured domain trimmed. */
+  displayName: string;
+  local: boolean;
+  current: string | null;
+  booted: string | null;
+  nextboot: string | null;
+  /** States that exist but could not be used (the table shows them as such). */
+  unreadable: ("current" | "booted" | "nextboot")[];
+}
+
+export interface StatusReport {
+  mode: StatusMode;
+  /** The configuration file used, or null in local-only mode. */
+  configPath: string | null;
+  namespace: string | null;
+  /** Why the fleet could not be read (the report then holds the local host only). */
+  error: string | null;
+  /** True when the fleet was read and no host had published yet. */
+  nothingPublished: boolean;
+  hosts: HostStatus[];
+  /** Problems that did not stop the report: unreadable files, refused values. */
+  warnings: string[];
+  hostnameSource: DetectedHostname["source"];
+}
+
+export interface StatusOptions {
+  /** Root under which system paths are resolved (`--root`). */
+  root: string;
+  /** `--config`, if given. */
+  configFile?: string | undefined;
+  env: NodeJS.ProcessEnv;
+  /** For tests: how to detect the host name. */
+  hostnameEnvironment?: HostnameEnvironment;
+}
+
+/** Where to read the configuration: `--config`, `$OGYGIA_CONFIG`, else the default under root. */
+export async function configSource(options: StatusOptions): Promise<ConfigSource> {
+  const fromEnv = options.env.OGYGIA_CONFIG?.trim();
+  const explicit = options.configFile ?? (fromEnv === "" ? undefined : fromEnv);
+  if (explicit !== undefined) return { path: explicit, displayPath: explicit, explicit: true };
+  return {
+    path: await resolveInRoot(options.root, DEFAULT_CONFIG_PATH),
+    displayPath: displayPathInRoot(options.root, DEFAULT_CONFIG_PATH),
+    explicit: false,
+  };
+}
+
+/** Removes `.domain` from the end of `host`, ignoring case. */
+export function trimDomain(host: string, domain: string | undefined): string {
+  if (!domain) return host;
+  const suffix = `.${domain}`;
+  return host.length > suffix.length && host.toLowerCase().endsWith(suffix.toLowerCase())
+    ? host.slice(0, -suffix.length)
+    : host;
+}
+
+/** Whether a fleet entry names the local host: its full or short name, any case. */
+export function isLocalHost(entry: string, localHost: string, domain: string | undefined): boolean {
+  const e = entry.toLowerCase();
+  const full = localHost.toLowerCase();
+  const names = new Set([full, full.split(".")[0], trimDomain(full, domain)]);
+  return names.has(e) || names.has(trimDomain(e, domain));
+}
+
+function localRow(hostname: string, domain: string | undefined, states: LocalStates): HostStatus {
+  return {
+    host: hostname,
+    displayName: trimDomain(hostname, domain),
+    local: true,
+    current: states.current.revision,
+    booted: states.booted.revision,
+    nextboot: states.nextboot.revision,
+    unreadable: STATE_FIELDS.filter((s) => states[s].problem !== undefined),
+  };
+}
+
+function fleetRow(
+  host: string,
+  values: HostValues,
+  ctx: { domain: string | undefined; namespace: string; kind: BackendKind; warnings: string[] },
+): HostStatus {
+  const row: HostStatus = {
+    host,
+    displayName: trimDomain(host, ctx.domain),
+    local: false,
+    current: null,
+    booted: null,
+    nextboot: null,
+    unreadable: [],
+  };
+  for (const field of STATE_FIELDS) {
+    const raw = values.get(field);
+    if (raw === undefined) continue;
+    const parsed = parseRevision(raw);
+    if (parsed.ok) {
+      row[field] = parsed.revision;
+    } else {
+      row.unreadable.push(field);
+      ctx.warnings.push(
+        `${backendLabel(ctx.kind)} key ${fieldKey(ctx.namespace, host, field)}: ${parsed.reason}`,
+      );
+    }
+  }
+  return row;
+}
+
+const collator = new Intl.Collator("en", { numeric: true, sensitivity: "base" });
+
+/** Orders fleet rows by displayed name (numbers in names compare as numbers). */
+export function compareRows(a: HostStatus, b: HostStatus): number {
+  return (
+    collator.compare(a.displayName, b.displayName) ||
+    (a.host < b.host ? -1 : a.host > b.host ? 1 : 0)
+  );
+}
+
+async function readFleet(
+  config: OgygiaConfig,
+): Promise<
+  | { kind: BackendKind; namespace: string; snapshot: FleetSnapshot; error: null }
+  | { kind: BackendKind; namespace: string; snapshot: null; error: string }
+  | undefined
+> {
+  const backend = await openFleetBackend(config);
+  if (!backend) return undefined;
+  const { kind } = backend;
+  const { namespace } = backend.config;
+  try {
+    return { kind, namespace, snapshot: await backend.readHosts(), error: null };
+  } catch (err) {
+    if (!(err instanceof OgygiaError)) throw err;
+    return { kind, namespace, snapshot: null, error: errorMessage(err) };
+  } finally {
+    await backend.close();
+  }
+}
+
+/** Builds the status report. Throws `OgygiaError` only for a broken configuration. */
+export async function collectStatus(options: StatusOptions): Promise<StatusReport> {
+  const source = await configSource(options);
+  const [config, states, detected] = await Promise.all([
+    loadConfig(source),
+    readLocalStates(options.root),
+    detectHostname(options.hostnameEnvironment),
+  ]);
+  const warnings = STATE_FIELDS.flatMap((s) => states[s].problem ?? []);
+  const domain = config?.domain;
+  const local = localRow(detected.hostname, domain, states);
+  const base = {
+    configPath: config?.path ?? null,
+    warnings,
+    hostnameSource: detected.source,
+  };
+
+  const fleet = config ? await readFleet(config) : undefined;
+  if (!fleet) {
+    return {
+      ...base,
+      mode: "local",
+      namespace: null,
+      error: null,
+      nothingPublished: false,
+      hosts: [local],
+    };
+  }
+  if (fleet.snapshot === null) {
+    return {
+      ...base,
+      mode: fleet.kind,
+      namespace: fleet.namespace,
+      error: fleet.error,
+      nothingPublished: false,
+      hosts: [local],
+    };
+  }
+  const others: HostStatus[] = [];
+  for (const [host, values] of fleet.snapshot.hosts) {
+    if (isLocalHost(host, detected.hostname, domain)) continue;
+    others.push(
+      fleetRow(host, values, { domain, namespace: fleet.namespace, kind: fleet.kind, warnings }),
+    );
+  }
+  others.sort(compareRows);
+  return {
+    ...base,
+    mode: fleet.kind,
+    namespace: fleet.namespace,
+    error: null,
+    nothingPublished: fleet.snapshot.hosts.size === 0,
+    hosts: [local, ...others],
+  };
+}

@@ -1,0 +1,19 @@
+export {
+  collectStatus,
+  compareRows,
+  configSource,
+  isLocalHost,
+  trimDomain,
+  type HostStatus,
+  type StatusMode,
+  type StatusOptions,
+  type StatusReport,
+} from "./collect.js";
+export {
+  REVISION_WIDTH,
+  bannerLine,
+  formatTable,
+  renderStatusText,
+  statusJson,
+  type OutputLine,
+} from "./render.js";

@@ -1,0 +1,66 @@
+/**
+ * Host name detection, in the reference order: `$OGYGIA_HOSTNAME`,
+ * `hostname -f`, `$HOSTNAME`, `hostname`, then the gethostname() system call.
+ */
+
+import { execFile } from "node:child_process";
+import os from "node:os";
+
+export type HostnameSource =
+  "OGYGIA_HOSTNAME" | "hostname -f" | "HOSTNAME" | "hostname" | "gethostname";
+
+export interface DetectedHostname {
+  hostname: string;
+  source: HostnameSource;
+}
+
+/** `hostname -f` may wait on DNS; a slow resolver must not stall the CLI. */
+const COMMAND_TIMEOUT_MS = 2000;
+
+export interface HostnameEnvironment {
+  env: NodeJS.ProcessEnv;
+  /** Runs `hostname` with the given arguments; resolves to its trimmed output or undefined. */
+  run: (args: string[]) => Promise<string | undefined>;
+  gethostname: () => string;
+}
+
+function runHostname(args: string[]): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    execFile(
+      "hostname",
+      args,
+      { timeout: COMMAND_TIMEOUT_MS, encoding: "utf8", windowsHide: true },
+      (err, stdout) => {
+        // Any failure (missing binary, non-zero exit, timeout) moves on to the next source.
+        resolve(err ? undefined : stdout.trim() || undefined);
+      },
+    );
+  });
+}
+
+const defaultEnvironment: HostnameEnvironment = {
+  env: process.env,
+  run: runHostname,
+  gethostname: () => os.hostname(),
+};
+
+function fromEnv(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value === undefined || value === "" ? undefined : value;
+}
+
+/** Detects this host's name; never fails (gethostname always answers). */
+export async function detectHostname(
+  environment: HostnameEnvironment = defaultEnvironment,
+): Promise<DetectedHostname> {
+  const { env, run } = environment;
+  const override = fromEnv(env, "OGYGIA_HOSTNAME");
+  if (override) return { hostname: override, source: "OGYGIA_HOSTNAME" };
+  const fqdn = await run(["-f"]);
+  if (fqdn) return { hostname: fqdn, source: "hostname -f" };
+  const shellName = fromEnv(env, "HOSTNAME");
+  if (shellName) return { hostname: shellName, source: "HOSTNAME" };
+  const short = await run([]);
+  if (short) return { hostname: short, source: "hostname" };
+  return { hostname: environment.gethostname(), source: "gethostname" };
+}

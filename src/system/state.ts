@@ -1,0 +1,75 @@
+/**
+ * The local host's three system states and the git revision that built each.
+ */
+
+import { open } from "node:fs/promises";
+
+import { errorMessage, hasErrorCode } from "../core/index.js";
+import {
+  REVISION_FILE,
+  STATE_PATHS,
+  SYSTEM_STATES,
+  displayPathInRoot,
+  resolveInRoot,
+  type SystemState,
+} from "./paths.js";
+import { MAX_REVISION_BYTES, parseRevision } from "./revision.js";
+
+export interface StateReading {
+  state: SystemState;
+  /** The revision file, as the user would name it (under `--root`). */
+  path: string;
+  /** The revision, or null when unknown (missing link, file or value). */
+  revision: string | null;
+  /** Why the file could not be used, when it exists but is unreadable or bad. */
+  problem: string | undefined;
+}
+
+export type LocalStates = Record<SystemState, StateReading>;
+
+async function readPrefix(file: string, limit: number): Promise<Buffer> {
+  const handle = await open(file, "r");
+  try {
+    const buffer = Buffer.alloc(limit);
+    const { bytesRead } = await handle.read(buffer, 0, limit, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Reads one state's revision file under `root`. Never throws for I/O errors. */
+export async function readStateRevision(root: string, state: SystemState): Promise<StateReading> {
+  const logical = `${STATE_PATHS[state]}/${REVISION_FILE}`;
+  const shown = displayPathInRoot(root, logical);
+  const unknown = (problem?: string): StateReading => ({
+    state,
+    path: shown,
+    revision: null,
+    problem,
+  });
+  let raw: Buffer;
+  try {
+    const physical = await resolveInRoot(root, logical);
+    // One byte past the limit tells an oversized file from one at the limit.
+    raw = await readPrefix(physical, MAX_REVISION_BYTES + 1);
+  } catch (err) {
+    if (hasErrorCode(err, "ENOENT", "ENOTDIR")) return unknown();
+    if (hasErrorCode(err, "EACCES", "EPERM")) return unknown(`permission denied reading ${shown}`);
+    if (hasErrorCode(err, "EISDIR")) return unknown(`${shown} is a directory, not a file`);
+    if (hasErrorCode(err, "ELOOP")) return unknown(`too many symbolic links resolving ${shown}`);
+    return unknown(`cannot read ${shown}: ${errorMessage(err)}`);
+  }
+  const parsed = parseRevision(raw);
+  if (!parsed.ok) return unknown(`${shown}: ${parsed.reason}`);
+  return { state, path: shown, revision: parsed.revision, problem: undefined };
+}
+
+/** Reads all three states' revisions in parallel. */
+export async function readLocalStates(root: string): Promise<LocalStates> {
+  const [current, booted, nextboot] = await Promise.all(
+    SYSTEM_STATES.map((state) => readStateRevision(root, state)),
+  );
+  if (!current || !booted || !nextboot) throw new Error("readLocalStates: missing state");
+  return { current, booted, nextboot };
+}

@@ -1,0 +1,54 @@
+/**
+ * Runs once before the integration tests: every real component they need must
+ * be installed. A missing one fails the run; no test is skipped for it.
+ */
+
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import path from "node:path";
+
+import { REPO_ROOT } from "./cli.js";
+
+interface Requirement {
+  what: string;
+  check: () => boolean;
+  install: string;
+}
+
+function runs(command: string, args: string[]): boolean {
+  try {
+    execFileSync(command, args, { stdio: "ignore", timeout: 30_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const requirements: Requirement[] = [
+  { what: "etcd (etcd --version)", check: () => runs("etcd", ["--version"]), install: "etcd-server" },
+  {
+    what: "ZooKeeper (/usr/share/java/zookeeper.jar and java)",
+    check: () => existsSync("/usr/share/java/zookeeper.jar") && runs("java", ["-version"]),
+    install: "zookeeper",
+  },
+  { what: "Nix (nix --version)", check: () => runs("nix", ["--version"]), install: "nix-bin" },
+  {
+    what: "the built CLI (dist/src/cli/main.js)",
+    check: () => existsSync(path.join(REPO_ROOT, "dist/src/cli/main.js")),
+    install: "",
+  },
+];
+
+export default function setup(): void {
+  const missing = requirements.filter((r) => !r.check());
+  if (missing.length === 0) return;
+  const lines = missing.map((r) => `  - ${r.what}`);
+  const packages = missing.map((r) => r.install).filter((p) => p !== "");
+  const advice = [
+    packages.length > 0 ? `apt-get install -y ${packages.join(" ")}` : "",
+    missing.some((r) => r.install === "") ? "npm run build" : "",
+  ].filter((s) => s !== "");
+  throw new Error(
+    `integration tests need components that are missing:\n${lines.join("\n")}\nfix: ${advice.join(" && ")}`,
+  );
+}

@@ -1,0 +1,160 @@
+/**
+ * A real ZooKeeper server (Debian's zookeeper) in standalone mode on
+ * 127.0.0.1 with a free port and a temporary data folder.
+ */
+
+import { writeFile, mkdir } from "node:fs/promises";
+import net from "node:net";
+
+import zookeeper from "node-zookeeper-client";
+
+import {
+  freePort,
+  removeDir,
+  startProcess,
+  tempDir,
+  waitFor,
+  type ManagedProcess,
+} from "./process.js";
+
+export interface ZooKeeperServer {
+  /** `127.0.0.1:<port>` */
+  endpoint: string;
+  port: number;
+  /** Writes `data` at `path`, creating parents as needed. */
+  put(path: string, data: string | Buffer): Promise<void>;
+  /** Reads a node's data, or null when it does not exist. */
+  get(path: string): Promise<Buffer | null>;
+  /** Freezes the server process (SIGSTOP): it keeps its socket but answers nothing. */
+  freeze(): void;
+  /** Thaws a frozen server (SIGCONT). */
+  thaw(): void;
+  /** Stops the server, keeping its data. */
+  pause(): Promise<void>;
+  /** Starts the server again on the same port and data. */
+  resume(): Promise<void>;
+  /** Stops the server and removes its data. */
+  stop(): Promise<void>;
+}
+
+/** Sends a four-letter word and returns the answer. */
+function fourLetterWord(port: number, word: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: "127.0.0.1" });
+    let answer = "";
+    socket.setTimeout(2000, () => socket.destroy(new Error("4lw timeout")));
+    socket.on("connect", () => socket.end(word));
+    socket.on("data", (chunk) => (answer += chunk.toString("utf8")));
+    socket.on("end", () => resolve(answer));
+    socket.on("error", reject);
+  });
+}
+
+function withClient<T>(
+  endpoint: string,
+  fn: (client: zookeeper.Client, done: (err: unknown, value?: T) => void) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const client = zookeeper.createClient(endpoint, { sessionTimeout: 10_000 });
+    const timer = setTimeout(() => {
+      client.close();
+      reject(new Error(`ZooKeeper helper: no answer from ${endpoint}`));
+    }, 15_000);
+    client.once("connected", () => {
+      fn(client, (err, value) => {
+        clearTimeout(timer);
+        client.close();
+        if (err) reject(err instanceof Error ? err : new Error(String(err)));
+        else resolve(value as T);
+      });
+    });
+    client.connect();
+  });
+}
+
+export async function startZooKeeper(): Promise<ZooKeeperServer> {
+  const dir = await tempDir("zk");
+  const port = await freePort();
+  const endpoint = `127.0.0.1:${port}`;
+  await mkdir(`${dir}/data`);
+  const config = [
+    "tickTime=500",
+    "minSessionTimeout=1000",
+    "maxSessionTimeout=60000",
+    `dataDir=${dir}/data`,
+    `clientPort=${port}`,
+    "clientPortAddress=127.0.0.1",
+    "admin.enableServer=false",
+    "4lw.commands.whitelist=ruok,stat,srvr",
+  ].join("\n");
+  await writeFile(`${dir}/zoo.cfg`, `${config}\n`);
+  let proc: ManagedProcess | undefined;
+
+  const launch = async (): Promise<void> => {
+    const started = startProcess("java", [
+      "-Xmx256m",
+      "-cp",
+      "/usr/share/java/*",
+      "org.apache.zookeeper.server.ZooKeeperServerMain",
+      `${dir}/zoo.cfg`,
+    ]);
+    proc = started;
+    await waitFor(
+      `ZooKeeper on port ${port}`,
+      async () => {
+        if (started.child.exitCode !== null) {
+          throw new Error(`ZooKeeper exited early:\n${started.output()}`);
+        }
+        return (await fourLetterWord(port, "ruok")) === "imok" ? true : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+  };
+
+  await launch();
+
+  return {
+    endpoint,
+    port,
+    put(path, data) {
+      return withClient<undefined>(endpoint, (client, done) => {
+        const bytes = typeof data === "string" ? Buffer.from(data) : data;
+        client.mkdirp(path, (err) => {
+          if (err) {
+            done(err);
+            return;
+          }
+          client.setData(path, bytes, (setErr) => {
+            done(setErr);
+          });
+        });
+      });
+    },
+    get(path) {
+      return withClient<Buffer | null>(endpoint, (client, done) => {
+        client.getData(path, (err, data) => {
+          if (err && "code" in err && err.code === zookeeper.Exception.NO_NODE) done(null, null);
+          else done(err, data);
+        });
+      });
+    },
+    freeze() {
+      proc?.child.kill("SIGSTOP");
+    },
+    thaw() {
+      proc?.child.kill("SIGCONT");
+    },
+    async pause() {
+      proc?.child.kill("SIGCONT");
+      await proc?.stop("SIGTERM");
+    },
+    async resume() {
+      await launch();
+    },
+    async stop() {
+      proc?.child.kill("SIGCONT");
+      await proc?.stop("SIGTERM");
+      await removeDir(dir);
+    },
+  };
+}
