@@ -25,7 +25,11 @@ function runs(command: string, args: string[]): boolean {
 }
 
 const requirements: Requirement[] = [
-  { what: "etcd (etcd --version)", check: () => runs("etcd", ["--version"]), install: "etcd-server" },
+  {
+    what: "etcd (etcd --version)",
+    check: () => runs("etcd", ["--version"]),
+    install: "etcd-server",
+  },
   {
     what: "ZooKeeper (/usr/share/java/zookeeper.jar and java)",
     check: () => existsSync("/usr/share/java/zookeeper.jar") && runs("java", ["-version"]),

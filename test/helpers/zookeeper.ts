@@ -43,9 +43,13 @@ function fourLetterWord(port: number, word: string): Promise<string> {
     const socket = net.connect({ port, host: "127.0.0.1" });
     let answer = "";
     socket.setTimeout(2000, () => socket.destroy(new Error("4lw timeout")));
-    socket.on("connect", () => socket.end(word));
+    socket.on("connect", () => {
+      socket.end(word);
+    });
     socket.on("data", (chunk) => (answer += chunk.toString("utf8")));
-    socket.on("end", () => resolve(answer));
+    socket.on("end", () => {
+      resolve(answer);
+    });
     socket.on("error", reject);
   });
 }
@@ -64,7 +68,8 @@ function withClient<T>(
       fn(client, (err, value) => {
         clearTimeout(timer);
         client.close();
-        if (err) reject(err instanceof Error ? err : new Error(String(err)));
+        if (err)
+          reject(err instanceof Error ? err : new Error(`ZooKeeper error: ${JSON.stringify(err)}`));
         else resolve(value as T);
       });
     });
