@@ -63,7 +63,7 @@ export interface StatusOptions {
   configFile?: string | undefined;
   env: NodeJS.ProcessEnv;
   /** For tests: how to detect the host name. */
-  hostnameEnvironment?: HostnameEnvironment;
+  hostnameEnvironment?: Partial<HostnameEnvironment>;
 }
 
 /** Where to read the configuration: `--config`, `$OGYGIA_CONFIG`, else the default under root. */
@@ -174,7 +174,7 @@ export async function collectStatus(options: StatusOptions): Promise<StatusRepor
   const [config, states, detected] = await Promise.all([
     loadConfig(source),
     readLocalStates(options.root),
-    detectHostname(options.hostnameEnvironment),
+    detectHostname({ env: options.env, ...options.hostnameEnvironment }),
   ]);
   const warnings = STATE_FIELDS.flatMap((s) => states[s].problem ?? []);
   const domain = config?.domain;

@@ -51,8 +51,9 @@ function fromEnv(env: NodeJS.ProcessEnv, name: string): string | undefined {
 
 /** Detects this host's name; never fails (gethostname always answers). */
 export async function detectHostname(
-  environment: HostnameEnvironment = defaultEnvironment,
+  overrides: Partial<HostnameEnvironment> = {},
 ): Promise<DetectedHostname> {
+  const environment = { ...defaultEnvironment, ...overrides };
   const { env, run } = environment;
   const override = fromEnv(env, "OGYGIA_HOSTNAME");
   if (override) return { hostname: override, source: "OGYGIA_HOSTNAME" };

@@ -1,0 +1,168 @@
+import { describe, expect, it } from "vitest";
+
+import type { StatusReport } from "./index.js";
+import { formatTable, renderStatusText, statusJson } from "./index.js";
+
+function report(overrides: Partial<StatusReport>): StatusReport {
+  return {
+    mode: "local",
+    configPath: null,
+    namespace: null,
+    error: null,
+    nothingPublished: false,
+    hosts: [],
+    warnings: [],
+    hostnameSource: "OGYGIA_HOSTNAME",
+    ...overrides,
+  };
+}
+
+const local = {
+  host: "web01.dc1.example.com",
+  displayName: "web01.dc1",
+  local: true,
+  current: "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2",
+  booted: "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2",
+  nextboot: "g7h8i9j0k1l2g7h8i9j0k1l2",
+  unreadable: [],
+} as const;
+
+async function stdoutOf(r: StatusReport): Promise<string[]> {
+  return (await renderStatusText(r)).filter((l) => l.stream === "stdout").map((l) => l.text);
+}
+
+async function stderrOf(r: StatusReport): Promise<string[]> {
+  return (await renderStatusText(r)).filter((l) => l.stream === "stderr").map((l) => l.text);
+}
+
+describe("renderStatusText", () => {
+  it("prints the local-only banner and an unmarked row", async () => {
+    expect(await stdoutOf(report({ hosts: [{ ...local, unreadable: [] }] }))).toEqual([
+      "Ogygia config not found; showing local data only.",
+      "Host       ⚡ current    🥾 booted     🔜 next boot",
+      "-".repeat(51),
+      "web01.dc1  a1b2c3d4e5f6  a1b2c3d4e5f6  g7h8i9j0k1l2",
+    ]);
+  });
+
+  it("prints the etcd banner, the marked local row first, and unknowns", async () => {
+    const lines = await stdoutOf(
+      report({
+        mode: "etcd",
+        configPath: "/run/current-system/sw/share/ogygia/config.toml",
+        namespace: "/nixos/versions",
+        hosts: [
+          { ...local, unreadable: [] },
+          {
+            host: "web02.dc1",
+            displayName: "web02.dc1",
+            local: false,
+            current: "b2c3d4e5f6a1",
+            booted: "b2c3d4e5f6a1",
+            nextboot: null,
+            unreadable: [],
+          },
+        ],
+      }),
+    );
+    expect(lines).toEqual([
+      "etcd fleet state (/nixos/versions via /run/current-system/sw/share/ogygia/config.toml):",
+      "Host                 ⚡ current    🥾 booted     🔜 next boot",
+      "-".repeat(61),
+      "* web01.dc1 (local)  a1b2c3d4e5f6  a1b2c3d4e5f6  g7h8i9j0k1l2",
+      "web02.dc1            b2c3d4e5f6a1  b2c3d4e5f6a1  unknown",
+    ]);
+  });
+
+  it("prints the reference's failure message and falls back to the local row", async () => {
+    const r = report({
+      mode: "zookeeper",
+      configPath: "/etc/ogygia.toml",
+      namespace: "/nixos/versions",
+      error: 'failed to connect to ZooKeeper at ["zk1:2181"]. Connection timeout: 10s.',
+      hosts: [{ ...local, unreadable: [] }],
+    });
+    expect((await stdoutOf(r))[0]).toBe(
+      "ZooKeeper fleet state (/nixos/versions via /etc/ogygia.toml):",
+    );
+    expect(await stderrOf(r)).toEqual([
+      'Failed to read ZooKeeper from /etc/ogygia.toml: failed to connect to ZooKeeper at ["zk1:2181"]. Connection timeout: 10s. Showing local data only.',
+    ]);
+  });
+
+  it("escapes hostile host names and marks refused values", async () => {
+    const lines = await stdoutOf(
+      report({
+        mode: "etcd",
+        configPath: "/c",
+        namespace: "/n",
+        hosts: [
+          {
+            host: "evil\u001b[2J",
+            displayName: "evil\u001b[2J",
+            local: false,
+            current: null,
+            booted: null,
+            nextboot: null,
+            unreadable: ["current"],
+          },
+        ],
+      }),
+    );
+    expect(lines[3]).toBe("evil\\x1b[2J  invalid     unknown    unknown");
+    expect(lines.join("\n")).not.toContain("\u001b");
+  });
+
+  it("says when nothing is published yet", async () => {
+    const errs = await stderrOf(
+      report({
+        mode: "etcd",
+        configPath: "/c",
+        namespace: "/nixos/versions",
+        nothingPublished: true,
+        hosts: [{ ...local, unreadable: [] }],
+      }),
+    );
+    expect(errs).toEqual([
+      "No hosts have published to /nixos/versions yet; showing the local host only.",
+    ]);
+  });
+});
+
+describe("formatTable", () => {
+  it("aligns columns by display width and sizes the rule to the widest row", async () => {
+    const { prepareDisplayWidth } = await import("../core/index.js");
+    await prepareDisplayWidth(["東京"]);
+    expect(
+      formatTable([
+        ["Host", "x"],
+        ["東京", "y"],
+        ["a", "zzz"],
+      ]),
+    ).toEqual(["Host  x", "---------", "東京  y", "a     zzz"]);
+  });
+});
+
+describe("statusJson", () => {
+  it("keeps full revisions and nulls", () => {
+    const json = statusJson(report({ hosts: [{ ...local, nextboot: null, unreadable: [] }] }));
+    expect(json).toEqual({
+      mode: "local",
+      configPath: null,
+      namespace: null,
+      error: null,
+      nothingPublished: false,
+      hosts: [
+        {
+          host: "web01.dc1.example.com",
+          displayName: "web01.dc1",
+          local: true,
+          current: local.current,
+          booted: local.booted,
+          nextboot: null,
+        },
+      ],
+      warnings: [],
+    });
+  });
+});
