@@ -46,8 +46,10 @@ export function invalidAt(
 }
 
 function lineOf(path: readonly string[], ctx: SchemaContext): number | undefined {
-  for (let n = path.length; n > 0; n--) {
-    const line = ctx.lines.get(path.slice(0, n).join("."));
+  // Array items (`endpoints[1]`) are located by their array's key.
+  const keys = path.map((segment) => segment.replace(/\[\d+\]$/, ""));
+  for (let n = keys.length; n > 0; n--) {
+    const line = ctx.lines.get(keys.slice(0, n).join("."));
     if (line !== undefined) return line;
   }
   return undefined;

@@ -38,7 +38,11 @@ function hostCell(row: HostStatus, mode: StatusReport["mode"]): string {
 
 /** The banner line that says where the data comes from. */
 export function bannerLine(report: StatusReport): string {
-  if (report.mode === "local") return "Ogygia config not found; showing local data only.";
+  if (report.mode === "local") {
+    return report.configPath === null
+      ? "Ogygia config not found; showing local data only."
+      : `No etcd or ZooKeeper configured in ${escapeForTerminal(report.configPath)}; showing local data only.`;
+  }
   const path = escapeForTerminal(report.configPath ?? "");
   return `${backendLabel(report.mode)} fleet state (${escapeForTerminal(report.namespace ?? "")} via ${path}):`;
 }
