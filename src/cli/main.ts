@@ -1,86 +1,65 @@
 /**
- * The `ogygia` command line. Subcommands are loaded on first use so that
- * `ogygia status` in local mode never loads a network client.
+ * The `ogygia` command line: finds the command, parses its arguments, runs
+ * it, and maps errors to messages and exit codes in one place.
  */
 
 import { readFileSync } from "node:fs";
 
-import { Command, CommanderError, Option } from "commander";
-
 import { OgygiaError, escapeForTerminal } from "../core/index.js";
+import { commandHelp, findCommand, parseCommandArgs, programHelp, usageError } from "./args.js";
+import { COMMANDS } from "./commands.js";
+import { writeLine } from "./output.js";
 
+const DESCRIPTION =
+  "Fleet tooling for NixOS: which revision runs where, and a shared binary cache.";
+
+/** Our version, from the nearest package.json above this (bundled or compiled) file. */
 function packageVersion(): string {
-  const pkg = JSON.parse(
-    readFileSync(new URL("../../../package.json", import.meta.url), "utf8"),
-  ) as { version?: string };
-  return pkg.version ?? "0.0.0";
+  for (let dir = new URL(".", import.meta.url); ; dir = new URL("..", dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL("package.json", dir), "utf8")) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === "ogygia" && pkg.version) return pkg.version;
+    } catch {
+      // No package.json here (or an unreadable one): keep walking up.
+    }
+    if (dir.pathname === "/") return "unknown";
+  }
 }
 
-/** Writes a line to stdout or stderr. */
-export function writeLine(stream: "stdout" | "stderr", text: string): void {
-  (stream === "stdout" ? process.stdout : process.stderr).write(`${text}\n`);
-}
-
-interface StatusFlags {
-  json?: boolean;
-  root: string;
-  config?: string;
-}
-
-function buildProgram(): Command {
-  const program = new Command("ogygia")
-    .description("Fleet tooling for NixOS: which revision runs where, and a shared binary cache.")
-    .version(packageVersion(), "-V, --version", "print the version")
-    .helpOption("-h, --help", "show help")
-    .showHelpAfterError("(run with --help for usage)")
-    .exitOverride();
-
-  program
-    .command("status")
-    .summary("show which revision built each system state, here or across the fleet")
-    .description(
-      "Show the git revision that built each system state (current, booted, next boot),\n" +
-        "for this host alone or for the whole fleet read from etcd or ZooKeeper.",
-    )
-    .option("--json", "print the report as JSON (full revisions, null where unknown)")
-    .addOption(
-      new Option("--root <dir>", "resolve system paths (and the default config) under DIR").default(
-        "/",
-      ),
-    )
-    .option(
-      "--config <file>",
-      "configuration file (default: $OGYGIA_CONFIG, else <root>/run/current-system/sw/share/ogygia/config.toml)",
-    )
-    .addHelpText(
-      "after",
-      "\nEnvironment:\n" +
-        "  OGYGIA_CONFIG    configuration file to use instead of the default\n" +
-        "  OGYGIA_HOSTNAME  this host's name, instead of detecting it\n",
-    )
-    .action(async (flags: StatusFlags) => {
-      const status = await import("../status/index.js");
-      const report = await status.collectStatus({
-        root: flags.root,
-        configFile: flags.config,
-        env: process.env,
-      });
-      if (flags.json) {
-        writeLine("stdout", JSON.stringify(status.statusJson(report), null, 2));
-        return;
-      }
-      for (const line of await status.renderStatusText(report)) writeLine(line.stream, line.text);
-    });
-
-  return program;
+async function run(argv: readonly string[]): Promise<number> {
+  const [first] = argv;
+  if (first === undefined || first === "-h" || first === "--help") {
+    writeLine("stdout", programHelp(COMMANDS, DESCRIPTION).trimEnd());
+    return first === undefined ? 2 : 0;
+  }
+  if (first === "-V" || first === "--version") {
+    writeLine("stdout", packageVersion());
+    return 0;
+  }
+  if (first === "help") {
+    const target = findCommand(COMMANDS, argv.slice(1));
+    writeLine(
+      "stdout",
+      (target ? commandHelp(target.command) : programHelp(COMMANDS, DESCRIPTION)).trimEnd(),
+    );
+    return 0;
+  }
+  const found = findCommand(COMMANDS, argv);
+  if (!found) {
+    throw usageError(`unknown command '${escapeForTerminal(argv.join(" "))}'`);
+  }
+  if (found.rest.includes("-h") || found.rest.includes("--help")) {
+    writeLine("stdout", commandHelp(found.command).trimEnd());
+    return 0;
+  }
+  return found.command.run(parseCommandArgs(found.command, found.rest));
 }
 
 /** Maps an error to a message on stderr and an exit code. */
 function reportError(err: unknown): number {
-  if (err instanceof CommanderError) {
-    // Commander has already printed usage errors; help and version exit 0.
-    return err.exitCode === 0 ? 0 : 2;
-  }
   if (err instanceof OgygiaError) {
     writeLine("stderr", `error: ${escapeForTerminal(err.message)}`);
     if (err.hint) writeLine("stderr", `hint: ${err.hint}`);
@@ -91,11 +70,10 @@ function reportError(err: unknown): number {
   return 70;
 }
 
-/** Runs the CLI with `argv` (as `process.argv`) and returns the exit code. */
+/** Runs the CLI with the arguments after the program name; returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   try {
-    await buildProgram().parseAsync(argv);
-    return 0;
+    return await run(argv);
   } catch (err) {
     return reportError(err);
   }
@@ -108,6 +86,5 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
 });
 
 // Network clients can keep timers alive after their work is done; the CLI
-// exits as soon as the command has finished (stdout is synchronous for
-// files, pipes and terminals on Linux, so nothing written is lost).
-process.exit(await main(process.argv));
+// exits as soon as the command has finished.
+process.exit(await main(process.argv.slice(2)));

@@ -64,6 +64,8 @@ export interface StatusOptions {
   env: NodeJS.ProcessEnv;
   /** For tests: how to detect the host name. */
   hostnameEnvironment?: Partial<HostnameEnvironment>;
+  /** Detection already under way (the CLI starts it while this module loads). */
+  hostname?: Promise<DetectedHostname>;
 }
 
 /** Where to read the configuration: `--config`, `$OGYGIA_CONFIG`, else the default under root. */
@@ -137,13 +139,37 @@ function fleetRow(
   return row;
 }
 
-const collator = new Intl.Collator("en", { numeric: true, sensitivity: "base" });
+/**
+ * Compares names case-insensitively with runs of digits compared as numbers
+ * (`web2` before `web10`). Hand-written: `Intl.Collator` costs ~15 ms to
+ * create, a tenth of the CLI's whole start-up.
+ */
+export function naturalCompare(a: string, b: string): number {
+  const chunk = /(\d+)|(\D+)/g;
+  const partsA = a.toLowerCase().match(chunk) ?? [];
+  const partsB = b.toLowerCase().match(chunk) ?? [];
+  for (let i = 0; i < Math.min(partsA.length, partsB.length); i++) {
+    const x = partsA[i] ?? "";
+    const y = partsB[i] ?? "";
+    if (x === y) continue;
+    const numeric = /^\d/.test(x) && /^\d/.test(y);
+    if (numeric) {
+      // Equal-length digit strings compare as numbers when compared as text.
+      const nx = x.replace(/^0+/, "");
+      const ny = y.replace(/^0+/, "");
+      if (nx.length !== ny.length) return nx.length - ny.length;
+      if (nx !== ny) return nx < ny ? -1 : 1;
+      continue;
+    }
+    return x < y ? -1 : 1;
+  }
+  return partsA.length - partsB.length || (a < b ? -1 : a > b ? 1 : 0);
+}
 
 /** Orders fleet rows by displayed name (numbers in names compare as numbers). */
 export function compareRows(a: HostStatus, b: HostStatus): number {
   return (
-    collator.compare(a.displayName, b.displayName) ||
-    (a.host < b.host ? -1 : a.host > b.host ? 1 : 0)
+    naturalCompare(a.displayName, b.displayName) || (a.host < b.host ? -1 : a.host > b.host ? 1 : 0)
   );
 }
 
@@ -174,7 +200,7 @@ export async function collectStatus(options: StatusOptions): Promise<StatusRepor
   const [config, states, detected] = await Promise.all([
     loadConfig(source),
     readLocalStates(options.root),
-    detectHostname({ env: options.env, ...options.hostnameEnvironment }),
+    options.hostname ?? detectHostname({ env: options.env, ...options.hostnameEnvironment }),
   ]);
   const warnings = STATE_FIELDS.flatMap((s) => states[s].problem ?? []);
   const domain = config?.domain;

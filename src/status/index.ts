@@ -3,6 +3,7 @@ export {
   compareRows,
   configSource,
   isLocalHost,
+  naturalCompare,
   trimDomain,
   type HostStatus,
   type StatusMode,

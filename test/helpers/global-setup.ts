@@ -37,8 +37,8 @@ const requirements: Requirement[] = [
   },
   { what: "Nix (nix --version)", check: () => runs("nix", ["--version"]), install: "nix-bin" },
   {
-    what: "the built CLI (dist/src/cli/main.js)",
-    check: () => existsSync(path.join(REPO_ROOT, "dist/src/cli/main.js")),
+    what: "the built CLI (dist/bundle/ogygia.js)",
+    check: () => existsSync(path.join(REPO_ROOT, "dist/bundle/ogygia.js")),
     install: "",
   },
 ];

@@ -1,0 +1,166 @@
+/**
+ * `ogygia status` speed.
+ *
+ * 1. Local mode, side by side with `node -e ""` (the floor of any Node CLI).
+ *    Target: within 1.5x of the floor.
+ * 2. Fleet mode against a real etcd holding 1,000 and 10,000 hosts, side by
+ *    side with `etcdctl get --prefix` on the same data: wall time and the
+ *    number of gRPC Range requests each makes. Target: 10,000 hosts < 1 s.
+ * 3. Fleet mode against a real ZooKeeper with the same host counts (no
+ *    baseline: ZooKeeper's own CLI is a JVM that takes seconds to start).
+ */
+
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { startEtcd, type EtcdServer } from "../test/helpers/etcd.js";
+import { makeSystemRoot, writeConfig } from "../test/helpers/system-root.js";
+import { startZooKeeper } from "../test/helpers/zookeeper.js";
+import { alternate, formatMs, printTable, timeOnce } from "./lib-timing.js";
+
+const ogygia = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bin/ogygia");
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
+
+function revision(i: number, salt: string): string {
+  return `${salt}${i.toString(16)}`.padEnd(40, "0").slice(0, 40);
+}
+
+async function rangeRequests(etcd: EtcdServer): Promise<number> {
+  const text = await (await fetch(`${etcd.endpoint}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("grpc_server_handled_total{") && line.includes('grpc_method="Range"')) {
+      total += Number(line.split(" ").at(-1));
+    }
+  }
+  return total;
+}
+
+async function seedEtcd(etcd: EtcdServer, namespace: string, hosts: number): Promise<void> {
+  const puts: Promise<unknown>[] = [];
+  for (let i = 0; i < hosts; i++) {
+    const host = `host${i}.example.com`;
+    for (const field of ["current", "booted", "nextboot"]) {
+      puts.push(
+        etcd.client
+          .put(`${namespace}/${host}/${field}`)
+          .value(revision(i, field[0] ?? ""))
+          .exec(),
+      );
+      if (puts.length >= 500) await Promise.all(puts.splice(0));
+    }
+  }
+  await Promise.all(puts);
+}
+
+async function main(): Promise<void> {
+  const sys = await makeSystemRoot({
+    current: revision(1, "a"),
+    booted: revision(1, "a"),
+    nextboot: revision(2, "b"),
+  });
+  const env: NodeJS.ProcessEnv = { ...process.env, OGYGIA_HOSTNAME: "bench.example.com" };
+  delete env.OGYGIA_CONFIG;
+
+  console.log(`Local mode (${ROUNDS} alternating rounds, medians)`);
+  const local = alternate(
+    {
+      'node -e ""': { command: process.execPath, args: ["-e", ""] },
+      "ogygia status": { command: ogygia, args: ["status", "--root", sys.root], options: { env } },
+    },
+    { rounds: ROUNDS * 2 },
+  );
+  const floor = local['node -e ""']?.median ?? NaN;
+  const ours = local["ogygia status"]?.median ?? NaN;
+  printTable([
+    ["command", "median", "ratio to floor"],
+    ['node -e ""', formatMs(floor), "1.00x"],
+    ["ogygia status (local)", formatMs(ours), `${(ours / floor).toFixed(2)}x (target <= 1.5x)`],
+  ]);
+
+  const etcd = await startEtcd();
+  const zk = await startZooKeeper();
+  try {
+    for (const hosts of [1_000, 10_000]) {
+      const namespace = `/bench-${hosts}/versions`;
+      await seedEtcd(etcd, namespace, hosts);
+      const config = await writeConfig(
+        `[ogygia.etcd]\nendpoints = ["${etcd.endpoint}"]\nnamespace = "${namespace}"\n`,
+      );
+      const statusEnv = { ...env, OGYGIA_CONFIG: config };
+      const before = await rangeRequests(etcd);
+      timeOnce(ogygia, ["status", "--root", sys.root, "--json"], { env: statusEnv });
+      const ogygiaRequests = (await rangeRequests(etcd)) - before;
+      const before2 = await rangeRequests(etcd);
+      timeOnce("etcdctl", ["--endpoints", etcd.endpoint, "get", "--prefix", `${namespace}/`], {
+        env: { ...process.env, ETCDCTL_API: "3" },
+      });
+      const etcdctlRequests = (await rangeRequests(etcd)) - before2;
+
+      const timings = alternate(
+        {
+          etcdctl: {
+            command: "etcdctl",
+            args: ["--endpoints", etcd.endpoint, "get", "--prefix", `${namespace}/`],
+            options: { env: { ...process.env, ETCDCTL_API: "3" } },
+          },
+          ogygia: {
+            command: ogygia,
+            args: ["status", "--root", sys.root],
+            options: { env: statusEnv },
+          },
+        },
+        { rounds: ROUNDS },
+      );
+      const base = timings.etcdctl?.median ?? NaN;
+      const mine = timings.ogygia?.median ?? NaN;
+      console.log(
+        `\netcd, ${hosts.toLocaleString("en")} hosts (${hosts * 3} keys), ${ROUNDS} rounds`,
+      );
+      printTable([
+        ["command", "median", "Range requests", "ratio"],
+        ["etcdctl get --prefix", formatMs(base), String(etcdctlRequests), "1.00x"],
+        [
+          "ogygia status",
+          formatMs(mine),
+          String(ogygiaRequests),
+          `${(mine / base).toFixed(2)}x${hosts === 10_000 ? ` (target < 1000 ms: ${mine < 1000 ? "met" : "MISSED"})` : ""}`,
+        ],
+      ]);
+
+      const zkNamespace = `/bench-${hosts}/versions`;
+      const entries: [string, string][] = [];
+      for (let i = 0; i < hosts; i++) {
+        for (const field of ["current", "booted", "nextboot"]) {
+          entries.push([
+            `${zkNamespace}/host${i}.example.com/${field}`,
+            revision(i, field[0] ?? ""),
+          ]);
+        }
+      }
+      await zk.putMany(entries);
+      const zkConfig = await writeConfig(
+        `[ogygia.zookeeper]\nendpoints = ["${zk.endpoint}"]\nnamespace = "${zkNamespace}"\n`,
+      );
+      const zkTimings = alternate(
+        {
+          ogygia: {
+            command: ogygia,
+            args: ["status", "--root", sys.root],
+            options: { env: { ...env, OGYGIA_CONFIG: zkConfig } },
+          },
+        },
+        { rounds: Math.max(3, Math.floor(ROUNDS / 2)) },
+      );
+      console.log(
+        `ZooKeeper, ${hosts.toLocaleString("en")} hosts: ogygia status median ${formatMs(zkTimings.ogygia?.median ?? NaN)}`,
+      );
+    }
+  } finally {
+    await etcd.stop();
+    await zk.stop();
+    await sys.remove();
+  }
+}
+
+await main();

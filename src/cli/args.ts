@@ -1,0 +1,177 @@
+/**
+ * Command-line parsing on Node's built-in `util.parseArgs`, with generated
+ * help. Not a CLI framework: start-up time is part of the product, and the
+ * frameworks cost 20-40 ms to load, a quarter of `ogygia status`'s budget.
+ */
+
+import { parseArgs } from "node:util";
+
+import { OgygiaError } from "../core/index.js";
+
+export interface OptionSpec {
+  type: "boolean" | "string";
+  short?: string;
+  description: string;
+  /** Placeholder shown in help, e.g. `DIR`. */
+  valueName?: string;
+  default?: string;
+  multiple?: boolean;
+}
+
+export interface PositionalSpec {
+  name: string;
+  description: string;
+  variadic?: boolean;
+  optional?: boolean;
+}
+
+export type OptionValues = Record<string, string | boolean | string[] | boolean[] | undefined>;
+
+export interface ParsedArgs {
+  values: OptionValues;
+  positionals: string[];
+}
+
+export interface CommandSpec {
+  /** Words that select the command, e.g. `["iris", "push"]`. */
+  path: readonly string[];
+  summary: string;
+  description: string;
+  options: Record<string, OptionSpec>;
+  positionals?: readonly PositionalSpec[];
+  environment?: readonly (readonly [name: string, description: string])[];
+  examples?: readonly string[];
+  /** Runs the command; returns the exit code. Loaded lazily by the caller. */
+  run: (args: ParsedArgs) => Promise<number>;
+}
+
+/** A usage error: printed with a pointer to `--help`, exit code 2. */
+export function usageError(message: string, command?: CommandSpec): OgygiaError {
+  const helpFor = command ? `ogygia ${command.path.join(" ")} --help` : "ogygia --help";
+  return new OgygiaError("ERR_OGYGIA_USAGE", message, {
+    hint: `Run '${helpFor}' for usage.`,
+    exitCode: 2,
+  });
+}
+
+/** Finds the command selected by the leading words of `argv` (longest match). */
+export function findCommand(
+  commands: readonly CommandSpec[],
+  argv: readonly string[],
+): { command: CommandSpec; rest: string[] } | undefined {
+  let best: CommandSpec | undefined;
+  for (const command of commands) {
+    const matches = command.path.every((word, i) => argv[i] === word);
+    if (matches && (!best || command.path.length > best.path.length)) best = command;
+  }
+  return best ? { command: best, rest: argv.slice(best.path.length) } : undefined;
+}
+
+/** Parses a command's arguments; unknown options and missing values are usage errors. */
+export function parseCommandArgs(command: CommandSpec, argv: readonly string[]): ParsedArgs {
+  const options: Record<
+    string,
+    { type: "boolean" | "string"; short?: string; multiple?: boolean; default?: string }
+  > = {};
+  for (const [name, spec] of Object.entries(command.options)) {
+    options[name] = {
+      type: spec.type,
+      ...(spec.short === undefined ? {} : { short: spec.short }),
+      ...(spec.multiple === undefined ? {} : { multiple: spec.multiple }),
+      ...(spec.default === undefined ? {} : { default: spec.default }),
+    };
+  }
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options,
+      strict: true,
+      allowPositionals: (command.positionals?.length ?? 0) > 0,
+    });
+  } catch (err) {
+    if (err instanceof TypeError && "code" in err && typeof err.code === "string") {
+      throw usageError(err.message.replace(/^Unknown option/, "unknown option"), command);
+    }
+    throw err;
+  }
+  const positionals = parsed.positionals;
+  const specs = command.positionals ?? [];
+  const required = specs.filter((p) => p.optional !== true && p.variadic !== true).length;
+  if (positionals.length < required) {
+    const missing = specs[positionals.length];
+    throw usageError(`missing argument <${missing?.name ?? "?"}>`, command);
+  }
+  if (!specs.some((p) => p.variadic === true) && positionals.length > specs.length) {
+    throw usageError(`unexpected argument '${positionals[specs.length] ?? ""}'`, command);
+  }
+  return { values: parsed.values as OptionValues, positionals };
+}
+
+function optionLabel(name: string, spec: OptionSpec): string {
+  const short = spec.short === undefined ? "    " : `-${spec.short}, `;
+  const value = spec.type === "string" ? ` <${spec.valueName ?? "value"}>` : "";
+  return `${short}--${name}${value}`;
+}
+
+function columns(rows: readonly (readonly [string, string])[]): string[] {
+  const width = Math.max(...rows.map(([left]) => left.length));
+  return rows.map(([left, right]) => `  ${left.padEnd(width)}  ${right}`);
+}
+
+/** Help text for one command. */
+export function commandHelp(command: CommandSpec): string {
+  const positionals = (command.positionals ?? [])
+    .map((p) => {
+      const name = p.variadic === true ? `${p.name}...` : p.name;
+      return p.optional === true || p.variadic === true ? `[${name}]` : `<${name}>`;
+    })
+    .join(" ");
+  const lines = [
+    `Usage: ogygia ${command.path.join(" ")} [options]${positionals ? ` ${positionals}` : ""}`,
+    "",
+    command.description,
+  ];
+  if (command.positionals && command.positionals.length > 0) {
+    lines.push(
+      "",
+      "Arguments:",
+      ...columns(command.positionals.map((p) => [p.name, p.description])),
+    );
+  }
+  const optionRows: [string, string][] = Object.entries(command.options).map(([name, spec]) => [
+    optionLabel(name, spec),
+    spec.default === undefined
+      ? spec.description
+      : `${spec.description} (default: ${spec.default})`,
+  ]);
+  optionRows.push(["-h, --help", "show this help"]);
+  lines.push("", "Options:", ...columns(optionRows));
+  if (command.environment && command.environment.length > 0) {
+    lines.push("", "Environment:", ...columns(command.environment));
+  }
+  if (command.examples && command.examples.length > 0) {
+    lines.push("", "Examples:", ...command.examples.map((e) => `  ${e}`));
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** Help text for the whole program. */
+export function programHelp(commands: readonly CommandSpec[], description: string): string {
+  const rows = commands.map((c): [string, string] => [c.path.join(" "), c.summary]);
+  return [
+    "Usage: ogygia <command> [options]",
+    "",
+    description,
+    "",
+    "Commands:",
+    ...columns(rows),
+    "",
+    "Options:",
+    ...columns([
+      ["-h, --help", "show help (also: ogygia <command> --help)"],
+      ["-V, --version", "print the version"],
+    ]),
+    "",
+  ].join("\n");
+}
