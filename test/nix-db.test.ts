@@ -157,12 +157,12 @@ describe("store database reader against a real Nix 2.8 store", () => {
     });
     const reader = openStoreDb({ root: target.root, busyTimeoutMs: 30_000 });
     try {
-      let finished = false;
+      const state = { finished: false };
       const copying = target.copy([more.top, closure.top]).finally(() => {
-        finished = true;
+        state.finished = true;
       });
       let queries = 0;
-      while (!finished) {
+      while (!state.finished) {
         reader.queryAllValidPaths();
         reader.queryPathInfo(more.top);
         reader.queryPathFromHashPart(parseStorePath(closure.top).hashPart);
