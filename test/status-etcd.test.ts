@@ -6,7 +6,7 @@ import net from "node:net";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { runCli } from "./helpers/cli.js";
+import { OGYGIA_BIN, runCli, runCommand } from "./helpers/cli.js";
 import { startEtcd, type EtcdServer } from "./helpers/etcd.js";
 import { freePort } from "./helpers/process.js";
 import { makeSystemRoot, writeConfig, type SystemRoot } from "./helpers/system-root.js";
@@ -205,6 +205,26 @@ describe("ogygia status with etcd", () => {
     expect(result.stderr).toContain(
       `warning: etcd key ${namespace}/ansi.example.com/current: value contains control characters`,
     );
+  });
+
+  it("delivers a large table through a pipe in full", async () => {
+    const namespace = newNamespace();
+    const puts: Promise<unknown>[] = [];
+    for (let i = 0; i < 3000; i++) {
+      puts.push(etcd.client.put(`${namespace}/host${i}.example.com/current`).value(REV.b).exec());
+    }
+    await Promise.all(puts);
+    const config = await etcdConfig(namespace);
+    // Writes to a pipe are asynchronous once its 64 KiB buffer is full: the CLI
+    // must not exit before its ~200 KB of output is out.
+    const result = await runCommand(
+      "sh",
+      ["-c", '"$0" status --root "$1" | cat', OGYGIA_BIN, sys.root],
+      { env: { OGYGIA_CONFIG: config } },
+    );
+    const lines = result.stdout.trimEnd().split("\n");
+    expect(lines).toHaveLength(3 + 1 + 3000);
+    expect(lines.at(-1)).toMatch(/^host2999\s+b2c3d4e5f6a1\s+unknown\s+unknown$/);
   });
 
   it("prefers etcd when ZooKeeper is configured too", async () => {

@@ -6,7 +6,7 @@
 
 import { detectHostname } from "../system/index.js";
 import type { CommandSpec } from "./args.js";
-import { writeLine } from "./output.js";
+import { writeLine, writeLines } from "./output.js";
 
 const ROOT_OPTION = {
   type: "string",
@@ -58,7 +58,7 @@ export const COMMANDS: readonly CommandSpec[] = [
         writeLine("stdout", JSON.stringify(status.statusJson(report), null, 2));
         return 0;
       }
-      for (const line of await status.renderStatusText(report)) writeLine(line.stream, line.text);
+      writeLines(await status.renderStatusText(report));
       return 0;
     },
   },

@@ -85,6 +85,20 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
-// Network clients can keep timers alive after their work is done; the CLI
-// exits as soon as the command has finished.
-process.exit(await main(process.argv.slice(2)));
+/** Resolves once everything written to `stream` so far has been handed to the OS. */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.writableLength === 0) resolve();
+    else
+      stream.write("", () => {
+        resolve();
+      });
+  });
+}
+
+// Network clients can keep timers alive after their work is done, so the CLI
+// exits as soon as the command has finished, but only once its output is out:
+// writes to a pipe are asynchronous, and exiting early would cut them off.
+const code = await main(process.argv.slice(2));
+await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+process.exit(code);

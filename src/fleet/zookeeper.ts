@@ -12,11 +12,11 @@ import zookeeper from "node-zookeeper-client";
 import type { BackendConfig } from "../config/index.js";
 import { OgygiaError, errorMessage } from "../core/index.js";
 import { DeadlineError, connectError, readError, withDeadline } from "./errors.js";
-import { isValidHostSegment, fieldKey } from "./keys.js";
-import { FLEET_FIELDS, type FleetBackend, type FleetSnapshot, type HostValues } from "./types.js";
+import { fieldKey, isFleetField, isValidHostSegment } from "./keys.js";
+import type { FleetBackend, FleetSnapshot, HostValues } from "./types.js";
 
-/** How many reads are in flight at once; ZooKeeper pipelines them on one socket. */
-const READ_CONCURRENCY = 2000;
+/** How many hosts are read at once; ZooKeeper pipelines the reads on one socket. */
+const READ_CONCURRENCY = 500;
 
 /** The session ended (expired, closed or disconnected) before the call finished. */
 export class ZkSessionLostError extends Error {
@@ -195,18 +195,29 @@ class ZooKeeperBackend implements FleetBackend {
     const { namespace } = this.config;
     const children = (await session.getChildren(namespace)) ?? [];
     const hosts: FleetSnapshot["hosts"] = new Map();
-    const reads: { host: string; values: HostValues; field: (typeof FLEET_FIELDS)[number] }[] = [];
-    for (const host of children.sort()) {
-      if (!isValidHostSegment(host)) continue;
+    let strayKeys = 0;
+    // List each host's children first and read only the fields that exist:
+    // a read of a missing node costs the client an exception with a stack trace.
+    await forEachLimit(children.sort(), READ_CONCURRENCY, async (host) => {
+      if (!isValidHostSegment(host)) {
+        strayKeys += 1;
+        return;
+      }
       const values: HostValues = new Map();
       hosts.set(host, values);
-      for (const field of FLEET_FIELDS) reads.push({ host, values, field });
-    }
-    await forEachLimit(reads, READ_CONCURRENCY, async ({ host, values, field }) => {
-      const data = await session.getData(fieldKey(namespace, host, field));
-      if (data !== null) values.set(field, data);
+      const fields = (await session.getChildren(`${namespace}/${host}`)) ?? [];
+      await Promise.all(
+        fields.map(async (field) => {
+          if (!isFleetField(field)) {
+            strayKeys += 1;
+            return;
+          }
+          const data = await session.getData(fieldKey(namespace, host, field));
+          if (data !== null) values.set(field, data);
+        }),
+      );
     });
-    return { hosts, strayKeys: 0 };
+    return { hosts, strayKeys };
   }
 
   close(): Promise<void> {

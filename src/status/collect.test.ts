@@ -94,3 +94,37 @@ describe("naturalCompare", () => {
     expect(naturalCompare("a", "a1")).toBeLessThan(0);
   });
 });
+
+describe("sortRows", () => {
+  it("orders rows exactly as compareRows does", async () => {
+    const { sortRows } = await import("./index.js");
+    const names = [
+      "web10",
+      "web2",
+      "WEB2",
+      "db01",
+      "db1",
+      "a99999999999999999999",
+      "a1",
+      "",
+      "x-1",
+    ];
+    const rows = names.map((n, i): HostStatus => ({
+      host: `${n}#${i}`,
+      displayName: n,
+      local: false,
+      current: null,
+      booted: null,
+      nextboot: null,
+      unreadable: [],
+    }));
+    expect(sortRows(rows).map((r) => r.host)).toEqual(
+      [...rows].sort(compareRows).map((r) => r.host),
+    );
+    expect(
+      sortRows(rows)
+        .map((r) => r.displayName)
+        .slice(0, 3),
+    ).toEqual(["", "a1", "a99999999999999999999"]);
+  });
+});

@@ -3,6 +3,8 @@ export {
   compareRows,
   configSource,
   isLocalHost,
+  localHostMatcher,
+  sortRows,
   naturalCompare,
   trimDomain,
   type HostStatus,

@@ -27,6 +27,9 @@ function revisionCell(row: HostStatus, state: "current" | "booted" | "nextboot")
   if (row.unreadable.includes(state)) return row.local ? "unreadable" : "invalid";
   const revision = row[state];
   if (revision === null) return "unknown";
+  // Revisions are checked when read (no control characters), so only cut them;
+  // the fast path avoids splitting ASCII into code points.
+  if (/^[\x20-\x7e]*$/.test(revision)) return revision.slice(0, REVISION_WIDTH);
   return escapeForTerminal(Array.from(revision).slice(0, REVISION_WIDTH).join(""));
 }
 
