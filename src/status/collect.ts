@@ -171,9 +171,9 @@ function sortKey(name: string): SortKey {
 }
 
 function compareKeys(a: SortKey, b: SortKey): number {
-  for (let i = 0; i < Math.min(a.length, b.length); i++) {
-    const x = a[i] as string | number;
-    const y = b[i] as string | number;
+  for (const [i, x] of a.entries()) {
+    const y = b[i];
+    if (y === undefined) break;
     if (x === y) continue;
     if (typeof x === "number" && typeof y === "number") return x - y;
     // A number sorts before text at the same position.
