@@ -1,5 +1,7 @@
 export {
+  DEFAULT_LEASE_TTL_SECONDS,
   DEFAULT_NAMESPACE,
+  DEFAULT_RESYNC_INTERVAL_SECONDS,
   DEFAULT_TIMEOUT_SECONDS,
   configSchema,
   loadConfig,
@@ -8,6 +10,7 @@ export {
   type BackendConfig,
   type ConfigSource,
   type OgygiaConfig,
+  type PublishConfig,
 } from "./ogygia.js";
 export {
   boolean,

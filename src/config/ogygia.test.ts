@@ -40,7 +40,38 @@ describe("parseConfig", () => {
         timeoutSeconds: 10,
       },
       zookeeper: undefined,
+      publish: { leaseTtlSeconds: 10, resyncIntervalSeconds: 300 },
     });
+  });
+
+  it("reads the publisher's settings", async () => {
+    const config = await parseConfig(
+      [
+        "[ogygia.etcd]",
+        'endpoints = ["http://etcd1.internal:2379"]',
+        "",
+        "[ogygia.publish]",
+        "lease_ttl_seconds = 3",
+        "resync_interval_seconds = 60",
+      ].join("\n"),
+      FILE,
+    );
+    expect(config.publish).toEqual({ leaseTtlSeconds: 3, resyncIntervalSeconds: 60 });
+  });
+
+  it("refuses unknown and out-of-range publisher settings, naming key and line", async () => {
+    const unknown = await configError("[ogygia.publish]\nlease_ttl = 5\n");
+    expect(unknown.message).toContain(
+      `${FILE}:2: ogygia.publish.lease_ttl: unknown key (known keys here: lease_ttl_seconds, resync_interval_seconds)`,
+    );
+    const short = await configError("[ogygia.publish]\nlease_ttl_seconds = 1\n");
+    expect(short.message).toContain(
+      `${FILE}:2: ogygia.publish.lease_ttl_seconds: must be from 2 to 3600, got 1`,
+    );
+    const type = await configError("[ogygia.publish]\nresync_interval_seconds = 1.5\n");
+    expect(type.message).toContain(
+      "ogygia.publish.resync_interval_seconds: expected an integer, got the float 1.5",
+    );
   });
 
   it("reads a ZooKeeper section with every key set", async () => {

@@ -20,6 +20,8 @@ import {
 
 export const DEFAULT_NAMESPACE = "/nixos/versions";
 export const DEFAULT_TIMEOUT_SECONDS = 10;
+export const DEFAULT_LEASE_TTL_SECONDS = 10;
+export const DEFAULT_RESYNC_INTERVAL_SECONDS = 300;
 
 function checkNamespace(value: string): string | undefined {
   if (!value.startsWith("/")) return `must start with "/", like "${DEFAULT_NAMESPACE}"`;
@@ -117,6 +119,28 @@ export const configSchema = table({
             },
           }),
         ),
+        publish: table({
+          description: "Settings of the `ogygia publish` daemon.",
+          fields: {
+            lease_ttl_seconds: integer({
+              description:
+                "Seconds after which a host that stopped without saying so (crash, power loss, " +
+                "SIGKILL) shows offline: the etcd lease TTL, or the ZooKeeper session timeout " +
+                "(which the server rounds into its own minimum and maximum).",
+              default: DEFAULT_LEASE_TTL_SECONDS,
+              min: 2,
+              max: 3600,
+            }),
+            resync_interval_seconds: integer({
+              description:
+                "Seconds between full resyncs: the publisher reads its keys back, rewrites any " +
+                "that differ or went missing, and refreshes updated_at.",
+              default: DEFAULT_RESYNC_INTERVAL_SECONDS,
+              min: 1,
+              max: 86_400,
+            }),
+          },
+        }),
       },
     }),
   },
@@ -130,6 +154,13 @@ export interface BackendConfig {
   timeoutSeconds: number;
 }
 
+export interface PublishConfig {
+  /** Seconds until `alive` disappears after the publisher stops renewing it. */
+  leaseTtlSeconds: number;
+  /** Seconds between full resyncs (read back, heal, refresh `updated_at`). */
+  resyncIntervalSeconds: number;
+}
+
 export interface OgygiaConfig {
   /** The file this configuration was read from. */
   path: string;
@@ -137,6 +168,7 @@ export interface OgygiaConfig {
   domain: string | undefined;
   etcd: BackendConfig | undefined;
   zookeeper: BackendConfig | undefined;
+  publish: PublishConfig;
 }
 
 function toBackend(
@@ -175,6 +207,10 @@ export async function parseConfig(text: string, file: string): Promise<OgygiaCon
     domain: domain === "" ? undefined : domain,
     etcd: toBackend(raw.ogygia.etcd),
     zookeeper: toBackend(raw.ogygia.zookeeper),
+    publish: {
+      leaseTtlSeconds: raw.ogygia.publish.lease_ttl_seconds,
+      resyncIntervalSeconds: raw.ogygia.publish.resync_interval_seconds,
+    },
   };
 }
 
