@@ -10,7 +10,6 @@
  */
 
 import { createHash } from "node:crypto";
-import { once } from "node:events";
 import {
   closeSync,
   constants,
@@ -326,6 +325,21 @@ export interface NarStreamOptions extends NarRange {
   chunkSize?: number;
 }
 
+/** Longest the event loop is held by the synchronous walk before we yield it. */
+const SLICE_MS = 5;
+
+/** Yields to the event loop once `SLICE_MS` have passed since the last yield. */
+function makeSlicer(): () => Promise<void> | undefined {
+  let sliceStart = performance.now();
+  return () => {
+    const now = performance.now();
+    if (now - sliceStart < SLICE_MS) return undefined;
+    return yieldToLoop().then(() => {
+      sliceStart = performance.now();
+    });
+  };
+}
+
 /**
  * The NAR of `path` (a store path's physical location, or any tree) as an
  * async iterable of fresh Buffers the consumer may keep.
@@ -336,12 +350,13 @@ export async function* narStream(
 ): AsyncGenerator<Buffer, NarDumpResult, undefined> {
   const size = checkChunkSize(options.chunkSize);
   const chunks = narChunks(path, options, () => Buffer.allocUnsafeSlow(size));
+  const slice = makeSlicer();
   try {
     for (;;) {
       const step = chunks.next();
       if (step.done === true) return step.value;
       yield step.value;
-      await yieldToLoop();
+      await slice();
     }
   } finally {
     chunks.return({ bytes: 0, narSize: undefined });
@@ -357,6 +372,8 @@ export interface WriteNarOptions extends NarStreamOptions {
    * fs.WriteStream, http.ServerResponse), never a PassThrough or Transform.
    */
   reuseBuffers?: boolean;
+  /** Chunks handed to `out` and not yet reported written (default 4): memory and pipelining. */
+  maxInFlight?: number;
   signal?: AbortSignal;
 }
 
@@ -365,30 +382,19 @@ export interface WriteNarResult extends NarDumpResult {
   narHash: Hash | undefined;
 }
 
-const MAX_POOLED = 4;
+const DEFAULT_IN_FLIGHT = 4;
 
-async function waitForDrain(out: Writable, signal: AbortSignal | undefined): Promise<void> {
-  const closed = new AbortController();
-  const onClose = (): void => {
-    closed.abort();
-  };
-  out.once("close", onClose);
-  try {
-    const signals = signal === undefined ? [closed.signal] : [closed.signal, signal];
-    await once(out, "drain", { signal: AbortSignal.any(signals) });
-  } catch (err) {
-    if (signal?.aborted === true) throw signal.reason;
-    if (closed.signal.aborted) return; // reported by the destroyed check in the caller
-    throw err;
-  } finally {
-    out.off("close", onClose);
-  }
+/** The whole pooled buffer a chunk was cut from (chunks start at offset 0). */
+function wholeBuffer(chunk: Buffer, size: number): Buffer {
+  return Buffer.from(chunk.buffer, chunk.byteOffset, size);
 }
 
 /**
- * Streams the NAR of `path` into `out` with backpressure (waits for `drain`),
- * optionally only a byte range. Does not end `out`. Fails with
- * ERR_OGYGIA_NIX_NAR when the tree cannot be read or `out` goes away.
+ * Streams the NAR of `path` into `out`, optionally only a byte range. Flow
+ * control uses write callbacks: at most `maxInFlight` chunks are queued in
+ * `out`, so producing the next chunk overlaps with writing the previous
+ * ones. Does not end `out`. Fails with ERR_OGYGIA_NIX_NAR when the tree
+ * cannot be read or `out` fails or closes.
  */
 export async function writeNar(
   path: string,
@@ -396,48 +402,91 @@ export async function writeNar(
   options: WriteNarOptions = {},
 ): Promise<WriteNarResult> {
   const size = checkChunkSize(options.chunkSize);
+  const maxInFlight = options.maxInFlight ?? DEFAULT_IN_FLIGHT;
+  if (!Number.isSafeInteger(maxInFlight) || maxInFlight < 1) {
+    throw new RangeError(`writeNar: maxInFlight must be a positive integer, got ${maxInFlight}`);
+  }
   const ranged = (options.start ?? 0) > 0 || options.length !== undefined;
   if (options.hash === true && ranged) {
     throw new TypeError("writeNar: a NAR hash needs the whole NAR, not a range");
   }
   const hasher = options.hash === true ? createHash("sha256") : undefined;
-  const pool: Buffer[] = [];
   const reuse = options.reuseBuffers === true;
-  const allocate = (): Buffer => pool.pop() ?? Buffer.allocUnsafeSlow(size);
-  const chunks = narChunks(path, options, allocate);
+  const pool: Buffer[] = [];
+  const chunks = narChunks(path, options, () => pool.pop() ?? Buffer.allocUnsafeSlow(size));
+  const slice = makeSlicer();
+  const signal = options.signal;
+
+  let inFlight = 0;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  const notify = (): void => {
+    const resume = wake;
+    wake = undefined;
+    resume?.();
+  };
+  const onClose = (): void => {
+    failure ??= new OgygiaError(
+      "ERR_OGYGIA_NIX_NAR",
+      `the destination closed while streaming the NAR of '${path}'`,
+    );
+    notify();
+  };
+  const onAbort = (): void => {
+    const reason: unknown = signal?.reason;
+    failure ??= reason instanceof Error ? reason : new Error(`aborted: ${String(reason)}`);
+    notify();
+  };
+  const settle = (): Promise<void> =>
+    new Promise((resolve) => {
+      wake = resolve;
+    });
+  const check = (): void => {
+    if (failure === undefined && (out.destroyed || out.writableEnded)) onClose();
+    if (failure !== undefined) throw failure;
+  };
+
+  out.once("close", onClose);
+  signal?.addEventListener("abort", onAbort, { once: true });
   let finished = false;
   try {
+    signal?.throwIfAborted();
     for (;;) {
-      options.signal?.throwIfAborted();
-      if (out.destroyed || out.writableEnded) {
-        throw new OgygiaError(
-          "ERR_OGYGIA_NIX_NAR",
-          `the destination closed while streaming the NAR of '${path}'`,
-        );
-      }
+      check();
       const step = chunks.next();
       if (step.done === true) {
         finished = true;
+        while (inFlight > 0) {
+          check();
+          await settle();
+        }
+        check();
         return { ...step.value, narHash: hasher && hashFromDigest("sha256", hasher.digest()) };
       }
       const chunk = step.value;
       hasher?.update(chunk);
-      const ok = reuse
-        ? out.write(chunk, (err) => {
-            if (err == null && pool.length < MAX_POOLED) pool.push(wholeBuffer(chunk, size));
-          })
-        : out.write(chunk);
-      if (ok) await yieldToLoop();
-      else await waitForDrain(out, options.signal);
+      inFlight += 1;
+      out.write(chunk, (err) => {
+        inFlight -= 1;
+        if (err != null) {
+          failure ??= new OgygiaError(
+            "ERR_OGYGIA_NIX_NAR",
+            `writing the NAR of '${path}' failed: ${errorMessage(err)}`,
+            { cause: err },
+          );
+        } else if (reuse && pool.length <= maxInFlight) {
+          pool.push(wholeBuffer(chunk, size));
+        }
+        notify();
+      });
+      if (inFlight >= maxInFlight) await settle();
+      else await slice();
     }
   } finally {
+    out.off("close", onClose);
+    signal?.removeEventListener("abort", onAbort);
     if (!finished) chunks.return({ bytes: 0, narSize: undefined });
   }
-}
-
-/** The whole pooled buffer a chunk was cut from (chunks start at offset 0). */
-function wholeBuffer(chunk: Buffer, size: number): Buffer {
-  return Buffer.from(chunk.buffer, chunk.byteOffset, size);
 }
 
 /** NAR SHA-256 and size of `path`, reading it once with recycled buffers. */
@@ -446,6 +495,7 @@ export async function hashPath(path: string): Promise<{ narHash: Hash; narSize: 
   const pool: Buffer[] = [];
   const hasher = createHash("sha256");
   const chunks = narChunks(path, {}, () => pool.pop() ?? Buffer.allocUnsafeSlow(size));
+  const slice = makeSlicer();
   try {
     for (;;) {
       const step = chunks.next();
@@ -457,7 +507,7 @@ export async function hashPath(path: string): Promise<{ narHash: Hash; narSize: 
       hasher.update(step.value);
       // Hashed: the chunk's buffer may be filled again.
       pool.push(wholeBuffer(step.value, size));
-      await yieldToLoop();
+      await slice();
     }
   } finally {
     chunks.return({ bytes: 0, narSize: undefined });

@@ -143,7 +143,7 @@ describe("NAR serialisation", () => {
     expect(whole.length).toBeLessThan(full.length);
   });
 
-  it("writes to a slow Writable with backpressure and reports size and hash", async () => {
+  it("writes to a slow Writable with bounded queueing and reports size and hash", async () => {
     const root = path.join(tmp.dir, "tree");
     sampleTree(root);
     writeFileSync(path.join(root, "zz-big"), Buffer.alloc(3_000_000, 1));
@@ -154,20 +154,32 @@ describe("NAR serialisation", () => {
       highWaterMark: 1024,
       write(chunk: Buffer, _encoding, done) {
         parts.push(Buffer.from(chunk));
+        maxBuffered = Math.max(maxBuffered, slow.writableLength);
         setTimeout(done, 1);
       },
     });
-    const sampler = setInterval(() => {
-      maxBuffered = Math.max(maxBuffered, slow.writableLength);
-    }, 0);
-    const result = await writeNar(root, slow, { hash: true, chunkSize: 64 * 1024 });
-    clearInterval(sampler);
+    const result = await writeNar(root, slow, { hash: true, chunkSize: 64 * 1024, maxInFlight: 2 });
     expect(Buffer.concat(parts).equals(expected)).toBe(true);
     expect(result.bytes).toBe(expected.length);
     expect(result.narSize).toBe(expected.length);
     expect(result.narHash?.digest.equals(hashBytes("sha256", expected).digest)).toBe(true);
-    // Backpressure: never more than a couple of chunks queued in the sink.
+    // Flow control: never more than maxInFlight chunks queued in the sink.
     expect(maxBuffered).toBeLessThanOrEqual(2 * 64 * 1024);
+  });
+
+  it("stops with the caller's abort signal", async () => {
+    const root = path.join(tmp.dir, "big");
+    writeFileSync(root, Buffer.alloc(3_000_000));
+    const controller = new AbortController();
+    const sink = new Writable({
+      write(_chunk: Buffer, _encoding, done) {
+        controller.abort(new Error("client went away"));
+        setTimeout(done, 5);
+      },
+    });
+    await expect(
+      writeNar(root, sink, { chunkSize: 64 * 1024, signal: controller.signal }),
+    ).rejects.toThrow(/client went away/);
   });
 
   it("recycles buffers only after the sink reports them written", async () => {
