@@ -38,6 +38,17 @@ export function readError(kind: BackendKind, config: BackendConfig, cause: unkno
   );
 }
 
+/** The backend answered, but refused a write (permissions, quota, ...). */
+export function writeError(kind: BackendKind, config: BackendConfig, cause: unknown): OgygiaError {
+  const label = backendLabel(kind);
+  return new OgygiaError(
+    "ERR_OGYGIA_FLEET_WRITE",
+    `failed to write under ${config.namespace} in ${label} at ${formatEndpoints(config.endpoints)}: ` +
+      `${errorMessage(cause)}.`,
+    { cause },
+  );
+}
+
 /** Thrown by `withDeadline` when time runs out. */
 export class DeadlineError extends Error {
   constructor(ms: number) {

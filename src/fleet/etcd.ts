@@ -1,18 +1,42 @@
 /**
  * The etcd adapter: the only module that imports `etcd3`. Reads the whole
- * namespace with one range request over its prefix.
+ * namespace with one range request over its prefix; publishes a host's keys
+ * in one transaction, with `alive` attached to a lease that the publisher
+ * keeps alive.
  */
 
-import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError } from "etcd3";
+import {
+  Etcd3,
+  EtcdLeaseInvalidError,
+  GRPCDeadlineExceededError,
+  GRPCUnavailableError,
+  isRecoverableError,
+  type IRequestOp,
+  type Watcher,
+} from "etcd3";
 
 import type { BackendConfig } from "../config/index.js";
 import { OgygiaError } from "../core/index.js";
-import { DeadlineError, connectError, readError, withDeadline } from "./errors.js";
-import { namespacePrefix, snapshotFromPairs } from "./keys.js";
-import type { FleetBackend, FleetSnapshot } from "./types.js";
+import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
+import { fieldKey, namespacePrefix, snapshotFromPairs } from "./keys.js";
+import { delay } from "./retry.js";
+import type {
+  FleetBackend,
+  FleetPublisher,
+  FleetSnapshot,
+  FleetWatch,
+  FleetWatchHandlers,
+  HostChanges,
+  HostValues,
+  PublisherOptions,
+} from "./types.js";
+import { SnapshotRefresher } from "./watch.js";
 
 /** Large namespaces (10,000+ hosts) exceed gRPC's default 4 MiB response limit. */
 const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
+
+/** How long a watch that etcd cancelled (compaction, ...) waits before it is made again. */
+const REWATCH_DELAY_MS = 1000;
 
 function isConnectionFailure(err: unknown): boolean {
   return (
@@ -23,6 +47,42 @@ function isConnectionFailure(err: unknown): boolean {
   );
 }
 
+/** For the publisher, which retries either way: anything the library would retry counts too. */
+function isTransientFailure(err: unknown): boolean {
+  return isConnectionFailure(err) || (err instanceof Error && isRecoverableError(err));
+}
+
+/** Resolves to false instead of rejecting when etcd no longer knows the lease. */
+async function unlessLeaseInvalid(promise: Promise<unknown>): Promise<boolean> {
+  try {
+    await promise;
+    return true;
+  } catch (err) {
+    if (err instanceof EtcdLeaseInvalidError) return false;
+    throw err;
+  }
+}
+
+function createClient(config: BackendConfig): Etcd3 {
+  const timeoutMs = config.timeoutSeconds * 1000;
+  return new Etcd3({
+    hosts: config.endpoints,
+    dialTimeout: timeoutMs,
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeoutMs }),
+    grpcOptions: {
+      "grpc.max_receive_message_length": MAX_RESPONSE_BYTES,
+    },
+  });
+}
+
+/** The end of the key range that holds every key starting with `prefix`. */
+function prefixEnd(prefix: string): Buffer {
+  const end = Buffer.from(prefix);
+  // Every prefix used here ends in "/", so the last byte can simply be incremented.
+  end[end.length - 1] = (end[end.length - 1] ?? 0) + 1;
+  return end;
+}
+
 class EtcdBackend implements FleetBackend {
   readonly kind = "etcd" as const;
   readonly config: BackendConfig;
@@ -31,16 +91,7 @@ class EtcdBackend implements FleetBackend {
 
   constructor(config: BackendConfig) {
     this.config = config;
-    const timeoutMs = config.timeoutSeconds * 1000;
-    this.client = new Etcd3({
-      hosts: config.endpoints,
-      dialTimeout: timeoutMs,
-      defaultCallOptions: (context) =>
-        context.isStream ? {} : { deadline: Date.now() + timeoutMs },
-      grpcOptions: {
-        "grpc.max_receive_message_length": MAX_RESPONSE_BYTES,
-      },
-    });
+    this.client = createClient(config);
   }
 
   async readHosts(): Promise<FleetSnapshot> {
@@ -61,6 +112,55 @@ class EtcdBackend implements FleetBackend {
     }
   }
 
+  /**
+   * One etcd watch over the namespace prefix; each event (or reconnection,
+   * after which events may have been missed) asks for a fresh range read.
+   */
+  watchHosts(handlers: FleetWatchHandlers): FleetWatch {
+    const refresher = new SnapshotRefresher(() => this.readHosts(), handlers);
+    const stop = new AbortController();
+    let watcher: Watcher | undefined;
+    const trigger = (): void => {
+      refresher.trigger();
+    };
+    const start = (): void => {
+      if (stop.signal.aborted) return;
+      const created = this.client.watch().prefix(namespacePrefix(this.config.namespace)).watcher();
+      watcher = created;
+      created.on("put", trigger);
+      created.on("delete", trigger);
+      created.on("connected", trigger);
+      // While disconnected the library reconnects with its own backoff; the
+      // read this triggers reports the outage to the caller meanwhile.
+      created.on("disconnected", trigger);
+      // An "error" means etcd cancelled the watch (a compacted revision, ...):
+      // it will not resume, so make a new one.
+      created.on("error", () => {
+        created.removeAllListeners();
+        created.on("error", () => undefined);
+        void delay(REWATCH_DELAY_MS, stop.signal).then(() => {
+          start();
+          trigger();
+        });
+      });
+    };
+    start();
+    refresher.trigger();
+    return {
+      close: async () => {
+        stop.abort();
+        refresher.close();
+        const current = watcher;
+        watcher = undefined;
+        if (current) {
+          await withDeadline(current.cancel(), this.config.timeoutSeconds * 1000).catch(
+            () => undefined,
+          );
+        }
+      },
+    };
+  }
+
   close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
@@ -73,4 +173,150 @@ class EtcdBackend implements FleetBackend {
 /** Creates an etcd backend; connection happens on the first request. */
 export function openEtcd(config: BackendConfig): FleetBackend {
   return new EtcdBackend(config);
+}
+
+/**
+ * Publishes one host. `alive` is put with a lease of `leaseTtlSeconds`; the
+ * publisher renews it with `refreshAlive` (one keepalive request each time,
+ * so that the caller's loop sets the pace and nothing runs in the
+ * background). A lease etcd no longer knows makes `refreshAlive` false.
+ */
+class EtcdPublisher implements FleetPublisher {
+  readonly kind = "etcd" as const;
+  readonly config: BackendConfig;
+  readonly host: string;
+  private readonly ttlSeconds: number;
+  private readonly timeoutMs: number;
+  private readonly client: Etcd3;
+  private leaseId: string | undefined;
+  private closed = false;
+
+  constructor(config: BackendConfig, options: PublisherOptions) {
+    this.config = config;
+    this.host = options.host;
+    this.ttlSeconds = options.leaseTtlSeconds;
+    this.timeoutMs = config.timeoutSeconds * 1000;
+    this.client = createClient(config);
+  }
+
+  private key(field: Parameters<typeof fieldKey>[2]): Buffer {
+    return Buffer.from(fieldKey(this.config.namespace, this.host, field));
+  }
+
+  /** Runs `fn` under the deadline, mapping failures to `OgygiaError`. */
+  private async call<T>(fn: () => Promise<T>, what: "read" | "write"): Promise<T> {
+    try {
+      return await withDeadline(fn(), this.timeoutMs);
+    } catch (err) {
+      if (err instanceof OgygiaError) throw err;
+      if (isTransientFailure(err)) throw connectError("etcd", this.config, err);
+      throw what === "read"
+        ? readError("etcd", this.config, err)
+        : writeError("etcd", this.config, err);
+    }
+  }
+
+  async readHost(): Promise<HostValues> {
+    const hostPrefix = `${namespacePrefix(this.config.namespace)}${this.host}/`;
+    const response = await this.call(
+      () =>
+        this.client.kv.range({ key: Buffer.from(hostPrefix), range_end: prefixEnd(hostPrefix) }),
+      "read",
+    );
+    const snapshot = snapshotFromPairs(
+      namespacePrefix(this.config.namespace),
+      response.kvs.map((kv) => ({ key: kv.key.toString("utf8"), value: kv.value })),
+    );
+    return snapshot.hosts.get(this.host) ?? new Map();
+  }
+
+  async write(changes: HostChanges): Promise<void> {
+    const ops: IRequestOp[] = [];
+    for (const [field, value] of changes.put) {
+      ops.push({ request_put: { key: this.key(field), value: Buffer.from(value) } });
+    }
+    for (const field of changes.delete) {
+      ops.push({ request_delete_range: { key: this.key(field) } });
+    }
+    if (ops.length === 0) return;
+    // One transaction: readers never see half of a publication.
+    await this.call(() => this.client.kv.txn({ success: ops }), "write");
+  }
+
+  async ensureAlive(value: string): Promise<void> {
+    // A lease that expired between grant and put (or was revoked) is granted
+    // anew, once; a second failure is reported like any other.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      this.leaseId ??= (
+        await this.call(() => this.client.leaseClient.leaseGrant({ TTL: this.ttlSeconds }), "write")
+      ).ID;
+      const lease = this.leaseId;
+      const put = this.client.kv.put({ key: this.key("alive"), value: Buffer.from(value), lease });
+      if (await this.call(() => unlessLeaseInvalid(put), "write")) return;
+      this.leaseId = undefined;
+    }
+    throw writeError("etcd", this.config, new Error("every lease granted was gone at once"));
+  }
+
+  async refreshAlive(): Promise<boolean> {
+    const lease = this.leaseId;
+    if (lease === undefined) return false;
+    const ttl = await this.call(() => this.keepaliveOnce(lease), "write");
+    if (ttl > 0) return true;
+    if (this.leaseId === lease) this.leaseId = undefined;
+    return false;
+  }
+
+  /** Sends one keepalive on a short-lived stream; resolves to the remaining TTL (0: unknown lease). */
+  private async keepaliveOnce(lease: string): Promise<number> {
+    const stream = await this.client.leaseClient.leaseKeepAlive({
+      deadline: Date.now() + this.timeoutMs,
+    });
+    try {
+      return await new Promise<number>((resolve, reject) => {
+        stream.on("data", (response) => {
+          resolve(Number(response.TTL));
+        });
+        stream.on("error", reject);
+        stream.on("end", () => {
+          reject(new GRPCUnavailableError("the keepalive stream ended without an answer"));
+        });
+        stream.write({ ID: lease });
+      });
+    } finally {
+      // Half-close rather than cancel: the library counts a cancelled stream
+      // as a failed host and would drop its connections.
+      stream.end();
+    }
+  }
+
+  onLivenessLost(): void {
+    // etcd reports a lost lease through refreshAlive.
+  }
+
+  async close(options: { revoke: boolean }): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const lease = this.leaseId;
+    this.leaseId = undefined;
+    try {
+      if (options.revoke && lease !== undefined) {
+        // A lease that is already gone is what revoking wants.
+        await this.call(
+          () => unlessLeaseInvalid(this.client.leaseClient.leaseRevoke({ ID: lease })),
+          "write",
+        );
+      }
+    } finally {
+      this.client.close();
+    }
+  }
+}
+
+/** Creates an etcd publisher for one host; it connects on its first call. */
+export function openEtcdPublisher(
+  config: BackendConfig,
+  options: PublisherOptions,
+): FleetPublisher {
+  return new EtcdPublisher(config, options);
 }

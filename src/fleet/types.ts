@@ -17,6 +17,19 @@ export type FleetField = (typeof STATE_FIELDS)[number] | (typeof PUBLISHER_FIELD
 
 export const FLEET_FIELDS: readonly FleetField[] = [...STATE_FIELDS, ...PUBLISHER_FIELDS];
 
+/**
+ * The fields a publisher writes as ordinary keys: they stay when the host
+ * goes away. `alive` is not one of them: it lives and dies with the
+ * publisher's lease (etcd) or session (ZooKeeper).
+ */
+export type StoredField = Exclude<FleetField, "alive">;
+
+export const STORED_FIELDS: readonly StoredField[] = [
+  ...STATE_FIELDS,
+  "reboot_required",
+  "updated_at",
+];
+
 /** One host's keys as stored: field name → raw value. Unknown fields are dropped. */
 export type HostValues = Map<FleetField, Uint8Array>;
 
@@ -27,13 +40,92 @@ export interface FleetSnapshot {
   strayKeys: number;
 }
 
+/** Receives the results of a `watchHosts`. */
+export interface FleetWatchHandlers {
+  /** A complete, fresh snapshot: the first one, then one after each change. */
+  onSnapshot(snapshot: FleetSnapshot): void;
+  /**
+   * A read failed. `OgygiaError`s (backend unreachable, read refused) are
+   * retried with backoff by the watch itself; anything else is a bug, and
+   * the watch stops after reporting it.
+   */
+  onError(error: unknown): void;
+}
+
+/** A running watch; `close` stops it and releases its connection. */
+export interface FleetWatch {
+  close(): Promise<void>;
+}
+
 export interface FleetBackend {
   readonly kind: BackendKind;
   readonly config: BackendConfig;
   /** Reads every host under the namespace. Throws `OgygiaError` on failure. */
   readHosts(): Promise<FleetSnapshot>;
+  /**
+   * Delivers a snapshot now and after every change under the namespace
+   * (changes close together are coalesced), until closed. At most one read
+   * is in flight at a time; failures are retried with bounded backoff.
+   */
+  watchHosts(handlers: FleetWatchHandlers): FleetWatch;
   /** Releases connections; safe to call more than once. */
   close(): Promise<void>;
+}
+
+/** Changes to one host's stored keys: values to write and fields to delete. */
+export interface HostChanges {
+  put: ReadonlyMap<StoredField, string>;
+  delete: readonly StoredField[];
+}
+
+export interface PublisherOptions {
+  /** The key segment this publisher writes under. */
+  host: string;
+  /**
+   * Seconds after which `alive` disappears when the publisher stops renewing
+   * it: the etcd lease TTL, or the ZooKeeper session timeout (the server may
+   * round it into its own [min, max] range).
+   */
+  leaseTtlSeconds: number;
+}
+
+/**
+ * Writes one host's keys. Every method has a deadline (`timeout_seconds`)
+ * and throws `OgygiaError` (`ERR_OGYGIA_FLEET_CONNECT` when the backend
+ * cannot be reached, `ERR_OGYGIA_FLEET_WRITE` or `ERR_OGYGIA_FLEET_READ` when
+ * it refuses); the caller retries. Calls must not overlap.
+ */
+export interface FleetPublisher {
+  readonly kind: BackendKind;
+  readonly config: BackendConfig;
+  readonly host: string;
+  /** The host's stored keys (`alive` included when present). */
+  readHost(): Promise<HostValues>;
+  /** Writes and deletes stored keys (never `alive`). */
+  write(changes: HostChanges): Promise<void>;
+  /**
+   * Makes `<namespace>/<host>/alive` exist and be tied to this publisher's
+   * liveness (a lease with keepalive, or an ephemeral node), creating the
+   * lease or session first if there is none.
+   */
+  ensureAlive(value: string): Promise<void>;
+  /**
+   * Renews liveness (etcd: one lease keepalive; ZooKeeper: checks that the
+   * node still exists and belongs to this session). False when it is lost
+   * (lease expired or revoked, session expired, node gone): call
+   * `ensureAlive` again.
+   */
+  refreshAlive(): Promise<boolean>;
+  /**
+   * Called when liveness is found lost between calls (a ZooKeeper session
+   * expiring or dropping). etcd reports loss through `refreshAlive` only.
+   */
+  onLivenessLost(listener: (reason: string) => void): void;
+  /**
+   * Stops publishing. With `revoke`, first revokes the lease or closes the
+   * session so that `alive` disappears at once (bounded by the timeout).
+   */
+  close(options: { revoke: boolean }): Promise<void>;
 }
 
 /** The human name of a backend, as used in messages. */

@@ -2,21 +2,38 @@
  * The ZooKeeper adapter: the only module that imports `node-zookeeper-client`.
  *
  * That client reports nothing while a server is frozen, and after a session
- * expires every call fails until a new client is made. `ZkSession` therefore
- * puts a deadline on every call, fails calls in flight as soon as the session
- * is lost, and refuses new calls on a lost session, so nothing ever hangs.
+ * expires every call fails with CONNECTION_LOSS until a new client is made.
+ * `ZkSession` therefore puts a deadline on every call, fails calls in flight
+ * as soon as the session is lost (expired, closed or disconnected), and
+ * refuses new calls on a lost session, so nothing ever hangs. Whoever needs
+ * to go on after a loss makes a new `ZkSession`.
  */
+
+import type net from "node:net";
 
 import zookeeper from "node-zookeeper-client";
 
 import type { BackendConfig } from "../config/index.js";
 import { OgygiaError, errorMessage } from "../core/index.js";
-import { DeadlineError, connectError, readError, withDeadline } from "./errors.js";
+import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
 import { fieldKey, isFleetField, isValidHostSegment } from "./keys.js";
-import type { FleetBackend, FleetSnapshot, HostValues } from "./types.js";
+import type {
+  FleetBackend,
+  FleetPublisher,
+  FleetSnapshot,
+  FleetWatch,
+  FleetWatchHandlers,
+  HostChanges,
+  HostValues,
+  PublisherOptions,
+} from "./types.js";
+import { SnapshotRefresher } from "./watch.js";
 
 /** How many hosts are read at once; ZooKeeper pipelines the reads on one socket. */
 const READ_CONCURRENCY = 500;
+
+/** How long a closing session may wait for the server's answer before its socket is dropped. */
+const CLOSE_GRACE_MS = 1000;
 
 /** The session ended (expired, closed or disconnected) before the call finished. */
 export class ZkSessionLostError extends Error {
@@ -45,12 +62,32 @@ function isNoNode(err: unknown): boolean {
   return zkCode(err) === zookeeper.Exception.NO_NODE;
 }
 
+function isNodeExists(err: unknown): boolean {
+  return zkCode(err) === zookeeper.Exception.NODE_EXISTS;
+}
+
+export interface ZkConnectOptions {
+  /**
+   * The session timeout to ask for; the server rounds it into its own
+   * [minSessionTimeout, maxSessionTimeout]. Default: max(timeoutMs, 2000).
+   */
+  sessionTimeoutMs?: number;
+}
+
+/** What `exists` reports about a node. */
+export interface ZkNodeStat {
+  version: number;
+  /** The session that owns an ephemeral node; all zeros for a persistent one. */
+  ephemeralOwner: Buffer;
+}
+
 /** A ZooKeeper connection with deadlines on every call. */
 export class ZkSession {
   private readonly client: zookeeper.Client;
   private readonly timeoutMs: number;
   private lost: string | undefined;
   private readonly pending = new Set<(err: Error) => void>();
+  private readonly lostListeners: ((reason: string) => void)[] = [];
 
   private constructor(client: zookeeper.Client, timeoutMs: number) {
     this.client = client;
@@ -64,9 +101,13 @@ export class ZkSession {
   }
 
   /** Connects to any of `endpoints` within `timeoutMs`, or rejects. */
-  static async connect(endpoints: readonly string[], timeoutMs: number): Promise<ZkSession> {
+  static async connect(
+    endpoints: readonly string[],
+    timeoutMs: number,
+    options: ZkConnectOptions = {},
+  ): Promise<ZkSession> {
     const client = zookeeper.createClient(endpoints.join(","), {
-      sessionTimeout: Math.max(timeoutMs, 2000),
+      sessionTimeout: options.sessionTimeoutMs ?? Math.max(timeoutMs, 2000),
       spinDelay: 200,
       retries: 0,
     });
@@ -79,17 +120,46 @@ export class ZkSession {
     try {
       await withDeadline(connected, timeoutMs);
     } catch (err) {
-      client.close();
+      closeClient(client);
       throw err;
     }
     return new ZkSession(client, timeoutMs);
   }
 
+  /** True once the session is lost; every call then fails at once. */
+  get isLost(): boolean {
+    return this.lost !== undefined;
+  }
+
+  /** The session's id, as ZooKeeper records it in an ephemeral node's owner. */
+  get sessionId(): Buffer {
+    return this.client.getSessionId();
+  }
+
+  /** The session timeout the server granted, in milliseconds. */
+  get sessionTimeoutMs(): number {
+    return this.client.getSessionTimeout();
+  }
+
+  /** Calls `listener` once when the session is lost (at once if it already is). */
+  onLost(listener: (reason: string) => void): void {
+    if (this.lost !== undefined) {
+      const reason = this.lost;
+      queueMicrotask(() => {
+        listener(reason);
+      });
+      return;
+    }
+    this.lostListeners.push(listener);
+  }
+
   private fail(reason: string): void {
-    this.lost ??= reason;
+    if (this.lost !== undefined) return;
+    this.lost = reason;
     const error = new ZkSessionLostError(reason);
     for (const reject of this.pending) reject(error);
     this.pending.clear();
+    for (const listener of this.lostListeners.splice(0)) listener(reason);
   }
 
   private call<T>(start: (done: (err: unknown, value: T) => void) => void): Promise<T> {
@@ -108,13 +178,23 @@ export class ZkSession {
     return withDeadline(result, this.timeoutMs);
   }
 
-  /** Children of `path`, or null when the node does not exist. */
-  async getChildren(path: string): Promise<string[] | null> {
+  /**
+   * Children of `path`, or null when the node does not exist. With `watcher`,
+   * it is called once when the children change or the node is deleted (pass
+   * the same function each time: the client keeps one per path).
+   */
+  async getChildren(path: string, watcher?: () => void): Promise<string[] | null> {
     try {
       return await this.call<string[]>((done) => {
-        this.client.getChildren(path, (err, children) => {
-          done(err, children);
-        });
+        if (watcher) {
+          this.client.getChildren(path, watcher, (err, children) => {
+            done(err, children);
+          });
+        } else {
+          this.client.getChildren(path, (err, children) => {
+            done(err, children);
+          });
+        }
       });
     } catch (err) {
       if (isNoNode(err)) return null;
@@ -122,15 +202,19 @@ export class ZkSession {
     }
   }
 
-  /** Data of `path`, or null when the node does not exist. */
-  async getData(path: string): Promise<Buffer | null> {
+  /**
+   * Data of `path`, or null when the node does not exist. With `watcher`, it
+   * is called once when the data changes or the node is deleted.
+   */
+  async getData(path: string, watcher?: () => void): Promise<Buffer | null> {
     try {
       return await this.call<Buffer>((done) => {
-        this.client.getData(path, (err, data) => {
-          // A node created without data reads as null (the typings say otherwise).
-          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
+        // A node created without data reads as null (the typings say otherwise).
+        const callback = (err: unknown, data: Buffer | null): void => {
           done(err, data ?? Buffer.alloc(0));
-        });
+        };
+        if (watcher) this.client.getData(path, watcher, callback);
+        else this.client.getData(path, callback);
       });
     } catch (err) {
       if (isNoNode(err)) return null;
@@ -138,10 +222,117 @@ export class ZkSession {
     }
   }
 
+  /**
+   * The node's stat, or null when it does not exist. With `watcher`, it is
+   * called once when the node is created, changed or deleted.
+   */
+  exists(path: string, watcher?: () => void): Promise<ZkNodeStat | null> {
+    return this.call<ZkNodeStat | null>((done) => {
+      // `exists` answers null (not NO_NODE) for a missing node (the typings say otherwise).
+      const callback = (err: unknown, stat: zookeeper.Stat | null): void => {
+        done(err, stat ? { version: stat.version, ephemeralOwner: stat.ephemeralOwner } : null);
+      };
+      if (watcher) this.client.exists(path, watcher, callback);
+      else this.client.exists(path, callback);
+    });
+  }
+
+  /** Creates a node; false when it already exists. The parent must exist. */
+  async create(path: string, data: Buffer, mode: "persistent" | "ephemeral"): Promise<boolean> {
+    const flag =
+      mode === "ephemeral" ? zookeeper.CreateMode.EPHEMERAL : zookeeper.CreateMode.PERSISTENT;
+    try {
+      await this.call<string>((done) => {
+        this.client.create(path, data, flag, (err, created) => {
+          done(err, created);
+        });
+      });
+      return true;
+    } catch (err) {
+      if (isNodeExists(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Replaces a node's data; false when the node does not exist. */
+  async setData(path: string, data: Buffer): Promise<boolean> {
+    try {
+      await this.call<unknown>((done) => {
+        this.client.setData(path, data, -1, (err) => {
+          done(err, undefined);
+        });
+      });
+      return true;
+    } catch (err) {
+      if (isNoNode(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Deletes a node (at `version`, or any); false when it does not exist. */
+  async remove(path: string, version = -1): Promise<boolean> {
+    try {
+      await this.call<unknown>((done) => {
+        this.client.remove(path, version, (err) => {
+          done(err, undefined);
+        });
+      });
+      return true;
+    } catch (err) {
+      if (isNoNode(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Creates `path` and any missing parents as persistent nodes. */
+  async mkdirp(path: string): Promise<void> {
+    await this.call<string>((done) => {
+      this.client.mkdirp(path, (err, created) => {
+        done(err, created);
+      });
+    });
+  }
+
+  /** Closes the session without waiting; the server drops its ephemeral nodes when it hears. */
   close(): void {
     this.fail("closed");
-    this.client.close();
+    closeClient(this.client);
   }
+
+  /**
+   * Closes the session and waits (up to the call deadline) until the server
+   * has confirmed it, so that its ephemeral nodes are gone on return.
+   */
+  async closeAndWait(): Promise<void> {
+    const wasLost = this.lost !== undefined;
+    const confirmed = new Promise<void>((resolve) => {
+      this.client.once("disconnected", () => {
+        resolve();
+      });
+    });
+    this.fail("closed");
+    this.client.close();
+    if (!wasLost) await withDeadline(confirmed, this.timeoutMs).catch(() => undefined);
+    dropSocketLater(this.client, 0);
+  }
+}
+
+/**
+ * Closes a client, and drops its socket if the server has not answered the
+ * close within a grace period: a frozen server never does, and the client
+ * would keep the socket (and the process) alive waiting for it.
+ */
+function closeClient(client: zookeeper.Client): void {
+  client.close();
+  dropSocketLater(client, CLOSE_GRACE_MS);
+}
+
+function dropSocketLater(client: zookeeper.Client, ms: number): void {
+  setTimeout(() => {
+    // Not in the typings: the client's connection manager and its socket.
+    const internals = client as unknown as { connectionManager?: { socket?: net.Socket } };
+    internals.connectionManager?.socket?.destroy();
+  }, ms).unref();
 }
 
 /** Runs `fn` over `items` with at most `limit` calls in flight. */
@@ -169,13 +360,62 @@ function isConnectionFailure(err: unknown): boolean {
   );
 }
 
+/**
+ * Reads the namespace over `session`: one listing per host, then only the
+ * fields that exist. With `watcher`, every node read is watched with it.
+ */
+async function readTree(
+  session: ZkSession,
+  namespace: string,
+  watcher?: () => void,
+): Promise<FleetSnapshot> {
+  let children = await session.getChildren(namespace, watcher);
+  if (children === null && watcher) {
+    // Watch for the namespace to be created; if it appeared meanwhile, list it.
+    if ((await session.exists(namespace, watcher)) !== null) {
+      children = await session.getChildren(namespace, watcher);
+    }
+  }
+  const hosts: FleetSnapshot["hosts"] = new Map();
+  let strayKeys = 0;
+  // List each host's children first and read only the fields that exist:
+  // a read of a missing node costs the client an exception with a stack trace.
+  await forEachLimit((children ?? []).sort(), READ_CONCURRENCY, async (host) => {
+    if (!isValidHostSegment(host)) {
+      strayKeys += 1;
+      return;
+    }
+    const values: HostValues = new Map();
+    hosts.set(host, values);
+    const fields = (await session.getChildren(`${namespace}/${host}`, watcher)) ?? [];
+    await Promise.all(
+      fields.map(async (field) => {
+        if (!isFleetField(field)) {
+          strayKeys += 1;
+          return;
+        }
+        const data = await session.getData(fieldKey(namespace, host, field), watcher);
+        if (data !== null) values.set(field, data);
+      }),
+    );
+  });
+  return { hosts, strayKeys };
+}
+
 class ZooKeeperBackend implements FleetBackend {
   readonly kind = "zookeeper" as const;
   readonly config: BackendConfig;
   private session: ZkSession | undefined;
+  private readonly watches = new Set<FleetWatch>();
 
   constructor(config: BackendConfig) {
     this.config = config;
+  }
+
+  private mapError(err: unknown): unknown {
+    if (err instanceof OgygiaError) return err;
+    if (isConnectionFailure(err)) return connectError("zookeeper", this.config, err);
+    return readError("zookeeper", this.config, new Error(errorMessage(err)));
   }
 
   async readHosts(): Promise<FleetSnapshot> {
@@ -183,51 +423,248 @@ class ZooKeeperBackend implements FleetBackend {
     try {
       return await withDeadline(this.read(timeoutMs), timeoutMs);
     } catch (err) {
-      if (err instanceof OgygiaError) throw err;
-      if (isConnectionFailure(err)) throw connectError("zookeeper", this.config, err);
-      throw readError("zookeeper", this.config, new Error(errorMessage(err)));
+      throw this.mapError(err);
     }
   }
 
   private async read(timeoutMs: number): Promise<FleetSnapshot> {
     this.session ??= await ZkSession.connect(this.config.endpoints, timeoutMs);
-    const session = this.session;
-    const { namespace } = this.config;
-    const children = (await session.getChildren(namespace)) ?? [];
-    const hosts: FleetSnapshot["hosts"] = new Map();
-    let strayKeys = 0;
-    // List each host's children first and read only the fields that exist:
-    // a read of a missing node costs the client an exception with a stack trace.
-    await forEachLimit(children.sort(), READ_CONCURRENCY, async (host) => {
-      if (!isValidHostSegment(host)) {
-        strayKeys += 1;
-        return;
-      }
-      const values: HostValues = new Map();
-      hosts.set(host, values);
-      const fields = (await session.getChildren(`${namespace}/${host}`)) ?? [];
-      await Promise.all(
-        fields.map(async (field) => {
-          if (!isFleetField(field)) {
-            strayKeys += 1;
-            return;
-          }
-          const data = await session.getData(fieldKey(namespace, host, field));
-          if (data !== null) values.set(field, data);
-        }),
-      );
-    });
-    return { hosts, strayKeys };
+    return readTree(this.session, this.config.namespace);
   }
 
-  close(): Promise<void> {
+  /**
+   * One session with a watch on every node read (the namespace, each host,
+   * each field); any notification asks for a fresh read, which sets the
+   * watches again. The client keeps one watcher per path, so this stays
+   * bounded. A lost session is replaced on the next read.
+   */
+  watchHosts(handlers: FleetWatchHandlers): FleetWatch {
+    const timeoutMs = this.config.timeoutSeconds * 1000;
+    let session: ZkSession | undefined;
+    const watcher = (): void => {
+      refresher.trigger();
+    };
+    const read = async (): Promise<FleetSnapshot> => {
+      try {
+        if (session?.isLost === true) {
+          session.close();
+          session = undefined;
+        }
+        if (!session) {
+          const fresh = await ZkSession.connect(this.config.endpoints, timeoutMs);
+          if (refresher.isClosed()) {
+            fresh.close();
+            throw connectError("zookeeper", this.config, new Error("watch closed"));
+          }
+          session = fresh;
+          // Watches die with the session: read everything again on a new one.
+          fresh.onLost(watcher);
+        }
+        return await withDeadline(readTree(session, this.config.namespace, watcher), timeoutMs);
+      } catch (err) {
+        throw this.mapError(err);
+      }
+    };
+    const refresher = new SnapshotRefresher(read, handlers);
+    refresher.trigger();
+    const watch: FleetWatch = {
+      close: () => {
+        refresher.close();
+        session?.close();
+        session = undefined;
+        this.watches.delete(watch);
+        return Promise.resolve();
+      },
+    };
+    this.watches.add(watch);
+    return watch;
+  }
+
+  async close(): Promise<void> {
     this.session?.close();
     this.session = undefined;
-    return Promise.resolve();
+    await Promise.all([...this.watches].map((w) => w.close()));
   }
 }
 
 /** Creates a ZooKeeper backend; it connects on the first request. */
 export function openZooKeeper(config: BackendConfig): FleetBackend {
   return new ZooKeeperBackend(config);
+}
+
+/**
+ * Publishes one host. `alive` is an ephemeral node of this publisher's
+ * session: it disappears when the session is closed or expires. A lost
+ * session (expired, or dropped: the client cannot be trusted after either)
+ * is closed and replaced by a new one on the next call, and the loss is
+ * reported so that the caller creates `alive` again.
+ */
+class ZooKeeperPublisher implements FleetPublisher {
+  readonly kind = "zookeeper" as const;
+  readonly config: BackendConfig;
+  readonly host: string;
+  private readonly timeoutMs: number;
+  private readonly sessionTimeoutMs: number;
+  private session: ZkSession | undefined;
+  private readonly lostListeners: ((reason: string) => void)[] = [];
+  private closed = false;
+
+  constructor(config: BackendConfig, options: PublisherOptions) {
+    this.config = config;
+    this.host = options.host;
+    this.timeoutMs = config.timeoutSeconds * 1000;
+    this.sessionTimeoutMs = options.leaseTtlSeconds * 1000;
+  }
+
+  private path(field: Parameters<typeof fieldKey>[2]): string {
+    return fieldKey(this.config.namespace, this.host, field);
+  }
+
+  /** A method, not a field read: it changes while a connection is made. */
+  private isClosed(): boolean {
+    return this.closed;
+  }
+
+  private get hostPath(): string {
+    return `${this.config.namespace}/${this.host}`;
+  }
+
+  /** The current session, or a new one when there is none or it was lost. */
+  private async current(): Promise<ZkSession> {
+    if (this.closed) throw connectError("zookeeper", this.config, new Error("publisher closed"));
+    if (this.session && !this.session.isLost) return this.session;
+    this.session?.close();
+    this.session = undefined;
+    const session = await ZkSession.connect(this.config.endpoints, this.timeoutMs, {
+      sessionTimeoutMs: this.sessionTimeoutMs,
+    });
+    if (this.isClosed()) {
+      // Closed while connecting: this session must not outlive the publisher.
+      session.close();
+      throw connectError("zookeeper", this.config, new Error("publisher closed"));
+    }
+    this.session = session;
+    session.onLost((reason) => {
+      if (this.session !== session || this.closed) return;
+      // Close at once: a dropped client keeps reconnecting on its own, and
+      // after an expiry it could never be used again anyway.
+      this.session = undefined;
+      session.close();
+      for (const listener of this.lostListeners) listener(reason);
+    });
+    return session;
+  }
+
+  /**
+   * Runs `fn` on the current session under the deadline, mapping failures to
+   * `OgygiaError`. A call that times out drops the session: a server that
+   * stopped answering may never tell the client, and a new session may
+   * reach another server of the ensemble.
+   */
+  private async call<T>(
+    fn: (session: ZkSession) => Promise<T>,
+    what: "read" | "write",
+  ): Promise<T> {
+    let session: ZkSession | undefined;
+    try {
+      session = await this.current();
+      return await withDeadline(fn(session), this.timeoutMs);
+    } catch (err) {
+      if (err instanceof OgygiaError) throw err;
+      if (isConnectionFailure(err)) {
+        if (err instanceof DeadlineError && session && this.session === session) {
+          this.session = undefined;
+          session.close();
+        }
+        throw connectError("zookeeper", this.config, err);
+      }
+      const cause = new Error(errorMessage(err));
+      throw what === "read"
+        ? readError("zookeeper", this.config, cause)
+        : writeError("zookeeper", this.config, cause);
+    }
+  }
+
+  readHost(): Promise<HostValues> {
+    return this.call(async (session) => {
+      const values: HostValues = new Map();
+      const fields = (await session.getChildren(this.hostPath)) ?? [];
+      await Promise.all(
+        fields.filter(isFleetField).map(async (field) => {
+          const data = await session.getData(this.path(field));
+          if (data !== null) values.set(field, data);
+        }),
+      );
+      return values;
+    }, "read");
+  }
+
+  write(changes: HostChanges): Promise<void> {
+    return this.call(async (session) => {
+      for (const [field, value] of changes.put) {
+        const path = this.path(field);
+        const data = Buffer.from(value);
+        if (await session.setData(path, data)) continue;
+        await session.mkdirp(this.hostPath);
+        // Created by someone else meanwhile: write over it.
+        if (!(await session.create(path, data, "persistent"))) await session.setData(path, data);
+      }
+      for (const field of changes.delete) await session.remove(this.path(field));
+    }, "write");
+  }
+
+  ensureAlive(value: string): Promise<void> {
+    return this.call(async (session) => {
+      const path = this.path("alive");
+      const data = Buffer.from(value);
+      await session.mkdirp(this.hostPath);
+      // Bounded: each round either creates the node or removes a stale one.
+      for (let attempt = 0; attempt < 3; attempt++) {
+        if (await session.create(path, data, "ephemeral")) return;
+        const stat = await session.exists(path);
+        if (stat === null) continue;
+        if (stat.ephemeralOwner.equals(session.sessionId)) return;
+        // Left by an earlier session of this host (a restart, or a session
+        // dropped while the server still held it): take it over.
+        await session.remove(path, stat.version);
+      }
+      throw new Error(`${path} keeps being re-created by another session`);
+    }, "write");
+  }
+
+  refreshAlive(): Promise<boolean> {
+    // Without a live session there is no ephemeral node of ours.
+    if (this.session?.isLost !== false) return Promise.resolve(false);
+    return this.call(async (session) => {
+      const stat = await session.exists(this.path("alive"));
+      return stat?.ephemeralOwner.equals(session.sessionId) ?? false;
+    }, "read");
+  }
+
+  onLivenessLost(listener: (reason: string) => void): void {
+    this.lostListeners.push(listener);
+  }
+
+  async close(options: { revoke: boolean }): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const session = this.session;
+    this.session = undefined;
+    if (!session) return;
+    if (options.revoke && !session.isLost) {
+      // Closing the session removes the ephemeral node; wait for the server
+      // to confirm, so that the host shows offline the moment this returns.
+      await session.closeAndWait();
+    } else {
+      session.close();
+    }
+  }
+}
+
+/** Creates a ZooKeeper publisher for one host; it connects on its first call. */
+export function openZooKeeperPublisher(
+  config: BackendConfig,
+  options: PublisherOptions,
+): FleetPublisher {
+  return new ZooKeeperPublisher(config, options);
 }
