@@ -1,0 +1,130 @@
+/**
+ * What to write: the host's local states turned into key values, compared
+ * with what the backend holds, so that only changed values are written.
+ */
+
+import {
+  STATE_FIELDS,
+  STORED_FIELDS,
+  type HostChanges,
+  type HostValues,
+  type StoredField,
+} from "../fleet/index.js";
+import { STATE_PATHS, SYSTEM_STATES, readLocalStates } from "../system/index.js";
+import { readBootLinks, rebootRequired } from "./reboot.js";
+
+/** The fields whose values come from the host (`updated_at` comes from the clock). */
+export type LocalField = Exclude<StoredField, "updated_at">;
+
+export const LOCAL_FIELDS: readonly LocalField[] = [...STATE_FIELDS, "reboot_required"];
+
+/** What the host has to say. */
+export interface LocalPublication {
+  /** Each field's value; null when unknown, which deletes its key. */
+  values: Record<LocalField, string | null>;
+  /** Why something that exists could not be read (its key is deleted meanwhile). */
+  problems: string[];
+}
+
+/** Stored values as text, keyed by field (`alive` left out). */
+export type StoredValues = ReadonlyMap<StoredField, string>;
+
+export type Change = "written" | "unchanged" | "deleted" | "absent";
+
+export interface PublicationPlan {
+  changes: HostChanges;
+  /** What happens to each stored field, in `STORED_FIELDS` order. */
+  fields: { field: StoredField; value: string | null; change: Change }[];
+}
+
+/**
+ * Reads the three states' revisions and the reboot check under `root`. A
+ * state whose revision is unknown (no link, no file, a dirty tree's
+ * `unknown`) or unreadable publishes as unknown: its key is deleted, so
+ * that nobody mistakes a stale revision for the running one.
+ */
+export async function readLocalPublication(root: string): Promise<LocalPublication> {
+  const [states, booted, next] = await Promise.all([
+    readLocalStates(root),
+    readBootLinks(root, STATE_PATHS.booted),
+    readBootLinks(root, STATE_PATHS.nextboot),
+  ]);
+  const problems: string[] = [];
+  for (const state of SYSTEM_STATES) {
+    const problem = states[state].problem;
+    if (problem !== undefined) problems.push(problem);
+  }
+  for (const reading of [booted, next]) {
+    if (reading.problem !== undefined) problems.push(reading.problem);
+  }
+  const reboot = rebootRequired(booted.links, next.links);
+  return {
+    values: {
+      current: states.current.revision,
+      booted: states.booted.revision,
+      nextboot: states.nextboot.revision,
+      reboot_required: reboot === null ? null : String(reboot),
+    },
+    problems,
+  };
+}
+
+/** The stored fields of a host's values, decoded as UTF-8. */
+export function storedValues(values: HostValues): Map<StoredField, string> {
+  const out = new Map<StoredField, string>();
+  for (const field of STORED_FIELDS) {
+    const raw = values.get(field);
+    if (raw !== undefined) out.set(field, Buffer.from(raw).toString("utf8"));
+  }
+  return out;
+}
+
+/**
+ * Compares what the host has to say with what is stored: writes only the
+ * values that differ, deletes the keys of unknown values, and always writes
+ * `updated_at` (each publication confirms the host's state).
+ */
+export function planPublication(
+  stored: StoredValues,
+  local: Record<LocalField, string | null>,
+  updatedAt: string,
+): PublicationPlan {
+  const put = new Map<StoredField, string>();
+  const deleted: StoredField[] = [];
+  const fields: PublicationPlan["fields"] = [];
+  for (const field of LOCAL_FIELDS) {
+    const value = local[field];
+    const current = stored.get(field);
+    if (value === null) {
+      if (current === undefined) {
+        fields.push({ field, value, change: "absent" });
+      } else {
+        deleted.push(field);
+        fields.push({ field, value, change: "deleted" });
+      }
+    } else if (current === value) {
+      fields.push({ field, value, change: "unchanged" });
+    } else {
+      put.set(field, value);
+      fields.push({ field, value, change: "written" });
+    }
+  }
+  put.set("updated_at", updatedAt);
+  fields.push({ field: "updated_at", value: updatedAt, change: "written" });
+  return { changes: { put, delete: deleted }, fields };
+}
+
+/** What is stored once `changes` have been applied to `stored`. */
+export function applyChanges(stored: StoredValues, changes: HostChanges): Map<StoredField, string> {
+  const out = new Map(stored);
+  for (const [field, value] of changes.put) out.set(field, value);
+  for (const field of changes.delete) out.delete(field);
+  return out;
+}
+
+/** True when a plan changes more than `updated_at`. */
+export function changesState(plan: PublicationPlan): boolean {
+  return plan.fields.some(
+    (f) => f.field !== "updated_at" && (f.change === "written" || f.change === "deleted"),
+  );
+}
