@@ -133,6 +133,9 @@ describe("ogygia status with etcd", () => {
           current: REV.a,
           booted: REV.a,
           nextboot: REV.g,
+          online: null,
+          rebootRequired: null,
+          updatedAt: null,
         },
         {
           host: "web02.dc1.example.com",
@@ -141,6 +144,10 @@ describe("ogygia status with etcd", () => {
           current: REV.b,
           booted: null,
           nextboot: REV.g,
+          // Only the reference keys: nothing says whether this host is up.
+          online: null,
+          rebootRequired: null,
+          updatedAt: null,
         },
       ],
       warnings: [],

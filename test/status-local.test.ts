@@ -62,6 +62,10 @@ describe("ogygia status (local-only mode)", () => {
           current: null,
           booted: null,
           nextboot: REV_B,
+          // Local-only mode knows nothing of a publisher.
+          online: null,
+          rebootRequired: null,
+          updatedAt: null,
         },
       ],
       warnings: [],

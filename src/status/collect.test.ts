@@ -4,7 +4,16 @@ import path from "node:path";
 
 import { describe, expect, it } from "vitest";
 
-import { collectStatus, compareRows, isLocalHost, trimDomain, type HostStatus } from "./index.js";
+import type { FleetField, FleetSnapshot } from "../fleet/index.js";
+import type { LocalStates } from "../system/index.js";
+import {
+  buildReport,
+  collectStatus,
+  compareRows,
+  isLocalHost,
+  trimDomain,
+  type HostStatus,
+} from "./index.js";
 
 describe("trimDomain", () => {
   it("removes the domain suffix, ignoring case", () => {
@@ -44,6 +53,9 @@ describe("compareRows", () => {
     booted: null,
     nextboot: null,
     unreadable: [],
+    online: null,
+    rebootRequired: null,
+    updatedAt: null,
   });
   it("sorts names with numbers in numeric order", () => {
     const names = ["web10", "db01", "web2", "Web1"].map(row).sort(compareRows);
@@ -117,6 +129,9 @@ describe("sortRows", () => {
       booted: null,
       nextboot: null,
       unreadable: [],
+      online: null,
+      rebootRequired: null,
+      updatedAt: null,
     }));
     expect(sortRows(rows).map((r) => r.host)).toEqual(
       [...rows].sort(compareRows).map((r) => r.host),
@@ -126,5 +141,92 @@ describe("sortRows", () => {
         .map((r) => r.displayName)
         .slice(0, 3),
     ).toEqual(["", "a1", "a99999999999999999999"]);
+  });
+});
+
+describe("buildReport with publisher keys", () => {
+  const A = "a1b2c3d4e5f6a7b8c9d0a1b2c3d4e5f6a7b8c9d0";
+  const states: LocalStates = {
+    current: { state: "current", path: "/c", revision: A, problem: undefined },
+    booted: { state: "booted", path: "/b", revision: A, problem: undefined },
+    nextboot: { state: "nextboot", path: "/n", revision: A, problem: undefined },
+  };
+  const host = (fields: Partial<Record<FleetField, string>>): Map<FleetField, Uint8Array> =>
+    new Map(Object.entries(fields).map(([k, v]) => [k as FleetField, Buffer.from(v)] as const));
+  const snapshot: FleetSnapshot = {
+    strayKeys: 0,
+    hosts: new Map([
+      // The local host's own entry: its publisher keys describe the local row.
+      [
+        "web01",
+        host({
+          current: A,
+          alive: "x",
+          reboot_required: "true",
+          updated_at: "2025-06-01T12:00:00Z",
+        }),
+      ],
+      [
+        "live",
+        host({
+          current: A,
+          alive: "x",
+          reboot_required: "false",
+          updated_at: "2025-06-01T12:00:00.5+02:00",
+        }),
+      ],
+      ["gone", host({ current: A, reboot_required: "true", updated_at: "2025-06-01T11:00:00Z" })],
+      ["legacy", host({ current: A })],
+      ["broken", host({ alive: "x", reboot_required: "yes", updated_at: "yesterday" })],
+    ]),
+  };
+  const report = buildReport({
+    config: {
+      path: "/c.toml",
+      domain: undefined,
+      etcd: { endpoints: ["http://e:2379"], namespace: "/ns", timeoutSeconds: 1 },
+      zookeeper: undefined,
+      publish: { leaseTtlSeconds: 10, resyncIntervalSeconds: 300 },
+    },
+    detected: { hostname: "web01", source: "OGYGIA_HOSTNAME" },
+    states,
+    fleet: { kind: "etcd", namespace: "/ns", snapshot, error: null },
+  });
+  const row = (name: string) => report.hosts.find((h) => h.host === name);
+
+  it("marks live hosts online and hosts whose alive is gone offline", () => {
+    expect(row("live")).toMatchObject({
+      online: true,
+      rebootRequired: false,
+      updatedAt: "2025-06-01T12:00:00.5+02:00",
+    });
+    expect(row("gone")).toMatchObject({
+      online: false,
+      rebootRequired: true,
+      updatedAt: "2025-06-01T11:00:00Z",
+    });
+  });
+
+  it("leaves liveness unknown for a host no publisher wrote for", () => {
+    expect(row("legacy")).toMatchObject({ online: null, rebootRequired: null, updatedAt: null });
+  });
+
+  it("gives the local row its own entry's publisher keys and hides the entry", () => {
+    expect(report.hosts[0]).toMatchObject({
+      host: "web01",
+      local: true,
+      current: A,
+      online: true,
+      rebootRequired: true,
+    });
+    expect(report.hosts.filter((h) => h.host === "web01")).toHaveLength(1);
+  });
+
+  it("refuses malformed publisher values with a warning naming the key", () => {
+    expect(row("broken")).toMatchObject({ online: true, rebootRequired: null, updatedAt: null });
+    expect(report.warnings).toEqual([
+      'etcd key /ns/broken/reboot_required: value is neither "true" nor "false"',
+      "etcd key /ns/broken/updated_at: value is not an RFC 3339 time",
+    ]);
   });
 });

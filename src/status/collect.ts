@@ -9,6 +9,7 @@ import {
   backendLabel,
   fieldKey,
   openFleetBackend,
+  PUBLISHER_FIELDS,
   STATE_FIELDS,
   type BackendKind,
   type FleetSnapshot,
@@ -39,6 +40,16 @@ export interface HostStatus {
   nextboot: string | null;
   /** States that exist but could not be used (the table shows them as such). */
   unreadable: ("current" | "booted" | "nextboot")[];
+  /**
+   * Whether the host's publisher holds `alive`. Null when unknown: local-only
+   * mode, or a host with no publisher keys at all (only the reference's
+   * three state keys, written by some other tool).
+   */
+  online: boolean | null;
+  /** The published reboot check (`reboot_required`); null when unknown. */
+  rebootRequired: boolean | null;
+  /** When the host last confirmed its state (`updated_at`, RFC 3339); null when unknown. */
+  updatedAt: string | null;
 }
 
 export interface StatusReport {
@@ -116,14 +127,74 @@ function localRow(hostname: string, domain: string | undefined, states: LocalSta
     booted: states.booted.revision,
     nextboot: states.nextboot.revision,
     unreadable: STATE_FIELDS.filter((s) => states[s].problem !== undefined),
+    online: null,
+    rebootRequired: null,
+    updatedAt: null,
   };
 }
 
-function fleetRow(
+interface FleetContext {
+  domain: string | undefined;
+  namespace: string;
+  kind: BackendKind;
+  warnings: string[];
+}
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** A publisher field's text, or a reason to refuse it (size, UTF-8, control characters, shape). */
+function parsePublisherField(
+  field: "reboot_required" | "updated_at",
+  raw: Uint8Array,
+): { ok: true; value: string } | { ok: false; reason: string } {
+  const parsed = parseRevision(raw);
+  if (!parsed.ok) return parsed;
+  const text = parsed.revision ?? "";
+  if (field === "reboot_required") {
+    return text === "true" || text === "false"
+      ? { ok: true, value: text }
+      : { ok: false, reason: 'value is neither "true" nor "false"' };
+  }
+  return RFC3339.test(text) && !Number.isNaN(Date.parse(text))
+    ? { ok: true, value: text }
+    : { ok: false, reason: "value is not an RFC 3339 time" };
+}
+
+/**
+ * What the publisher keys say about a host. `online` is null (unknown) for
+ * a host that has none of them: its states were written by another tool,
+ * which says nothing about liveness.
+ */
+function publisherStatus(
   host: string,
   values: HostValues,
-  ctx: { domain: string | undefined; namespace: string; kind: BackendKind; warnings: string[] },
-): HostStatus {
+  ctx: FleetContext,
+): Pick<HostStatus, "online" | "rebootRequired" | "updatedAt"> {
+  const out: Pick<HostStatus, "online" | "rebootRequired" | "updatedAt"> = {
+    online: null,
+    rebootRequired: null,
+    updatedAt: null,
+  };
+  for (const field of ["reboot_required", "updated_at"] as const) {
+    const raw = values.get(field);
+    if (raw === undefined) continue;
+    const parsed = parsePublisherField(field, raw);
+    if (!parsed.ok) {
+      ctx.warnings.push(
+        `${backendLabel(ctx.kind)} key ${fieldKey(ctx.namespace, host, field)}: ${parsed.reason}`,
+      );
+    } else if (field === "reboot_required") {
+      out.rebootRequired = parsed.value === "true";
+    } else {
+      out.updatedAt = parsed.value;
+    }
+  }
+  const published = PUBLISHER_FIELDS.some((field) => values.has(field));
+  if (published) out.online = values.has("alive");
+  return out;
+}
+
+function fleetRow(host: string, values: HostValues, ctx: FleetContext): HostStatus {
   const row: HostStatus = {
     host,
     displayName: trimDomain(host, ctx.domain),
@@ -132,6 +203,7 @@ function fleetRow(
     booted: null,
     nextboot: null,
     unreadable: [],
+    ...publisherStatus(host, values, ctx),
   };
   for (const field of STATE_FIELDS) {
     const raw = values.get(field);
@@ -147,6 +219,19 @@ function fleetRow(
     }
   }
   return row;
+}
+
+/**
+ * Of the local host's own fleet entries (full and short name may both
+ * exist), the one whose publisher keys describe it: a live one first, then
+ * one that a publisher wrote, then any.
+ */
+function pickOwnEntry(entries: readonly [string, HostValues][]): [string, HostValues] | undefined {
+  return (
+    entries.find(([, values]) => values.has("alive")) ??
+    entries.find(([, values]) => values.has("updated_at")) ??
+    entries[0]
+  );
 }
 
 type SortKey = (string | number)[];
@@ -215,13 +300,12 @@ export function sortRows(rows: readonly HostStatus[]): HostStatus[] {
     .map(({ row }) => row);
 }
 
-async function readFleet(
-  config: OgygiaConfig,
-): Promise<
+/** The fleet part of a report: read, failed, or not configured (undefined). */
+export type FleetReading =
   | { kind: BackendKind; namespace: string; snapshot: FleetSnapshot; error: null }
-  | { kind: BackendKind; namespace: string; snapshot: null; error: string }
-  | undefined
-> {
+  | { kind: BackendKind; namespace: string; snapshot: null; error: string };
+
+async function readFleet(config: OgygiaConfig): Promise<FleetReading | undefined> {
   const backend = await openFleetBackend(config);
   if (!backend) return undefined;
   const { kind } = backend;
@@ -236,14 +320,16 @@ async function readFleet(
   }
 }
 
-/** Builds the status report. Throws `OgygiaError` only for a broken configuration. */
-export async function collectStatus(options: StatusOptions): Promise<StatusReport> {
-  const source = await configSource(options);
-  const [config, states, detected] = await Promise.all([
-    loadConfig(source),
-    readLocalStates(options.root),
-    options.hostname ?? detectHostname({ env: options.env, ...options.hostnameEnvironment }),
-  ]);
+/** Everything a report is built from. */
+export interface ReportInputs {
+  config: OgygiaConfig | undefined;
+  detected: DetectedHostname;
+  states: LocalStates;
+  fleet: FleetReading | undefined;
+}
+
+/** Builds the report from what was read: the local row first, then the fleet's, sorted. */
+export function buildReport({ config, detected, states, fleet }: ReportInputs): StatusReport {
   const warnings = STATE_FIELDS.flatMap((s) => states[s].problem ?? []);
   const domain = config?.domain;
   const local = localRow(detected.hostname, domain, states);
@@ -253,7 +339,6 @@ export async function collectStatus(options: StatusOptions): Promise<StatusRepor
     hostnameSource: detected.source,
   };
 
-  const fleet = config ? await readFleet(config) : undefined;
   if (!fleet) {
     return {
       ...base,
@@ -275,13 +360,19 @@ export async function collectStatus(options: StatusOptions): Promise<StatusRepor
     };
   }
   const others: HostStatus[] = [];
+  const own: [string, HostValues][] = [];
   const isLocal = localHostMatcher(detected.hostname, domain);
+  const ctx: FleetContext = { domain, namespace: fleet.namespace, kind: fleet.kind, warnings };
   for (const [host, values] of fleet.snapshot.hosts) {
-    if (isLocal(host)) continue;
-    others.push(
-      fleetRow(host, values, { domain, namespace: fleet.namespace, kind: fleet.kind, warnings }),
-    );
+    if (isLocal(host)) {
+      own.push([host, values]);
+      continue;
+    }
+    others.push(fleetRow(host, values, ctx));
   }
+  // The local row shows local states, and what the fleet knows of its publisher.
+  const entry = pickOwnEntry(own);
+  if (entry) Object.assign(local, publisherStatus(entry[0], entry[1], ctx));
 
   return {
     ...base,
@@ -291,4 +382,16 @@ export async function collectStatus(options: StatusOptions): Promise<StatusRepor
     nothingPublished: fleet.snapshot.hosts.size === 0,
     hosts: [local, ...sortRows(others)],
   };
+}
+
+/** Builds the status report. Throws `OgygiaError` only for a broken configuration. */
+export async function collectStatus(options: StatusOptions): Promise<StatusReport> {
+  const source = await configSource(options);
+  const [config, states, detected] = await Promise.all([
+    loadConfig(source),
+    readLocalStates(options.root),
+    options.hostname ?? detectHostname({ env: options.env, ...options.hostnameEnvironment }),
+  ]);
+  const fleet = config ? await readFleet(config) : undefined;
+  return buildReport({ config, detected, states, fleet });
 }

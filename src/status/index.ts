@@ -1,4 +1,5 @@
 export {
+  buildReport,
   collectStatus,
   compareRows,
   configSource,
@@ -7,7 +8,9 @@ export {
   sortRows,
   naturalCompare,
   trimDomain,
+  type FleetReading,
   type HostStatus,
+  type ReportInputs,
   type StatusMode,
   type StatusOptions,
   type StatusReport,
@@ -20,3 +23,4 @@ export {
   statusJson,
   type OutputLine,
 } from "./render.js";
+export { watchPrinter, watchStatus, type WatchOptions, type WatchPrinter } from "./watch.js";

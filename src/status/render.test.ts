@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import type { StatusReport } from "./index.js";
+import type { HostStatus, StatusReport } from "./index.js";
 import { formatTable, renderStatusText, statusJson } from "./index.js";
 
 function report(overrides: Partial<StatusReport>): StatusReport {
@@ -25,6 +25,9 @@ const local = {
   booted: "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2",
   nextboot: "g7h8i9j0k1l2g7h8i9j0k1l2",
   unreadable: [],
+  online: null,
+  rebootRequired: null,
+  updatedAt: null,
 } as const;
 
 async function stdoutOf(r: StatusReport): Promise<string[]> {
@@ -61,6 +64,9 @@ describe("renderStatusText", () => {
             booted: "b2c3d4e5f6a1",
             nextboot: null,
             unreadable: [],
+            online: null,
+            rebootRequired: null,
+            updatedAt: null,
           },
         ],
       }),
@@ -105,6 +111,9 @@ describe("renderStatusText", () => {
             booted: null,
             nextboot: null,
             unreadable: ["current"],
+            online: null,
+            rebootRequired: null,
+            updatedAt: null,
           },
         ],
       }),
@@ -126,6 +135,72 @@ describe("renderStatusText", () => {
     expect(errs).toEqual([
       "No hosts have published to /nixos/versions yet; showing the local host only.",
     ]);
+  });
+});
+
+describe("status markers", () => {
+  const fleetHost = (name: string, extra: Partial<HostStatus>): HostStatus => ({
+    host: name,
+    displayName: name,
+    local: false,
+    current: "b2c3d4e5f6a1",
+    booted: "b2c3d4e5f6a1",
+    nextboot: "b2c3d4e5f6a1",
+    unreadable: [],
+    online: null,
+    rebootRequired: null,
+    updatedAt: null,
+    ...extra,
+  });
+
+  it("puts offline and reboot-required markers beside the name, in the same columns", async () => {
+    const lines = await stdoutOf(
+      report({
+        mode: "etcd",
+        configPath: "/c",
+        namespace: "/n",
+        hosts: [
+          { ...local, unreadable: [], online: true, rebootRequired: true },
+          fleetHost("db01", { online: true, rebootRequired: false }),
+          fleetHost("web02", { online: false }),
+          fleetHost("web03", { online: false, rebootRequired: true }),
+          fleetHost("web04", {}),
+        ],
+      }),
+    );
+    expect(lines).toEqual(
+      [
+        "banner",
+        "Host                                  ⚡ current    🥾 booted     🔜 next boot",
+        "-".repeat(78),
+        "* web01.dc1 (local, reboot required)  a1b2c3d4e5f6  a1b2c3d4e5f6  g7h8i9j0k1l2",
+        "db01                                  b2c3d4e5f6a1  b2c3d4e5f6a1  b2c3d4e5f6a1",
+        "web02 (offline)                       b2c3d4e5f6a1  b2c3d4e5f6a1  b2c3d4e5f6a1",
+        "web03 (offline, reboot required)      b2c3d4e5f6a1  b2c3d4e5f6a1  b2c3d4e5f6a1",
+        "web04                                 b2c3d4e5f6a1  b2c3d4e5f6a1  b2c3d4e5f6a1",
+      ].map((line, i) => (i === 0 ? "etcd fleet state (/n via /c):" : line)),
+    );
+  });
+
+  it("puts the publisher's fields in JSON", () => {
+    const json = statusJson(
+      report({
+        mode: "etcd",
+        hosts: [
+          fleetHost("web02", {
+            online: false,
+            rebootRequired: true,
+            updatedAt: "2025-06-01T12:00:00.000Z",
+          }),
+        ],
+      }),
+    ) as { hosts: Record<string, unknown>[] };
+    expect(json.hosts[0]).toMatchObject({
+      host: "web02",
+      online: false,
+      rebootRequired: true,
+      updatedAt: "2025-06-01T12:00:00.000Z",
+    });
   });
 });
 
@@ -160,6 +235,9 @@ describe("statusJson", () => {
           current: local.current,
           booted: local.booted,
           nextboot: null,
+          online: null,
+          rebootRequired: null,
+          updatedAt: null,
         },
       ],
       warnings: [],

@@ -33,10 +33,22 @@ function revisionCell(row: HostStatus, state: "current" | "booted" | "nextboot")
   return escapeForTerminal(Array.from(revision).slice(0, REVISION_WIDTH).join(""));
 }
 
-/** The local row is marked only beside fleet rows, as in the reference. */
+/**
+ * The host cell: the name with its markers in parentheses. `(local)` is
+ * shown only beside fleet rows, as in the reference; `(offline)` for a host
+ * whose publisher has gone (it wrote keys once, and `alive` is gone);
+ * `(reboot required)` when its booted kernel, initrd or modules differ from
+ * the next boot's. Markers never add a column, so the reference layout stays.
+ */
 function hostCell(row: HostStatus, mode: StatusReport["mode"]): string {
   const name = escapeForTerminal(row.displayName);
-  return row.local && mode !== "local" ? `* ${name} (local)` : name;
+  const markers: string[] = [];
+  const local = row.local && mode !== "local";
+  if (local) markers.push("local");
+  if (row.online === false) markers.push("offline");
+  if (row.rebootRequired === true) markers.push("reboot required");
+  const marked = markers.length > 0 ? `${name} (${markers.join(", ")})` : name;
+  return local ? `* ${marked}` : marked;
 }
 
 /** The banner line that says where the data comes from. */
@@ -102,7 +114,11 @@ export async function renderStatusText(report: StatusReport): Promise<OutputLine
   return out;
 }
 
-/** The `--json` document. Full revisions; null where unknown. */
+/**
+ * The `--json` document. Full revisions; null where unknown. `online` is
+ * null when nothing says whether the host is up (local-only mode, or a host
+ * no ogygia publisher ever wrote for).
+ */
 export function statusJson(report: StatusReport): unknown {
   return {
     mode: report.mode,
@@ -117,6 +133,9 @@ export function statusJson(report: StatusReport): unknown {
       current: h.current,
       booted: h.booted,
       nextboot: h.nextboot,
+      online: h.online,
+      rebootRequired: h.rebootRequired,
+      updatedAt: h.updatedAt,
     })),
     warnings: report.warnings,
   };
