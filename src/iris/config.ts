@@ -1,0 +1,370 @@
+/**
+ * The daemon's configuration (`config.toml`): where it is, parsing and
+ * validation. The pipeline is the CLI's (read → TOML → strict schema →
+ * defaults → cross-field rules), with the same schema helpers, so every
+ * error names the file, the dotted key and the line.
+ *
+ * `[peers]`, `[trust]`, `[cache]` and `[bloom]` are validated now and used
+ * by the peer-to-peer layer; the single-node daemon does not read them.
+ */
+
+import { readFile } from "node:fs/promises";
+import { isIP } from "node:net";
+import path from "node:path";
+
+import {
+  integer,
+  locateKeys,
+  number,
+  parseHostPort,
+  string,
+  stringList,
+  table,
+  type FieldType,
+  type SchemaContext,
+} from "../config/index.js";
+import { OgygiaError, errorMessage, hasErrorCode, redactUrl } from "../core/index.js";
+import { parsePublicKey } from "../nix/index.js";
+
+export const DEFAULT_CONFIG_PATH = "/etc/ogygia-irisd/config.toml";
+export const CONFIG_ENV = "OGYGIA_IRISD_CONFIG";
+export const DEFAULT_LISTEN = "127.0.0.1:35742";
+export const DEFAULT_PRIORITY = 30;
+
+/** Exit status for a configuration the daemon refuses (sysexits' EX_CONFIG). */
+export const EXIT_CONFIG = 78;
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+const CONFIG_HINT = "Fix the configuration file and start ogygia-irisd again.";
+
+function checkListen(value: string): string | undefined {
+  const parsed = parseHostPort(value.replace(/:0$/, ":1"));
+  if (parsed === undefined) {
+    return `${JSON.stringify(value)} must be "host:port" or "[v6 address]:port", like "${DEFAULT_LISTEN}"`;
+  }
+  if (value.startsWith("[") && isIP(parsed.host) !== 6) {
+    return `${JSON.stringify(value)}: ${parsed.host} is not an IPv6 address`;
+  }
+  return undefined;
+}
+
+function checkAbsolute(value: string): string | undefined {
+  return path.isAbsolute(value) ? undefined : `${JSON.stringify(value)} must be an absolute path`;
+}
+
+function checkPeerUrl(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return `${JSON.stringify(redactUrl(value))} is not a URL; write it like "http://10.0.0.2:35742"`;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return `${JSON.stringify(redactUrl(value))} must use http:// or https://`;
+  }
+  if (url.search !== "" || url.hash !== "") {
+    return `${JSON.stringify(redactUrl(value))} must not have a query or fragment`;
+  }
+  return undefined;
+}
+
+function checkPublicKey(value: string): string | undefined {
+  try {
+    parsePublicKey(value, "trusted key");
+    return undefined;
+  } catch (err) {
+    if (err instanceof OgygiaError) return errorMessage(err);
+    throw err;
+  }
+}
+
+export const irisdConfigSchema = table({
+  description: "The ogygia-irisd configuration file.",
+  fields: {
+    server: table({
+      description: "The HTTP server.",
+      fields: {
+        listen: stringList({
+          description:
+            'Addresses to listen on, "host:port" or "[v6]:port". Port 0 picks a free port ' +
+            "(the log's `listening` line says which).",
+          default: [DEFAULT_LISTEN],
+          minItems: 1,
+          check: checkListen,
+        }),
+        priority: integer({
+          description: "`Priority` in nix-cache-info: lower is preferred (cache.nixos.org is 40).",
+          default: DEFAULT_PRIORITY,
+          min: 0,
+          max: 10_000,
+        }),
+        log_level: string({
+          description: `Least severe log level written: ${LOG_LEVELS.join(", ")}.`,
+          default: "info",
+          check: (v) =>
+            (LOG_LEVELS as readonly string[]).includes(v)
+              ? undefined
+              : `must be one of ${LOG_LEVELS.join(", ")}`,
+        }),
+        shutdown_timeout_secs: integer({
+          description:
+            "On SIGTERM, seconds to let transfers in flight finish before their connections are cut.",
+          default: 30,
+          min: 0,
+          max: 3600,
+        }),
+      },
+    }),
+    store: table({
+      description: "The Nix store served.",
+      fields: {
+        root: string({
+          description:
+            "Physical root of the store: `/` for the machine's store, or a chroot store's " +
+            "directory (files under <root>/nix/store, database at <root>/nix/var/nix/db/db.sqlite).",
+          default: "/",
+          check: checkAbsolute,
+        }),
+      },
+    }),
+    signing: table({
+      description: "Keys that sign served narinfos on the fly.",
+      fields: {
+        secret_key_files: stringList({
+          description:
+            "Nix secret key files (`nix key generate-secret`). With a key, every valid path is " +
+            "serveable and its narinfo carries this key's signature besides the stored ones.",
+          default: [],
+          check: checkAbsolute,
+        }),
+      },
+    }),
+    peers: table({
+      description: "Reserved for the peer-to-peer layer (validated, not yet used).",
+      fields: {
+        urls: stringList({
+          description: "Base URLs of peer irisd daemons, like http://10.0.0.2:35742.",
+          default: [],
+          check: checkPeerUrl,
+        }),
+      },
+    }),
+    trust: table({
+      description: "Reserved for the peer-to-peer layer (validated, not yet used).",
+      fields: {
+        trusted_keys: stringList({
+          description: "Public keys (`name:base64`) whose signatures make a peer's path trusted.",
+          default: [],
+          check: checkPublicKey,
+        }),
+      },
+    }),
+    cache: table({
+      description: "Reserved for the peer-to-peer layer's NAR cache (validated, not yet used).",
+      fields: {
+        dir: string({
+          description: "Folder of NARs fetched from peers.",
+          default: "/var/cache/ogygia-irisd",
+          check: checkAbsolute,
+        }),
+        max_size_bytes: integer({
+          description: "Size the NAR cache is kept under.",
+          default: 10 * 1024 ** 3,
+          min: 0,
+        }),
+        time_to_idle_secs: integer({
+          description: "A cached NAR not served for this long is evicted.",
+          default: 7 * 86_400,
+          min: 1,
+        }),
+      },
+    }),
+    bloom: table({
+      description: "Reserved for the peer-to-peer layer's bloom filters (validated, not yet used).",
+      fields: {
+        false_positive_rate: number({
+          description: "Target false-positive rate of the local filter.",
+          default: 0.01,
+          min: 1e-9,
+          max: 0.5,
+        }),
+        peer_ttl_secs: integer({
+          description: "Seconds a peer's filter is used before it is fetched again.",
+          default: 60,
+          min: 1,
+          max: 86_400,
+        }),
+      },
+    }),
+  },
+});
+
+type RawConfig = FieldType<typeof irisdConfigSchema>;
+
+/** A listen address, parsed. */
+export interface ListenAddress {
+  host: string;
+  /** 0: the kernel picks a free port. */
+  port: number;
+  /** As written in the configuration, e.g. `[::1]:35742`. */
+  text: string;
+}
+
+export interface IrisdConfig {
+  /** The file read, or undefined when the default file was absent (all defaults). */
+  path: string | undefined;
+  server: {
+    listen: ListenAddress[];
+    priority: number;
+    logLevel: LogLevel;
+    shutdownTimeoutSecs: number;
+  };
+  store: { root: string };
+  signing: { secretKeyFiles: string[] };
+  peers: { urls: string[] };
+  trust: { trustedKeys: string[] };
+  cache: { dir: string; maxSizeBytes: number; timeToIdleSecs: number };
+  bloom: { falsePositiveRate: number; peerTtlSecs: number };
+}
+
+function configError(message: string, cause?: unknown): OgygiaError {
+  return new OgygiaError("ERR_OGYGIA_IRISD_CONFIG", message, {
+    hint: CONFIG_HINT,
+    cause,
+    exitCode: EXIT_CONFIG,
+  });
+}
+
+function toListen(text: string): ListenAddress {
+  const zero = text.endsWith(":0");
+  const parsed = parseHostPort(zero ? `${text.slice(0, -2)}:1` : text);
+  if (parsed === undefined) throw new Error(`toListen: unchecked address ${text}`);
+  return { host: parsed.host, port: zero ? 0 : parsed.port, text };
+}
+
+function crossChecks(raw: RawConfig, ctx: SchemaContext): void {
+  const seen = new Set<string>();
+  for (const address of raw.server.listen) {
+    const { host, port } = toListen(address);
+    const key = `${host.toLowerCase()}:${port}`;
+    if (port !== 0 && seen.has(key)) {
+      throw configError(
+        `${whereIs(["server", "listen"], ctx)}: server.listen: ${JSON.stringify(address)} is listed twice`,
+      );
+    }
+    seen.add(key);
+  }
+  const names = new Map<string, string>();
+  for (const text of raw.trust.trusted_keys) {
+    const key = parsePublicKey(text, "trusted key");
+    const other = names.get(key.name);
+    if (other !== undefined && other !== text) {
+      throw configError(
+        `${whereIs(["trust", "trusted_keys"], ctx)}: trust.trusted_keys: two different keys are named '${key.name}'`,
+      );
+    }
+    names.set(key.name, text);
+  }
+}
+
+function whereIs(keyPath: readonly string[], ctx: SchemaContext): string {
+  for (let n = keyPath.length; n > 0; n--) {
+    const line = ctx.lines.get(keyPath.slice(0, n).join("."));
+    if (line !== undefined) return `${ctx.file}:${line}`;
+  }
+  return ctx.file;
+}
+
+/** Parses and validates configuration text; `file` names it in errors. */
+export async function parseIrisdConfig(
+  text: string,
+  file: string | undefined,
+): Promise<IrisdConfig> {
+  const shown = file ?? DEFAULT_CONFIG_PATH;
+  const { parse, TomlError } = await import("smol-toml");
+  let data: unknown;
+  try {
+    data = parse(text);
+  } catch (err) {
+    if (err instanceof TomlError) {
+      const reason = err.message.split("\n")[0]?.replace(/^Invalid TOML document: /, "") ?? "";
+      throw configError(`${shown}:${err.line}:${err.column}: invalid TOML: ${reason}`, err);
+    }
+    throw err;
+  }
+  const ctx: SchemaContext = { file: shown, lines: locateKeys(text) };
+  let raw: RawConfig;
+  try {
+    raw = irisdConfigSchema.parse(data, [], ctx);
+  } catch (err) {
+    // The schema helpers speak for the CLI's file; same message, the daemon's code and exit status.
+    if (err instanceof OgygiaError && err.code === "ERR_OGYGIA_CONFIG_INVALID") {
+      throw configError(err.message, err);
+    }
+    throw err;
+  }
+  crossChecks(raw, ctx);
+  return {
+    path: file,
+    server: {
+      listen: raw.server.listen.map(toListen),
+      priority: raw.server.priority,
+      logLevel: raw.server.log_level as LogLevel,
+      shutdownTimeoutSecs: raw.server.shutdown_timeout_secs,
+    },
+    store: { root: raw.store.root },
+    signing: { secretKeyFiles: raw.signing.secret_key_files },
+    peers: { urls: raw.peers.urls },
+    trust: { trustedKeys: raw.trust.trusted_keys },
+    cache: {
+      dir: raw.cache.dir,
+      maxSizeBytes: raw.cache.max_size_bytes,
+      timeToIdleSecs: raw.cache.time_to_idle_secs,
+    },
+    bloom: {
+      falsePositiveRate: raw.bloom.false_positive_rate,
+      peerTtlSecs: raw.bloom.peer_ttl_secs,
+    },
+  };
+}
+
+/** Where the configuration comes from. */
+export interface IrisdConfigSource {
+  path: string;
+  /** `--config`, `$OGYGIA_IRISD_CONFIG` or `default`. */
+  from: "--config" | `$${typeof CONFIG_ENV}` | "default";
+}
+
+/** `--config FILE`, else `$OGYGIA_IRISD_CONFIG`, else the default path. */
+export function irisdConfigSource(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv,
+): IrisdConfigSource {
+  if (flag !== undefined) return { path: flag, from: "--config" };
+  const fromEnv = env[CONFIG_ENV];
+  if (fromEnv !== undefined && fromEnv !== "") return { path: fromEnv, from: `$${CONFIG_ENV}` };
+  return { path: DEFAULT_CONFIG_PATH, from: "default" };
+}
+
+/**
+ * Reads and validates the configuration. A missing default file means all
+ * defaults; a file named by `--config` or the environment must exist.
+ */
+export async function loadIrisdConfig(source: IrisdConfigSource): Promise<IrisdConfig> {
+  let text: string;
+  try {
+    text = await readFile(source.path, "utf8");
+  } catch (err) {
+    if (hasErrorCode(err, "ENOENT", "ENOTDIR")) {
+      if (source.from === "default") return parseIrisdConfig("", undefined);
+      throw configError(`configuration file ${source.path} (from ${source.from}) does not exist`);
+    }
+    if (hasErrorCode(err, "EACCES", "EPERM", "EISDIR")) {
+      throw configError(`cannot read configuration file ${source.path}: ${errorMessage(err)}`, err);
+    }
+    throw err;
+  }
+  return parseIrisdConfig(text, source.path);
+}
