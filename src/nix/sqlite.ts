@@ -13,8 +13,6 @@ export interface SqliteStatement<Row> {
 export interface SqliteConnection {
   readonly file: string;
   prepare<Row>(sql: string): SqliteStatement<Row>;
-  /** Runs `fn` inside one read transaction (a consistent snapshot). */
-  snapshot<T>(fn: () => T): T;
   /** The value of a single-valued pragma, e.g. `data_version`. */
   pragma(name: string): unknown;
   close(): void;
@@ -29,12 +27,18 @@ export function isSqliteError(err: unknown): err is Error & { code: string } {
  * Opens `file` read-only. Without `immutable`, the connection takes part in
  * WAL locking and so sees commits that other processes make while it is open.
  */
-export function openReadOnly(file: string, options: { busyTimeoutMs: number }): SqliteConnection {
+export function openReadOnly(
+  file: string,
+  options: { busyTimeoutMs: number; cacheKiB?: number },
+): SqliteConnection {
   const db = new Database(file, {
     readonly: true,
     fileMustExist: true,
     timeout: options.busyTimeoutMs,
   });
+  // A page cache that holds the hot part of a large store's index (a
+  // per-connection setting; SQLite drops it whenever another process commits).
+  db.pragma(`cache_size = -${options.cacheKiB ?? 32768}`);
   return {
     file,
     prepare<Row>(sql: string): SqliteStatement<Row> {
@@ -43,9 +47,6 @@ export function openReadOnly(file: string, options: { busyTimeoutMs: number }): 
         get: (...params) => statement.get(...params),
         all: (...params) => statement.all(...params),
       };
-    },
-    snapshot<T>(fn: () => T): T {
-      return db.transaction(fn).deferred();
     },
     pragma(name: string): unknown {
       return db.pragma(name, { simple: true });

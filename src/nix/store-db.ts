@@ -80,6 +80,8 @@ export interface OpenStoreDbOptions {
 
 interface PathRow {
   id: number;
+  /** Space-joined reference paths (store paths contain no spaces). */
+  refs: string | null;
   path: string;
   hash: string;
   registrationTime: number;
@@ -91,6 +93,10 @@ interface PathRow {
 }
 
 const COLUMNS = "id, path, hash, registrationTime, deriver, narSize, ultimate, sigs, ca";
+// References in the same statement: one statement is one read snapshot, and
+// one round trip instead of a transaction around two queries.
+const REFS_COLUMN =
+  "(SELECT group_concat(r.path, ' ') FROM Refs JOIN ValidPaths r ON r.id = Refs.reference WHERE Refs.referrer = v.id) AS refs";
 const REQUIRED_COLUMNS = ["id", "path", "hash", "registrationTime", "deriver", "narSize", "sigs"];
 
 function dbError(file: string, reason: string, cause?: unknown): OgygiaError {
@@ -143,26 +149,26 @@ export function openStoreDb(options: OpenStoreDbOptions = {}): StoreDb {
   }
   const hasCa = columns.includes("ca");
   const hasUltimate = columns.includes("ultimate");
-  const selectColumns = COLUMNS.replace(", ca", hasCa ? ", ca" : ", NULL AS ca").replace(
+  const selectColumns = `${COLUMNS.replace(", ca", hasCa ? ", ca" : ", NULL AS ca").replace(
     ", ultimate",
     hasUltimate ? ", ultimate" : ", NULL AS ultimate",
-  );
+  )}, ${REFS_COLUMN}`;
 
   const statements = guarded("preparing queries", () => ({
-    byPath: db.prepare<PathRow>(`SELECT ${selectColumns} FROM ValidPaths WHERE path = ?`),
+    byPath: db.prepare<PathRow>(`SELECT ${selectColumns} FROM ValidPaths v WHERE path = ?`),
     // ValidPaths.path is unique, hence indexed: a range scan finds a hash part.
     byRange: db.prepare<PathRow>(
-      `SELECT ${selectColumns} FROM ValidPaths WHERE path >= ? AND path < ? ORDER BY path LIMIT 1`,
+      `SELECT ${selectColumns} FROM ValidPaths v WHERE path >= ? AND path < ? ORDER BY path LIMIT 1`,
     ),
     pathByRange: db.prepare<{ path: string }>(
       "SELECT path FROM ValidPaths WHERE path >= ? AND path < ? ORDER BY path LIMIT 1",
     ),
     valid: db.prepare<{ id: number }>("SELECT id FROM ValidPaths WHERE path = ?"),
     references: db.prepare<{ path: string }>(
-      "SELECT v.path FROM Refs r JOIN ValidPaths v ON r.reference = v.id WHERE r.referrer = ?",
+      "SELECT r.path FROM ValidPaths v JOIN Refs ON Refs.referrer = v.id JOIN ValidPaths r ON r.id = Refs.reference WHERE v.path = ?",
     ),
     referrers: db.prepare<{ path: string }>(
-      "SELECT v.path FROM Refs r JOIN ValidPaths v ON r.referrer = v.id WHERE r.reference = ?",
+      "SELECT r.path FROM ValidPaths v JOIN Refs ON Refs.reference = v.id JOIN ValidPaths r ON r.id = Refs.referrer WHERE v.path = ?",
     ),
     all: db.prepare<{ path: string }>("SELECT path FROM ValidPaths ORDER BY path"),
     count: db.prepare<{ n: number }>("SELECT count(*) AS n FROM ValidPaths"),
@@ -182,10 +188,7 @@ export function openStoreDb(options: OpenStoreDbOptions = {}): StoreDb {
     } catch (err) {
       throw dbError(file, `path ${row.path} has an invalid hash '${row.hash}'`, err);
     }
-    const references = statements.references
-      .all(row.id)
-      .map((r) => r.path)
-      .sort(compare);
+    const references = row.refs === null ? [] : row.refs.split(" ").sort(compare);
     const sigs = [...new Set((row.sigs ?? "").split(/\s+/).filter((s) => s !== ""))].sort(compare);
     return {
       storePath: row.path,
@@ -219,27 +222,23 @@ export function openStoreDb(options: OpenStoreDbOptions = {}): StoreDb {
     dbPath: file,
     queryPathInfo(storePath) {
       parseStorePath(storePath, storeDir);
-      return guarded(`querying ${storePath}`, () =>
-        db.snapshot(() => {
-          const row = statements.byPath.get(storePath);
-          return row === undefined ? undefined : toInfo(row);
-        }),
-      );
+      const row = guarded(`querying ${storePath}`, () => statements.byPath.get(storePath));
+      return row === undefined ? undefined : toInfo(row);
     },
     queryPathFromHashPart(hashPart) {
       checkHashPart(hashPart);
+      const [low, high] = hashRange(hashPart);
       return guarded(`looking up hash part ${hashPart}`, () =>
-        statements.pathByRange.get(...hashRange(hashPart)),
+        statements.pathByRange.get(low, high),
       )?.path;
     },
     queryPathInfoByHashPart(hashPart) {
       checkHashPart(hashPart);
-      return guarded(`looking up hash part ${hashPart}`, () =>
-        db.snapshot(() => {
-          const row = statements.byRange.get(...hashRange(hashPart));
-          return row === undefined ? undefined : toInfo(row);
-        }),
+      const [low, high] = hashRange(hashPart);
+      const row = guarded(`looking up hash part ${hashPart}`, () =>
+        statements.byRange.get(low, high),
       );
+      return row === undefined ? undefined : toInfo(row);
     },
     isValidPath(storePath) {
       parseStorePath(storePath, storeDir);
@@ -248,22 +247,18 @@ export function openStoreDb(options: OpenStoreDbOptions = {}): StoreDb {
     queryReferences(storePath) {
       parseStorePath(storePath, storeDir);
       return guarded(`querying references of ${storePath}`, () =>
-        db.snapshot(() => {
-          const row = statements.valid.get(storePath);
-          if (row === undefined) return [];
-          return statements.references.all(row.id).map((r) => r.path);
-        }),
-      ).sort(compare);
+        statements.references.all(storePath),
+      )
+        .map((r) => r.path)
+        .sort(compare);
     },
     queryReferrers(storePath) {
       parseStorePath(storePath, storeDir);
       return guarded(`querying referrers of ${storePath}`, () =>
-        db.snapshot(() => {
-          const row = statements.valid.get(storePath);
-          if (row === undefined) return [];
-          return statements.referrers.all(row.id).map((r) => r.path);
-        }),
-      ).sort(compare);
+        statements.referrers.all(storePath),
+      )
+        .map((r) => r.path)
+        .sort(compare);
     },
     queryAllValidPaths() {
       return guarded("listing valid paths", () => statements.all.all()).map((r) => r.path);
