@@ -30,6 +30,11 @@ export interface ZooKeeperServer {
   putMany(entries: Iterable<[path: string, data: string | Buffer]>): Promise<void>;
   /** Reads a node's data, or null when it does not exist. */
   get(path: string): Promise<Buffer | null>;
+  /**
+   * The session owning an ephemeral node (hex; all zeros for a persistent
+   * node), or null when the node does not exist.
+   */
+  ephemeralOwner(path: string): Promise<string | null>;
   /** Freezes the server process (SIGSTOP): it keeps its socket but answers nothing. */
   freeze(): void;
   /** Thaws a frozen server (SIGCONT). */
@@ -187,6 +192,15 @@ export async function startZooKeeper(): Promise<ZooKeeperServer> {
         client.getData(path, (err, data) => {
           if (err && "code" in err && err.code === zookeeper.Exception.NO_NODE) done(null, null);
           else done(err, data);
+        });
+      });
+    },
+    ephemeralOwner(path) {
+      return withClient<string | null>(endpoint, (client, done) => {
+        client.exists(path, (err, stat) => {
+          // `exists` answers null for a missing node (the typings say otherwise).
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
+          done(err, stat ? stat.ephemeralOwner.toString("hex") : null);
         });
       });
     },
