@@ -446,7 +446,17 @@ export async function writeNar(
     if (failure !== undefined) throw failure;
   };
 
+  const onError = (err: Error): void => {
+    failure ??= new OgygiaError(
+      "ERR_OGYGIA_NIX_NAR",
+      `writing the NAR of '${path}' failed: ${errorMessage(err)}`,
+      { cause: err },
+    );
+    notify();
+  };
   out.once("close", onClose);
+  // While we write, a sink error becomes our rejection rather than an unhandled event.
+  out.on("error", onError);
   signal?.addEventListener("abort", onAbort, { once: true });
   let finished = false;
   try {
@@ -484,6 +494,7 @@ export async function writeNar(
     }
   } finally {
     out.off("close", onClose);
+    out.off("error", onError);
     signal?.removeEventListener("abort", onAbort);
     if (!finished) chunks.return({ bytes: 0, narSize: undefined });
   }

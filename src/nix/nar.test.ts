@@ -207,6 +207,17 @@ describe("NAR serialisation", () => {
     });
   });
 
+  it("turns a sink's error event into a rejection instead of an unhandled error", async () => {
+    const root = path.join(tmp.dir, "big");
+    writeFileSync(root, Buffer.alloc(2_000_000));
+    const sink = new Writable({
+      write(_chunk: Buffer, _encoding, done) {
+        done(new Error("disk full"));
+      },
+    });
+    await expect(writeNar(root, sink, { chunkSize: 64 * 1024 })).rejects.toThrow(/disk full/);
+  });
+
   it("refuses sockets, FIFOs and missing paths, naming the path", async () => {
     const dir = path.join(tmp.dir, "odd");
     mkdirSync(dir);

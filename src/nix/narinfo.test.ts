@@ -108,6 +108,17 @@ describe("narinfo", () => {
     );
   });
 
+  it("reads an empty CA as none and renders any CA spelling as Nix does (nix32)", () => {
+    expect(parseNarInfo(`${MID}CA: \n`).ca).toBeUndefined();
+    const hex = CA.replace(
+      "CA: fixed:r:sha256:0l3163ffabgwv6vm3hzpgp74dfgqa9gl6qp16mjw1xq796m8zxnk",
+      "CA: fixed:r:sha256:d3f68faa4907f7c06535e162435f52f8b946ce7df7c351b7d9fc2de5dc306150",
+    );
+    expect(renderNarInfo(parseNarInfo(hex))).toBe(CA);
+    const info = parseNarInfo(CA);
+    expect(() => renderNarInfo({ ...info, ca: "fixed:nonsense" })).toThrow(/invalid CA/);
+  });
+
   it("always renders Compression and defaults a missing one to bzip2 when parsing", () => {
     const without = XZ.replace("Compression: xz\n", "");
     expect(parseNarInfo(without).compression).toBe("bzip2");

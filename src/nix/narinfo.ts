@@ -10,7 +10,7 @@
  */
 
 import { OgygiaError } from "../core/index.js";
-import { parseContentAddress } from "./content-address.js";
+import { formatContentAddress, parseContentAddress } from "./content-address.js";
 import { formatHash, parseHash, type Hash } from "./hash.js";
 import {
   DEFAULT_STORE_DIR,
@@ -172,8 +172,8 @@ export function parseNarInfo(text: string, options: NarInfoParseOptions = {}): N
         sigs.add(value);
         break;
       case "CA":
-        guard("CA", () => parseContentAddress(value));
-        ca = value;
+        // Nix reads an empty CA as none.
+        if (value !== "") ca = guard("CA", () => formatContentAddress(parseContentAddress(value)));
         break;
       default:
         // Unknown fields are ignored, as Nix does (newer Nix adds fields).
@@ -244,7 +244,17 @@ export function renderNarInfo(info: NarInfo, options: { storeDir?: string } = {}
   if (info.deriver !== undefined) lines.push(`Deriver: ${baseNameIn(storeDir, info.deriver)}`);
   if (info.system !== undefined && info.system !== "") lines.push(`System: ${info.system}`);
   for (const sig of [...new Set(info.sigs)].sort()) lines.push(`Sig: ${sig}`);
-  if (info.ca !== undefined && info.ca !== "") lines.push(`CA: ${info.ca}`);
+  if (info.ca !== undefined && info.ca !== "") {
+    const ca = info.ca;
+    let rendered: string;
+    try {
+      rendered = formatContentAddress(parseContentAddress(ca));
+    } catch (err) {
+      if (err instanceof OgygiaError) throw renderError(info, `invalid CA '${ca}'`);
+      throw err;
+    }
+    lines.push(`CA: ${rendered}`);
+  }
   return `${lines.join("\n")}\n`;
 }
 

@@ -249,6 +249,11 @@ export function checkPathSignatures(
   trusted: TrustedKeys,
   storeDir = DEFAULT_STORE_DIR,
 ): SignatureVerdict {
+  // As Nix's checkSignatures: a real content address wins before any fingerprint.
+  const contentAddressed = isContentAddressed(info, storeDir);
+  if (contentAddressed && !(info.narSize > 0)) {
+    return { trusted: true, reason: "content-addressed", signers: [] };
+  }
   const fingerprint = pathFingerprint(info, storeDir);
   const signers = [
     ...new Set(
@@ -257,9 +262,7 @@ export function checkPathSignatures(
         .map((sig) => signatureKeyName(sig) ?? ""),
     ),
   ];
-  if (isContentAddressed(info, storeDir)) {
-    return { trusted: true, reason: "content-addressed", signers };
-  }
+  if (contentAddressed) return { trusted: true, reason: "content-addressed", signers };
   if (signers.length > 0) return { trusted: true, reason: "signed", signers };
   return { trusted: false, reason: "unsigned", signers: [] };
 }
