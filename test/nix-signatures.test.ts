@@ -143,6 +143,7 @@ describe("signatures interoperate with Nix 2.8", () => {
       to: client,
       paths: [closure.top, caPath],
       trustedPublicKeys: [formatPublicKey(ourKey.publicKey)],
+      cacheDir: path.join(dir, "nix-cache"),
     });
     expect(copied.code).toBe(0);
     const arrived = await pathInfoJson([closure.top], { store: client, recursive: true });

@@ -11,7 +11,7 @@
 
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { removeDir, tempDir } from "./process.js";
@@ -324,7 +324,11 @@ export async function pathInfoJson(
 
 /**
  * `nix copy` between stores, checking signatures against `trustedPublicKeys`
- * unless `checkSigs` is false. `from`/`to` are store URLs or chroot roots.
+ * unless `checkSigs` is false. `from`/`to` are store URLs (`http://...`,
+ * `file://...`) or chroot roots. `settings` become `--option name value`
+ * (e.g. `narinfo-cache-negative-ttl: "0"`); `cacheDir` gives Nix its own
+ * narinfo disk cache (XDG_CACHE_HOME; Nix keeps one for http caches), so
+ * answers cached by an earlier test against the same URL cannot leak in.
  */
 export async function nixCopy(options: {
   from?: string;
@@ -332,7 +336,10 @@ export async function nixCopy(options: {
   paths: readonly string[];
   trustedPublicKeys?: readonly string[];
   checkSigs?: boolean;
+  settings?: Record<string, string>;
+  cacheDir?: string;
   allowFailure?: boolean;
+  timeoutMs?: number;
 }): Promise<NixResult> {
   const args = ["copy"];
   if (options.from !== undefined) args.push("--from", options.from);
@@ -341,15 +348,12 @@ export async function nixCopy(options: {
   if (options.trustedPublicKeys !== undefined) {
     args.push("--option", "trusted-public-keys", options.trustedPublicKeys.join(" "));
   }
-  return runNix("nix", [...args, ...options.paths], { allowFailure: options.allowFailure });
-}
-
-/** The text of a file, or undefined when it does not exist. */
-export async function readTextIfExists(file: string): Promise<string | undefined> {
-  try {
-    return await readFile(file, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
+  for (const [name, value] of Object.entries(options.settings ?? {})) {
+    args.push("--option", name, value);
   }
+  return runNix("nix", [...args, ...options.paths], {
+    allowFailure: options.allowFailure,
+    timeoutMs: options.timeoutMs,
+    env: options.cacheDir === undefined ? {} : { XDG_CACHE_HOME: options.cacheDir },
+  });
 }
