@@ -1,0 +1,183 @@
+/**
+ * `ogygia-irisd`: the binary-cache daemon's entry point. Parses the
+ * command line, loads the configuration, starts the daemon, tells systemd
+ * it is ready, and stops gracefully on SIGTERM or SIGINT.
+ *
+ * Exit status: 0 after a clean stop, 1 when it cannot start (address taken,
+ * store database missing, unreadable key), 2 for a bad command line, 78
+ * for an invalid configuration, 70 for a bug.
+ */
+
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+
+import { OgygiaError, errorMessage } from "../core/index.js";
+import { irisdConfigSource, loadIrisdConfig, CONFIG_ENV, DEFAULT_CONFIG_PATH } from "./config.js";
+import { startDaemon } from "./daemon.js";
+import { createIrisLogger, errorFields, type IrisLogger } from "./log.js";
+import { notifySystemd } from "./notify.js";
+import { loadSigningKeys } from "./signing.js";
+
+const EXIT_USAGE = 2;
+const EXIT_BUG = 70;
+
+const HELP = `Usage: ogygia-irisd [--config FILE] [--check-config]
+
+Serves the local Nix store as a binary cache over HTTP: /nix-cache-info,
+/<hash>.narinfo, /nar/<hash>-<narhash>.nar and /metrics. Only signed,
+content-addressed or (with [signing] keys) signable paths are served.
+
+Options:
+  -c, --config FILE   configuration file (default: $${CONFIG_ENV}, else
+                      ${DEFAULT_CONFIG_PATH})
+      --check-config  validate the configuration and the signing keys, then exit
+  -h, --help          show this help
+  -V, --version       show the version
+
+Logs are JSON lines on stderr. SIGTERM or SIGINT stops it gracefully.
+See docs/irisd.md for the configuration reference.`;
+
+function packageVersion(): string {
+  for (let dir = new URL(".", import.meta.url); ; dir = new URL("..", dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL("package.json", dir), "utf8")) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === "ogygia" && pkg.version) return pkg.version;
+    } catch {
+      // No package.json here (or an unreadable one): keep walking up.
+    }
+    if (dir.pathname === "/") return "unknown";
+  }
+}
+
+function printError(err: unknown): number {
+  if (err instanceof OgygiaError) {
+    process.stderr.write(`ogygia-irisd: error: ${err.message}\n`);
+    if (err.hint !== undefined) process.stderr.write(`hint: ${err.hint}\n`);
+    return err.exitCode;
+  }
+  process.stderr.write(`ogygia-irisd: internal error (a bug; please report it):\n`);
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return EXIT_BUG;
+}
+
+function logFatal(log: IrisLogger, err: unknown): number {
+  if (err instanceof OgygiaError) {
+    log.fatal(errorFields(err), `cannot start: ${err.message}`);
+    return err.exitCode;
+  }
+  log.fatal(
+    { ...errorFields(err), stack: err instanceof Error ? err.stack : undefined },
+    "internal error (a bug; please report it)",
+  );
+  return EXIT_BUG;
+}
+
+async function checkConfig(configFlag: string | undefined): Promise<number> {
+  const source = irisdConfigSource(configFlag, process.env);
+  const config = await loadIrisdConfig(source);
+  await loadSigningKeys(config.signing.secretKeyFiles);
+  const shown = config.path ?? `${DEFAULT_CONFIG_PATH} (absent: all defaults)`;
+  process.stdout.write(`ogygia-irisd: configuration ${shown} is valid\n`);
+  return 0;
+}
+
+/** Runs until SIGTERM/SIGINT; resolves with the exit status. */
+async function serve(configFlag: string | undefined): Promise<number> {
+  let log = createIrisLogger("info");
+  let config;
+  try {
+    config = await loadIrisdConfig(irisdConfigSource(configFlag, process.env));
+  } catch (err) {
+    return logFatal(log, err);
+  }
+  log = createIrisLogger(config.server.logLevel);
+  if (config.path === undefined) {
+    log.info({ config: DEFAULT_CONFIG_PATH }, "no configuration file: using the defaults");
+  }
+  let daemon;
+  try {
+    daemon = await startDaemon(config, log);
+  } catch (err) {
+    return logFatal(log, err);
+  }
+  const running = daemon;
+  const logger = log;
+  await notifySystemd("READY=1", { log });
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        logger.warn({ signal }, "second signal: exiting now");
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      logger.info({ signal }, "stopping: finishing requests in flight");
+      void notifySystemd("STOPPING=1", { log: logger });
+      running.stop().then(
+        () => {
+          logger.info({}, "stopped");
+          resolve(0);
+        },
+        (err: unknown) => {
+          logger.error(errorFields(err), `error while stopping: ${errorMessage(err)}`);
+          resolve(1);
+        },
+      );
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: "string", short: "c" },
+        "check-config": { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    process.stderr.write(`ogygia-irisd: ${errorMessage(err)}\n\n${HELP}\n`);
+    return EXIT_USAGE;
+  }
+  if (values.help === true) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  if (values.version === true) {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
+  if (values["check-config"] === true) {
+    try {
+      return await checkConfig(values.config);
+    } catch (err) {
+      return printError(err);
+    }
+  }
+  return serve(values.config);
+}
+
+process.on("uncaughtException", (err) => {
+  process.stderr.write(
+    `${JSON.stringify({ level: 60, time: new Date().toISOString(), pid: process.pid, name: "ogygia-irisd", msg: "uncaught exception (a bug)", err: err.message, stack: err.stack })}\n`,
+  );
+  process.exit(EXIT_BUG);
+});
+
+process.exitCode = await main(process.argv.slice(2));
+// Everything is closed after a clean stop; exit explicitly so that nothing
+// (a keep-alive timer, a stuck child) can keep a stopped daemon around.
+process.exit();

@@ -1,0 +1,110 @@
+/**
+ * The lookup pipeline: an ordered chain of resolvers, each able to answer
+ * "what is the narinfo for this hash part" and "stream me this NAR". The
+ * local store is the first (and, for now, only) resolver; the peer-to-peer
+ * layer adds a NAR cache and the peers behind it. A resolver marked `local`
+ * answers for this host's own data and may be asked on the peer-only
+ * `/local/...` endpoints; the others are consulted only for clients.
+ *
+ * Resolvers may answer synchronously (the local store does: the database
+ * reader is synchronous) and the chain keeps that fast path free of
+ * promises; a resolver that returns a promise is awaited.
+ */
+
+import type { Writable } from "node:stream";
+
+/** A narinfo ready to send. */
+export interface ServedNarInfo {
+  readonly storePath: string;
+  /** The narinfo text, its `URL` pointing at this server's `nar/...`. */
+  readonly body: Buffer;
+  /** Which resolver answered (`local`, later `cache` or a peer), for logs. */
+  readonly source: string;
+}
+
+/** A byte range of a NAR: `length` bytes from `start`. */
+export interface ByteRange {
+  start: number;
+  length: number;
+}
+
+/** A NAR ready to stream. */
+export interface ServedNar {
+  readonly storePath: string;
+  readonly narSize: number;
+  /** nix32 of the NAR's SHA-256, as in the URL. */
+  readonly narHash: string;
+  readonly source: string;
+  /**
+   * Streams the NAR (or `range` of it) into `out` without ending it.
+   * Resolves once every byte was handed to `out`; rejects when the NAR
+   * cannot be produced in full (the caller then aborts the response).
+   */
+  write(out: Writable, range: ByteRange | undefined): Promise<void>;
+}
+
+type Maybe<T> = T | undefined | Promise<T | undefined>;
+
+export interface PathResolver {
+  readonly name: string;
+  /** True when it answers from this host's own data (servable to peers). */
+  readonly local: boolean;
+  /** The narinfo for a store path hash part, if this resolver can serve it. */
+  narInfo(hashPart: string): Maybe<ServedNarInfo>;
+  /** The NAR named by `nar/<hashPart>-<narHash>.nar`, if it is still exactly that. */
+  nar(hashPart: string, narHash: string): Maybe<ServedNar>;
+  close?(): void | Promise<void>;
+}
+
+export interface LookupOptions {
+  /** Ask only `local` resolvers (the peer-only endpoints). */
+  localOnly?: boolean;
+}
+
+/** The resolvers, asked in order; the first answer wins. */
+export interface ResolverChain {
+  readonly resolvers: readonly PathResolver[];
+  narInfo(hashPart: string, options?: LookupOptions): Maybe<ServedNarInfo>;
+  nar(hashPart: string, narHash: string, options?: LookupOptions): Maybe<ServedNar>;
+  close(): Promise<void>;
+}
+
+function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+  return value instanceof Promise;
+}
+
+function firstAnswer<T>(
+  resolvers: readonly PathResolver[],
+  localOnly: boolean,
+  ask: (resolver: PathResolver) => Maybe<T>,
+  from = 0,
+): Maybe<T> {
+  for (let i = from; i < resolvers.length; i++) {
+    const resolver = resolvers[i];
+    if (resolver === undefined || (localOnly && !resolver.local)) continue;
+    const answer = ask(resolver);
+    if (isPromise(answer)) {
+      return answer.then((value) =>
+        value !== undefined ? value : firstAnswer(resolvers, localOnly, ask, i + 1),
+      );
+    }
+    if (answer !== undefined) return answer;
+  }
+  return undefined;
+}
+
+/** A chain over `resolvers`, in order. */
+export function createResolverChain(resolvers: readonly PathResolver[]): ResolverChain {
+  return {
+    resolvers,
+    narInfo(hashPart, options) {
+      return firstAnswer(resolvers, options?.localOnly === true, (r) => r.narInfo(hashPart));
+    },
+    nar(hashPart, narHash, options) {
+      return firstAnswer(resolvers, options?.localOnly === true, (r) => r.nar(hashPart, narHash));
+    },
+    async close() {
+      for (const resolver of resolvers) await resolver.close?.();
+    },
+  };
+}
