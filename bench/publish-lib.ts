@@ -5,12 +5,24 @@
  * `ogygia publish` run as a separate process, as on a real host.
  */
 
+import { existsSync } from "node:fs";
 import { mkdir, rename, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
-import { OGYGIA_BIN, baseEnv } from "../test/helpers/cli.js";
+import { baseEnv } from "../test/helpers/cli.js";
 import { removeDir, startProcess, tempDir, type ManagedProcess } from "../test/helpers/process.js";
 import { writeConfig } from "../test/helpers/system-root.js";
+
+/**
+ * The CLI, found from this file whether it runs from source (`bench/`, under
+ * vitest) or compiled (`dist/bench/`, under `npm run bench`).
+ */
+const OGYGIA_BIN = ((): string => {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const compiled = path.resolve(here, "../../bin/ogygia");
+  return existsSync(compiled) ? compiled : path.resolve(here, "../bin/ogygia");
+})();
 
 export type StateName = "current" | "booted" | "nextboot";
 
@@ -26,9 +38,10 @@ export interface BootRoot {
   /**
    * Points `state` at a new system closure, replacing the link atomically
    * (a new link renamed over the old), as switch-to-configuration and
-   * nix-env do. `null` removes the link.
+   * nix-env do. `null` removes the link. Resolves to `performance.now()`
+   * taken just before the link changed.
    */
-  switchSystem(state: StateName, spec: SystemSpec | null): Promise<void>;
+  switchSystem(state: StateName, spec: SystemSpec | null): Promise<number>;
   remove(): Promise<void>;
 }
 
@@ -58,10 +71,12 @@ export async function makeBootRoot(
     return `/nix/store/${name}`;
   };
 
-  const replaceLink = async (link: string, target: string): Promise<void> => {
+  const replaceLink = async (link: string, target: string): Promise<number> => {
     const temp = `${link}.tmp-${process.pid}-${generation}`;
     await symlink(target, temp);
+    const changedAt = performance.now();
     await rename(temp, link);
+    return changedAt;
   };
 
   const linkPath = (state: StateName): string =>
@@ -69,20 +84,20 @@ export async function makeBootRoot(
       ? path.join(root, "nix/var/nix/profiles/system")
       : path.join(root, "run", state === "current" ? "current-system" : "booted-system");
 
-  const switchSystem = async (state: StateName, spec: SystemSpec | null): Promise<void> => {
+  const switchSystem = async (state: StateName, spec: SystemSpec | null): Promise<number> => {
     const link = linkPath(state);
     if (spec === null) {
+      const changedAt = performance.now();
       await unlink(link).catch(() => undefined);
-      return;
+      return changedAt;
     }
     const system = await makeSystem(spec);
     if (state === "nextboot") {
       const generationLink = `system-${generation}-link`;
       await symlink(system, path.join(root, "nix/var/nix/profiles", generationLink));
-      await replaceLink(link, generationLink);
-    } else {
-      await replaceLink(link, system);
+      return replaceLink(link, generationLink);
     }
+    return replaceLink(link, system);
   };
 
   for (const [state, spec] of Object.entries(states) as [StateName, SystemSpec][]) {
