@@ -19,7 +19,12 @@ import { startEtcd, type EtcdServer } from "../test/helpers/etcd.js";
 import { sleep, waitFor, type ManagedProcess } from "../test/helpers/process.js";
 import { startZooKeeper, type ZooKeeperServer } from "../test/helpers/zookeeper.js";
 import { formatMs, percentile, printTable } from "./lib-timing.js";
-import { makeBootRoot, publishConfig, startPublisher, type BootRoot } from "./publish-lib.js";
+import {
+  makeBootRoot,
+  publishConfig,
+  startPublisher,
+  type BootRoot,
+} from "../test/helpers/publish.js";
 
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 100);
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 60);

@@ -5,12 +5,7 @@
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
-import {
-  makeBootRoot,
-  publishConfig,
-  startPublisher,
-  type BootRoot,
-} from "../bench/publish-lib.js";
+import { makeBootRoot, publishConfig, startPublisher, type BootRoot } from "./helpers/publish.js";
 import { runCli } from "./helpers/cli.js";
 import { startEtcd, type EtcdServer } from "./helpers/etcd.js";
 import { sleep, startProcess, waitFor, type ManagedProcess } from "./helpers/process.js";

@@ -3,10 +3,22 @@
  */
 
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+/**
+ * The repository, found from this file whether it runs from source
+ * (`test/helpers/`, under vitest) or compiled (`dist/test/helpers/`, under
+ * `npm run bench`).
+ */
+export const REPO_ROOT = ((): string => {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, "package.json")) && path.dirname(dir) !== dir) {
+    dir = path.dirname(dir);
+  }
+  return dir;
+})();
 export const OGYGIA_BIN = path.join(REPO_ROOT, "bin/ogygia");
 
 export interface CliResult {

@@ -5,24 +5,12 @@
  * `ogygia publish` run as a separate process, as on a real host.
  */
 
-import { existsSync } from "node:fs";
 import { mkdir, rename, symlink, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 
-import { baseEnv } from "../test/helpers/cli.js";
-import { removeDir, startProcess, tempDir, type ManagedProcess } from "../test/helpers/process.js";
-import { writeConfig } from "../test/helpers/system-root.js";
-
-/**
- * The CLI, found from this file whether it runs from source (`bench/`, under
- * vitest) or compiled (`dist/bench/`, under `npm run bench`).
- */
-const OGYGIA_BIN = ((): string => {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const compiled = path.resolve(here, "../../bin/ogygia");
-  return existsSync(compiled) ? compiled : path.resolve(here, "../bin/ogygia");
-})();
+import { OGYGIA_BIN, baseEnv } from "./cli.js";
+import { removeDir, startProcess, tempDir, type ManagedProcess } from "./process.js";
+import { writeConfig } from "./system-root.js";
 
 export type StateName = "current" | "booted" | "nextboot";
 
