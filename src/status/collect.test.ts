@@ -207,8 +207,29 @@ describe("buildReport with publisher keys", () => {
     });
   });
 
-  it("leaves liveness unknown for a host no publisher wrote for", () => {
-    expect(row("legacy")).toMatchObject({ online: null, rebootRequired: null, updatedAt: null });
+  it("marks a host without alive offline where publishers run, even with only state keys", () => {
+    expect(row("legacy")).toMatchObject({ online: false, rebootRequired: null, updatedAt: null });
+  });
+
+  it("leaves liveness unknown in a namespace no publisher ever wrote to", () => {
+    const legacyOnly = buildReport({
+      config: {
+        path: "/c.toml",
+        domain: undefined,
+        etcd: { endpoints: ["http://e:2379"], namespace: "/ns", timeoutSeconds: 1 },
+        zookeeper: undefined,
+        publish: { leaseTtlSeconds: 10, resyncIntervalSeconds: 300 },
+      },
+      detected: { hostname: "web01", source: "OGYGIA_HOSTNAME" },
+      states,
+      fleet: {
+        kind: "etcd",
+        namespace: "/ns",
+        snapshot: { strayKeys: 0, hosts: new Map([["legacy", host({ current: A })]]) },
+        error: null,
+      },
+    });
+    expect(legacyOnly.hosts.map((h) => h.online)).toEqual([null, null]);
   });
 
   it("gives the local row its own entry's publisher keys and hides the entry", () => {

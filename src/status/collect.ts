@@ -138,6 +138,8 @@ interface FleetContext {
   namespace: string;
   kind: BackendKind;
   warnings: string[];
+  /** Whether any host in the namespace was written by `ogygia publish`. */
+  publisherFleet: boolean;
 }
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
@@ -161,9 +163,11 @@ function parsePublisherField(
 }
 
 /**
- * What the publisher keys say about a host. `online` is null (unknown) for
- * a host that has none of them: its states were written by another tool,
- * which says nothing about liveness.
+ * What the publisher keys say about a host. Where `ogygia publish` runs (any
+ * host in the namespace has a publisher key), a host without `alive` is
+ * offline. In a namespace no publisher ever wrote to (states written by
+ * another tool, as in the reference layout) liveness is unknown: `online` is
+ * null and no host is marked.
  */
 function publisherStatus(
   host: string,
@@ -189,8 +193,7 @@ function publisherStatus(
       out.updatedAt = parsed.value;
     }
   }
-  const published = PUBLISHER_FIELDS.some((field) => values.has(field));
-  if (published) out.online = values.has("alive");
+  if (ctx.publisherFleet) out.online = values.has("alive");
   return out;
 }
 
@@ -362,7 +365,16 @@ export function buildReport({ config, detected, states, fleet }: ReportInputs): 
   const others: HostStatus[] = [];
   const own: [string, HostValues][] = [];
   const isLocal = localHostMatcher(detected.hostname, domain);
-  const ctx: FleetContext = { domain, namespace: fleet.namespace, kind: fleet.kind, warnings };
+  const publisherFleet = [...fleet.snapshot.hosts.values()].some((values) =>
+    PUBLISHER_FIELDS.some((field) => values.has(field)),
+  );
+  const ctx: FleetContext = {
+    domain,
+    namespace: fleet.namespace,
+    kind: fleet.kind,
+    warnings,
+    publisherFleet,
+  };
   for (const [host, values] of fleet.snapshot.hosts) {
     if (isLocal(host)) {
       own.push([host, values]);
