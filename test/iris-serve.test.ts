@@ -6,7 +6,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { lstat, readFile, readlink, stat } from "node:fs/promises";
+import { lstat, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import http from "node:http";
 import path from "node:path";
 
@@ -378,6 +378,36 @@ describe("paths that change under the server", () => {
       const res = await httpRequest(`${irisd.url}/${hashPart(closure.top)}.narinfo`);
       return res.status === 404 ? true : undefined;
     });
+  });
+
+  it("streams ranges of a large NAR from the files", async () => {
+    const irisd = await startIrisd({ storeRoot: big.root });
+    const url = await narUrlOf(irisd.url, bigPath);
+    const whole = await dumpIn(big.root, bigPath);
+    const start = 3 * 1024 * 1024 + 17;
+    const res = await httpRequest(url, { headers: { Range: `bytes=${start}-${start + 99_999}` } });
+    expect(res.status).toBe(206);
+    expect(res.body.equals(whole.subarray(start, start + 100_000))).toBe(true);
+    const tail = await httpRequest(url, { headers: { Range: "bytes=-5000" } });
+    expect(tail.body.equals(whole.subarray(-5000))).toBe(true);
+  });
+
+  it("never serves a small path whose files no longer match its NAR hash: the transfer is cut", async () => {
+    const corrupt = await makeChrootStore(closure.paths, { root: path.join(dir, "corrupt") });
+    await signPaths(keys, [closure.top], { store: corrupt.root });
+    const irisd = await startIrisd({ storeRoot: corrupt.root });
+    const url = await narUrlOf(irisd.url, closure.leaf);
+    const file = path.join(corrupt.root, closure.leaf);
+    const original = await readFile(file);
+    // Same length, other bytes: only the hash can tell.
+    await writeFile(
+      file,
+      Buffer.from(original.toString("latin1").replace(/[a-z]/g, "X"), "latin1"),
+    );
+    await expect(httpRequest(url)).rejects.toThrow();
+    await waitFor("the corruption to be logged", () =>
+      irisd.logs().find((l) => String(l.err).includes("the store is corrupt")),
+    );
   });
 
   it("cuts the connection when the path vanishes mid-stream, never a complete-looking short body", async () => {

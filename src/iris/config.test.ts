@@ -37,7 +37,7 @@ describe("parseIrisdConfig", () => {
         logLevel: "info",
         shutdownTimeoutSecs: 30,
       },
-      store: { root: "/" },
+      store: { root: "/", narMemoryCacheBytes: 64 * 1024 * 1024 },
       signing: { secretKeyFiles: [] },
       peers: { urls: [] },
       trust: { trustedKeys: [] },
@@ -61,6 +61,7 @@ shutdown_timeout_secs = 5
 
 [store]
 root = "/tmp/store"
+nar_memory_cache_bytes = 0
 
 [signing]
 secret_key_files = ["/run/keys/cache.secret"]
@@ -92,7 +93,7 @@ peer_ttl_secs = 30
       logLevel: "debug",
       shutdownTimeoutSecs: 5,
     });
-    expect(config.store.root).toBe("/tmp/store");
+    expect(config.store).toEqual({ root: "/tmp/store", narMemoryCacheBytes: 0 });
     expect(config.signing.secretKeyFiles).toEqual(["/run/keys/cache.secret"]);
     expect(config.peers.urls).toEqual(["http://10.0.0.2:35742", "https://peer.example"]);
     expect(config.trust.trustedKeys).toEqual([PUBLIC_KEY]);

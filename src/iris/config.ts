@@ -127,6 +127,14 @@ export const irisdConfigSchema = table({
           default: "/",
           check: checkAbsolute,
         }),
+        nar_memory_cache_bytes: integer({
+          description:
+            "Memory for small NARs (up to 256 KiB each) kept between requests, verified " +
+            "against their NAR hash; 0 turns the cache off.",
+          default: 64 * 1024 * 1024,
+          min: 0,
+          max: 64 * 1024 ** 3,
+        }),
       },
     }),
     signing: table({
@@ -221,7 +229,7 @@ export interface IrisdConfig {
     logLevel: LogLevel;
     shutdownTimeoutSecs: number;
   };
-  store: { root: string };
+  store: { root: string; narMemoryCacheBytes: number };
   signing: { secretKeyFiles: string[] };
   peers: { urls: string[] };
   trust: { trustedKeys: string[] };
@@ -314,7 +322,7 @@ export async function parseIrisdConfig(
       logLevel: raw.server.log_level as LogLevel,
       shutdownTimeoutSecs: raw.server.shutdown_timeout_secs,
     },
-    store: { root: raw.store.root },
+    store: { root: raw.store.root, narMemoryCacheBytes: raw.store.nar_memory_cache_bytes },
     signing: { secretKeyFiles: raw.signing.secret_key_files },
     peers: { urls: raw.peers.urls },
     trust: { trustedKeys: raw.trust.trusted_keys },

@@ -26,7 +26,11 @@ export interface IrisDaemon {
  */
 export async function startDaemon(config: IrisdConfig, log: IrisLogger): Promise<IrisDaemon> {
   const signingKeys = await loadSigningKeys(config.signing.secretKeyFiles);
-  const local = openLocalStore({ root: config.store.root, signingKeys });
+  const local = openLocalStore({
+    root: config.store.root,
+    signingKeys,
+    narMemoryCacheBytes: config.store.narMemoryCacheBytes,
+  });
   const chain = createResolverChain([local]);
   const metrics = createHttpMetrics();
   const server = new IrisServer({

@@ -11,8 +11,18 @@
  * about as much as a lookup). NAR requests always ask the database afresh
  * and must name the NAR hash the database holds now, so a URL for a path
  * since collected or rebuilt differently gets a 404, never other bytes.
+ *
+ * NARs are streamed from the files, except small ones (at most
+ * `SMALL_NAR_BYTES`): those are assembled in memory, checked against the
+ * database's NAR hash, sent in one write and kept in a bounded LRU
+ * (`narMemoryCacheBytes`). A small path costs a dozen file system calls per
+ * file (open, stat, read, close, readdir); a fleet asks for the same paths
+ * again and again. The check means a corrupt small path is never served:
+ * its transfer is cut instead. Large NARs are not hashed on the way (the
+ * client checks the hash against the signed narinfo).
  */
 
+import { createHash } from "node:crypto";
 import { lstatSync } from "node:fs";
 import type { Writable } from "node:stream";
 
@@ -21,6 +31,7 @@ import {
   formatHash,
   isContentAddressed,
   narInfoFromPathInfo,
+  narStream,
   openStoreDb,
   physicalPath,
   renderNarInfo,
@@ -45,7 +56,13 @@ export interface LocalStoreOptions {
   narChunkSize?: number;
   /** NAR chunks in flight per response (default 4). */
   narMaxInFlight?: number;
+  /** Memory for small NARs kept between requests (default 64 MiB; 0: none). */
+  narMemoryCacheBytes?: number;
 }
+
+/** NARs up to this size are assembled in memory, verified and cached. */
+export const SMALL_NAR_BYTES = 256 * 1024;
+export const DEFAULT_NAR_MEMORY_CACHE_BYTES = 64 * 1024 * 1024;
 
 export interface LocalStore extends PathResolver {
   readonly db: StoreDb;
@@ -72,6 +89,8 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
     chunkSize: options.narChunkSize,
     maxInFlight: options.narMaxInFlight,
   };
+
+  const smallNars = createByteLru(options.narMemoryCacheBytes ?? DEFAULT_NAR_MEMORY_CACHE_BYTES);
 
   /** Cached narinfos by hash part; `null` remembers "not serveable here". */
   const cache = new Map<string, ServedNarInfo | null>();
@@ -117,22 +136,60 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
     }
   };
 
+  const changed = (info: PathInfo, bytes: number): OgygiaError =>
+    new OgygiaError(
+      "ERR_OGYGIA_IRISD",
+      `the NAR of ${info.storePath} came out at ${bytes} bytes, ` +
+        `the store database says ${info.narSize}: the path changed on disk`,
+    );
+
+  /** A small NAR, whole, checked against the database's NAR hash. */
+  const assemble = async (info: PathInfo, file: string): Promise<Buffer> => {
+    const parts: Buffer[] = [];
+    let bytes = 0;
+    // One chunk of exactly the expected size, unless the tree grew.
+    for await (const chunk of narStream(file, { chunkSize: Math.max(65_536, info.narSize) })) {
+      parts.push(chunk);
+      bytes += chunk.length;
+      if (bytes > info.narSize) throw changed(info, bytes);
+    }
+    if (bytes !== info.narSize) throw changed(info, bytes);
+    const nar = parts.length === 1 && parts[0] !== undefined ? parts[0] : Buffer.concat(parts);
+    const digest = createHash("sha256").update(nar).digest();
+    if (!digest.equals(info.narHash.digest)) {
+      throw new OgygiaError(
+        "ERR_OGYGIA_IRISD",
+        `the NAR of ${info.storePath} does not match its NAR hash in the store database: the store is corrupt`,
+        { hint: `Run 'nix store verify --store ${location.root} ${info.storePath}'.` },
+      );
+    }
+    return nar;
+  };
+
   const makeNar = (info: PathInfo, narHash: string, file: string): ServedNar => ({
     storePath: info.storePath,
     narSize: info.narSize,
     narHash,
     source: "local",
-    async write(out: Writable, range: ByteRange | undefined): Promise<void> {
+    async send(out: Writable, range: ByteRange | undefined): Promise<void> {
+      if (info.narSize <= SMALL_NAR_BYTES) {
+        const key = `${info.storePath}:${narHash}`;
+        let nar = smallNars.get(key);
+        if (nar === undefined) {
+          nar = await assemble(info, file);
+          smallNars.set(key, nar);
+        }
+        // One write: the headers and the body leave together.
+        out.end(range === undefined ? nar : nar.subarray(range.start, range.start + range.length));
+        return;
+      }
       const expected = range === undefined ? info.narSize : range.length;
       const result = await writeNar(file, out, { ...writeOptions, ...range });
       const wholeChanged = range === undefined && result.narSize !== info.narSize;
       if (result.bytes !== expected || wholeChanged) {
-        throw new OgygiaError(
-          "ERR_OGYGIA_IRISD",
-          `the NAR of ${info.storePath} came out at ${result.narSize ?? result.bytes} bytes, ` +
-            `the store database says ${info.narSize}: the path changed on disk`,
-        );
+        throw changed(info, result.narSize ?? result.bytes);
       }
+      out.end();
     },
   });
 
@@ -167,7 +224,50 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
     },
     close() {
       cache.clear();
+      smallNars.clear();
       db.close();
+    },
+  };
+}
+
+interface ByteLru {
+  get(key: string): Buffer | undefined;
+  set(key: string, value: Buffer): void;
+  clear(): void;
+}
+
+/** Buffers by key, least recently used dropped first, at most `budget` bytes in all. */
+export function createByteLru(budget: number): ByteLru {
+  const entries = new Map<string, Buffer>();
+  let total = 0;
+  return {
+    get(key) {
+      const value = entries.get(key);
+      if (value !== undefined) {
+        // Most recently used last: Map keeps insertion order.
+        entries.delete(key);
+        entries.set(key, value);
+      }
+      return value;
+    },
+    set(key, value) {
+      if (value.length > budget) return;
+      const old = entries.get(key);
+      if (old !== undefined) {
+        total -= old.length;
+        entries.delete(key);
+      }
+      entries.set(key, value);
+      total += value.length;
+      for (const [oldest, buffer] of entries) {
+        if (total <= budget) break;
+        entries.delete(oldest);
+        total -= buffer.length;
+      }
+    },
+    clear() {
+      entries.clear();
+      total = 0;
     },
   };
 }

@@ -36,11 +36,11 @@ export interface ServedNar {
   readonly narHash: string;
   readonly source: string;
   /**
-   * Streams the NAR (or `range` of it) into `out` without ending it.
-   * Resolves once every byte was handed to `out`; rejects when the NAR
-   * cannot be produced in full (the caller then aborts the response).
+   * Sends the NAR (or `range` of it) into `out` and ends it. Resolves once
+   * every byte was handed to `out`; rejects when the NAR cannot be produced
+   * in full (the caller then aborts the response).
    */
-  write(out: Writable, range: ByteRange | undefined): Promise<void>;
+  send(out: Writable, range: ByteRange | undefined): Promise<void>;
 }
 
 type Maybe<T> = T | undefined | Promise<T | undefined>;

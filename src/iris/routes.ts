@@ -91,8 +91,7 @@ async function sendNar(
     res.end();
     return { status, bytes: 0 };
   }
-  await served.write(res, partial ? { start: range.start, length } : undefined);
-  res.end();
+  await served.send(res, partial ? { start: range.start, length } : undefined);
   return { status, bytes: length };
 }
 
