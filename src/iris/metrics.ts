@@ -4,8 +4,9 @@
  * histogram by route, NAR transfers aborted mid-body, and the default
  * process metrics (resident memory, CPU, event-loop lag, ...).
  *
- * Label sets are built once per route/status pair and reused, so the hot
- * path does no string building.
+ * The hot path only adds to plain numbers: request and byte counts are
+ * handed to prom-client when /metrics is scraped (its `collect` hook), and
+ * the histogram gets label objects built once per route.
  */
 
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
@@ -24,9 +25,11 @@ const LATENCY_BUCKETS = [
   30, 60, 300,
 ];
 
-interface RouteLabels {
-  route: { route: string };
-  byStatus: Map<number, { route: string; status: string }>;
+interface RouteCounts {
+  labels: { route: string };
+  /** Requests by status code. */
+  byStatus: Map<number, number>;
+  bytes: number;
 }
 
 /** A registry with the daemon's metrics; `prefix` starts every name. */
@@ -36,17 +39,41 @@ export function createHttpMetrics(
   const prefix = options.prefix ?? "irisd_";
   const registry = new Registry();
   if (options.defaults !== false) collectDefaultMetrics({ register: registry, prefix });
-  const requests = new Counter({
+  const routes = new Map<string, RouteCounts>();
+  const countsOf = (route: string): RouteCounts => {
+    let entry = routes.get(route);
+    if (entry === undefined) {
+      entry = { labels: { route }, byStatus: new Map(), bytes: 0 };
+      routes.set(route, entry);
+    }
+    return entry;
+  };
+
+  new Counter({
     name: `${prefix}http_requests_total`,
     help: "HTTP requests answered, by route and status.",
     labelNames: ["route", "status"],
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const [route, entry] of routes) {
+        for (const [status, count] of entry.byStatus) {
+          this.inc({ route, status: String(status) }, count);
+        }
+      }
+    },
   });
-  const bytes = new Counter({
+  new Counter({
     name: `${prefix}http_response_body_bytes_total`,
     help: "Response body bytes sent, by route.",
     labelNames: ["route"],
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const [route, entry] of routes) {
+        if (entry.bytes > 0) this.inc({ route }, entry.bytes);
+      }
+    },
   });
   const latency = new Histogram({
     name: `${prefix}http_request_duration_seconds`,
@@ -62,27 +89,12 @@ export function createHttpMetrics(
     registers: [registry],
   });
 
-  const labels = new Map<string, RouteLabels>();
-  const routeLabels = (route: string): RouteLabels => {
-    let entry = labels.get(route);
-    if (entry === undefined) {
-      entry = { route: { route }, byStatus: new Map() };
-      labels.set(route, entry);
-    }
-    return entry;
-  };
-
   return {
     request(route, status, sent, seconds) {
-      const entry = routeLabels(route);
-      let statusLabels = entry.byStatus.get(status);
-      if (statusLabels === undefined) {
-        statusLabels = { route, status: String(status) };
-        entry.byStatus.set(status, statusLabels);
-      }
-      requests.inc(statusLabels, 1);
-      if (sent > 0) bytes.inc(entry.route, sent);
-      latency.observe(entry.route, seconds);
+      const entry = countsOf(route);
+      entry.byStatus.set(status, (entry.byStatus.get(status) ?? 0) + 1);
+      entry.bytes += sent;
+      latency.observe(entry.labels, seconds);
     },
     aborted(route, reason) {
       aborted.inc({ route, reason }, 1);
