@@ -7,17 +7,34 @@
  */
 
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import http from "node:http";
 import net from "node:net";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
-import { REPO_ROOT, runCommand, type CliResult } from "./cli.js";
+import { runCommand, type CliResult } from "./cli.js";
 import { removeDir, startProcess, tempDir, waitFor, type ManagedProcess } from "./process.js";
 
-export const IRISD_BIN = path.join(REPO_ROOT, "bin/ogygia-irisd");
-const IRISD_BUNDLE = path.join(REPO_ROOT, "dist/bundle/ogygia-irisd.js");
+/** The checkout: the nearest folder above this file with ogygia's package.json (from test/ or dist/test/). */
+function repoRoot(): string {
+  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ; dir = path.dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(path.join(dir, "package.json"), "utf8")) as {
+        name?: string;
+      };
+      if (pkg.name === "ogygia") return dir;
+    } catch {
+      // Not here: keep walking up.
+    }
+    if (dir === path.dirname(dir)) throw new Error("cannot find the ogygia checkout");
+  }
+}
+
+const ROOT = repoRoot();
+export const IRISD_BIN = path.join(ROOT, "bin/ogygia-irisd");
+const IRISD_BUNDLE = path.join(ROOT, "dist/bundle/ogygia-irisd.js");
 
 export interface IrisdConfigOptions {
   /** `[store] root`: the physical root of the store served. */

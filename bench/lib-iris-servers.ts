@@ -1,0 +1,161 @@
+/**
+ * The servers the irisd benchmark compares: nginx (Debian's package, the
+ * reference static server) over the file tree `nix copy --to file://`
+ * writes, started as a foreground process with a generated configuration
+ * on a free loopback port; and a process's peak resident memory.
+ */
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+
+import { canConnect, freePort, waitFor } from "../test/helpers/process.js";
+
+export interface NginxServer {
+  url: string;
+  port: number;
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+/**
+ * nginx serving `root` as static files. Settings follow what a binary-cache
+ * operator would use: sendfile, keep-alive with no request limit, no access
+ * log (irisd logs requests only at debug), workers as Debian's default
+ * (`auto`).
+ */
+export async function startNginx(root: string, workDir: string): Promise<NginxServer> {
+  const port = await freePort();
+  await mkdir(path.join(workDir, "tmp"), { recursive: true });
+  const conf = path.join(workDir, "nginx.conf");
+  const tmp = path.join(workDir, "tmp");
+  writeFileSync(
+    conf,
+    `daemon off;
+worker_processes auto;
+${process.getuid?.() === 0 ? "user root root;" : ""}
+pid ${path.join(workDir, "nginx.pid")};
+error_log stderr warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_timeout 65;
+  keepalive_requests 10000000;
+  client_body_temp_path ${tmp}/body;
+  proxy_temp_path ${tmp}/proxy;
+  fastcgi_temp_path ${tmp}/fastcgi;
+  uwsgi_temp_path ${tmp}/uwsgi;
+  scgi_temp_path ${tmp}/scgi;
+  types {
+    text/x-nix-narinfo narinfo;
+    application/x-nix-nar nar;
+  }
+  default_type text/plain;
+  server {
+    listen 127.0.0.1:${port};
+    root ${root};
+  }
+}
+`,
+  );
+  const child: ChildProcess = spawn("nginx", ["-c", conf, "-p", workDir, "-e", "stderr"], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", () => {
+      resolve();
+    });
+  });
+  await waitFor(`nginx on port ${port}`, async () => {
+    if (child.exitCode !== null) throw new Error(`nginx exited: ${stderr}`);
+    return (await canConnect(port)) ? true : undefined;
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    pids: () => {
+      const master = child.pid ?? -1;
+      const children = readFileSync(`/proc/${master}/task/${master}/children`, "utf8")
+        .trim()
+        .split(/\s+/)
+        .filter((p) => p !== "")
+        .map(Number);
+      return [master, ...children];
+    },
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill("SIGQUIT");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Peak resident set size (VmHWM) of a process, in bytes. */
+export function peakRss(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const match = /^VmHWM:\s+(\d+) kB$/m.exec(status);
+  return match ? Number(match[1]) * 1024 : NaN;
+}
+
+/** Current resident set size (VmRSS) of a process, in bytes. */
+export function currentRss(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+  return match ? Number(match[1]) * 1024 : NaN;
+}
+
+const FLOOR_SCRIPT = `
+const http = require("node:http");
+const body = Buffer.alloc(Number(process.argv[1]), 120);
+const server = http.createServer({ keepAliveTimeout: 30000 }, (req, res) => {
+  res.writeHead(200, ["Content-Type", "text/x-nix-narinfo", "Content-Length", String(body.length)]);
+  res.end(body);
+});
+server.listen(0, "127.0.0.1", () => console.log(server.address().port));
+`;
+
+export interface FloorServer {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * The floor of any node:http server: a process answering every request with
+ * a fixed body of `bodyBytes` (a typical narinfo), doing nothing else.
+ */
+export async function startNodeFloor(bodyBytes: number): Promise<FloorServer> {
+  const child = spawn(process.execPath, ["-e", FLOOR_SCRIPT, String(bodyBytes)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", () => {
+      resolve();
+    });
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.once("data", (chunk: Buffer) => {
+      resolve(Number(chunk.toString("utf8").trim()));
+    });
+    child.once("exit", (code) => {
+      reject(new Error(`the node:http floor server exited (${code ?? "?"})`));
+    });
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
