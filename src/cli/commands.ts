@@ -97,6 +97,133 @@ const PUBLISH: CommandSpec = {
   },
 };
 
+const IRISD_OPTION = {
+  type: "string",
+  valueName: "url",
+  description: "the ogygia-irisd to ask (default: $OGYGIA_IRISD_URL, else http://127.0.0.1:35742)",
+} as const;
+
+const IRIS_ENVIRONMENT = [
+  ["OGYGIA_IRISD_URL", "the ogygia-irisd to ask, instead of the default"],
+] as const;
+
+async function readStdinPaths(): Promise<string[]> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks)
+    .toString("utf8")
+    .split(/\s+/)
+    .filter((word) => word !== "");
+}
+
+const IRIS_PROVIDERS: CommandSpec = {
+  path: ["iris", "providers"],
+  summary: "show which peers can serve a store path, as the local ogygia-irisd sees it",
+  description:
+    "Ask the local ogygia-irisd which peers have a store path. It checks its peers' bloom\n" +
+    "filters and confirms each match by fetching and verifying the peer's narinfo.",
+  options: {
+    irisd: IRISD_OPTION,
+    json: { type: "boolean", description: "print the daemon's answer as JSON" },
+  },
+  positionals: [
+    {
+      name: "hash-or-path",
+      description: "a hash part, a store path (or a path inside one), or a link such as ./result",
+    },
+  ],
+  environment: IRIS_ENVIRONMENT,
+  examples: [
+    "ogygia iris providers 0c2g1lqlkpn6gyxxk6cyqk0m1yhirw5a",
+    "ogygia iris providers /nix/store/0c2g1lqlkpn6gyxxk6cyqk0m1yhirw5a-hello-2.12",
+    "ogygia iris providers ./result --json",
+  ],
+  async run({ values, positionals }) {
+    const irisctl = await import("../irisctl/index.js");
+    const base = irisctl.irisdBaseUrl(
+      typeof values.irisd === "string" ? values.irisd : undefined,
+      process.env,
+    );
+    const answer = await irisctl.queryProviders(base, positionals[0] ?? "");
+    if (values.json === true) {
+      writeLine("stdout", JSON.stringify(answer, null, 2));
+    } else {
+      for (const line of irisctl.renderProviders(answer)) writeLine("stdout", line);
+    }
+    return 0;
+  },
+};
+
+const IRIS_PUSH: CommandSpec = {
+  path: ["iris", "push"],
+  summary: "sign store paths' closures and have the local ogygia-irisd advertise them at once",
+  description:
+    "For the closure of the given store paths, sign every path that lacks a valid signature\n" +
+    "by --sign's key (with `nix store sign`), then ask the local ogygia-irisd to index them,\n" +
+    "so peers find them at once. Paths come from the arguments, else from standard input\n" +
+    "(whitespace-separated). Exits 1 if any path failed; each failure is named on stderr.",
+  options: {
+    sign: {
+      type: "string",
+      valueName: "keyfile",
+      description: "Nix secret key file to sign with (from `nix key generate-secret`)",
+    },
+    irisd: IRISD_OPTION,
+    store: {
+      type: "string",
+      valueName: "dir",
+      description: "physical root of the store: files under DIR/nix/store (a chroot store)",
+      default: "/",
+    },
+    json: { type: "boolean", description: "print the result as JSON" },
+  },
+  positionals: [
+    {
+      name: "path",
+      description: "store paths, or links into the store such as ./result",
+      variadic: true,
+    },
+  ],
+  environment: IRIS_ENVIRONMENT,
+  examples: [
+    "ogygia iris push ./result",
+    "ogygia iris push --sign /var/lib/ogygia/cache-key.secret /nix/store/...-mypackage",
+    "nix-store -qR ./result | ogygia iris push --sign key.secret",
+  ],
+  async run({ values, positionals }) {
+    let inputs = positionals;
+    if (inputs.length === 0) {
+      if (process.stdin.isTTY) {
+        throw usageError("give store paths as arguments or on standard input", IRIS_PUSH);
+      }
+      inputs = await readStdinPaths();
+      if (inputs.length === 0) throw usageError("no store paths on standard input", IRIS_PUSH);
+    }
+    const irisctl = await import("../irisctl/index.js");
+    const base = irisctl.irisdBaseUrl(
+      typeof values.irisd === "string" ? values.irisd : undefined,
+      process.env,
+    );
+    const live = values.json !== true && process.stderr.isTTY;
+    const result = await irisctl.pushPaths({
+      inputs,
+      root: typeof values.store === "string" ? values.store : "/",
+      signKeyFile: typeof values.sign === "string" ? values.sign : undefined,
+      irisd: base,
+      ...(live
+        ? { progress: (message: string) => process.stderr.write(`\r\x1b[K${message}`) }
+        : {}),
+    });
+    if (live) process.stderr.write("\r\x1b[K");
+    if (values.json === true) {
+      writeLine("stdout", JSON.stringify(result, null, 2));
+    } else {
+      writeLines(irisctl.renderPushResult(result));
+    }
+    return result.failed.length > 0 ? 1 : 0;
+  },
+};
+
 export const COMMANDS: readonly CommandSpec[] = [
   {
     path: ["status"],
@@ -172,4 +299,6 @@ export const COMMANDS: readonly CommandSpec[] = [
     },
   },
   PUBLISH,
+  IRIS_PUSH,
+  IRIS_PROVIDERS,
 ];
