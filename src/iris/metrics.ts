@@ -12,6 +12,8 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export interface HttpMetrics {
+  /** The registry behind /metrics, for the peer-to-peer layer's own metrics. */
+  readonly registry: Registry;
   /** One finished request. `seconds` is the time to produce the response. */
   request(route: string, status: number, bytes: number, seconds: number): void;
   /** A response cut off mid-body (the path vanished, the store changed, a bug). */
@@ -90,6 +92,7 @@ export function createHttpMetrics(
   });
 
   return {
+    registry,
     request(route, status, sent, seconds) {
       const entry = countsOf(route);
       entry.byStatus.set(status, (entry.byStatus.get(status) ?? 0) + 1);

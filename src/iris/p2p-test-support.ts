@@ -1,0 +1,120 @@
+/**
+ * Helpers shared by the peer-to-peer unit tests (not exported from
+ * index.ts): NARs built in memory, keys, and signed or content-addressed
+ * narinfos for them.
+ */
+
+import { createHash, randomBytes } from "node:crypto";
+
+import {
+  contentAddressedPath,
+  createTrustedKeys,
+  encodeNix32,
+  formatContentAddress,
+  generateSecretKey,
+  hashFromDigest,
+  parseSecretKey,
+  renderNarInfo,
+  signPath,
+  type NarInfo,
+  type SecretKey,
+  type TrustedKeys,
+} from "../nix/index.js";
+
+function str(token: string | Buffer): Buffer {
+  const bytes = typeof token === "string" ? Buffer.from(token) : token;
+  const length = Buffer.alloc(8);
+  length.writeUInt32LE(bytes.length, 0);
+  const padding = Buffer.alloc((8 - (bytes.length % 8)) % 8);
+  return Buffer.concat([length, bytes, padding]);
+}
+
+/** The NAR of a single regular file. */
+export function narOfFile(contents: Buffer): Buffer {
+  return Buffer.concat(
+    ["nix-archive-1", "(", "type", "regular", "contents", contents, ")"].map(str),
+  );
+}
+
+/** The NAR of a directory holding one file `f`. */
+export function narOfDirectory(contents: Buffer): Buffer {
+  return Buffer.concat(
+    [
+      "nix-archive-1",
+      "(",
+      "type",
+      "directory",
+      "entry",
+      "(",
+      "name",
+      "f",
+      "node",
+      "(",
+      "type",
+      "regular",
+      "contents",
+      contents,
+      ")",
+      ")",
+      ")",
+    ].map(str),
+  );
+}
+
+export function sha256(data: Buffer): Buffer {
+  return createHash("sha256").update(data).digest();
+}
+
+/** A key pair and a trust set holding its public key. */
+export function testKey(name: string): { secret: SecretKey; trusted: TrustedKeys } {
+  const secret = parseSecretKey(generateSecretKey(name));
+  return { secret, trusted: createTrustedKeys([secret.publicKey]) };
+}
+
+/** A made-up input-addressed path with this NAR, signed by `key` (unsigned without one). */
+export function signedInfo(nar: Buffer, key?: SecretKey, name = "thing"): NarInfo {
+  const storePath = `/nix/store/${encodeNix32(randomBytes(20))}-${name}`;
+  const info: NarInfo = {
+    storePath,
+    url: "unused",
+    compression: "none",
+    narHash: hashFromDigest("sha256", sha256(nar)),
+    narSize: nar.length,
+    references: [],
+    sigs: [],
+  };
+  if (key !== undefined) info.sigs = [signPath(key, info)];
+  return info;
+}
+
+/** A text content-addressed path (as a .drv is) holding `contents`. */
+export function textInfo(contents: Buffer, name = "thing.drv"): NarInfo {
+  const ca = { method: "text" as const, hash: hashFromDigest("sha256", sha256(contents)) };
+  const storePath = contentAddressedPath(ca, name, []) ?? "";
+  const nar = narOfFile(contents);
+  return {
+    storePath,
+    url: "unused",
+    compression: "none",
+    narHash: hashFromDigest("sha256", sha256(nar)),
+    narSize: nar.length,
+    references: [],
+    sigs: [],
+    ca: formatContentAddress(ca),
+  };
+}
+
+/** A narinfo as a peer serves it. */
+export function narInfoText(info: NarInfo): string {
+  const hashPart = info.storePath.slice(11, 43);
+  return renderNarInfo({
+    ...info,
+    url: `nar/${hashPart}-x.nar`,
+    fileHash: info.narHash,
+    fileSize: info.narSize,
+  });
+}
+
+export function hashPartOf(storePath: string): string {
+  return storePath.slice(11, 43);
+}
