@@ -1,0 +1,215 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { readdir } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Writable } from "node:stream";
+
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+
+import { formatHash, type NarInfo } from "../nix/index.js";
+import type { IrisLogger } from "./log.js";
+import { openNarCache, type NarCache } from "./nar-cache.js";
+import { createNarFetcher, type FetchSpec, type NarFetcher, type NarSource } from "./nar-fetch.js";
+import { hashPartOf, narOfFile, signedInfo, testKey } from "./p2p-test-support.js";
+import { renderPeerNarInfo } from "./peer-narinfo.js";
+
+const STORE = "/nix/store";
+const { secret, trusted } = testKey("fetch-test-1");
+const quiet: IrisLogger = {
+  fatal: () => undefined,
+  error: () => undefined,
+  warn: () => undefined,
+  info: () => undefined,
+  debug: () => undefined,
+  isLevelEnabled: () => false,
+};
+
+let dir: string;
+let cache: NarCache;
+let fetcher: NarFetcher;
+
+beforeEach(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), "ogygia-nar-fetch-"));
+  cache = await openNarCache({
+    dir,
+    maxBytes: 10 * 1024 * 1024,
+    timeToIdleMs: 60_000,
+    trusted,
+    storeDir: STORE,
+    log: quiet,
+  });
+  fetcher = createNarFetcher({ cache, log: quiet });
+});
+
+afterEach(() => {
+  cache.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+// A NAR of a bit over 200 KB, so it arrives in several chunks.
+const contents = Buffer.alloc(200_000);
+for (let i = 0; i < contents.length; i++) contents[i] = (i * 7919) % 251;
+const nar = narOfFile(contents);
+const info = signedInfo(nar, secret);
+
+interface Source extends NarSource {
+  opens: number[];
+}
+
+/** A provider from memory: 16 KiB chunks from `offset`, optionally dying, lying or stalling. */
+function source(
+  label: string,
+  options: { dieAfter?: number; corruptAt?: number; stallAtEnd?: Promise<void> } = {},
+): Source {
+  const opens: number[] = [];
+  return {
+    label,
+    opens,
+    open(offset) {
+      opens.push(offset);
+      const bytes = Buffer.from(nar);
+      if (options.corruptAt !== undefined)
+        bytes[options.corruptAt] = (bytes[options.corruptAt] ?? 0) ^ 1;
+      return Promise.resolve(
+        (async function* chunks() {
+          for (let position = offset; position < bytes.length; position += 16_384) {
+            if (options.dieAfter !== undefined && position >= options.dieAfter) {
+              throw new Error(`${label} died`);
+            }
+            await new Promise((resolve) => setImmediate(resolve));
+            yield bytes.subarray(position, Math.min(bytes.length, position + 16_384));
+          }
+          await options.stallAtEnd;
+        })(),
+      );
+    },
+  };
+}
+
+function specFor(
+  sources: NarSource[],
+  narInfo: NarInfo = info,
+  hooks: Partial<FetchSpec> = {},
+): FetchSpec {
+  return {
+    hashPart: hashPartOf(narInfo.storePath),
+    narHash: formatHash(narInfo.narHash, "nix32", false),
+    expectedHash: narInfo.narHash,
+    narSize: narInfo.narSize,
+    storePath: narInfo.storePath,
+    narInfo: renderPeerNarInfo(narInfo, STORE),
+    nextSource: (tried) => Promise.resolve(sources[tried.length]),
+    ...hooks,
+  };
+}
+
+/** A client: collects what it is sent. */
+function client(): Writable & { bytes(): Buffer; ended: boolean } {
+  const chunks: Buffer[] = [];
+  const out = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(chunk);
+      callback();
+    },
+  }) as Writable & { bytes(): Buffer; ended: boolean };
+  out.bytes = () => Buffer.concat(chunks);
+  out.ended = false;
+  out.on("finish", () => {
+    out.ended = true;
+  });
+  return out;
+}
+
+async function settledCache(): Promise<string[]> {
+  for (let i = 0; i < 200 && fetcher.active > 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return readdir(dir);
+}
+
+describe("fetching a NAR through peers", () => {
+  it("streams it to the client and keeps it in the cache once verified", async () => {
+    const out = client();
+    await fetcher.stream(specFor([source("a")]), out, undefined);
+    expect(out.bytes().equals(nar)).toBe(true);
+    expect(out.ended).toBe(true);
+    await settledCache();
+    expect(cache.get(hashPartOf(info.storePath))?.size).toBe(nar.length);
+  });
+
+  it("fetches once for concurrent clients, each getting the whole NAR or its range", async () => {
+    const a = source("a");
+    const spec = specFor([a]);
+    const [one, two, part] = [client(), client(), client()];
+    await Promise.all([
+      fetcher.stream(spec, one, undefined),
+      fetcher.stream(spec, two, undefined),
+      fetcher.stream(spec, part, { start: 1000, length: 5000 }),
+    ]);
+    expect(a.opens).toEqual([0]);
+    expect(one.bytes().equals(nar)).toBe(true);
+    expect(two.bytes().equals(nar)).toBe(true);
+    expect(part.bytes().equals(nar.subarray(1000, 6000))).toBe(true);
+  });
+
+  it("holds the last byte back until the whole NAR verified", async () => {
+    let release = (): void => undefined;
+    const stall = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const out = client();
+    const done = fetcher.stream(specFor([source("a", { stallAtEnd: stall })]), out, undefined);
+    for (let i = 0; i < 400 && out.bytes().length < nar.length - 1; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(out.bytes().length).toBe(nar.length - 1);
+    expect(out.ended).toBe(false);
+    release();
+    await done;
+    expect(out.bytes().equals(nar)).toBe(true);
+  });
+
+  it("cuts every client short and caches nothing when the bytes do not match", async () => {
+    const liar = source("liar", { corruptAt: 100_000 });
+    const mismatches: string[] = [];
+    const spec = specFor([liar, source("honest")], info, {
+      onMismatch: (sources) => mismatches.push(...sources.map((s) => s.label)),
+    });
+    const out = client();
+    await expect(fetcher.stream(spec, out, undefined)).rejects.toMatchObject({
+      code: "ERR_OGYGIA_NIX_NAR",
+    });
+    expect(out.bytes().length).toBeLessThan(nar.length);
+    expect(out.ended).toBe(false);
+    expect(mismatches).toEqual(["liar"]);
+    expect(await settledCache()).toEqual([]);
+    expect(cache.get(hashPartOf(info.storePath))).toBeUndefined();
+  });
+
+  it("continues from the next provider at the byte reached when one dies", async () => {
+    const dying = source("dying", { dieAfter: 65_536 });
+    const next = source("next");
+    const failed: string[] = [];
+    const spec = specFor([dying, next], info, {
+      onSourceFailure: (s) => failed.push(s.label),
+    });
+    const out = client();
+    await fetcher.stream(spec, out, undefined);
+    expect(out.bytes().equals(nar)).toBe(true);
+    expect(failed).toEqual(["dying"]);
+    expect(next.opens).toEqual([65_536]);
+  });
+
+  it("fails cleanly when every provider dies, or none is offered", async () => {
+    const spec = specFor([source("a", { dieAfter: 16_384 }), source("b", { dieAfter: 32_768 })]);
+    const out = client();
+    await expect(fetcher.stream(spec, out, undefined)).rejects.toThrow(
+      /every provider failed \(a, b\)/,
+    );
+    expect(out.ended).toBe(false);
+    await expect(fetcher.stream(specFor([]), client(), undefined)).rejects.toThrow(
+      /no peer offers it/,
+    );
+    expect(await settledCache()).toEqual([]);
+  });
+});
