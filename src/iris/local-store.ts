@@ -66,6 +66,8 @@ export const DEFAULT_NAR_MEMORY_CACHE_BYTES = 64 * 1024 * 1024;
 
 export interface LocalStore extends PathResolver {
   readonly db: StoreDb;
+  /** True when a signing key is configured (every valid path is then serveable). */
+  readonly canSign: boolean;
   /** The `nar/...` URL (relative to the server root) of a path's NAR. */
   narUrl(hashPart: string, narHash: string): string;
   close(): void;
@@ -74,6 +76,16 @@ export interface LocalStore extends PathResolver {
 /** `nar/<hash part>-<nix32 NAR hash>.nar`: names the path and exactly one content. */
 export function narUrlOf(hashPart: string, narHash: string): string {
   return `nar/${hashPart}-${narHash}.nar`;
+}
+
+/**
+ * A path the daemon may serve: its NAR size is known, and it is signed,
+ * content-addressed, or signable with a configured key (`canSign`).
+ */
+export function isServeable(info: PathInfo, canSign: boolean, storeDir: string): boolean {
+  return (
+    info.narSize > 0 && (info.sigs.length > 0 || canSign || isContentAddressed(info, storeDir))
+  );
 }
 
 /** Opens the store database; throws ERR_OGYGIA_NIX_DB (with a hint) when it is missing. */
@@ -97,9 +109,7 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
   let version = db.dataVersion();
   let checkedAt = performance.now();
 
-  const serveable = (info: PathInfo): boolean =>
-    info.narSize > 0 &&
-    (info.sigs.length > 0 || signer.canSign || isContentAddressed(info, storeDir));
+  const serveable = (info: PathInfo): boolean => isServeable(info, signer.canSign, storeDir);
 
   const render = (info: PathInfo, hashPart: string): ServedNarInfo => {
     const narHash = formatHash(info.narHash, "nix32", false);
@@ -197,6 +207,7 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
     name: "local",
     local: true,
     db,
+    canSign: signer.canSign,
     narUrl: narUrlOf,
     narInfo(hashPart) {
       revalidate();
