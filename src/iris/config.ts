@@ -4,8 +4,8 @@
  * defaults → cross-field rules), with the same schema helpers, so every
  * error names the file, the dotted key and the line.
  *
- * `[peers]`, `[trust]`, `[cache]` and `[bloom]` are validated now and used
- * by the peer-to-peer layer; the single-node daemon does not read them.
+ * `[peers]`, `[trust]`, `[cache]` and `[bloom]` configure the peer-to-peer
+ * layer (docs/irisd.md, "Peer to peer").
  */
 
 import { readFile } from "node:fs/promises";
@@ -150,7 +150,7 @@ export const irisdConfigSchema = table({
       },
     }),
     peers: table({
-      description: "Reserved for the peer-to-peer layer (validated, not yet used).",
+      description: "Other irisd daemons this one fetches paths through.",
       fields: {
         urls: stringList({
           description: "Base URLs of peer irisd daemons, like http://10.0.0.2:35742.",
@@ -160,25 +160,28 @@ export const irisdConfigSchema = table({
       },
     }),
     trust: table({
-      description: "Reserved for the peer-to-peer layer (validated, not yet used).",
+      description: "Which peer answers are believed.",
       fields: {
         trusted_keys: stringList({
-          description: "Public keys (`name:base64`) whose signatures make a peer's path trusted.",
+          description:
+            "Public keys (`name:base64`) whose signatures make a peer's path trusted; " +
+            "content-addressed paths need none.",
           default: [],
           check: checkPublicKey,
         }),
       },
     }),
     cache: table({
-      description: "Reserved for the peer-to-peer layer's NAR cache (validated, not yet used).",
+      description: "The NAR cache: verified NARs fetched from peers (used only with peers).",
       fields: {
         dir: string({
-          description: "Folder of NARs fetched from peers.",
+          description: "Folder of NARs fetched from peers (created if missing).",
           default: "/var/cache/ogygia-irisd",
           check: checkAbsolute,
         }),
         max_size_bytes: integer({
-          description: "Size the NAR cache is kept under.",
+          description:
+            "Size the NAR cache is kept under; a larger NAR is streamed but not kept. 0: keep nothing.",
           default: 10 * 1024 ** 3,
           min: 0,
         }),
@@ -190,7 +193,7 @@ export const irisdConfigSchema = table({
       },
     }),
     bloom: table({
-      description: "Reserved for the peer-to-peer layer's bloom filters (validated, not yet used).",
+      description: "The bloom filters this daemon publishes and fetches.",
       fields: {
         false_positive_rate: number({
           description: "Target false-positive rate of the local filter.",

@@ -1,16 +1,26 @@
 /**
  * The composition root: from a validated configuration to a running
- * server. Opens the store, loads the signing keys, builds the resolver
- * chain and the routes, and listens. The peer-to-peer layer adds its
- * resolvers to the chain and its routes to the list here.
+ * server. Opens the store, loads the signing keys, opens the NAR cache
+ * (when there are peers), starts the local bloom index, builds the
+ * resolver chain (local store → NAR cache → peers) and the routes, and
+ * listens.
  */
 
+import { createTrustedKeys } from "../nix/index.js";
 import type { IrisdConfig } from "./config.js";
+import { createLocalIndex, type LocalIndex } from "./local-index.js";
 import { openLocalStore } from "./local-store.js";
 import type { IrisLogger } from "./log.js";
 import { createHttpMetrics } from "./metrics.js";
-import { createResolverChain } from "./resolve.js";
-import { coreRoutes } from "./routes.js";
+import { openNarCache, type NarCache } from "./nar-cache.js";
+import { createNarFetcher } from "./nar-fetch.js";
+import { createP2pMetrics } from "./p2p-metrics.js";
+import { bloomRoute, providersRoute, rescanRoute } from "./p2p-routes.js";
+import { createPeerHttp } from "./peer-http.js";
+import { createCacheResolver, createPeerResolver } from "./peer-resolver.js";
+import { createPeerSet, type PeerSet } from "./peers.js";
+import { createResolverChain, type PathResolver } from "./resolve.js";
+import { coreRoutes, storeRoutes } from "./routes.js";
 import { IrisServer, type BoundAddress } from "./server.js";
 import { loadSigningKeys } from "./signing.js";
 
@@ -31,15 +41,79 @@ export async function startDaemon(config: IrisdConfig, log: IrisLogger): Promise
     signingKeys,
     narMemoryCacheBytes: config.store.narMemoryCacheBytes,
   });
-  const chain = createResolverChain([local]);
   const metrics = createHttpMetrics();
+  const p2pMetrics = createP2pMetrics(metrics.registry);
+  const storeDir = local.db.location.storeDir;
+  const trusted = createTrustedKeys(config.trust.trustedKeys);
+  const resolvers: PathResolver[] = [local];
+  let cache: NarCache | undefined;
+  let peers: PeerSet | undefined;
+  let index: LocalIndex | undefined;
+  try {
+    // The cache only holds what came from peers: without peers it is not opened.
+    if (config.peers.urls.length > 0) {
+      cache = await openNarCache({
+        dir: config.cache.dir,
+        maxBytes: config.cache.maxSizeBytes,
+        timeToIdleMs: config.cache.timeToIdleSecs * 1000,
+        trusted,
+        storeDir,
+        log,
+        metrics: p2pMetrics,
+      });
+      peers = createPeerSet({
+        urls: config.peers.urls,
+        http: createPeerHttp(),
+        trusted,
+        storeDir,
+        peerTtlMs: config.bloom.peerTtlSecs * 1000,
+        log,
+        metrics: p2pMetrics,
+      });
+      const fetcher = createNarFetcher({ cache, log, metrics: p2pMetrics });
+      resolvers.push(
+        createCacheResolver(cache, p2pMetrics),
+        createPeerResolver({ peers, fetcher, storeDir, metrics: p2pMetrics }),
+      );
+    }
+    const cached = cache;
+    index = createLocalIndex({
+      db: local.db,
+      canSign: local.canSign,
+      falsePositiveRate: config.bloom.falsePositiveRate,
+      extraHashParts: () => cached?.hashParts() ?? [],
+      log,
+      metrics: p2pMetrics,
+    });
+  } catch (err) {
+    cache?.close();
+    local.close();
+    throw err;
+  }
+  const localIndex = index;
+  cache?.onChange((event) => {
+    if (event.type === "added") localIndex.addHashPart(event.hashPart);
+    else localIndex.removed();
+  });
+  const chain = createResolverChain(resolvers);
   const server = new IrisServer({
-    routes: coreRoutes({
-      chain,
-      metrics,
-      storeDir: local.db.location.storeDir,
-      priority: config.server.priority,
-    }),
+    routes: [
+      ...coreRoutes({
+        chain,
+        metrics,
+        storeDir,
+        priority: config.server.priority,
+      }),
+      ...storeRoutes({
+        chain,
+        prefix: "/local/",
+        namePrefix: "local-",
+        lookup: { localOnly: true },
+      }),
+      bloomRoute(localIndex),
+      providersRoute({ chain, peers }),
+      rescanRoute({ index: localIndex, storeDir }),
+    ],
     log,
     metrics,
     shutdownTimeoutMs: config.server.shutdownTimeoutSecs * 1000,
@@ -47,9 +121,11 @@ export async function startDaemon(config: IrisdConfig, log: IrisLogger): Promise
   try {
     await server.listen(config.server.listen);
   } catch (err) {
+    localIndex.close();
     await chain.close();
     throw err;
   }
+  peers?.start();
   log.info(
     {
       addresses: server.addresses.map((a) => a.url),
@@ -57,6 +133,9 @@ export async function startDaemon(config: IrisdConfig, log: IrisLogger): Promise
       storeDb: local.db.dbPath,
       validPaths: local.db.countValidPaths(),
       signingKeys: signingKeys.map((k) => k.name),
+      peers: peers?.peers.map((p) => p.label) ?? [],
+      trustedKeys: [...trusted.keys()],
+      cache: cache === undefined ? null : config.cache.dir,
       config: config.path ?? null,
     },
     "listening",
@@ -65,6 +144,7 @@ export async function startDaemon(config: IrisdConfig, log: IrisLogger): Promise
     addresses: server.addresses,
     async stop() {
       await server.close();
+      localIndex.close();
       await chain.close();
     },
   };

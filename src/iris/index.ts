@@ -23,11 +23,46 @@ export {
 export { startDaemon, type IrisDaemon } from "./daemon.js";
 export { HttpError, badRequest, notFound } from "./http-error.js";
 export {
+  isServeable,
   narUrlOf,
   openLocalStore,
   type LocalStore,
   type LocalStoreOptions,
 } from "./local-store.js";
+export {
+  createLocalIndex,
+  type BloomSnapshot,
+  type LocalIndex,
+  type LocalIndexOptions,
+  type RescanResult,
+} from "./local-index.js";
+export { openNarCache, type CacheEntry, type NarCache, type NarCacheOptions } from "./nar-cache.js";
+export { createNarFetcher, type FetchSpec, type NarFetcher, type NarSource } from "./nar-fetch.js";
+export {
+  MAX_RESCAN_BODY_BYTES,
+  bloomRoute,
+  ifNoneMatch,
+  isLoopbackAddress,
+  parseRescanBody,
+  providersRoute,
+  rescanRoute,
+} from "./p2p-routes.js";
+export { createPeerHttp, peerLabel, type PeerHttp } from "./peer-http.js";
+export {
+  contentCheckFor,
+  renderPeerNarInfo,
+  verifyPeerNarInfo,
+  type PeerNarInfoVerdict,
+} from "./peer-narinfo.js";
+export { createCacheResolver, createPeerResolver } from "./peer-resolver.js";
+export {
+  LOOKUP_DEADLINE_MS,
+  PEER_REQUEST_TIMEOUT_MS,
+  REVALIDATE_AFTER_MS,
+  createPeerSet,
+  type Peer,
+  type PeerSet,
+} from "./peers.js";
 export { createIrisLogger, errorFields, type IrisLogger } from "./log.js";
 export { createHttpMetrics, type HttpMetrics } from "./metrics.js";
 export { notifySystemd, type NotifyState } from "./notify.js";

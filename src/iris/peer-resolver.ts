@@ -1,0 +1,269 @@
+/**
+ * The resolvers of the peer-to-peer layer, after the local store in the
+ * chain:
+ *
+ * - `createCacheResolver`: NARs in the NAR cache, with the narinfo they
+ *   were verified against. Marked `local`: cached NARs are offered to
+ *   peers on `/local/...` (and listed in `/bloom`), so a path fetched once
+ *   into a fleet can spread from any host that holds it.
+ * - `createPeerResolver`: asks the peers (`PeerSet.lookup`), remembers the
+ *   verified answers for `ANSWER_TTL_MS` (Nix asks HEAD, then GET, then
+ *   the NAR), and streams NARs through `NarFetcher` with every peer that
+ *   answered the same NAR hash as a provider to fail over to.
+ */
+
+import { open } from "node:fs/promises";
+import { pipeline } from "node:stream/promises";
+
+import { OgygiaError, hasErrorCode } from "../core/index.js";
+import type { NarCache } from "./nar-cache.js";
+import type { FetchSpec, NarFetcher, NarSource } from "./nar-fetch.js";
+import type { P2pMetrics } from "./p2p-metrics.js";
+import { contentCheckFor, renderPeerNarInfo } from "./peer-narinfo.js";
+import {
+  LOOKUP_DEADLINE_MS,
+  type Peer,
+  type PeerAnswer,
+  type PeerSet,
+  type VerifiedNarInfo,
+} from "./peers.js";
+import type { PathResolver, ServedNar, ServedNarInfo } from "./resolve.js";
+
+/** How long a verified peer answer is reused (narinfo HEAD, GET and the NAR). */
+export const ANSWER_TTL_MS = 30_000;
+const MAX_ANSWERS = 16_384;
+const CACHE_READ_CHUNK = 1024 * 1024;
+
+/** NARs and narinfos from the NAR cache. */
+export function createCacheResolver(cache: NarCache, metrics?: P2pMetrics): PathResolver {
+  return {
+    name: "cache",
+    local: true,
+    narInfo(hashPart): ServedNarInfo | undefined {
+      const entry = cache.get(hashPart);
+      if (entry === undefined) return undefined;
+      cache.touch(entry);
+      return { storePath: entry.storePath, body: entry.narInfo, source: "cache" };
+    },
+    nar(hashPart, narHash): ServedNar | undefined {
+      const entry = cache.get(hashPart);
+      if (entry?.narHash !== narHash) return undefined;
+      cache.touch(entry);
+      metrics?.cacheHit();
+      return {
+        storePath: entry.storePath,
+        narSize: entry.size,
+        narHash,
+        source: "cache",
+        async send(out, range) {
+          let handle;
+          try {
+            handle = await open(cache.narPath(entry), "r");
+          } catch (err) {
+            if (!hasErrorCode(err, "ENOENT")) throw err;
+            cache.drop(entry);
+            throw new OgygiaError(
+              "ERR_OGYGIA_IRISD",
+              `the cached NAR of ${entry.storePath} vanished (evicted or removed)`,
+            );
+          }
+          try {
+            const { size } = await handle.stat();
+            if (size !== entry.size) {
+              cache.drop(entry);
+              throw new OgygiaError(
+                "ERR_OGYGIA_IRISD",
+                `the cached NAR of ${entry.storePath} has ${size} bytes, not ${entry.size}`,
+              );
+            }
+            const start = range?.start ?? 0;
+            const end = range === undefined ? entry.size - 1 : range.start + range.length - 1;
+            const stream = handle.createReadStream({
+              start,
+              end,
+              highWaterMark: CACHE_READ_CHUNK,
+              autoClose: false,
+            });
+            await pipeline(stream, out);
+          } finally {
+            await handle.close();
+          }
+        },
+      };
+    },
+    close() {
+      cache.close();
+    },
+  };
+}
+
+interface PeerPath {
+  hashPart: string;
+  narHash: string;
+  verdict: VerifiedNarInfo;
+  body: Buffer;
+  /** Peers that answered this NAR hash, first answer first. */
+  providers: Peer[];
+  expiresAt: number;
+}
+
+interface PeerSource extends NarSource {
+  readonly peer: Peer;
+}
+
+export interface PeerResolverOptions {
+  peers: PeerSet;
+  fetcher: NarFetcher;
+  storeDir: string;
+  metrics?: P2pMetrics | undefined;
+  now?: () => number;
+}
+
+/** Paths from peers; see the module comment. */
+export function createPeerResolver(options: PeerResolverOptions): PathResolver {
+  const { peers, fetcher, storeDir, metrics } = options;
+  const now = options.now ?? (() => performance.now());
+  const answers = new Map<string, PeerPath>();
+  const lookups = new Map<string, Promise<PeerPath | undefined>>();
+
+  const remember = (hashPart: string, answer: PeerAnswer): void => {
+    const t = now();
+    const known = answers.get(hashPart);
+    if (known !== undefined && known.expiresAt > t) {
+      if (known.narHash === answer.verdict.narHash && !known.providers.includes(answer.peer)) {
+        known.providers.push(answer.peer);
+      }
+      return;
+    }
+    if (answers.size >= MAX_ANSWERS) {
+      const oldest = answers.keys().next();
+      if (oldest.done !== true) answers.delete(oldest.value);
+    }
+    answers.delete(hashPart);
+    answers.set(hashPart, {
+      hashPart,
+      narHash: answer.verdict.narHash,
+      verdict: answer.verdict,
+      body: renderPeerNarInfo(answer.verdict.info, storeDir),
+      providers: [answer.peer],
+      expiresAt: t + ANSWER_TTL_MS,
+    });
+  };
+
+  const resolve = (hashPart: string): Promise<PeerPath | undefined> | PeerPath | undefined => {
+    if (peers.peers.length === 0) return undefined;
+    const known = answers.get(hashPart);
+    if (known !== undefined && known.expiresAt > now()) return known;
+    let pending = lookups.get(hashPart);
+    if (pending === undefined) {
+      pending = peers
+        .lookup(hashPart, {
+          deadline: now() + LOOKUP_DEADLINE_MS,
+          onAnswer: (answer) => {
+            remember(hashPart, answer);
+          },
+        })
+        .then((answer) => (answer === undefined ? undefined : answers.get(hashPart)))
+        .finally(() => {
+          lookups.delete(hashPart);
+        });
+      lookups.set(hashPart, pending);
+    }
+    return pending;
+  };
+
+  const sourceOf = (path: PeerPath, peer: Peer): PeerSource => ({
+    peer,
+    label: peer.label,
+    open: (offset, signal) =>
+      peers.openNar(
+        peer,
+        { hashPart: path.hashPart, narHash: path.narHash, narSize: path.verdict.info.narSize },
+        offset,
+        signal,
+      ),
+  });
+
+  const specOf = (path: PeerPath): FetchSpec => ({
+    hashPart: path.hashPart,
+    narHash: path.narHash,
+    expectedHash: path.verdict.info.narHash,
+    narSize: path.verdict.info.narSize,
+    storePath: path.verdict.info.storePath,
+    narInfo: path.body,
+    contentCheck: contentCheckFor(path.verdict, path.verdict.info.storePath),
+    async nextSource(tried) {
+      const triedPeers = new Set(tried.map((s) => (s as PeerSource).peer));
+      const pick = (): PeerSource | undefined => {
+        const t = now();
+        const peer = path.providers.find((p) => !triedPeers.has(p) && p.backoff.available(t));
+        return peer === undefined ? undefined : sourceOf(path, peer);
+      };
+      const first = pick();
+      if (first !== undefined) return first;
+      // Ask the peers not tried yet: more providers of the same NAR, if any.
+      await peers.lookup(path.hashPart, {
+        deadline: now() + LOOKUP_DEADLINE_MS,
+        skip: triedPeers,
+        onAnswer: (answer) => {
+          if (answer.verdict.narHash === path.narHash && !path.providers.includes(answer.peer)) {
+            path.providers.push(answer.peer);
+          }
+        },
+      });
+      return pick();
+    },
+    onMismatch(sources) {
+      for (const source of sources) {
+        const peer = (source as PeerSource).peer;
+        metrics?.rejection(peer.label, "nar-mismatch");
+        path.providers = path.providers.filter((p) => p !== peer);
+      }
+      if (path.providers.length === 0 && answers.get(path.hashPart) === path) {
+        answers.delete(path.hashPart);
+      }
+    },
+    onSourceFailure(source) {
+      const peer = (source as PeerSource).peer;
+      path.providers = path.providers.filter((p) => p !== peer);
+    },
+  });
+
+  const served = (path: PeerPath): ServedNarInfo => ({
+    storePath: path.verdict.info.storePath,
+    body: path.body,
+    source: `peer ${path.providers[0]?.label ?? "?"}`,
+  });
+
+  const servedNar = (path: PeerPath, narHash: string): ServedNar | undefined => {
+    if (path.narHash !== narHash) return undefined;
+    return {
+      storePath: path.verdict.info.storePath,
+      narSize: path.verdict.info.narSize,
+      narHash,
+      source: "peers",
+      send: (out, range) => fetcher.stream(specOf(path), out, range),
+    };
+  };
+
+  return {
+    name: "peers",
+    local: false,
+    narInfo(hashPart) {
+      const found = resolve(hashPart);
+      if (found instanceof Promise) return found.then((p) => (p === undefined ? p : served(p)));
+      return found === undefined ? undefined : served(found);
+    },
+    nar(hashPart, narHash) {
+      const found = resolve(hashPart);
+      if (found instanceof Promise) {
+        return found.then((p) => (p === undefined ? p : servedNar(p, narHash)));
+      }
+      return found === undefined ? undefined : servedNar(found, narHash);
+    },
+    async close() {
+      await fetcher.abortAll();
+      await peers.close();
+    },
+  };
+}
