@@ -46,7 +46,15 @@ export interface IrisdConfigOptions {
   shutdownTimeoutSecs?: number;
   /** `[signing] secret_key_files`. */
   secretKeyFiles?: string[];
-  /** Appended to the generated file (e.g. `[peers]` for the peer-to-peer tests). */
+  /** `[peers] urls`. */
+  peers?: string[];
+  /** `[trust] trusted_keys` (`name:base64`). */
+  trustedKeys?: string[];
+  /** `[cache]`: the NAR cache of the peer-to-peer layer. */
+  cache?: { dir: string; maxSizeBytes?: number; timeToIdleSecs?: number };
+  /** `[bloom]`. */
+  bloom?: { falsePositiveRate?: number; peerTtlSecs?: number };
+  /** Appended to the generated file. */
   extraToml?: string;
 }
 
@@ -101,6 +109,30 @@ export function irisdConfigText(options: IrisdConfigOptions): string {
   if (options.secretKeyFiles !== undefined) {
     lines.push("", "[signing]");
     lines.push(`secret_key_files = [${options.secretKeyFiles.map(tomlString).join(", ")}]`);
+  }
+  if (options.peers !== undefined) {
+    lines.push("", "[peers]", `urls = [${options.peers.map(tomlString).join(", ")}]`);
+  }
+  if (options.trustedKeys !== undefined) {
+    lines.push("", "[trust]", `trusted_keys = [${options.trustedKeys.map(tomlString).join(", ")}]`);
+  }
+  if (options.cache !== undefined) {
+    lines.push("", "[cache]", `dir = ${tomlString(options.cache.dir)}`);
+    if (options.cache.maxSizeBytes !== undefined) {
+      lines.push(`max_size_bytes = ${options.cache.maxSizeBytes}`);
+    }
+    if (options.cache.timeToIdleSecs !== undefined) {
+      lines.push(`time_to_idle_secs = ${options.cache.timeToIdleSecs}`);
+    }
+  }
+  if (options.bloom !== undefined) {
+    lines.push("", "[bloom]");
+    if (options.bloom.falsePositiveRate !== undefined) {
+      lines.push(`false_positive_rate = ${options.bloom.falsePositiveRate}`);
+    }
+    if (options.bloom.peerTtlSecs !== undefined) {
+      lines.push(`peer_ttl_secs = ${options.bloom.peerTtlSecs}`);
+    }
   }
   if (options.extraToml !== undefined) lines.push("", options.extraToml);
   return `${lines.join("\n")}\n`;
