@@ -94,6 +94,12 @@ function listenError(address: ListenAddress, err: unknown): OgygiaError {
   );
 }
 
+/** True when the request announces a body (Content-Length above 0, or chunked). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+}
+
 function urlOf(host: string, port: number): string {
   return host.includes(":") ? `http://[${host}]:${port}` : `http://${host}:${port}`;
 }
@@ -270,7 +276,8 @@ export class IrisServer {
       );
     }
     // A request with a body we did not read would desynchronise keep-alive: close instead.
-    if (!req.complete) res.shouldKeepAlive = false;
+    // (A request without a body is not `complete` yet while a synchronous handler runs.)
+    if (!req.complete && hasBody(req)) res.shouldKeepAlive = false;
     const outcome = this.sendError(req, res, status, message);
     this.finish(req, route, outcome, started);
   }
