@@ -229,3 +229,30 @@ describe("POST /rescan", () => {
     expect((await httpRequest(`${nodeB.url}/nix-cache-info`)).status).toBe(200);
   });
 });
+
+describe("negative answers", () => {
+  it("a 404 keeps the connection open for the next request (Nix asks for many absent paths)", async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const reused: boolean[] = [];
+      for (let i = 0; i < 3; i++) {
+        const hash = encodeNix32(randomBytes(20));
+        await new Promise<void>((resolve, reject) => {
+          const req = http.get(`${nodeB.url}/${hash}.narinfo`, { agent }, (res) => {
+            expect(res.statusCode).toBe(404);
+            expect(res.headers.connection).toBe("keep-alive");
+            res.resume();
+            res.on("end", resolve);
+          });
+          req.on("error", reject);
+          req.on("socket", () => {
+            reused.push(req.reusedSocket);
+          });
+        });
+      }
+      expect(reused).toEqual([false, true, true]);
+    } finally {
+      agent.destroy();
+    }
+  });
+});

@@ -23,7 +23,7 @@ import {
 import { makeChrootStore, nixDump, runNix, uniqueSalt, type ChrootStore } from "./helpers/nix.js";
 import { freePort, removeDir, tempDir, waitFor } from "./helpers/process.js";
 
-/** About three of the small NARs (~205 KB each with their narinfos). */
+/** About three of the small NARs (~205 KB each with their headers and narinfos). */
 const LIMIT = 700_000;
 
 function hashPart(storePath: string): string {
@@ -72,16 +72,18 @@ async function cacheFiles(): Promise<{ names: string[]; bytes: number }> {
   return { names, bytes };
 }
 
-/** Waits until no download is in progress in the cache folder. */
-async function settled(): Promise<{ names: string[]; bytes: number }> {
+/** Waits until `node` has no download in progress (each ends once its NAR is cached, or not). */
+async function settled(node: IrisdProcess): Promise<{ names: string[]; bytes: number }> {
   return waitFor("the cache to settle", async () => {
+    const metrics = (await httpRequest(`${node.url}/metrics`)).body.toString("utf8");
+    if (!/^irisd_peer_nar_downloads_in_progress 0$/m.test(metrics)) return undefined;
     const files = await cacheFiles();
     return files.names.some((n) => n.startsWith(".tmp-")) ? undefined : files;
   });
 }
 
 function cached(names: readonly string[], storePath: string): boolean {
-  return names.some((n) => n.startsWith(`${hashPart(storePath)}-`) && n.endsWith(".nar"));
+  return names.some((n) => n.startsWith(`${hashPart(storePath)}-`) && n.endsWith(".entry"));
 }
 
 async function addTree(
@@ -122,7 +124,7 @@ describe("the NAR cache", () => {
     const nodeC = await startC(rootC);
     for (const [i, p] of small.entries()) {
       await fetchThrough(nodeC, p);
-      const { names, bytes } = await settled();
+      const { names, bytes } = await settled(nodeC);
       expect(bytes).toBeLessThanOrEqual(LIMIT);
       expect(cached(names, p)).toBe(true);
       if (i >= 3) expect(cached(names, small[i - 3] ?? "")).toBe(false);
@@ -130,7 +132,7 @@ describe("the NAR cache", () => {
     // Served from the cache (B is not asked): touching small[3] makes small[4] the oldest.
     await fetchThrough(nodeC, small[3] ?? "");
     await fetchThrough(nodeC, small[0] ?? "");
-    const { names, bytes } = await settled();
+    const { names, bytes } = await settled(nodeC);
     expect(bytes).toBeLessThanOrEqual(LIMIT);
     expect(cached(names, small[3] ?? "")).toBe(true);
     expect(cached(names, small[4] ?? "")).toBe(false);
@@ -143,23 +145,24 @@ describe("the NAR cache", () => {
   it("streams a NAR larger than the limit without keeping it", async () => {
     const nodeC = await startC(path.join(dir, "c1"));
     await fetchThrough(nodeC, large);
-    const { names, bytes } = await settled();
+    const { names, bytes } = await settled(nodeC);
     expect(cached(names, large)).toBe(false);
     expect(bytes).toBeLessThanOrEqual(LIMIT);
     await nodeC.stop();
   });
 
   it("recovers its entries after a restart, removing leftovers and broken entries", async () => {
-    const before = await settled();
-    const entries = before.names.filter((n) => n.endsWith(".nar")).sort();
+    // The previous test stopped C, which waits for its cache writes.
+    const before = await cacheFiles();
+    const entries = before.names.filter((n) => n.endsWith(".entry")).sort();
     expect(entries.length).toBeGreaterThanOrEqual(2);
     const [broken, ...kept] = entries;
     if (broken === undefined) throw new Error("no entry");
-    // A download cut by a crash, a NAR without its narinfo, and a NAR cut short.
+    // A download cut by a crash, an entry that is not one, and an entry cut short.
     await writeFile(path.join(cacheDir, ".tmp-leftover"), "partial");
-    const orphan = `${broken.slice(0, 33)}${"1".repeat(52)}.nar`;
+    const orphan = `${broken.slice(0, 33)}${"1".repeat(52)}.entry`;
     await writeFile(path.join(cacheDir, orphan), "orphan");
-    await truncate(path.join(cacheDir, broken), 100);
+    await truncate(path.join(cacheDir, broken), 1000);
     await writeFile(path.join(cacheDir, "not-ours.txt"), "left alone");
 
     await nodeB.stop();
@@ -168,10 +171,9 @@ describe("the NAR cache", () => {
     expect(names).not.toContain(".tmp-leftover");
     expect(names).not.toContain(orphan);
     expect(names).not.toContain(broken);
-    expect(names).not.toContain(broken.replace(/\.nar$/, ".narinfo"));
     expect(names).toContain("not-ours.txt");
     const ready = nodeC.logs().find((l) => l.msg === "NAR cache ready");
-    expect(ready).toMatchObject({ entries: kept.length, removed: 4 });
+    expect(ready).toMatchObject({ entries: kept.length, removed: 3 });
     // With B down, C serves what it kept, and nothing else.
     for (const name of kept) {
       const p = small.find((s) => name.startsWith(hashPart(s)));
@@ -187,13 +189,13 @@ describe("the NAR cache", () => {
   it("evicts entries not served for time_to_idle_secs", async () => {
     // Last use is kept in the NAR's mtime: entries last served an hour ago are gone at start.
     const hourAgo = Date.now() / 1000 - 3600;
-    for (const name of (await cacheFiles()).names.filter((n) => n.endsWith(".nar"))) {
+    for (const name of (await cacheFiles()).names.filter((n) => n.endsWith(".entry"))) {
       await utimes(path.join(cacheDir, name), hourAgo, hourAgo);
     }
     const nodeC = await startC(path.join(dir, "c1"), { timeToIdleSecs: 2 });
-    expect((await cacheFiles()).names.filter((n) => n.endsWith(".nar"))).toEqual([]);
+    expect((await cacheFiles()).names.filter((n) => n.endsWith(".entry"))).toEqual([]);
     await fetchThrough(nodeC, small[5] ?? "");
-    expect(cached((await settled()).names, small[5] ?? "")).toBe(true);
+    expect(cached((await settled(nodeC)).names, small[5] ?? "")).toBe(true);
     await waitFor(
       "the idle entry to be evicted",
       async () => ((await cacheFiles()).names.length === 1 ? true : undefined),

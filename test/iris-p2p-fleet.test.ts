@@ -114,12 +114,12 @@ describe("three irisd nodes", () => {
     // Every NAR went through C's cache: one verified entry per path, nothing half-written.
     await waitFor("C's cache to hold the four NARs", async () => {
       const names = await readdir(cacheDir);
-      const nars = names.filter((n) => n.endsWith(".nar")).sort();
+      const nars = names.filter((n) => n.endsWith(".entry")).sort();
       return nars.length === 4 && !names.some((n) => n.startsWith(".tmp-")) ? nars : undefined;
     });
     const names = await readdir(cacheDir);
     for (const p of [...closure.paths, onlyOnA]) {
-      expect(names.some((n) => n.startsWith(`${hashPart(p)}-`) && n.endsWith(".nar"))).toBe(true);
+      expect(names.some((n) => n.startsWith(`${hashPart(p)}-`) && n.endsWith(".entry"))).toBe(true);
     }
     expect(nodeC.logs().filter((l) => l.level >= 50)).toEqual([]);
   });

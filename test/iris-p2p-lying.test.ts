@@ -253,7 +253,7 @@ describe("a peer dying mid-stream", () => {
     expect(ranged.length).toBeGreaterThan(0);
     expect(ranged[0]?.range).toMatch(/^bytes=[1-9][0-9]*-$/);
     await waitFor("the NAR in C's cache", async () =>
-      (await cacheNames()).some((n) => n.startsWith(failoverPath.hashPart) && n.endsWith(".nar"))
+      (await cacheNames()).some((n) => n.startsWith(failoverPath.hashPart) && n.endsWith(".entry"))
         ? true
         : undefined,
     );

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from "node:fs";
-import { readdir, stat, truncate, utimes, writeFile } from "node:fs/promises";
+import { readdir, rename, stat, truncate, utimes, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 
@@ -51,15 +51,17 @@ function open(options: Partial<NarCacheOptions> = {}): Promise<NarCache> {
 async function put(cache: NarCache, size: number, fill = "x"): Promise<string> {
   const nar = narOfFile(Buffer.alloc(size, fill));
   const info = signedInfo(nar, secret);
-  const temp = await cache.createTemp();
-  await writeFile(temp.path, nar);
+  const narInfo = renderPeerNarInfo(info, STORE);
+  const temp = await cache.createTemp(narInfo);
+  await temp.handle.write(nar, 0, nar.length, temp.offset);
+  await temp.handle.close();
   const hashPart = hashPartOf(info.storePath);
   await cache.store(temp, {
     hashPart,
     narHash: formatHash(info.narHash, "nix32", false),
     size: nar.length,
     storePath: info.storePath,
-    narInfo: renderPeerNarInfo(info, STORE),
+    narInfo,
   });
   return hashPart;
 }
@@ -126,29 +128,25 @@ describe("the NAR cache", () => {
     const first = await open();
     const kept = await put(first, 100, "k");
     const shortened = await put(first, 100, "s");
-    const lost = await put(first, 100, "l");
+    const garbled = await put(first, 100, "g");
+    const renamed = await put(first, 100, "r");
     first.close();
     const names = await readdir(dir);
-    const fileOf = (hashPart: string, suffix: string): string =>
-      path.join(dir, names.find((n) => n.startsWith(hashPart) && n.endsWith(suffix)) ?? "");
-    await truncate(fileOf(shortened, ".nar"), 10);
-    await writeFile(fileOf(lost, ".narinfo"), "StorePath: nonsense\n");
+    const fileOf = (hashPart: string): string =>
+      path.join(dir, names.find((n) => n.startsWith(hashPart)) ?? "");
+    await truncate(fileOf(shortened), 200);
+    await writeFile(fileOf(garbled), "not an entry at all");
+    // An entry under another NAR hash than its narinfo's.
+    await rename(fileOf(renamed), path.join(dir, `${renamed}-${"0".repeat(52)}.entry`));
     await writeFile(path.join(dir, ".tmp-0123"), "half a download");
-    await writeFile(path.join(dir, `${kept}-${"0".repeat(52)}.narinfo`), "lone narinfo");
     await writeFile(path.join(dir, "README"), "not ours");
     const keptAccess = clock / 1000 - 30;
-    await utimes(fileOf(kept, ".nar"), keptAccess, keptAccess);
+    await utimes(fileOf(kept), keptAccess, keptAccess);
 
     const again = await open();
     expect(again.entryCount).toBe(1);
     expect(again.get(kept)?.lastAccess).toBeCloseTo(keptAccess * 1000, -2);
-    expect((await readdir(dir)).sort()).toEqual(
-      [
-        "README",
-        path.basename(fileOf(kept, ".nar")),
-        path.basename(fileOf(kept, ".narinfo")),
-      ].sort(),
-    );
+    expect((await readdir(dir)).sort()).toEqual(["README", path.basename(fileOf(kept))].sort());
     again.close();
 
     // The key is no longer trusted: the entry goes too.

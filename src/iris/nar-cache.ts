@@ -1,34 +1,39 @@
 /**
- * The NAR cache: verified NARs fetched from peers, kept under `[cache] dir`
- * with the narinfo they were verified against, so the daemon can answer
- * both the narinfo and the NAR later without the peer.
+ * The NAR cache: verified NARs fetched from peers, each kept with the
+ * narinfo it was verified against, so the daemon can answer both the
+ * narinfo and the NAR later without the peer.
  *
- * On disk, one flat folder:
- *   `<hash part>-<nix32 NAR hash>.nar`      the NAR, exactly NarSize bytes
- *   `<hash part>-<nix32 NAR hash>.narinfo`  our narinfo for it (URL ours)
- *   `.tmp-<random>`                          downloads in progress
- * A download is written to a temporary file in the same folder, fsynced and
- * renamed into place only after it verified; the narinfo is renamed before
- * the NAR, so a NAR under its final name always has its narinfo. A crash
- * leaves at worst temporary files or a lone narinfo, both removed at start.
+ * On disk, one flat folder of single-file entries:
+ *   `<hash part>-<nix32 NAR hash>.entry`   an entry (layout below)
+ *   `.tmp-<random>`                         a download in progress
+ * An entry is the 8 bytes `IRISNC1\n`, the narinfo's length (u32, little
+ * endian), the narinfo (our URL), then the NAR, exactly NarSize bytes. One
+ * file per entry means one rename makes it appear whole: a download is
+ * written to a temporary file in the same folder, verified, fsynced, and
+ * only then renamed into place. A crash leaves at worst temporary files,
+ * removed at start.
  *
  * At start the folder is scanned: temporary files are removed, and so is
- * every entry whose narinfo does not parse, does not verify against today's
- * `[trust] trusted_keys`, or disagrees with the file names or the NAR's
- * size. Files with other names are left alone.
+ * every entry whose header or narinfo does not parse, does not verify
+ * against today's `[trust] trusted_keys`, or disagrees with the file's name
+ * or size. Files with other names are left alone. NARs are not hashed again
+ * (they were before the rename, and clients check every NAR against its
+ * signed hash anyway).
  *
  * Eviction: an entry not served for `timeToIdleMs` is removed (a sweep runs
  * every quarter of that, at most every minute); storing an entry first
- * removes the least recently served ones until it fits under `maxBytes`,
- * and an entry larger than `maxBytes` is not stored. An entry counts its
- * NAR and its narinfo, so `maxBytes` bounds the folder's content. Stores are serialised,
- * so the total never exceeds the limit once a store completes. Last use is
- * kept in memory and written to the NAR's mtime at most every ten minutes,
- * so idle times survive a restart.
+ * removes the least recently served ones until it fits under `maxBytes`
+ * (whole files: header and narinfo count), and an entry larger than
+ * `maxBytes` is not stored. Stores are serialised, so the total never
+ * exceeds the limit once a store completes. Last use is kept in memory and
+ * written to the file's mtime at most every ten minutes, so idle times
+ * survive a restart.
  */
 
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, readdir, rename, stat, unlink, utimes } from "node:fs/promises";
+import fs from "node:fs";
+import { mkdir, open, readdir, rename, unlink, utimes, type FileHandle } from "node:fs/promises";
+import { promisify } from "node:util";
 import path from "node:path";
 
 import { OgygiaError, errorMessage, hasErrorCode } from "../core/index.js";
@@ -41,10 +46,13 @@ export interface CacheEntry {
   readonly hashPart: string;
   /** nix32 of the NAR's SHA-256. */
   readonly narHash: string;
+  /** The NAR's size. */
   readonly size: number;
   readonly storePath: string;
   /** The narinfo served for it (our URL). */
   readonly narInfo: Buffer;
+  /** Where the NAR starts in the entry file (header and narinfo before it). */
+  readonly offset: number;
   /** Last served, ms since the epoch. */
   lastAccess: number;
   /** Last use written to the file's mtime. */
@@ -66,8 +74,12 @@ export interface NarCacheOptions {
   now?: () => number;
 }
 
-export interface TempFile {
+/** A new entry being written: its header is in place, the NAR goes from `offset` on. */
+export interface TempEntry {
   readonly path: string;
+  /** Open for writing (from `createTemp`); `finishTemp` fsyncs and closes it. */
+  readonly handle?: FileHandle | undefined;
+  readonly offset: number;
 }
 
 export interface NarCache {
@@ -79,23 +91,26 @@ export interface NarCache {
   get(hashPart: string): CacheEntry | undefined;
   /** Marks an entry as served now. */
   touch(entry: CacheEntry): void;
-  /** The NAR file of an entry. */
-  narPath(entry: CacheEntry): string;
+  /** The file of an entry (the NAR starts at `entry.offset`). */
+  entryPath(entry: CacheEntry): string;
   hashParts(): IterableIterator<string>;
-  /** A new, empty temporary file in the cache folder. */
-  createTemp(): Promise<TempFile>;
+  /** A new temporary entry file holding the header for `narInfo`, open to write the NAR. */
+  createTemp(narInfo: Buffer): Promise<TempEntry & { handle: FileHandle }>;
+  /** fsyncs (one file at a time) and closes a temporary entry from `createTemp`. */
+  finishTemp(temp: TempEntry): Promise<void>;
+  /** Writes a whole temporary entry (header, then the NAR's `chunks`), fsynced. */
+  writeTemp(narInfo: Buffer, chunks: readonly Buffer[]): Promise<TempEntry>;
   /**
-   * Stores a verified NAR (the temporary file, already fsynced and closed)
-   * with its narinfo. Returns false when it does not fit (then the
-   * temporary file is removed).
+   * Stores a verified entry (a temporary file, complete, fsynced and
+   * closed). Returns false when it does not fit (the file is then removed).
    */
   store(
-    temp: TempFile,
-    entry: Omit<CacheEntry, "lastAccess" | "persistedAccess">,
+    temp: TempEntry,
+    entry: Omit<CacheEntry, "offset" | "lastAccess" | "persistedAccess">,
   ): Promise<boolean>;
   /** Removes a temporary file that will not be stored. */
-  discard(temp: TempFile): Promise<void>;
-  /** Forgets an entry whose file vanished. */
+  discard(temp: TempEntry): Promise<void>;
+  /** Forgets an entry whose file vanished or is damaged. */
   drop(entry: CacheEntry): void;
   /** Removes entries idle for longer than the time to idle. */
   sweep(): Promise<void>;
@@ -103,11 +118,49 @@ export interface NarCache {
   close(): void;
 }
 
-const ENTRY_NAME = /^([0-9a-df-np-sv-z]{32})-([0-9a-df-np-sv-z]{52})\.(nar|narinfo)$/;
+const ENTRY_NAME = /^([0-9a-df-np-sv-z]{32})-([0-9a-df-np-sv-z]{52})\.entry$/;
+const MAGIC = Buffer.from("IRISNC1\n", "latin1");
+const HEADER_BYTES = MAGIC.length + 4;
 const TEMP_PREFIX = ".tmp-";
 const PERSIST_ACCESS_MS = 10 * 60_000;
-/** narinfo files larger than this are not ours. */
+/** A narinfo longer than this is not ours. */
 const MAX_NARINFO_BYTES = 64 * 1024;
+
+// The callback API on plain descriptors: lighter than FileHandle for the
+// few calls a whole-entry write makes.
+const openFd = promisify(fs.open);
+const writevFd = promisify(fs.writev);
+const fsyncFd = promisify(fs.fsync);
+const closeFd = promisify(fs.close);
+
+/** Writes all of `buffers` at `position` (a short write is retried). */
+async function writevAll(fd: number, buffers: readonly Buffer[], position: number): Promise<void> {
+  let pending = [...buffers];
+  let at = position;
+  while (pending.length > 0) {
+    // IOV_MAX is 1024 on Linux: write in slices of at most that many buffers.
+    const slice = pending.slice(0, 1024);
+    let written = (await writevFd(fd, slice, at)).bytesWritten;
+    at += written;
+    const rest: Buffer[] = [];
+    for (const buffer of pending) {
+      if (written >= buffer.length) written -= buffer.length;
+      else {
+        rest.push(written > 0 ? buffer.subarray(written) : buffer);
+        written = 0;
+      }
+    }
+    pending = rest;
+  }
+}
+
+/** The bytes an entry file starts with: magic, narinfo length, narinfo. */
+export function entryHeader(narInfo: Buffer): Buffer {
+  const header = Buffer.alloc(HEADER_BYTES);
+  MAGIC.copy(header, 0);
+  header.writeUInt32LE(narInfo.length, MAGIC.length);
+  return Buffer.concat([header, narInfo]);
+}
 
 function cacheError(message: string, cause?: unknown): OgygiaError {
   return new OgygiaError("ERR_OGYGIA_IRISD_CACHE", message, {
@@ -116,9 +169,9 @@ function cacheError(message: string, cause?: unknown): OgygiaError {
   });
 }
 
-/** What an entry costs on disk: its NAR and its narinfo. */
+/** What an entry costs on disk: its whole file. */
 function footprint(entry: { size: number; narInfo: Buffer }): number {
-  return entry.size + entry.narInfo.length;
+  return HEADER_BYTES + entry.narInfo.length + entry.size;
 }
 
 /** Removes a file; false when it was not there. */
@@ -132,10 +185,24 @@ async function unlinkQuietly(file: string): Promise<boolean> {
   }
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
+/** Reads an entry file's header and narinfo; undefined when it is not one. */
+async function readHeader(
+  file: string,
+): Promise<{ narInfo: Buffer; size: number; mtimeMs: number } | undefined> {
+  const handle = await open(file, "r");
   try {
-    await handle.sync();
+    const info = await handle.stat();
+    if (!info.isFile() || info.size < HEADER_BYTES) return undefined;
+    const head = Buffer.alloc(Math.min(info.size, HEADER_BYTES + MAX_NARINFO_BYTES));
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    if (bytesRead < HEADER_BYTES || !head.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
+    const length = head.readUInt32LE(MAGIC.length);
+    if (length > MAX_NARINFO_BYTES || HEADER_BYTES + length > bytesRead) return undefined;
+    return {
+      narInfo: Buffer.from(head.subarray(HEADER_BYTES, HEADER_BYTES + length)),
+      size: info.size,
+      mtimeMs: info.mtimeMs,
+    };
   } finally {
     await handle.close();
   }
@@ -149,61 +216,52 @@ interface Recovered {
 /** Scans the folder: keeps consistent entries, removes temporary files and broken entries. */
 async function recover(options: NarCacheOptions): Promise<Recovered> {
   const { dir, trusted, storeDir } = options;
-  const names = await readdir(dir);
   const removed: string[] = [];
-  const nars = new Map<string, string>();
-  const narInfos = new Set<string>();
-  for (const name of names) {
+  const entries: CacheEntry[] = [];
+  for (const name of await readdir(dir)) {
+    const file = path.join(dir, name);
     if (name.startsWith(TEMP_PREFIX)) {
-      if (await unlinkQuietly(path.join(dir, name))) removed.push(name);
+      if (await unlinkQuietly(file)) removed.push(name);
       continue;
     }
     const match = ENTRY_NAME.exec(name);
     if (match === null) continue;
-    const base = `${match[1] ?? ""}-${match[2] ?? ""}`;
-    if (match[3] === "nar") nars.set(base, name);
-    else narInfos.add(base);
-  }
-  const entries: CacheEntry[] = [];
-  const remove = async (base: string): Promise<void> => {
-    for (const suffix of [".nar", ".narinfo"]) {
-      if (await unlinkQuietly(path.join(dir, base + suffix))) removed.push(base + suffix);
-    }
-  };
-  for (const base of narInfos) {
-    if (!nars.has(base)) await remove(base);
-  }
-  for (const base of nars.keys()) {
-    const hashPart = base.slice(0, 32);
-    const narHash = base.slice(33);
-    const narFile = path.join(dir, `${base}.nar`);
-    const infoFile = path.join(dir, `${base}.narinfo`);
-    let ok = false;
+    const hashPart = match[1] ?? "";
+    const narHash = match[2] ?? "";
+    let header;
     try {
-      const [narStat, infoStat] = await Promise.all([stat(narFile), stat(infoFile)]);
-      if (narStat.isFile() && infoStat.isFile() && infoStat.size <= MAX_NARINFO_BYTES) {
-        const body = await readFile(infoFile);
-        const verdict = verifyPeerNarInfo(body, { hashPart, trusted, storeDir, whence: infoFile });
-        ok = verdict.ok && verdict.narHash === narHash && verdict.info.narSize === narStat.size;
-        if (ok && verdict.ok) {
-          const access = narStat.mtimeMs;
-          entries.push({
-            hashPart,
-            narHash,
-            size: narStat.size,
-            storePath: verdict.info.storePath,
-            narInfo: body,
-            lastAccess: access,
-            persistedAccess: access,
-          });
-        } else if (!verdict.ok) {
-          options.log.warn({ file: infoFile, reason: verdict.message }, "NAR cache: entry removed");
-        }
-      }
+      header = await readHeader(file);
     } catch (err) {
-      if (!hasErrorCode(err, "ENOENT")) throw err;
+      if (!hasErrorCode(err, "ENOENT", "EISDIR")) throw err;
     }
-    if (!ok) await remove(base);
+    let problem = "not an entry (bad header)";
+    if (header !== undefined) {
+      const verdict = verifyPeerNarInfo(header.narInfo, {
+        hashPart,
+        trusted,
+        storeDir,
+        whence: file,
+      });
+      if (!verdict.ok) problem = verdict.message;
+      else if (verdict.narHash !== narHash) problem = "its narinfo names another NAR hash";
+      else if (header.size !== HEADER_BYTES + header.narInfo.length + verdict.info.narSize) {
+        problem = `${header.size} bytes, not the ${HEADER_BYTES + header.narInfo.length + verdict.info.narSize} its narinfo implies`;
+      } else {
+        entries.push({
+          hashPart,
+          narHash,
+          size: verdict.info.narSize,
+          storePath: verdict.info.storePath,
+          narInfo: header.narInfo,
+          offset: HEADER_BYTES + header.narInfo.length,
+          lastAccess: header.mtimeMs,
+          persistedAccess: header.mtimeMs,
+        });
+        continue;
+      }
+    }
+    options.log.warn({ file, reason: problem }, "NAR cache: entry removed");
+    if (await unlinkQuietly(file)) removed.push(name);
   }
   return { entries, removed };
 }
@@ -219,10 +277,9 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
   try {
     await mkdir(dir, { recursive: true, mode: 0o755 });
     // Fails early when the folder is not writable.
-    await unlinkQuietly(path.join(dir, `${TEMP_PREFIX}probe`));
-    const probe = await open(path.join(dir, `${TEMP_PREFIX}probe`), "wx");
-    await probe.close();
-    await unlink(path.join(dir, `${TEMP_PREFIX}probe`));
+    const probe = path.join(dir, `${TEMP_PREFIX}probe-${randomBytes(6).toString("hex")}`);
+    await (await open(probe, "wx")).close();
+    await unlink(probe);
     recovered = await recover(options);
   } catch (err) {
     throw cacheError(`cannot use the NAR cache folder ${dir}: ${errorMessage(err)}`, err);
@@ -239,10 +296,10 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
     entries.set(entry.hashPart, entry);
     totalBytes += footprint(entry);
   }
-  const fileOf = (entry: { hashPart: string; narHash: string }, suffix: string): string =>
-    path.join(dir, `${entry.hashPart}-${entry.narHash}${suffix}`);
+  const fileOf = (entry: { hashPart: string; narHash: string }): string =>
+    path.join(dir, `${entry.hashPart}-${entry.narHash}.entry`);
 
-  /** Removes an entry from the index at once, and its files. */
+  /** Removes an entry from the index at once, and its file. */
   const evict = async (
     entry: CacheEntry,
     reason: "idle" | "size" | "replaced" | "gone",
@@ -255,13 +312,21 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
       emit({ type: "removed", hashPart: entry.hashPart });
     }
     // A NAR being served stays readable through its open descriptor.
-    await unlinkQuietly(fileOf(entry, ".nar"));
-    await unlinkQuietly(fileOf(entry, ".narinfo"));
+    await unlinkQuietly(fileOf(entry));
   };
 
   /** Least recently used first. */
   const byAge = (): CacheEntry[] =>
     [...entries.values()].sort((a, b) => a.lastAccess - b.lastAccess);
+
+  // fsync blocks a libuv pool thread for as long as the disk takes: one at a
+  // time, so the other pool threads keep serving downloads and cached NARs.
+  let syncing: Promise<unknown> = Promise.resolve();
+  const durable = (sync: () => Promise<void>): Promise<void> => {
+    const run = syncing.then(sync);
+    syncing = run.catch(() => undefined);
+    return run;
+  };
 
   let queue: Promise<unknown> = Promise.resolve();
   const exclusive = <T>(task: () => Promise<T>): Promise<T> => {
@@ -289,13 +354,7 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
   });
   publish();
   log.info(
-    {
-      dir,
-      entries: entries.size,
-      bytes: totalBytes,
-      maxBytes,
-      removed: recovered.removed.length,
-    },
+    { dir, entries: entries.size, bytes: totalBytes, maxBytes, removed: recovered.removed.length },
     "NAR cache ready",
   );
 
@@ -323,17 +382,48 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
       if (t - entry.persistedAccess < PERSIST_ACCESS_MS) return;
       entry.persistedAccess = t;
       const seconds = t / 1000;
-      utimes(fileOf(entry, ".nar"), seconds, seconds).catch((err: unknown) => {
-        log.debug({ ...errorFields(err), file: fileOf(entry, ".nar") }, "NAR cache: utimes");
+      utimes(fileOf(entry), seconds, seconds).catch((err: unknown) => {
+        log.debug({ ...errorFields(err), file: fileOf(entry) }, "NAR cache: utimes");
       });
     },
-    narPath: (entry) => fileOf(entry, ".nar"),
+    entryPath: (entry) => fileOf(entry),
     hashParts: () => entries.keys(),
-    async createTemp() {
+    async createTemp(narInfo) {
       const file = path.join(dir, `${TEMP_PREFIX}${randomBytes(12).toString("hex")}`);
       const handle = await open(file, "wx", 0o644);
-      await handle.close();
-      return { path: file };
+      const header = entryHeader(narInfo);
+      try {
+        await handle.write(header, 0, header.length, 0);
+      } catch (err) {
+        await handle.close();
+        await unlinkQuietly(file);
+        throw err;
+      }
+      return { path: file, handle, offset: header.length };
+    },
+    async finishTemp(temp) {
+      const handle = temp.handle;
+      if (handle === undefined) return;
+      try {
+        await durable(() => handle.sync());
+      } finally {
+        await handle.close();
+      }
+    },
+    async writeTemp(narInfo, chunks) {
+      const file = path.join(dir, `${TEMP_PREFIX}${randomBytes(12).toString("hex")}`);
+      const fd = await openFd(file, "wx", 0o644);
+      const header = entryHeader(narInfo);
+      try {
+        await writevAll(fd, [header, ...chunks], 0);
+        await durable(() => fsyncFd(fd));
+      } catch (err) {
+        await closeFd(fd);
+        await unlinkQuietly(file);
+        throw err;
+      }
+      await closeFd(fd);
+      return { path: file, offset: header.length };
     },
     store(temp, fields) {
       return exclusive(async () => {
@@ -348,27 +438,19 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
           if (totalBytes + needed <= maxBytes) break;
           await evict(entry, "size");
         }
-        const infoTemp = path.join(dir, `${TEMP_PREFIX}${randomBytes(12).toString("hex")}`);
         try {
-          const handle = await open(infoTemp, "wx", 0o644);
-          try {
-            await handle.writeFile(fields.narInfo);
-            await handle.sync();
-          } finally {
-            await handle.close();
-          }
-          await rename(infoTemp, fileOf(fields, ".narinfo"));
-          await rename(temp.path, fileOf(fields, ".nar"));
-          await syncDir(dir);
+          await rename(temp.path, fileOf(fields));
         } catch (err) {
-          await unlinkQuietly(infoTemp);
           await unlinkQuietly(temp.path);
-          await unlinkQuietly(fileOf(fields, ".narinfo"));
-          await unlinkQuietly(fileOf(fields, ".nar"));
           throw cacheError(`cannot store ${fields.storePath} in ${dir}: ${errorMessage(err)}`, err);
         }
         const t = now();
-        const entry: CacheEntry = { ...fields, lastAccess: t, persistedAccess: t };
+        const entry: CacheEntry = {
+          ...fields,
+          offset: temp.offset,
+          lastAccess: t,
+          persistedAccess: t,
+        };
         entries.set(entry.hashPart, entry);
         totalBytes += needed;
         metrics?.cacheStored(entry.size);
@@ -394,3 +476,6 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
     },
   };
 }
+
+/** Bytes before the narinfo in an entry file. */
+export const ENTRY_HEADER_BYTES = HEADER_BYTES;

@@ -28,18 +28,18 @@ let dir: string;
 let cache: NarCache;
 let fetcher: NarFetcher;
 
-beforeEach(async () => {
+async function setUp(memoryNarBytes: number): Promise<void> {
   dir = mkdtempSync(path.join(os.tmpdir(), "ogygia-nar-fetch-"));
   cache = await openNarCache({
     dir,
-    maxBytes: 10 * 1024 * 1024,
+    maxBytes: 64 * 1024 * 1024,
     timeToIdleMs: 60_000,
     trusted,
     storeDir: STORE,
     log: quiet,
   });
-  fetcher = createNarFetcher({ cache, log: quiet });
-});
+  fetcher = createNarFetcher({ cache, log: quiet, memoryNarBytes });
+}
 
 afterEach(() => {
   cache.close();
@@ -113,10 +113,7 @@ function client(): Writable & { bytes(): Buffer; ended: boolean } {
     },
   }) as Writable & { bytes(): Buffer; ended: boolean };
   out.bytes = () => Buffer.concat(chunks);
-  out.ended = false;
-  out.on("finish", () => {
-    out.ended = true;
-  });
+  Object.defineProperty(out, "ended", { get: () => out.writableEnded });
   return out;
 }
 
@@ -127,7 +124,14 @@ async function settledCache(): Promise<string[]> {
   return readdir(dir);
 }
 
-describe("fetching a NAR through peers", () => {
+describe.each([
+  ["held in memory", 64 * 1024 * 1024],
+  ["written to a file as it comes", 0],
+])("fetching a NAR through peers, %s", (_mode, memoryNarBytes) => {
+  beforeEach(async () => {
+    await setUp(memoryNarBytes);
+  });
+
   it("streams it to the client and keeps it in the cache once verified", async () => {
     const out = client();
     await fetcher.stream(specFor([source("a")]), out, undefined);
@@ -211,5 +215,59 @@ describe("fetching a NAR through peers", () => {
       /no peer offers it/,
     );
     expect(await settledCache()).toEqual([]);
+  });
+});
+
+describe("a large NAR written to a file", () => {
+  beforeEach(async () => {
+    await setUp(0);
+  });
+
+  it("serves a client that falls behind the memory window from the file", async () => {
+    const bigContents = Buffer.alloc(12 * 1024 * 1024);
+    for (let i = 0; i < bigContents.length; i += 4096) bigContents.writeUInt32LE(i, i);
+    const bigNar = narOfFile(bigContents);
+    const bigInfo = signedInfo(bigNar, secret, "big");
+    const source: NarSource = {
+      label: "fast",
+      open: (offset) =>
+        Promise.resolve(
+          (async function* chunks() {
+            for (let p = offset; p < bigNar.length; p += 65_536) {
+              await new Promise((resolve) => setImmediate(resolve));
+              yield bigNar.subarray(p, Math.min(bigNar.length, p + 65_536));
+            }
+          })(),
+        ),
+    };
+    const received: Buffer[] = [];
+    // Takes 64 KiB, then stalls until the download is far ahead.
+    let stalled = false;
+    const slow = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _encoding, callback) {
+        received.push(chunk);
+        if (!stalled) {
+          stalled = true;
+          setTimeout(callback, 300);
+        } else callback();
+      },
+    });
+    await fetcher.stream(
+      {
+        hashPart: hashPartOf(bigInfo.storePath),
+        narHash: formatHash(bigInfo.narHash, "nix32", false),
+        expectedHash: bigInfo.narHash,
+        narSize: bigInfo.narSize,
+        storePath: bigInfo.storePath,
+        narInfo: renderPeerNarInfo(bigInfo, STORE),
+        nextSource: (tried) => Promise.resolve(tried.length === 0 ? source : undefined),
+      },
+      slow,
+      undefined,
+    );
+    expect(Buffer.concat(received).equals(bigNar)).toBe(true);
+    await settledCache();
+    expect(cache.get(hashPartOf(bigInfo.storePath))?.size).toBe(bigNar.length);
   });
 });

@@ -1,13 +1,18 @@
 /**
  * Downloading a NAR from peers, once, for every client that wants it.
  *
- * A fetch writes the NAR into a temporary file in the cache folder while
- * hashing it (`NarVerifier`: SHA-256 and size against the verified narinfo,
- * plus the NAR's structure; and the content-address check when only the CA
- * vouches for the path). Clients stream from that file as it grows: the
- * first one right behind the download, later ones from the start (or their
- * range) and then behind it. Concurrent requests for one NAR thus fetch it
- * once.
+ * Each chunk from the provider is checked as it arrives (`createNarCheck`:
+ * SHA-256, size and the NAR's structure, as NarVerifier checks them; plus
+ * the content-address check when only the CA vouches for the path) and
+ * handed to every client streaming this NAR, so concurrent requests share
+ * one download.
+ *
+ * Where the bytes live meanwhile: a NAR up to `MEMORY_NAR_BYTES` is held in
+ * memory (within `MEMORY_BUDGET` for all downloads) and written to the cache
+ * only after it verified, so clients wait for the network, never for the
+ * cache's disk. A larger one (or one that does not fit the budget) goes to
+ * a temporary cache file as it arrives, and the last `RECENT_BYTES` stay in
+ * memory too; a client that falls further behind reads from the file.
  *
  * No client ever receives the last byte of its response before the whole
  * NAR verified: a mismatch then cuts every response short (the server
@@ -17,19 +22,18 @@
  * When a provider fails mid-stream (reset, stall, a short body), the
  * download continues from the next provider at the byte reached (`Range`);
  * when no provider is left, the fetch fails and so do the responses. A
- * verified NAR is handed to the cache (renamed into place, or removed when
- * it does not fit).
+ * verified NAR is written out (if held in memory), fsynced (one file at a
+ * time) and handed to the cache.
  */
 
-import type { FileHandle } from "node:fs/promises";
-import { open } from "node:fs/promises";
-import { Writable, type Writable as WritableType } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { createHash } from "node:crypto";
+import { open, type FileHandle } from "node:fs/promises";
+import type { Writable } from "node:stream";
 
 import { OgygiaError } from "../core/index.js";
-import { createNarVerifier, type Hash } from "../nix/index.js";
+import { checkNarExpectations, createNarParser, hashFromDigest, type Hash } from "../nix/index.js";
 import { errorFields, type IrisLogger } from "./log.js";
-import type { NarCache, TempFile } from "./nar-cache.js";
+import type { NarCache, TempEntry } from "./nar-cache.js";
 import type { P2pMetrics } from "./p2p-metrics.js";
 import type { ContentCheck } from "./peer-narinfo.js";
 import type { ByteRange } from "./resolve.js";
@@ -68,32 +72,55 @@ export interface FetchSpec {
 
 export interface NarFetcher {
   /** Streams the NAR (or `range`) into `out` and ends it, joining or starting its download. */
-  stream(spec: FetchSpec, out: WritableType, range: ByteRange | undefined): Promise<void>;
-  /** Downloads in flight. */
+  stream(spec: FetchSpec, out: Writable, range: ByteRange | undefined): Promise<void>;
+
+  /** Downloads in flight (until their NAR is cached). */
   readonly active: number;
   /** Aborts every download (shutdown). */
   abortAll(): Promise<void>;
 }
 
+/** NARs up to this size are downloaded into memory while `MEMORY_BUDGET` allows. */
+export const MEMORY_NAR_BYTES = 32 * 1024 * 1024;
+/** Bytes of NARs held in memory at once, from download to cache write. */
+export const MEMORY_BUDGET = 128 * 1024 * 1024;
+/** For a NAR downloaded to a file: the latest bytes also kept in memory. */
+const RECENT_BYTES = 8 * 1024 * 1024;
 /** Bytes read from the temporary file per write to a client. */
 const READ_CHUNK = 1024 * 1024;
+/** Bytes waiting for the disk before the download waits for it. */
+const WRITE_HIGH_WATER = 8 * 1024 * 1024;
 
 type State = "running" | "verified" | "failed";
+
+/** Chunks in memory, in order, from some offset up to `received`. */
+interface Chunks {
+  offsets: number[];
+  buffers: Buffer[];
+  bytes: number;
+}
 
 interface Fetch {
   readonly spec: FetchSpec;
   state: State;
   error: unknown;
-  /** Bytes written to the temporary file so far. */
+  /** Bytes received and checked so far. */
+  received: number;
+  /** Bytes on disk so far (file mode). */
   written: number;
   readers: number;
+  /** Held in memory until cached (else: a file as it comes). */
+  readonly inMemory: boolean;
+  memory: Chunks;
+  temp: TempEntry | undefined;
+  /** For clients behind the memory window (file mode). */
   readHandle: FileHandle | undefined;
-  temp: TempFile | undefined;
-  /** Resolves when the temporary file exists and `readHandle` is open (or the fetch failed). */
+  /** Resolves once the temporary file is open (file mode), or at once. */
   opened: Promise<void>;
   done: Promise<void>;
   controller: AbortController;
   waiters: (() => void)[];
+  wakeScheduled: boolean;
 }
 
 function asError(err: unknown): Error {
@@ -114,12 +141,43 @@ function wake(fetch: Fetch): void {
   for (const resolve of waiters) resolve();
 }
 
+/**
+ * Wakes the clients once the current burst of socket reads is processed
+ * (setImmediate runs after the I/O phase), so each wake hands them every
+ * chunk that arrived meanwhile, to send in one write.
+ */
+function wakeSoon(fetch: Fetch): void {
+  if (fetch.wakeScheduled || fetch.waiters.length === 0) return;
+  fetch.wakeScheduled = true;
+  setImmediate(() => {
+    fetch.wakeScheduled = false;
+    wake(fetch);
+  });
+}
+
 function changed(fetch: Fetch): Promise<void> {
   return new Promise((resolve) => fetch.waiters.push(resolve));
 }
 
+/** Bytes from `position` (before `limit`) if they are in memory. */
+function fromMemory(chunks: Chunks, position: number, limit: number): Buffer | undefined {
+  const { offsets, buffers } = chunks;
+  let low = 0;
+  let high = offsets.length - 1;
+  while (low <= high) {
+    const mid = (low + high) >> 1;
+    const offset = offsets[mid] ?? 0;
+    const buffer = buffers[mid];
+    if (buffer === undefined) return undefined;
+    if (position < offset) high = mid - 1;
+    else if (position >= offset + buffer.length) low = mid + 1;
+    else return buffer.subarray(position - offset, Math.min(buffer.length, limit - offset));
+  }
+  return undefined;
+}
+
 /** Resolves once `out` may take more, rejects when it closed first. */
-function drained(out: WritableType): Promise<void> {
+function drained(out: Writable): Promise<void> {
   return new Promise((resolve, reject) => {
     if (out.destroyed) {
       reject(new Error("the stream was destroyed"));
@@ -142,13 +200,83 @@ function drained(out: WritableType): Promise<void> {
   });
 }
 
+/** Writes `buffers` at `position` (all of them: a short write is retried). */
+async function writeAll(
+  handle: FileHandle,
+  buffers: readonly Buffer[],
+  position: number,
+): Promise<void> {
+  let pending = [...buffers];
+  let at = position;
+  while (pending.length > 0) {
+    let { bytesWritten } = await handle.writev(pending, at);
+    at += bytesWritten;
+    const rest: Buffer[] = [];
+    for (const buffer of pending) {
+      if (bytesWritten >= buffer.length) bytesWritten -= buffer.length;
+      else {
+        rest.push(buffer.subarray(bytesWritten));
+        bytesWritten = 0;
+      }
+    }
+    pending = rest;
+  }
+}
+
+/**
+ * NarVerifier's checks (SHA-256, size, structure) as plain calls: the same
+ * src/nix pieces without a Transform stream, whose machinery cost more per
+ * 64 KiB chunk than the hashing itself on this path (measured: about 0.4 s
+ * of CPU per 380 MB). `write` throws once the NAR is too long or
+ * malformed; `end` throws unless the hash and size are the expected ones.
+ */
+export function createNarCheck(options: {
+  expectedHash: Hash;
+  expectedSize: number;
+  what: string;
+}): ContentCheck {
+  const hasher = createHash("sha256");
+  const parser = createNarParser(() => undefined, {
+    what: options.what,
+    maxSize: options.expectedSize,
+  });
+  let size = 0;
+  return {
+    write(chunk) {
+      size += chunk.length;
+      if (size > options.expectedSize) {
+        throw new OgygiaError(
+          "ERR_OGYGIA_NIX_NAR",
+          `NAR from ${options.what} is longer than the expected ${options.expectedSize} bytes`,
+        );
+      }
+      hasher.update(chunk);
+      parser.write(chunk);
+    },
+    end() {
+      parser.end();
+      checkNarExpectations(
+        { narHash: hashFromDigest("sha256", hasher.digest()), narSize: size },
+        options,
+        options.what,
+      );
+    },
+  };
+}
+
 export function createNarFetcher(options: {
   cache: NarCache;
   log: IrisLogger;
   metrics?: P2pMetrics | undefined;
+  /** Defaults: `MEMORY_NAR_BYTES`, `MEMORY_BUDGET`. */
+  memoryNarBytes?: number;
+  memoryBudget?: number;
 }): NarFetcher {
   const { cache, log, metrics } = options;
+  const memoryNarBytes = options.memoryNarBytes ?? MEMORY_NAR_BYTES;
+  const memoryBudget = options.memoryBudget ?? MEMORY_BUDGET;
   const inFlight = new Map<string, Fetch>();
+  let memoryInUse = 0;
 
   const closeReader = async (fetch: Fetch): Promise<void> => {
     if (fetch.readers > 0 || fetch.state === "running") return;
@@ -157,61 +285,94 @@ export function createNarFetcher(options: {
     await handle?.close();
   };
 
-  const run = async (fetch: Fetch, markOpened: () => void): Promise<void> => {
+  /** Downloads and verifies into memory, or into `fetch.temp` as it comes. */
+  const download = async (fetch: Fetch, markOpened: () => void): Promise<void> => {
     const { spec } = fetch;
     const what = spec.storePath;
-    let writeHandle: FileHandle | undefined;
-    try {
-      fetch.temp = await cache.createTemp();
-      writeHandle = await open(fetch.temp.path, "r+");
-      fetch.readHandle = await open(fetch.temp.path, "r");
-    } finally {
+    if (!fetch.inMemory) {
+      try {
+        fetch.temp = await cache.createTemp(spec.narInfo);
+        fetch.readHandle = await open(fetch.temp.path, "r");
+      } finally {
+        markOpened();
+      }
+    } else {
       markOpened();
     }
-    const out = writeHandle;
-    const toFile = new Writable({
-      highWaterMark: 4 * 1024 * 1024,
-      write(chunk: Buffer, _encoding, callback) {
-        out.write(chunk, 0, chunk.length, fetch.written).then(
-          () => {
-            fetch.written += chunk.length;
-            wake(fetch);
-            callback();
-          },
-          (err: unknown) => {
-            callback(err as Error);
-          },
-        );
-      },
-      final(callback) {
-        out.sync().then(
-          () => {
-            callback();
-          },
-          (err: unknown) => {
-            callback(err as Error);
-          },
-        );
-      },
-    });
-    const verifier = createNarVerifier({
+    const temp =
+      fetch.temp?.handle === undefined ? undefined : { ...fetch.temp, handle: fetch.temp.handle };
+
+    // File mode: chunks wait here for the disk; one writer drains them in batches.
+    let queued: Buffer[] = [];
+    let queuedBytes = 0;
+    let writing: Promise<void> | undefined;
+    let writeError: unknown;
+    const writer = async (file: TempEntry & { handle: FileHandle }): Promise<void> => {
+      while (queued.length > 0) {
+        const batch = queued;
+        queued = [];
+        queuedBytes = 0;
+        await writeAll(file.handle, batch, file.offset + fetch.written);
+        for (const buffer of batch) fetch.written += buffer.length;
+        // Chunks on disk may leave memory once the window is full.
+        const memory = fetch.memory;
+        while (
+          memory.bytes > RECENT_BYTES &&
+          (memory.offsets[0] ?? 0) + (memory.buffers[0]?.length ?? 0) <= fetch.written
+        ) {
+          memory.offsets.shift();
+          memory.bytes -= memory.buffers.shift()?.length ?? 0;
+        }
+        wake(fetch);
+      }
+    };
+    const flush = (): Promise<void> => {
+      if (temp === undefined || writing !== undefined || queued.length === 0) {
+        return writing ?? Promise.resolve();
+      }
+      writing = writer(temp)
+        .catch((err: unknown) => {
+          writeError = err;
+        })
+        .finally(() => {
+          writing = undefined;
+        });
+      return writing;
+    };
+
+    const check = createNarCheck({
       what: `${what} from peers`,
       expectedHash: spec.expectedHash,
       expectedSize: spec.narSize,
     });
-    const written = pipeline(verifier, toFile);
-    // A verifier error surfaces through `written`; keep it from being unhandled meanwhile.
-    written.catch(() => undefined);
+    /** The bytes are wrong: no other provider can fix that. */
+    let badBytes: unknown;
+    const fatal = (): unknown => badBytes;
+
+    const accept = (chunk: Buffer): void => {
+      try {
+        check.write(chunk);
+        spec.contentCheck?.write(chunk);
+      } catch (err) {
+        badBytes = err;
+        return;
+      }
+      fetch.memory.offsets.push(fetch.received);
+      fetch.memory.buffers.push(chunk);
+      fetch.memory.bytes += chunk.length;
+      fetch.received += chunk.length;
+      if (temp !== undefined) {
+        queued.push(chunk);
+        queuedBytes += chunk.length;
+        void flush();
+      }
+      wakeSoon(fetch);
+    };
 
     const tried: NarSource[] = [];
     const contributors: NarSource[] = [];
-    /** Bytes handed to the verifier: where the next provider continues. */
-    let fed = 0;
-    /** The bytes are wrong (verifier or content check): no provider can fix that. */
-    const fatal = (): unknown => verifier.errored ?? contentError;
-    let contentError: unknown;
     try {
-      while (fed < spec.narSize && fatal() === undefined) {
+      while (fetch.received < spec.narSize && fatal() === undefined) {
         const source = await spec.nextSource(tried);
         if (source === undefined) {
           throw fetchFailure(
@@ -222,32 +383,27 @@ export function createNarFetcher(options: {
           );
         }
         tried.push(source);
-        if (fed > 0) {
+        if (fetch.received > 0) {
           metrics?.failover();
           log.info(
-            { storePath: what, peer: source.label, offset: fed },
+            { storePath: what, peer: source.label, offset: fetch.received },
             "continuing a NAR download from another peer",
           );
         }
         try {
-          const body = await source.open(fed, fetch.controller.signal);
+          const body = await source.open(fetch.received, fetch.controller.signal);
           contributors.push(source);
           for await (const chunk of body) {
+            accept(chunk);
             if (fatal() !== undefined) break;
-            try {
-              spec.contentCheck?.write(chunk);
-            } catch (err) {
-              contentError = err;
-              break;
-            }
-            fed += chunk.length;
-            if (!verifier.write(chunk)) await drained(verifier);
+            if (writeError !== undefined) throw asError(writeError);
+            if (queuedBytes > WRITE_HIGH_WATER) await flush();
           }
-          if (fatal() === undefined && fed < spec.narSize) {
-            throw new Error(`the body ended after ${fed} bytes`);
+          if (fatal() === undefined && fetch.received < spec.narSize) {
+            throw new Error(`the body ended after ${fetch.received} bytes`);
           }
         } catch (err) {
-          if (fetch.controller.signal.aborted) throw err;
+          if (fetch.controller.signal.aborted || writeError !== undefined) throw err;
           if (fatal() !== undefined) break;
           spec.onSourceFailure?.(source, err);
           log.debug({ storePath: what, peer: source.label, ...errorFields(err) }, "source failed");
@@ -255,54 +411,75 @@ export function createNarFetcher(options: {
       }
       const failure = fatal();
       if (failure !== undefined) throw asError(failure);
-      verifier.end();
-      await written;
+      check.end();
       spec.contentCheck?.end();
+      await flush();
+      if (writeError !== undefined) throw asError(writeError);
     } catch (err) {
-      verifier.destroy();
-      await written.catch(() => undefined);
-      await writeHandle.close();
+      await writing;
+      await temp?.handle.close().catch(() => undefined);
       const mismatch = err instanceof OgygiaError && err.code === "ERR_OGYGIA_NIX_NAR";
       if (mismatch) spec.onMismatch?.(contributors, err);
       throw err;
     }
-    await writeHandle.close();
+  };
+
+  /** After verification: the NAR onto disk (memory mode), fsynced, into the cache. */
+  const keep = async (fetch: Fetch): Promise<void> => {
+    const { spec } = fetch;
+    let temp = fetch.temp;
+    if (fetch.inMemory) {
+      if (spec.narSize + spec.narInfo.length > cache.maxBytes) return;
+      temp = await cache.writeTemp(spec.narInfo, fetch.memory.buffers);
+      fetch.temp = temp;
+    } else if (temp !== undefined) {
+      await cache.finishTemp(temp);
+    }
+    if (temp === undefined) return;
+    const stored = await cache.store(temp, {
+      hashPart: spec.hashPart,
+      narHash: spec.narHash,
+      size: spec.narSize,
+      storePath: spec.storePath,
+      narInfo: spec.narInfo,
+    });
+    if (!stored)
+      log.debug({ storePath: spec.storePath, size: spec.narSize }, "NAR too large to cache");
   };
 
   const start = (spec: FetchSpec, key: string): Fetch => {
     let markOpened = (): void => undefined;
+    const inMemory = spec.narSize <= memoryNarBytes && memoryInUse + spec.narSize <= memoryBudget;
+    if (inMemory) memoryInUse += spec.narSize;
     const fetch: Fetch = {
       spec,
       state: "running",
       error: undefined,
+      received: 0,
       written: 0,
       readers: 0,
-      readHandle: undefined,
+      inMemory,
+      memory: { offsets: [], buffers: [], bytes: 0 },
       temp: undefined,
+      readHandle: undefined,
       opened: new Promise<void>((resolve) => {
         markOpened = resolve;
       }),
       done: Promise.resolve(),
       controller: new AbortController(),
       waiters: [],
+      wakeScheduled: false,
     };
-    fetch.done = run(fetch, markOpened)
+    fetch.done = download(fetch, markOpened)
       .then(
         async () => {
+          // Verified: clients get their last bytes now; the cache write follows.
           fetch.state = "verified";
           wake(fetch);
-          const temp = fetch.temp;
-          if (temp === undefined) return;
-          const stored = await cache.store(temp, {
-            hashPart: spec.hashPart,
-            narHash: spec.narHash,
-            size: spec.narSize,
-            storePath: spec.storePath,
-            narInfo: spec.narInfo,
+          await keep(fetch).catch(async (err: unknown) => {
+            if (fetch.temp !== undefined) await cache.discard(fetch.temp);
+            throw err;
           });
-          if (!stored) {
-            log.debug({ storePath: spec.storePath, size: spec.narSize }, "NAR too large to cache");
-          }
         },
         async (err: unknown) => {
           fetch.state = "failed";
@@ -325,7 +502,10 @@ export function createNarFetcher(options: {
         log.error({ storePath: spec.storePath, ...errorFields(err) }, "NAR cache: store failed");
       })
       .finally(() => {
+        // The chunks go with the last client still reading them.
+        if (inMemory) memoryInUse -= spec.narSize;
         inFlight.delete(key);
+        metrics?.downloads(inFlight.size);
         void closeReader(fetch).catch(() => undefined);
       });
     return fetch;
@@ -333,40 +513,53 @@ export function createNarFetcher(options: {
 
   const stream = async (
     fetch: Fetch,
-    out: WritableType,
+    out: Writable,
     range: ByteRange | undefined,
   ): Promise<void> => {
     const size = fetch.spec.narSize;
-    const begin = range?.start ?? 0;
     const end = range === undefined ? size : range.start + range.length;
-    let position = begin;
+    let position = range?.start ?? 0;
     // Counted as a reader before the first await: the file stays open for us.
     fetch.readers += 1;
     try {
       await fetch.opened;
-      const handle = fetch.readHandle;
-      if (handle === undefined) {
-        throw asError(fetch.error ?? fetchFailure(fetch.spec, "the download could not start"));
-      }
       while (position < end) {
         if (fetch.state === "failed") {
           throw asError(fetch.error ?? fetchFailure(fetch.spec, "the download failed"));
         }
         if (out.destroyed) throw new Error("the client went away");
         // The response's last byte waits for the whole NAR to verify.
-        const limit = fetch.state === "verified" ? end : Math.min(fetch.written, end - 1);
-        if (position >= limit) {
+        const limit = fetch.state === "verified" ? end : Math.min(fetch.received, end - 1);
+        let data = position < limit ? fromMemory(fetch.memory, position, limit) : undefined;
+        if (data === undefined && position < Math.min(limit, fetch.written)) {
+          const handle = fetch.readHandle;
+          if (handle === undefined) throw fetchFailure(fetch.spec, "the download file is gone");
+          const length = Math.min(READ_CHUNK, Math.min(limit, fetch.written) - position);
+          const buffer = Buffer.allocUnsafe(length);
+          const { bytesRead } = await handle.read(
+            buffer,
+            0,
+            length,
+            (fetch.temp?.offset ?? 0) + position,
+          );
+          if (bytesRead <= 0) throw fetchFailure(fetch.spec, "the temporary file is short");
+          data = bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+        }
+        if (data === undefined) {
           await changed(fetch);
           continue;
         }
-        const length = Math.min(READ_CHUNK, limit - position);
-        const buffer = Buffer.allocUnsafe(length);
-        const { bytesRead } = await handle.read(buffer, 0, length, position);
-        if (bytesRead <= 0) throw fetchFailure(fetch.spec, "the temporary file is short");
-        position += bytesRead;
-        if (!out.write(bytesRead === length ? buffer : buffer.subarray(0, bytesRead))) {
-          await drained(out);
+        // Everything else already in memory goes in the same write (one writev).
+        out.cork();
+        let more = true;
+        while (data !== undefined) {
+          position += data.length;
+          more = out.write(data);
+          if (!more || position >= limit) break;
+          data = fromMemory(fetch.memory, position, limit);
         }
+        out.uncork();
+        if (!more) await drained(out);
       }
       out.end();
     } finally {
@@ -390,6 +583,7 @@ export function createNarFetcher(options: {
         metrics?.cacheMiss();
         fetch = start(spec, key);
         inFlight.set(key, fetch);
+        metrics?.downloads(inFlight.size);
       }
       await stream(fetch, out, range);
     },

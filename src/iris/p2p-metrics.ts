@@ -23,6 +23,8 @@ export interface P2pMetrics {
   cacheEviction(reason: "idle" | "size" | "replaced" | "gone"): void;
   cacheSize(entries: number, bytes: number): void;
   fetchFailed(reason: "mismatch" | "providers"): void;
+  /** NAR downloads from peers in progress (until their NAR is cached). */
+  downloads(count: number): void;
   indexSize(paths: number): void;
   indexRebuilt(reason: string): void;
 }
@@ -102,6 +104,11 @@ export function createP2pMetrics(registry: Registry, prefix = "irisd_"): P2pMetr
     labelNames: ["reason"],
     registers,
   });
+  const downloads = new Gauge({
+    name: `${prefix}peer_nar_downloads_in_progress`,
+    help: "NAR downloads from peers in progress, until their NAR is in the cache.",
+    registers,
+  });
   const indexPaths = new Gauge({
     name: `${prefix}bloom_paths`,
     help: "Hash parts in the local bloom filter (serveable store paths and cached NARs).",
@@ -150,6 +157,9 @@ export function createP2pMetrics(registry: Registry, prefix = "irisd_"): P2pMetr
     },
     fetchFailed: (reason) => {
       fetchFailures.inc({ reason });
+    },
+    downloads: (count) => {
+      downloads.set(count);
     },
     indexSize: (paths) => {
       indexPaths.set(paths);

@@ -58,7 +58,7 @@ export function createCacheResolver(cache: NarCache, metrics?: P2pMetrics): Path
         async send(out, range) {
           let handle;
           try {
-            handle = await open(cache.narPath(entry), "r");
+            handle = await open(cache.entryPath(entry), "r");
           } catch (err) {
             if (!hasErrorCode(err, "ENOENT")) throw err;
             cache.drop(entry);
@@ -69,18 +69,18 @@ export function createCacheResolver(cache: NarCache, metrics?: P2pMetrics): Path
           }
           try {
             const { size } = await handle.stat();
-            if (size !== entry.size) {
+            if (size !== entry.offset + entry.size) {
               cache.drop(entry);
               throw new OgygiaError(
                 "ERR_OGYGIA_IRISD",
-                `the cached NAR of ${entry.storePath} has ${size} bytes, not ${entry.size}`,
+                `the cache entry of ${entry.storePath} has ${size} bytes, not ${entry.offset + entry.size}`,
               );
             }
-            const start = range?.start ?? 0;
-            const end = range === undefined ? entry.size - 1 : range.start + range.length - 1;
+            const start = entry.offset + (range?.start ?? 0);
+            const length = range === undefined ? entry.size : range.length;
             const stream = handle.createReadStream({
               start,
-              end,
+              end: start + length - 1,
               highWaterMark: CACHE_READ_CHUNK,
               autoClose: false,
             });

@@ -452,9 +452,10 @@ export function createPeerSet(options: PeerSetOptions): PeerSet {
       const body = res.body;
       let skip = plan.skip;
       return (async function* chunks() {
+        let received = 0;
         try {
           for await (const chunk of body) {
-            metrics?.narBytes(label, chunk.length);
+            received += chunk.length;
             if (skip >= chunk.length) {
               skip -= chunk.length;
               continue;
@@ -467,6 +468,9 @@ export function createPeerSet(options: PeerSetOptions): PeerSet {
           // Died mid-stream (reset, stalled): a failure of the peer.
           if (!signal.aborted) failed(peer, "nar", err);
           throw err;
+        } finally {
+          // Counted once per response: the metric costs more than a chunk's bookkeeping.
+          metrics?.narBytes(label, received);
         }
       })();
     },
