@@ -216,6 +216,23 @@ describe.each([
     );
     expect(await settledCache()).toEqual([]);
   });
+
+  it("starts afresh for a request made right after a download failed", async () => {
+    // A slow disk: the failed download's cleanup is still running when the next request comes.
+    const discard = cache.discard.bind(cache);
+    cache.discard = async (temp) => {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await discard(temp);
+    };
+    const failing = fetcher.stream(specFor([source("dead", { dieAfter: 0 })]), client(), undefined);
+    await expect(failing).rejects.toThrow(/every provider failed \(dead\)/);
+    // Asked in the same tick the first client saw the failure: it must not join it.
+    const retry = source("alive");
+    const out = client();
+    await fetcher.stream(specFor([retry]), out, undefined);
+    expect(out.bytes().equals(nar)).toBe(true);
+    expect(retry.opens).toEqual([0]);
+  });
 });
 
 describe("a large NAR written to a file", () => {

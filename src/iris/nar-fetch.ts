@@ -447,6 +447,12 @@ export function createNarFetcher(options: {
       log.debug({ storePath: spec.storePath, size: spec.narSize }, "NAR too large to cache");
   };
 
+  const forget = (key: string, fetch: Fetch): void => {
+    if (inFlight.get(key) !== fetch) return;
+    inFlight.delete(key);
+    metrics?.downloads(inFlight.size);
+  };
+
   const start = (spec: FetchSpec, key: string): Fetch => {
     let markOpened = (): void => undefined;
     const inMemory = spec.narSize <= memoryNarBytes && memoryInUse + spec.narSize <= memoryBudget;
@@ -484,6 +490,8 @@ export function createNarFetcher(options: {
         async (err: unknown) => {
           fetch.state = "failed";
           fetch.error = err;
+          // A request arriving from now on starts a new download, not this failed one.
+          forget(key, fetch);
           wake(fetch);
           const mismatch = err instanceof OgygiaError && err.code === "ERR_OGYGIA_NIX_NAR";
           metrics?.fetchFailed(mismatch ? "mismatch" : "providers");
@@ -504,8 +512,7 @@ export function createNarFetcher(options: {
       .finally(() => {
         // The chunks go with the last client still reading them.
         if (inMemory) memoryInUse -= spec.narSize;
-        inFlight.delete(key);
-        metrics?.downloads(inFlight.size);
+        forget(key, fetch);
         void closeReader(fetch).catch(() => undefined);
       });
     return fetch;
@@ -579,7 +586,8 @@ export function createNarFetcher(options: {
     async stream(spec, out, range) {
       const key = `${spec.hashPart}-${spec.narHash}`;
       let fetch = inFlight.get(key);
-      if (fetch === undefined) {
+      // A failed download is forgotten as it fails; never join one that has.
+      if (fetch === undefined || fetch.state === "failed") {
         metrics?.cacheMiss();
         fetch = start(spec, key);
         inFlight.set(key, fetch);
