@@ -3,31 +3,13 @@
  * it, and maps errors to messages and exit codes in one place.
  */
 
-import { readFileSync } from "node:fs";
-
-import { OgygiaError, escapeForTerminal } from "../core/index.js";
+import { OgygiaError, escapeForTerminal, packageVersion } from "../core/index.js";
 import { commandHelp, findCommand, parseCommandArgs, programHelp, usageError } from "./args.js";
 import { COMMANDS } from "./commands.js";
 import { writeLine } from "./output.js";
 
 const DESCRIPTION =
   "Fleet tooling for NixOS: which revision runs where, and a shared binary cache.";
-
-/** Our version, from the nearest package.json above this (bundled or compiled) file. */
-function packageVersion(): string {
-  for (let dir = new URL(".", import.meta.url); ; dir = new URL("..", dir)) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL("package.json", dir), "utf8")) as {
-        name?: string;
-        version?: string;
-      };
-      if (pkg.name === "ogygia" && pkg.version) return pkg.version;
-    } catch {
-      // No package.json here (or an unreadable one): keep walking up.
-    }
-    if (dir.pathname === "/") return "unknown";
-  }
-}
 
 async function run(argv: readonly string[]): Promise<number> {
   const [first] = argv;
@@ -36,7 +18,7 @@ async function run(argv: readonly string[]): Promise<number> {
     return first === undefined ? 2 : 0;
   }
   if (first === "-V" || first === "--version") {
-    writeLine("stdout", packageVersion());
+    writeLine("stdout", packageVersion(import.meta.url));
     return 0;
   }
   if (first === "help") {

@@ -11,6 +11,7 @@ import {
   integer,
   locateKeys,
   optional,
+  parseTomlText,
   string,
   stringList,
   table,
@@ -184,21 +185,7 @@ function toBackend(
 
 /** Parses and validates configuration text; `file` is used in error messages. */
 export async function parseConfig(text: string, file: string): Promise<OgygiaConfig> {
-  const { parse, TomlError } = await import("smol-toml");
-  let data: unknown;
-  try {
-    data = parse(text);
-  } catch (err) {
-    if (err instanceof TomlError) {
-      const reason = err.message.split("\n")[0]?.replace(/^Invalid TOML document: /, "") ?? "";
-      throw new OgygiaError(
-        "ERR_OGYGIA_CONFIG_PARSE",
-        `${file}:${err.line}:${err.column}: invalid TOML: ${reason}`,
-        { hint: "Fix the configuration file and run the command again.", cause: err },
-      );
-    }
-    throw err;
-  }
+  const data = await parseTomlText(text, file);
   const ctx: SchemaContext = { file, lines: locateKeys(text) };
   const raw = configSchema.parse(data, [], ctx);
   const domain = raw.ogygia.domain?.replace(/^\.+|\.+$/g, "");

@@ -38,11 +38,41 @@ export function invalidAt(
   message: string,
 ): OgygiaError {
   const dotted = path.join(".");
+  return new OgygiaError(
+    "ERR_OGYGIA_CONFIG_INVALID",
+    `${whereIs(path, ctx)}: ${dotted}: ${message}`,
+    {
+      hint: CONFIG_HINT,
+    },
+  );
+}
+
+const CONFIG_HINT = "Fix the configuration file and run the command again.";
+
+/** `file:line` of the key at `path` (or of its nearest table), else `file`. */
+export function whereIs(path: readonly string[], ctx: SchemaContext): string {
   const line = lineOf(path, ctx);
-  const where = line === undefined ? ctx.file : `${ctx.file}:${line}`;
-  return new OgygiaError("ERR_OGYGIA_CONFIG_INVALID", `${where}: ${dotted}: ${message}`, {
-    hint: "Fix the configuration file and run the command again.",
-  });
+  return line === undefined ? ctx.file : `${ctx.file}:${line}`;
+}
+
+/**
+ * Parses TOML text; a syntax error becomes `file:line:column: invalid TOML:
+ * <reason>` (code `ERR_OGYGIA_CONFIG_PARSE`). The parser is loaded on first
+ * use, so commands that read no configuration never pay for it.
+ */
+export async function parseTomlText(text: string, file: string): Promise<unknown> {
+  const { parse, TomlError } = await import("smol-toml");
+  try {
+    return parse(text);
+  } catch (err) {
+    if (!(err instanceof TomlError)) throw err;
+    const reason = err.message.split("\n")[0]?.replace(/^Invalid TOML document: /, "") ?? "";
+    throw new OgygiaError(
+      "ERR_OGYGIA_CONFIG_PARSE",
+      `${file}:${err.line}:${err.column}: invalid TOML: ${reason}`,
+      { hint: CONFIG_HINT, cause: err },
+    );
+  }
 }
 
 function lineOf(path: readonly string[], ctx: SchemaContext): number | undefined {

@@ -15,3 +15,4 @@ export {
   padEndDisplay,
   redactUrl,
 } from "./text.js";
+export { packageVersion } from "./version.js";

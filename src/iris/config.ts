@@ -17,9 +17,11 @@ import {
   locateKeys,
   number,
   parseHostPort,
+  parseTomlText,
   string,
   stringList,
   table,
+  whereIs,
   type FieldType,
   type SchemaContext,
 } from "../config/index.js";
@@ -280,38 +282,22 @@ function crossChecks(raw: RawConfig, ctx: SchemaContext): void {
   }
 }
 
-function whereIs(keyPath: readonly string[], ctx: SchemaContext): string {
-  for (let n = keyPath.length; n > 0; n--) {
-    const line = ctx.lines.get(keyPath.slice(0, n).join("."));
-    if (line !== undefined) return `${ctx.file}:${line}`;
-  }
-  return ctx.file;
-}
-
 /** Parses and validates configuration text; `file` names it in errors. */
 export async function parseIrisdConfig(
   text: string,
   file: string | undefined,
 ): Promise<IrisdConfig> {
   const shown = file ?? DEFAULT_CONFIG_PATH;
-  const { parse, TomlError } = await import("smol-toml");
-  let data: unknown;
-  try {
-    data = parse(text);
-  } catch (err) {
-    if (err instanceof TomlError) {
-      const reason = err.message.split("\n")[0]?.replace(/^Invalid TOML document: /, "") ?? "";
-      throw configError(`${shown}:${err.line}:${err.column}: invalid TOML: ${reason}`, err);
-    }
-    throw err;
-  }
   const ctx: SchemaContext = { file: shown, lines: locateKeys(text) };
   let raw: RawConfig;
   try {
-    raw = irisdConfigSchema.parse(data, [], ctx);
+    raw = irisdConfigSchema.parse(await parseTomlText(text, shown), [], ctx);
   } catch (err) {
     // The schema helpers speak for the CLI's file; same message, the daemon's code and exit status.
-    if (err instanceof OgygiaError && err.code === "ERR_OGYGIA_CONFIG_INVALID") {
+    if (
+      err instanceof OgygiaError &&
+      (err.code === "ERR_OGYGIA_CONFIG_INVALID" || err.code === "ERR_OGYGIA_CONFIG_PARSE")
+    ) {
       throw configError(err.message, err);
     }
     throw err;

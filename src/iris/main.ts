@@ -8,10 +8,9 @@
  * for an invalid configuration, 70 for a bug.
  */
 
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
-import { OgygiaError, errorMessage } from "../core/index.js";
+import { OgygiaError, errorMessage, packageVersion } from "../core/index.js";
 import { irisdConfigSource, loadIrisdConfig, CONFIG_ENV, DEFAULT_CONFIG_PATH } from "./config.js";
 import { startDaemon } from "./daemon.js";
 import { createIrisLogger, errorFields, type IrisLogger } from "./log.js";
@@ -36,21 +35,6 @@ Options:
 
 Logs are JSON lines on stderr. SIGTERM or SIGINT stops it gracefully.
 See docs/irisd.md for the configuration reference.`;
-
-function packageVersion(): string {
-  for (let dir = new URL(".", import.meta.url); ; dir = new URL("..", dir)) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL("package.json", dir), "utf8")) as {
-        name?: string;
-        version?: string;
-      };
-      if (pkg.name === "ogygia" && pkg.version) return pkg.version;
-    } catch {
-      // No package.json here (or an unreadable one): keep walking up.
-    }
-    if (dir.pathname === "/") return "unknown";
-  }
-}
 
 function printError(err: unknown): number {
   if (err instanceof OgygiaError) {
@@ -157,7 +141,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (values.version === true) {
-    process.stdout.write(`${packageVersion()}\n`);
+    process.stdout.write(`${packageVersion(import.meta.url)}\n`);
     return 0;
   }
   if (values["check-config"] === true) {
