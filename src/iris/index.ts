@@ -1,6 +1,7 @@
 /**
  * ogygia-irisd, the binary-cache daemon: configuration, the HTTP server and
- * its router, the resolver chain and the local-store resolver. This file is
+ * its router, the resolver chain and the local-store resolver, and the
+ * peer-to-peer layer (bloom filters, peers, the NAR cache). This file is
  * the only import surface of `src/iris/` (`main.ts` is the program).
  */
 
@@ -20,6 +21,19 @@ export {
   type ListenAddress,
   type LogLevel,
 } from "./config.js";
+export {
+  BLOOM_FORMAT_VERSION,
+  DEFAULT_BLOOM_FALSE_POSITIVE_RATE,
+  bloomEtag,
+  bloomParameters,
+  buildBloom,
+  createBloom,
+  expectedFalsePositiveRate,
+  parseBloom,
+  serializeBloom,
+  type BloomFilter,
+  type BloomParameters,
+} from "./bloom.js";
 export { startDaemon, type IrisDaemon } from "./daemon.js";
 export { HttpError, badRequest, notFound } from "./http-error.js";
 export {

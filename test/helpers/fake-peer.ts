@@ -16,7 +16,7 @@ import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 
-import { buildBloom, bloomEtag, serializeBloom } from "../../src/iris/bloom.js";
+import { buildBloom, bloomEtag, serializeBloom } from "../../src/iris/index.js";
 import {
   formatHash,
   hashFromDigest,
