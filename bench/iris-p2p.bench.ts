@@ -30,7 +30,7 @@ import { fileURLToPath } from "node:url";
 
 import { encodeNix32 } from "../src/nix/index.js";
 import { startIrisd, type IrisdProcess } from "../test/helpers/irisd.js";
-import { buildBenchClosure, NIX_ENV } from "./lib-iris-closure.js";
+import { announceBenchClosure, NIX_ENV } from "./lib-iris-closure.js";
 import { KeepAliveClient } from "./lib-iris-http.js";
 import { emptyStore, signedStore, startC } from "./lib-iris-p2p-nodes.js";
 import { formatMs, median, percentile, printTable } from "./lib-timing.js";
@@ -38,10 +38,6 @@ import { formatMs, median, percentile, printTable } from "./lib-timing.js";
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 5));
 const NEGATIVE_SAMPLES = 5;
 const REPEATED = 200;
-
-function mb(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
-}
 
 function ratio(ours: number, base: number): string {
   return `${(ours / base).toFixed(2)}x`;
@@ -191,12 +187,7 @@ async function blackhole(): Promise<{ url: string; close(): void }> {
 }
 
 async function main(): Promise<void> {
-  console.log("Building the closure (cached across runs in the machine's /nix/store)...");
-  const closure = buildBenchClosure();
-  console.log(
-    `closure: ${closure.paths.length} paths, ${mb(closure.narBytes)} of NARs` +
-      (closure.built ? " (built now)" : " (already built)"),
-  );
+  const closure = announceBenchClosure();
   const work = mkdtempSync(path.join(os.tmpdir(), "ogygia-bench-iris-p2p-"));
   const cacheDir = path.join(work, "cache-c");
   let nodeB: IrisdProcess | undefined;

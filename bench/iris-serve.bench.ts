@@ -23,7 +23,7 @@ import os from "node:os";
 import path from "node:path";
 
 import { startIrisd, type IrisdProcess } from "../test/helpers/irisd.js";
-import { buildBenchClosure, NIX_ENV } from "./lib-iris-closure.js";
+import { announceBenchClosure, NIX_ENV, nixRun } from "./lib-iris-closure.js";
 import { KeepAliveClient } from "./lib-iris-http.js";
 import {
   currentRss,
@@ -41,18 +41,6 @@ const COPY_ROUNDS = Math.max(1, Math.min(ROUNDS, Number(process.env.IRIS_BENCH_C
 const NARINFO_PASSES = 10;
 const WRK_SECONDS = Number(process.env.IRIS_BENCH_WRK_SECONDS ?? 20);
 const WRK_CONNECTIONS = 64;
-
-function nixRun(args: readonly string[], env: NodeJS.ProcessEnv = NIX_ENV): string {
-  const result = spawnSync(args[0] ?? "nix", args.slice(1), {
-    env,
-    encoding: "utf8",
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  if (result.status !== 0) {
-    throw new Error(`${args.join(" ")} failed (${result.status}):\n${result.stderr}`);
-  }
-  return result.stdout;
-}
 
 function hashPartOf(storePath: string): string {
   return path.basename(storePath).slice(0, 32);
@@ -186,12 +174,7 @@ function wrkRow(name: string, result: WrkResult): string[] {
 }
 
 async function main(): Promise<void> {
-  console.log("Building the closure (cached across runs in the machine's /nix/store)...");
-  const closure = buildBenchClosure();
-  console.log(
-    `closure: ${closure.paths.length} paths, ${mb(closure.narBytes)} of NARs` +
-      (closure.built ? " (built now)" : " (already built)"),
-  );
+  const closure = announceBenchClosure();
   const hashes = closure.paths.map(hashPartOf);
   const work = mkdtempSync(path.join(os.tmpdir(), "ogygia-bench-iris-run-"));
   let irisd: IrisdProcess | undefined;

@@ -110,14 +110,15 @@ export function closureExpression(spec: ClosureSpec): string {
   return lines.join("\n");
 }
 
-function run(command: string, args: readonly string[]): string {
-  const result = spawnSync(command, args, {
-    env: NIX_ENV,
+/** Runs `args[0]` (a Nix command) with the rest as arguments; its stdout, or an error with its stderr. */
+export function nixRun(args: readonly string[], env: NodeJS.ProcessEnv = NIX_ENV): string {
+  const result = spawnSync(args[0] ?? "nix", args.slice(1), {
+    env,
     encoding: "utf8",
     maxBuffer: 64 * 1024 * 1024,
   });
   if (result.status !== 0) {
-    throw new Error(`${command} ${args.join(" ")} failed (${result.status}):\n${result.stderr}`);
+    throw new Error(`${args.join(" ")} failed (${result.status}):\n${result.stderr}`);
   }
   return result.stdout;
 }
@@ -135,9 +136,23 @@ export function buildBenchClosure(
   const link = path.join(cacheDir, `result-${expressionHash}`);
   const dryRun = spawnSync("nix-build", [file, "--dry-run"], { env: NIX_ENV, encoding: "utf8" });
   const built = dryRun.stderr.includes("will be built");
-  const top = run("nix-build", [file, "--out-link", link, "--max-jobs", "4"]).trim();
-  const paths = run("nix-store", ["-qR", top]).trim().split("\n").sort();
-  const sizes = JSON.parse(run("nix", ["path-info", "--json", ...paths])) as { narSize: number }[];
+  const top = nixRun(["nix-build", file, "--out-link", link, "--max-jobs", "4"]).trim();
+  const paths = nixRun(["nix-store", "-qR", top]).trim().split("\n").sort();
+  const sizes = JSON.parse(nixRun(["nix", "path-info", "--json", ...paths])) as {
+    narSize: number;
+  }[];
   const narBytes = sizes.reduce((sum, p) => sum + p.narSize, 0);
   return { top, paths, narBytes, built, expressionHash };
+}
+
+/** `buildBenchClosure`, saying what it is doing and what it found. */
+export function announceBenchClosure(): BenchClosure {
+  console.log("Building the closure (cached across runs in the machine's /nix/store)...");
+  const closure = buildBenchClosure();
+  const mib = (closure.narBytes / 1024 / 1024).toFixed(1);
+  console.log(
+    `closure: ${closure.paths.length} paths, ${mib} MiB of NARs` +
+      (closure.built ? " (built now)" : " (already built)"),
+  );
+  return closure;
 }

@@ -10,19 +10,7 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 import { startIrisd, type IrisdProcess } from "../test/helpers/irisd.js";
-import { NIX_ENV } from "./lib-iris-closure.js";
-
-export function nixRun(args: readonly string[], env: NodeJS.ProcessEnv = NIX_ENV): string {
-  const result = spawnSync(args[0] ?? "nix", args.slice(1), {
-    env,
-    encoding: "utf8",
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  if (result.status !== 0) {
-    throw new Error(`${args.join(" ")} failed (${result.status}):\n${result.stderr}`);
-  }
-  return result.stdout;
-}
+import { NIX_ENV, nixRun } from "./lib-iris-closure.js";
 
 export interface SignedStore {
   root: string;
