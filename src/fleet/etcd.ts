@@ -101,10 +101,7 @@ class EtcdBackend implements FleetBackend {
         this.client.getAll().prefix(prefix).exec(),
         this.config.timeoutSeconds * 1000,
       );
-      return snapshotFromPairs(
-        prefix,
-        response.kvs.map((kv) => ({ key: kv.key.toString("utf8"), value: kv.value })),
-      );
+      return snapshotFromPairs(prefix, response.kvs);
     } catch (err) {
       if (err instanceof OgygiaError) throw err;
       if (isConnectionFailure(err)) throw connectError("etcd", this.config, err);
@@ -223,10 +220,7 @@ class EtcdPublisher implements FleetPublisher {
         this.client.kv.range({ key: Buffer.from(hostPrefix), range_end: prefixEnd(hostPrefix) }),
       "read",
     );
-    const snapshot = snapshotFromPairs(
-      namespacePrefix(this.config.namespace),
-      response.kvs.map((kv) => ({ key: kv.key.toString("utf8"), value: kv.value })),
-    );
+    const snapshot = snapshotFromPairs(namespacePrefix(this.config.namespace), response.kvs);
     return snapshot.hosts.get(this.host) ?? new Map();
   }
 

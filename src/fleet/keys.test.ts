@@ -31,4 +31,61 @@ describe("key layout", () => {
     expect(snapshot.hosts.get("web01")?.get("booted")).toEqual(value("b"));
     expect(snapshot.strayKeys).toBe(3);
   });
+
+  it("decodes byte keys as UTF-8, as etcd returns them", () => {
+    const snapshot = snapshotFromPairs("/ns/", [
+      { key: Buffer.from("/ns/東京/current"), value: value("a") },
+      {
+        key: Buffer.from([...Buffer.from("/ns/x"), 0xff, ...Buffer.from("/booted")]),
+        value: value("b"),
+      },
+      { key: "/ns/web01/current", value: value("c") },
+    ]);
+    expect([...snapshot.hosts.keys()]).toEqual(["東京", "x\ufffd", "web01"]);
+  });
+
+  it("groups keys exactly as splitting each one does, in any order", () => {
+    // The host of the previous key is tried first; these keys trip over a
+    // naive prefix check (web0 before web01, stray keys between a host's).
+    const keys = [
+      "/ns/web0/current",
+      "/ns/web01/current",
+      "/ns/web0/booted",
+      "/ns/web0",
+      "/ns/web0/",
+      "/ns/web0/current/extra",
+      "/ns/web0/colour",
+      "/ns/web0/nextboot",
+      "/ns/web0x/alive",
+      "/ns//current",
+      "/ns/../current",
+      "/ns/./booted",
+      "/ns/web01/updated_at",
+      "/ns/web01/",
+      "/ns/web01/reboot_required",
+      "/ns-web0/current",
+      "/nsweb0/current",
+      "/ns/web0/current",
+    ];
+    const pairs = keys.map((key, i) => ({ key, value: value(String(i)) }));
+    const reference = (input: typeof pairs) => {
+      const hosts = new Map<string, Map<string, Uint8Array>>();
+      let strayKeys = 0;
+      for (const { key, value: v } of input) {
+        const parsed = key.startsWith("/ns/") ? splitHostKey(key.slice(4)) : undefined;
+        if (!parsed) {
+          strayKeys += 1;
+          continue;
+        }
+        if (!hosts.has(parsed.host)) hosts.set(parsed.host, new Map());
+        hosts.get(parsed.host)?.set(parsed.field, v);
+      }
+      return { hosts, strayKeys };
+    };
+    for (const order of [pairs, [...pairs].reverse()]) {
+      const snapshot = snapshotFromPairs("/ns/", order);
+      expect(snapshot).toEqual(reference(order));
+      expect([...snapshot.hosts.keys()]).toEqual([...reference(order).hosts.keys()]);
+    }
+  });
 });

@@ -2,9 +2,10 @@
  * The key layout shared by every backend: `<namespace>/<host>/<field>`.
  */
 
-import { FLEET_FIELDS, type FleetField, type FleetSnapshot } from "./types.js";
+import { FLEET_FIELDS, type FleetField, type FleetSnapshot, type HostValues } from "./types.js";
 
 const FIELD_SET: ReadonlySet<string> = new Set(FLEET_FIELDS);
+const SLASH = 0x2f;
 
 export function isFleetField(name: string): name is FleetField {
   return FIELD_SET.has(name);
@@ -38,25 +39,59 @@ export function splitHostKey(rest: string): { host: string; field: FleetField } 
   return { host, field };
 }
 
-/** Builds a snapshot from key/value pairs read under `prefix`. */
+/**
+ * Builds a snapshot from key/value pairs read under `prefix`. Keys may be
+ * bytes (decoded as UTF-8, as etcd returns them) or text.
+ */
 export function snapshotFromPairs(
   prefix: string,
-  pairs: Iterable<{ key: string; value: Uint8Array }>,
+  pairs: Iterable<{ key: string | Buffer; value: Uint8Array }>,
 ): FleetSnapshot {
   const hosts: FleetSnapshot["hosts"] = new Map();
   let strayKeys = 0;
-  for (const { key, value } of pairs) {
-    const parsed = key.startsWith(prefix) ? splitHostKey(key.slice(prefix.length)) : undefined;
-    if (!parsed) {
+  // Keys usually arrive grouped by host (etcd returns them sorted): the
+  // previous key's host is checked first, saving a slice and a map lookup.
+  let lastHost = "";
+  let lastValues: HostValues | undefined;
+  const start = prefix.length;
+  for (const pair of pairs) {
+    // `toString()` without arguments is UTF-8, on Node's shortest path.
+    const key = typeof pair.key === "string" ? pair.key : pair.key.toString();
+    if (!key.startsWith(prefix)) {
       strayKeys += 1;
       continue;
     }
-    let values = hosts.get(parsed.host);
-    if (!values) {
-      values = new Map();
-      hosts.set(parsed.host, values);
+    let values: HostValues | undefined;
+    let field: FleetField;
+    if (
+      lastValues !== undefined &&
+      key.startsWith(lastHost, start) &&
+      key.charCodeAt(start + lastHost.length) === SLASH
+    ) {
+      // The host has no "/", so this is the first slash after the prefix, as below.
+      const name = key.slice(start + lastHost.length + 1);
+      if (!isFleetField(name)) {
+        strayKeys += 1;
+        continue;
+      }
+      values = lastValues;
+      field = name;
+    } else {
+      const parsed = splitHostKey(key.slice(start));
+      if (!parsed) {
+        strayKeys += 1;
+        continue;
+      }
+      field = parsed.field;
+      values = hosts.get(parsed.host);
+      if (!values) {
+        values = new Map();
+        hosts.set(parsed.host, values);
+      }
+      lastHost = parsed.host;
+      lastValues = values;
     }
-    values.set(parsed.field, value);
+    values.set(field, pair.value);
   }
   return { hosts, strayKeys };
 }
