@@ -11,9 +11,11 @@ import {
   collectStatus,
   compareRows,
   isLocalHost,
+  sortRows,
   trimDomain,
   type HostStatus,
 } from "./index.js";
+import { fastSortKey } from "./collect.js";
 
 describe("trimDomain", () => {
   it("removes the domain suffix, ignoring case", () => {
@@ -141,6 +143,117 @@ describe("sortRows", () => {
         .map((r) => r.displayName)
         .slice(0, 3),
     ).toEqual(["", "a1", "a99999999999999999999"]);
+  });
+});
+
+describe("sortRows on generated names", () => {
+  // A small deterministic generator (xorshift), so a failure can be replayed.
+  function generator(seed: number): () => number {
+    let x = seed;
+    return () => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return (x >>> 0) / 0x100000000;
+    };
+  }
+  const PIECES = [
+    "a",
+    "B",
+    "z",
+    "Z",
+    "-",
+    ".",
+    " ",
+    "~",
+    "_",
+    "0",
+    "00",
+    "1",
+    "7",
+    "9",
+    "10",
+    "012",
+  ];
+  // Digit runs past 15 digits (leading zeros aside) compare as text in sortKey.
+  const LONG_RUNS = ["1234567890123456", "9999999999999999", "00012345678901234567"];
+
+  function names(count: number, seed: number, pieces: readonly string[]): string[] {
+    const random = generator(seed);
+    const out: string[] = [];
+    for (let i = 0; i < count; i++) {
+      let name = "";
+      const parts = Math.floor(random() * 6);
+      for (let j = 0; j < parts; j++) name += pieces[Math.floor(random() * pieces.length)] ?? "";
+      out.push(name);
+    }
+    return out;
+  }
+
+  function rows(displayNames: readonly string[], domain: string): HostStatus[] {
+    return displayNames.map((displayName, i) => ({
+      // Some hosts carry the domain (trimmed for display); some rows are equal.
+      host:
+        i % 3 === 0
+          ? `${displayName}.${domain}`
+          : i % 7 === 0
+            ? displayName
+            : `${displayName}#${i % 5}`,
+      displayName,
+      local: false,
+      current: null,
+      booted: null,
+      nextboot: null,
+      unreadable: [],
+      online: null,
+      rebootRequired: null,
+      updatedAt: null,
+    }));
+  }
+
+  function expectSameOrder(input: HostStatus[]): void {
+    // Identity, not equality: equal rows must keep their input order too.
+    const sorted = sortRows(input);
+    const reference = [...input].sort(compareRows);
+    expect(sorted).toHaveLength(reference.length);
+    sorted.forEach((row, i) => {
+      expect(row).toBe(reference[i]);
+    });
+  }
+
+  it("orders printable ASCII names (the fast path) exactly as compareRows does", () => {
+    const edges = ["", "0", "00", "a0", "a00", "a", "A", "a000000000000000123456789012345"];
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const generated = [...names(400, seed, PIECES), ...edges];
+      expect(generated.filter((name) => fastSortKey(name) === undefined)).toEqual([]);
+      expectSameOrder(rows(generated, "EXAMPLE.com"));
+    }
+  });
+
+  it("orders names with digit runs too long for a number exactly as compareRows does", () => {
+    expect(fastSortKey("a1234567890123456")).toBeUndefined();
+    expectSameOrder(rows(names(400, 6, [...PIECES, ...LONG_RUNS]), "example.com"));
+  });
+
+  it("orders non-ASCII, control and bidi names (the slow path) exactly as compareRows does", () => {
+    const odd = [
+      "é1",
+      "東京2",
+      "x\u0000",
+      "x\u0001y",
+      "\u202ertl",
+      "İ10",
+      "ß",
+      "x\u007f",
+      "\uffff9",
+    ];
+    for (const seed of [7, 8]) {
+      expectSameOrder(rows([...odd, ...names(300, seed, PIECES)], "example.com"));
+    }
+  });
+
+  it("orders ASCII display names whose hosts carry a non-ASCII domain", () => {
+    expectSameOrder(rows([...names(200, 9, PIECES), "web1", "web1"], "exämple.com\u0000"));
   });
 });
 

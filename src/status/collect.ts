@@ -12,6 +12,7 @@ import {
   PUBLISHER_FIELDS,
   STATE_FIELDS,
   type BackendKind,
+  type FleetField,
   type FleetSnapshot,
   type HostValues,
 } from "../fleet/index.js";
@@ -29,6 +30,8 @@ import {
 
 export type StatusMode = "local" | BackendKind;
 
+type StateField = (typeof STATE_FIELDS)[number];
+
 export interface HostStatus {
   /** The host's name as detected (local) or as stored in the fleet. */
   host: string;
@@ -39,7 +42,7 @@ export interface HostStatus {
   booted: string | null;
   nextboot: string | null;
   /** States that exist but could not be used (the table shows them as such). */
-  unreadable: ("current" | "booted" | "nextboot")[];
+  unreadable: StateField[];
   /**
    * Whether the host's publisher holds `alive`. Null when unknown: local-only
    * mode, or a host with no publisher keys at all (only the reference's
@@ -163,38 +166,56 @@ function parsePublisherField(
 }
 
 /**
- * What the publisher keys say about a host. Where `ogygia publish` runs (any
- * host in the namespace has a publisher key), a host without `alive` is
- * offline. In a namespace no publisher ever wrote to (states written by
- * another tool, as in the reference layout) liveness is unknown: `online` is
- * null and no host is marked.
+ * Sets what the publisher keys say about a host on `row`. Where `ogygia
+ * publish` runs (any host in the namespace has a publisher key), a host
+ * without `alive` is offline. In a namespace no publisher ever wrote to
+ * (states written by another tool, as in the reference layout) liveness is
+ * unknown: `online` is null and no host is marked.
  */
-function publisherStatus(
+function applyPublisherStatus(
+  row: Pick<HostStatus, "online" | "rebootRequired" | "updatedAt">,
   host: string,
   values: HostValues,
   ctx: FleetContext,
-): Pick<HostStatus, "online" | "rebootRequired" | "updatedAt"> {
-  const out: Pick<HostStatus, "online" | "rebootRequired" | "updatedAt"> = {
-    online: null,
-    rebootRequired: null,
-    updatedAt: null,
-  };
-  for (const field of ["reboot_required", "updated_at"] as const) {
-    const raw = values.get(field);
-    if (raw === undefined) continue;
-    const parsed = parsePublisherField(field, raw);
-    if (!parsed.ok) {
-      ctx.warnings.push(
-        `${backendLabel(ctx.kind)} key ${fieldKey(ctx.namespace, host, field)}: ${parsed.reason}`,
-      );
-    } else if (field === "reboot_required") {
-      out.rebootRequired = parsed.value === "true";
-    } else {
-      out.updatedAt = parsed.value;
-    }
+): void {
+  row.online = ctx.publisherFleet ? values.has("alive") : null;
+  row.rebootRequired = null;
+  row.updatedAt = null;
+  const reboot = values.get("reboot_required");
+  if (reboot !== undefined) {
+    const parsed = parsePublisherField("reboot_required", reboot);
+    if (parsed.ok) row.rebootRequired = parsed.value === "true";
+    else refuse(ctx, host, "reboot_required", parsed.reason);
   }
-  if (ctx.publisherFleet) out.online = values.has("alive");
-  return out;
+  const updated = values.get("updated_at");
+  if (updated !== undefined) {
+    const parsed = parsePublisherField("updated_at", updated);
+    if (parsed.ok) row.updatedAt = parsed.value;
+    else refuse(ctx, host, "updated_at", parsed.reason);
+  }
+}
+
+function refuse(ctx: FleetContext, host: string, field: FleetField, reason: string): void {
+  ctx.warnings.push(
+    `${backendLabel(ctx.kind)} key ${fieldKey(ctx.namespace, host, field)}: ${reason}`,
+  );
+}
+
+/** Sets one state column of a fleet row from its raw value, or marks it refused. */
+function applyState(
+  row: HostStatus,
+  field: StateField,
+  raw: Uint8Array | undefined,
+  ctx: FleetContext,
+): void {
+  if (raw === undefined) return;
+  const parsed = parseRevision(raw);
+  if (parsed.ok) {
+    row[field] = parsed.revision;
+  } else {
+    row.unreadable.push(field);
+    refuse(ctx, row.host, field, parsed.reason);
+  }
 }
 
 function fleetRow(host: string, values: HostValues, ctx: FleetContext): HostStatus {
@@ -206,21 +227,15 @@ function fleetRow(host: string, values: HostValues, ctx: FleetContext): HostStat
     booted: null,
     nextboot: null,
     unreadable: [],
-    ...publisherStatus(host, values, ctx),
+    online: null,
+    rebootRequired: null,
+    updatedAt: null,
   };
-  for (const field of STATE_FIELDS) {
-    const raw = values.get(field);
-    if (raw === undefined) continue;
-    const parsed = parseRevision(raw);
-    if (parsed.ok) {
-      row[field] = parsed.revision;
-    } else {
-      row.unreadable.push(field);
-      ctx.warnings.push(
-        `${backendLabel(ctx.kind)} key ${fieldKey(ctx.namespace, host, field)}: ${parsed.reason}`,
-      );
-    }
-  }
+  // Warnings in key order: publisher fields first, then the states.
+  applyPublisherStatus(row, host, values, ctx);
+  applyState(row, "current", values.get("current"), ctx);
+  applyState(row, "booted", values.get("booted"), ctx);
+  applyState(row, "nextboot", values.get("nextboot"), ctx);
   return row;
 }
 
@@ -290,8 +305,61 @@ export function compareRows(a: HostStatus, b: HostStatus): number {
   return naturalCompare(a.displayName, b.displayName) || compareText(a.host, b.host);
 }
 
+/**
+ * `sortKey` as one string whose plain string order is `compareKeys`'s order,
+ * or undefined outside the fast case: a name that is not printable ASCII, or
+ * that has a digit run of more than 15 digits after its leading zeros (those
+ * compare as text in `sortKey`). Text runs are kept as they are (every
+ * character >= 0x20). A digit run becomes 0x01, a character for its length
+ * without leading zeros, and those digits: a number sorts before text at the
+ * same position, a shorter number before a longer one, and equal lengths
+ * digit by digit. Text and digit runs alternate, so where one key's text run
+ * is a prefix of the other's, what follows it (0x01 or the end) sorts first,
+ * as the shorter text does in `compareKeys`. Exported for tests.
+ */
+export function fastSortKey(name: string): string | undefined {
+  if (!PRINTABLE_ASCII.test(name) || LONG_NUMBER.test(name)) return undefined;
+  return name.toLowerCase().replace(DIGIT_RUN, (run) => {
+    let zeros = 0;
+    while (run.charCodeAt(zeros) === 48) zeros += 1;
+    return `\u0001${String.fromCharCode(0x40 + run.length - zeros)}${run.slice(zeros)}`;
+  });
+}
+
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+const DIGIT_RUN = /\d+/g;
+/** A digit run of more than 15 digits after its leading zeros. */
+const LONG_NUMBER = /[1-9]\d{15}/;
+
 /** Sorts rows as `compareRows` does, computing each row's key once. */
 export function sortRows(rows: readonly HostStatus[]): HostStatus[] {
+  // Fast case: one string per row, sorted by the engine's own string
+  // comparison. The key, then the display name, then the host (both
+  // printable ASCII in this case), each ended by 0x00, which is below
+  // anything that can follow; then the row's index, which keeps the sort
+  // stable.
+  const keys: string[] = [];
+  let i = 0;
+  for (const row of rows) {
+    const key = fastSortKey(row.displayName);
+    if (key === undefined || (row.host !== row.displayName && !PRINTABLE_ASCII.test(row.host))) {
+      return sortRowsSlowly(rows);
+    }
+    keys.push(
+      `${key}\0${row.displayName}\0${row.host}\0${String.fromCharCode(i >>> 16, i & 0xffff)}`,
+    );
+    i += 1;
+  }
+  keys.sort();
+  const sorted: HostStatus[] = [];
+  for (const key of keys) {
+    const row = rows[(key.charCodeAt(key.length - 2) << 16) | key.charCodeAt(key.length - 1)];
+    if (row) sorted.push(row);
+  }
+  return sorted;
+}
+
+function sortRowsSlowly(rows: readonly HostStatus[]): HostStatus[] {
   return rows
     .map((row) => ({ row, key: sortKey(row.displayName) }))
     .sort(
@@ -321,6 +389,14 @@ async function readFleet(config: OgygiaConfig): Promise<FleetReading | undefined
   } finally {
     await backend.close();
   }
+}
+
+/** Whether any host in the snapshot has a key that only `ogygia publish` writes. */
+function hasPublisherKeys(snapshot: FleetSnapshot): boolean {
+  for (const values of snapshot.hosts.values()) {
+    if (PUBLISHER_FIELDS.some((field) => values.has(field))) return true;
+  }
+  return false;
 }
 
 /** Everything a report is built from. */
@@ -365,15 +441,12 @@ export function buildReport({ config, detected, states, fleet }: ReportInputs): 
   const others: HostStatus[] = [];
   const own: [string, HostValues][] = [];
   const isLocal = localHostMatcher(detected.hostname, domain);
-  const publisherFleet = [...fleet.snapshot.hosts.values()].some((values) =>
-    PUBLISHER_FIELDS.some((field) => values.has(field)),
-  );
   const ctx: FleetContext = {
     domain,
     namespace: fleet.namespace,
     kind: fleet.kind,
     warnings,
-    publisherFleet,
+    publisherFleet: hasPublisherKeys(fleet.snapshot),
   };
   for (const [host, values] of fleet.snapshot.hosts) {
     if (isLocal(host)) {
@@ -384,7 +457,7 @@ export function buildReport({ config, detected, states, fleet }: ReportInputs): 
   }
   // The local row shows local states, and what the fleet knows of its publisher.
   const entry = pickOwnEntry(own);
-  if (entry) Object.assign(local, publisherStatus(entry[0], entry[1], ctx));
+  if (entry) applyPublisherStatus(local, entry[0], entry[1], ctx);
 
   return {
     ...base,
