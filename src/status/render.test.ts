@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 
+import { displayWidth, padEndDisplay } from "../core/index.js";
 import type { HostStatus, StatusReport } from "./index.js";
 import { formatTable, renderStatusText, statusJson } from "./index.js";
 
@@ -204,7 +205,110 @@ describe("status markers", () => {
   });
 });
 
+describe("renderStatusText column widths", () => {
+  const base: HostStatus = {
+    host: "",
+    displayName: "",
+    local: false,
+    current: "a1b2c3d4e5f6a7b8",
+    booted: null,
+    nextboot: "b2c3d4e5f6a1",
+    unreadable: [],
+    online: null,
+    rebootRequired: null,
+    updatedAt: null,
+  };
+
+  it("pads wide, escaped and marked names by display width, as ASCII ones", async () => {
+    const { prepareDisplayWidth } = await import("../core/index.js");
+    await prepareDisplayWidth(["東京"]);
+    const lines = await stdoutOf(
+      report({
+        mode: "etcd",
+        configPath: "/c",
+        namespace: "/n",
+        hosts: [
+          {
+            ...base,
+            host: "web01",
+            displayName: "web01",
+            local: true,
+            current: null,
+            unreadable: ["current"],
+            online: true,
+            rebootRequired: true,
+          },
+          { ...base, host: "東京.example.com", displayName: "東京", online: false },
+          {
+            ...base,
+            host: "evil\u001b[2J",
+            displayName: "evil\u001b[2J",
+            rebootRequired: true,
+            unreadable: ["booted"],
+          },
+          {
+            ...base,
+            host: "é",
+            displayName: "é",
+            current: "éééééééééééééé",
+            booted: "😀😀😀😀😀😀😀😀😀😀😀😀😀",
+          },
+          {
+            ...base,
+            host: "w",
+            displayName: "w",
+            current: "",
+            booted: "abc",
+            nextboot: "0123456789abc",
+          },
+        ],
+      }),
+    );
+    expect(lines).toEqual([
+      "etcd fleet state (/n via /c):",
+      "Host                              ⚡ current    🥾 booted                 🔜 next boot",
+      "-".repeat(86),
+      "* web01 (local, reboot required)  unreadable    unknown                   b2c3d4e5f6a1",
+      "東京 (offline)                    a1b2c3d4e5f6  unknown                   b2c3d4e5f6a1",
+      "evil\\x1b[2J (reboot required)     a1b2c3d4e5f6  invalid                   b2c3d4e5f6a1",
+      "é                                 éééééééééééé  😀😀😀😀😀😀😀😀😀😀😀😀  b2c3d4e5f6a1",
+      "w                                               abc                       0123456789ab",
+    ]);
+  });
+});
+
 describe("formatTable", () => {
+  // The layout as first written: every cell measured, padded, joined.
+  function referenceTable(rows: readonly (readonly string[])[]): string[] {
+    const widths: number[] = [];
+    for (const row of rows) {
+      row.forEach((cell, i) => {
+        widths[i] = Math.max(widths[i] ?? 0, displayWidth(cell));
+      });
+    }
+    const lines = rows.map((row) =>
+      row
+        .map((cell, i) => (i === row.length - 1 ? cell : padEndDisplay(cell, widths[i] ?? 0)))
+        .join("  "),
+    );
+    const ruleWidth = widths.reduce((sum, w) => sum + w, 0) + 2 * (widths.length - 1);
+    const [header, ...body] = lines;
+    return [header ?? "", "-".repeat(ruleWidth), ...body];
+  }
+
+  it("lays out ragged rows of mixed widths exactly as measuring every cell does", async () => {
+    const { prepareDisplayWidth } = await import("../core/index.js");
+    const cells = ["", "a", "web01", "東京", "🥾 booted", "é", "x y z", "⚡ current", "ＡＢ"];
+    await prepareDisplayWidth(cells);
+    const rows: string[][] = [];
+    for (let i = 0; i < 40; i++) {
+      const row: string[] = [];
+      for (let j = 0; j < (i * 7) % 5; j++) row.push(cells[(i * 3 + j * 5) % cells.length] ?? "");
+      rows.push(row);
+    }
+    expect(formatTable(rows)).toEqual(referenceTable(rows));
+  });
+
   it("aligns columns by display width and sizes the rule to the widest row", async () => {
     const { prepareDisplayWidth } = await import("../core/index.js");
     await prepareDisplayWidth(["東京"]);

@@ -2,12 +2,7 @@
  * Rendering of a status report: the reference's table, or JSON.
  */
 
-import {
-  displayWidth,
-  escapeForTerminal,
-  padEndDisplay,
-  prepareDisplayWidth,
-} from "../core/index.js";
+import { displayWidth, escapeForTerminal, prepareDisplayWidth } from "../core/index.js";
 import { backendLabel } from "../fleet/index.js";
 import type { HostStatus, StatusReport } from "./collect.js";
 
@@ -23,15 +18,36 @@ export interface OutputLine {
   text: string;
 }
 
-function revisionCell(row: HostStatus, state: "current" | "booted" | "nextboot"): string {
-  if (row.unreadable.includes(state)) return row.local ? "unreadable" : "invalid";
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+
+/** A cell's text, and its display width when it is printable ASCII (else -1: ask `displayWidth`). */
+interface Cell {
+  text: string;
+  width: number;
+}
+
+function revisionCell(row: HostStatus, state: "current" | "booted" | "nextboot"): Cell {
+  if (row.unreadable.length > 0 && row.unreadable.includes(state)) {
+    return row.local ? UNREADABLE : INVALID;
+  }
   const revision = row[state];
-  if (revision === null) return "unknown";
+  if (revision === null) return UNKNOWN;
   // Revisions are checked when read (no control characters), so only cut them;
   // the fast path avoids splitting ASCII into code points.
-  if (/^[\x20-\x7e]*$/.test(revision)) return revision.slice(0, REVISION_WIDTH);
-  return escapeForTerminal(Array.from(revision).slice(0, REVISION_WIDTH).join(""));
+  if (PRINTABLE_ASCII.test(revision)) {
+    const text = revision.length > REVISION_WIDTH ? revision.slice(0, REVISION_WIDTH) : revision;
+    return { text, width: text.length };
+  }
+  return {
+    text: escapeForTerminal(Array.from(revision).slice(0, REVISION_WIDTH).join("")),
+    width: -1,
+  };
 }
+
+// Shared by every row: `layoutTable` writes only widths that are unknown (-1).
+const UNREADABLE: Cell = Object.freeze({ text: "unreadable", width: 10 });
+const INVALID: Cell = Object.freeze({ text: "invalid", width: 7 });
+const UNKNOWN: Cell = Object.freeze({ text: "unknown", width: 7 });
 
 /**
  * The host cell: the name with its markers in parentheses. `(local)` is
@@ -40,15 +56,23 @@ function revisionCell(row: HostStatus, state: "current" | "booted" | "nextboot")
  * `(reboot required)` when its booted kernel, initrd or modules differ from
  * the next boot's. Markers never add a column, so the reference layout stays.
  */
-function hostCell(row: HostStatus, mode: StatusReport["mode"]): string {
-  const name = escapeForTerminal(row.displayName);
-  const markers: string[] = [];
+function hostCell(row: HostStatus, mode: StatusReport["mode"]): Cell {
+  // Printable ASCII needs no escaping, and its width is its length.
+  const plain = PRINTABLE_ASCII.test(row.displayName);
+  const name = plain ? row.displayName : escapeForTerminal(row.displayName);
   const local = row.local && mode !== "local";
-  if (local) markers.push("local");
-  if (row.online === false) markers.push("offline");
-  if (row.rebootRequired === true) markers.push("reboot required");
-  const marked = markers.length > 0 ? `${name} (${markers.join(", ")})` : name;
-  return local ? `* ${marked}` : marked;
+  const offline = row.online === false;
+  const reboot = row.rebootRequired === true;
+  let text = name;
+  if (local || offline || reboot) {
+    const markers: string[] = [];
+    if (local) markers.push("local");
+    if (offline) markers.push("offline");
+    if (reboot) markers.push("reboot required");
+    text = `${name} (${markers.join(", ")})`;
+    if (local) text = `* ${text}`;
+  }
+  return { text, width: plain ? text.length : -1 };
 }
 
 /** The banner line that says where the data comes from. */
@@ -64,17 +88,43 @@ export function bannerLine(report: StatusReport): string {
 
 /** Lays out rows so that columns line up by display width. */
 export function formatTable(rows: readonly (readonly string[])[]): string[] {
+  return layoutTable(rows.map((row) => row.map((text) => ({ text, width: -1 }))));
+}
+
+const SPACES: string[] = [];
+
+function spaces(count: number): string {
+  return (SPACES[count] ??= " ".repeat(count));
+}
+
+/**
+ * `formatTable` for cells whose widths may be known already (-1: not yet).
+ * Every column but the last is padded to its widest cell; the rule under the
+ * first row spans them all.
+ */
+function layoutTable(rows: readonly (readonly Cell[])[]): string[] {
   const widths: number[] = [];
   for (const row of rows) {
-    row.forEach((cell, i) => {
-      widths[i] = Math.max(widths[i] ?? 0, displayWidth(cell));
-    });
+    let i = 0;
+    for (const cell of row) {
+      if (cell.width < 0) cell.width = displayWidth(cell.text);
+      widths[i] = Math.max(widths[i] ?? 0, cell.width);
+      i += 1;
+    }
   }
-  const lines = rows.map((row) =>
-    row
-      .map((cell, i) => (i === row.length - 1 ? cell : padEndDisplay(cell, widths[i] ?? 0)))
-      .join(GUTTER),
-  );
+  const lines: string[] = [];
+  for (const row of rows) {
+    let line = "";
+    let i = 0;
+    for (const cell of row) {
+      line +=
+        i === row.length - 1
+          ? cell.text
+          : cell.text + spaces(Math.max((widths[i] ?? 0) - cell.width, 0)) + GUTTER;
+      i += 1;
+    }
+    lines.push(line);
+  }
   const ruleWidth = widths.reduce((sum, w) => sum + w, 0) + GUTTER.length * (widths.length - 1);
   const [header, ...body] = lines;
   return [header ?? "", "-".repeat(ruleWidth), ...body];
@@ -91,17 +141,21 @@ export async function renderStatusText(report: StatusReport): Promise<OutputLine
         `${escapeForTerminal(report.error)} Showing local data only.`,
     });
   }
-  const rows = [
-    [...HEADERS],
-    ...report.hosts.map((row) => [
+  const rows: Cell[][] = [HEADERS.map((text) => ({ text, width: -1 }))];
+  const needWidth: string[] = [];
+  for (const row of report.hosts) {
+    const cells = [
       hostCell(row, report.mode),
       revisionCell(row, "current"),
       revisionCell(row, "booted"),
       revisionCell(row, "nextboot"),
-    ]),
-  ];
-  await prepareDisplayWidth(rows.flat());
-  for (const line of formatTable(rows)) out.push({ stream: "stdout", text: line });
+    ];
+    for (const cell of cells) if (cell.width < 0) needWidth.push(cell.text);
+    rows.push(cells);
+  }
+  // The headers are known labels: only other non-ASCII cells can need the library.
+  await prepareDisplayWidth(needWidth);
+  for (const line of layoutTable(rows)) out.push({ stream: "stdout", text: line });
   if (report.nothingPublished) {
     out.push({
       stream: "stderr",
