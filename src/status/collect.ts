@@ -472,11 +472,15 @@ export function buildReport({ config, detected, states, fleet }: ReportInputs): 
 /** Builds the status report. Throws `OgygiaError` only for a broken configuration. */
 export async function collectStatus(options: StatusOptions): Promise<StatusReport> {
   const source = await configSource(options);
-  const [config, states, detected] = await Promise.all([
-    loadConfig(source),
+  const loaded = loadConfig(source);
+  // The fleet read starts as soon as the configuration says where: loading
+  // the etcd client takes a few hundred milliseconds, which the local reads
+  // and host name detection then overlap.
+  const [config, states, detected, fleet] = await Promise.all([
+    loaded,
     readLocalStates(options.root),
     options.hostname ?? detectHostname({ env: options.env, ...options.hostnameEnvironment }),
+    loaded.then((config) => (config ? readFleet(config) : undefined)),
   ]);
-  const fleet = config ? await readFleet(config) : undefined;
   return buildReport({ config, detected, states, fleet });
 }
