@@ -23,6 +23,7 @@ import os from "node:os";
 import path from "node:path";
 
 import { startIrisd, type IrisdProcess } from "../test/helpers/irisd.js";
+import { hashPartOf } from "../test/helpers/nix.js";
 import { announceBenchClosure, NIX_ENV, nixRun } from "./lib-iris-closure.js";
 import { KeepAliveClient } from "./lib-iris-http.js";
 import {
@@ -41,10 +42,6 @@ const COPY_ROUNDS = Math.max(1, Math.min(ROUNDS, Number(process.env.IRIS_BENCH_C
 const NARINFO_PASSES = 10;
 const WRK_SECONDS = Number(process.env.IRIS_BENCH_WRK_SECONDS ?? 20);
 const WRK_CONNECTIONS = 64;
-
-function hashPartOf(storePath: string): string {
-  return path.basename(storePath).slice(0, 32);
-}
 
 function mb(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./helpers/cli.js";
 import { startIrisd, type IrisdProcess } from "./helpers/irisd.js";
 import {
+  hashPartOf,
   addToStore,
   buildClosure,
   generateKeys,
@@ -47,10 +48,6 @@ let storeB: ChrootStore;
 let storeC: ChrootStore;
 let nodeB: IrisdProcess;
 let nodeC: IrisdProcess;
-
-function hashOf(storePath: string): string {
-  return path.basename(storePath).slice(0, 32);
-}
 
 /** The CLI with Nix's test settings (push runs `nix store sign`). */
 function cli(args: string[], input?: string): ReturnType<typeof runCli> {
@@ -98,7 +95,7 @@ describe("ogygia iris providers and push", () => {
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual({
-      hash: hashOf(closure.top),
+      hash: hashPartOf(closure.top),
       local: false,
       providers: [],
     });
@@ -189,9 +186,9 @@ describe("ogygia iris providers and push", () => {
       }) as unknown,
     ]);
 
-    const text = await cli(["iris", "providers", "--irisd", nodeC.url, hashOf(closure.top)]);
+    const text = await cli(["iris", "providers", "--irisd", nodeC.url, hashPartOf(closure.top)]);
     expect(text.code).toBe(0);
-    expect(text.stdout).toContain(`${hashOf(closure.top)}: not in the local store; on 1 peer`);
+    expect(text.stdout).toContain(`${hashPartOf(closure.top)}: not in the local store; on 1 peer`);
     expect(text.stdout).toContain(`signed by ${keys.name}`);
   });
 

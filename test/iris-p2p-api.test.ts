@@ -17,6 +17,7 @@ import { parseBloom } from "../src/iris/index.js";
 import { encodeNix32 } from "../src/nix/index.js";
 import { httpRequest, startIrisd, stopAllIrisd, type IrisdProcess } from "./helpers/irisd.js";
 import {
+  hashPartOf,
   buildClosure,
   generateKeys,
   makeChrootStore,
@@ -29,10 +30,6 @@ import {
   type TestKeys,
 } from "./helpers/nix.js";
 import { removeDir, tempDir, waitFor } from "./helpers/process.js";
-
-function hashPart(storePath: string): string {
-  return path.basename(storePath).slice(0, 32);
-}
 
 function post(
   url: string,
@@ -102,7 +99,7 @@ describe("GET /bloom", () => {
     const etag = res.headers.etag ?? "";
     expect(etag).toMatch(/^"[^"]+"$/);
     const filter = parseBloom(res.body, { maxBytes: 64 * 1024 * 1024 });
-    for (const p of closure.paths) expect(filter.has(hashPart(p))).toBe(true);
+    for (const p of closure.paths) expect(filter.has(hashPartOf(p))).toBe(true);
     const again = await httpRequest(`${nodeB.url}/bloom`, { headers: { "if-none-match": etag } });
     expect(again.status).toBe(304);
     expect(again.body.length).toBe(0);
@@ -116,12 +113,12 @@ describe("GET /bloom", () => {
 describe("GET /providers/<hash>", () => {
   it("lists each peer that serves the path, confirmed by its verified narinfo", async () => {
     const [info] = await pathInfoJson([closure.top], { store: storeB.root });
-    const res = await httpRequest(`${nodeC.url}/providers/${hashPart(closure.top)}`);
+    const res = await httpRequest(`${nodeC.url}/providers/${hashPartOf(closure.top)}`);
     expect(res.status).toBe(200);
     expect(res.headers["content-type"]).toBe("application/json");
     const body = JSON.parse(res.body.toString("utf8")) as unknown;
     expect(body).toEqual({
-      hash: hashPart(closure.top),
+      hash: hashPartOf(closure.top),
       local: false,
       providers: [
         {
@@ -137,9 +134,9 @@ describe("GET /providers/<hash>", () => {
 
   it("says local for a path the daemon serves itself, and nobody for a path nobody has", async () => {
     const own = JSON.parse(
-      (await httpRequest(`${nodeB.url}/providers/${hashPart(closure.leaf)}`)).body.toString(),
+      (await httpRequest(`${nodeB.url}/providers/${hashPartOf(closure.leaf)}`)).body.toString(),
     ) as { local: boolean; providers: unknown[] };
-    expect(own).toEqual({ hash: hashPart(closure.leaf), local: true, providers: [] });
+    expect(own).toEqual({ hash: hashPartOf(closure.leaf), local: true, providers: [] });
     const nobody = encodeNix32(randomBytes(20));
     const res = await httpRequest(`${nodeC.url}/providers/${nobody}`);
     expect(res.status).toBe(200);
@@ -147,9 +144,9 @@ describe("GET /providers/<hash>", () => {
   });
 
   it("does not list a peer whose path is not trusted (unsigned on B)", async () => {
-    const res = await httpRequest(`${nodeC.url}/providers/${hashPart(unsigned.leaf)}`);
+    const res = await httpRequest(`${nodeC.url}/providers/${hashPartOf(unsigned.leaf)}`);
     expect(JSON.parse(res.body.toString())).toEqual({
-      hash: hashPart(unsigned.leaf),
+      hash: hashPartOf(unsigned.leaf),
       local: false,
       providers: [],
     });
@@ -159,7 +156,7 @@ describe("GET /providers/<hash>", () => {
     expect((await httpRequest(`${nodeC.url}/providers/not-a-hash`)).status).toBe(400);
     expect((await httpRequest(`${nodeC.url}/providers/${"e".repeat(32)}`)).status).toBe(400);
     expect((await httpRequest(`${nodeC.url}/providers/a/b`)).status).toBe(404);
-    const valid = `${nodeC.url}/providers/${hashPart(closure.top)}`;
+    const valid = `${nodeC.url}/providers/${hashPartOf(closure.top)}`;
     expect((await httpRequest(valid, { method: "POST" })).status).toBe(405);
   });
 });
@@ -196,7 +193,7 @@ describe("POST /rescan", () => {
     expect(res.json).toMatchObject({ notServeable: [], missing: [] });
     const bloom = await httpRequest(`${nodeB.url}/bloom`);
     const filter = parseBloom(bloom.body, { maxBytes: 64 * 1024 * 1024 });
-    expect(filter.has(hashPart(unsigned.leaf))).toBe(true);
+    expect(filter.has(hashPartOf(unsigned.leaf))).toBe(true);
   });
 
   it("with no body or an empty list, compares the whole store", async () => {

@@ -20,15 +20,18 @@ import {
   stopAllIrisd,
   type IrisdProcess,
 } from "./helpers/irisd.js";
-import { makeChrootStore, nixDump, runNix, uniqueSalt, type ChrootStore } from "./helpers/nix.js";
+import {
+  makeChrootStore,
+  nixDump,
+  runNix,
+  uniqueSalt,
+  type ChrootStore,
+  hashPartOf,
+} from "./helpers/nix.js";
 import { freePort, removeDir, tempDir, waitFor } from "./helpers/process.js";
 
 /** About three of the small NARs (~205 KB each with their headers and narinfos). */
 const LIMIT = 700_000;
-
-function hashPart(storePath: string): string {
-  return path.basename(storePath).slice(0, 32);
-}
 
 function sha256(data: Buffer): string {
   return createHash("sha256").update(data).digest("hex");
@@ -57,7 +60,7 @@ function startC(
 
 /** Fetches a path's narinfo and NAR through `node`; checks the bytes against nix-store --dump. */
 async function fetchThrough(node: IrisdProcess, storePath: string): Promise<void> {
-  const info = await httpRequest(`${node.url}/${hashPart(storePath)}.narinfo`);
+  const info = await httpRequest(`${node.url}/${hashPartOf(storePath)}.narinfo`);
   expect(info.status).toBe(200);
   const url = /^URL: (.*)$/m.exec(info.body.toString("utf8"))?.[1] ?? "";
   const nar = await httpRequest(`${node.url}/${url}`);
@@ -83,7 +86,7 @@ async function settled(node: IrisdProcess): Promise<{ names: string[]; bytes: nu
 }
 
 function cached(names: readonly string[], storePath: string): boolean {
-  return names.some((n) => n.startsWith(`${hashPart(storePath)}-`) && n.endsWith(".entry"));
+  return names.some((n) => n.startsWith(`${hashPartOf(storePath)}-`) && n.endsWith(".entry"));
 }
 
 async function addTree(
@@ -176,12 +179,12 @@ describe("the NAR cache", () => {
     expect(ready).toMatchObject({ entries: kept.length, removed: 3 });
     // With B down, C serves what it kept, and nothing else.
     for (const name of kept) {
-      const p = small.find((s) => name.startsWith(hashPart(s)));
+      const p = small.find((s) => name.startsWith(hashPartOf(s)));
       if (p === undefined) throw new Error(`unknown entry ${name}`);
       await fetchThrough(nodeC, p);
     }
-    const brokenPath = small.find((s) => broken.startsWith(hashPart(s))) ?? "";
-    expect((await httpRequest(`${nodeC.url}/${hashPart(brokenPath)}.narinfo`)).status).toBe(404);
+    const brokenPath = small.find((s) => broken.startsWith(hashPartOf(s))) ?? "";
+    expect((await httpRequest(`${nodeC.url}/${hashPartOf(brokenPath)}.narinfo`)).status).toBe(404);
     await nodeC.stop();
     nodeB = await startIrisd({ storeRoot: storeB.root, listen: [`127.0.0.1:${portB}`] });
   });

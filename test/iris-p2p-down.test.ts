@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBlackhole } from "./helpers/fake-peer.js";
 import { httpRequest, startIrisd, stopAllIrisd, type IrisdProcess } from "./helpers/irisd.js";
 import {
+  hashPartOf,
   buildClosure,
   generateKeys,
   makeChrootStore,
@@ -29,10 +30,6 @@ import { encodeNix32 } from "../src/nix/index.js";
 
 /** The documented bound on a narinfo answer when peers are slow or down (docs/irisd.md). */
 const NARINFO_BOUND_MS = 2000;
-
-function hashPart(storePath: string): string {
-  return path.basename(storePath).slice(0, 32);
-}
 
 function randomHash(): string {
   return encodeNix32(randomBytes(20));
@@ -101,7 +98,7 @@ describe("peers down", () => {
   });
 
   it("a path a live peer has is still found, and nix copy gets it", async () => {
-    const res = await timedNarinfo(nodeC.url, hashPart(closure.top));
+    const res = await timedNarinfo(nodeC.url, hashPartOf(closure.top));
     expect(res.status).toBe(200);
     expect(res.ms).toBeLessThanOrEqual(NARINFO_BOUND_MS);
     const copy = await nixCopy({
@@ -133,14 +130,14 @@ describe("peers down", () => {
 
   it("a stopped peer costs a bounded 404, and is used again once it is back", async () => {
     await nodeB.stop();
-    const gone = await timedNarinfo(nodeC.url, hashPart(spare));
+    const gone = await timedNarinfo(nodeC.url, hashPartOf(spare));
     expect(gone.status).toBe(404);
     expect(gone.ms).toBeLessThanOrEqual(NARINFO_BOUND_MS);
     nodeB = await startIrisd({ storeRoot: storeB.root, listen: [`127.0.0.1:${portB}`] });
     await waitFor(
       "C to use B again",
       async () =>
-        (await httpRequest(`${nodeC.url}/${hashPart(spare)}.narinfo`)).status === 200
+        (await httpRequest(`${nodeC.url}/${hashPartOf(spare)}.narinfo`)).status === 200
           ? true
           : undefined,
       { timeoutMs: 40_000, intervalMs: 250 },

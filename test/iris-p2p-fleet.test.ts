@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { httpRequest, startIrisd, stopAllIrisd, type IrisdProcess } from "./helpers/irisd.js";
 import {
+  hashPartOf,
   addToStore,
   buildClosure,
   generateKeys,
@@ -29,10 +30,6 @@ import {
   type TestKeys,
 } from "./helpers/nix.js";
 import { freePort, removeDir, tempDir, waitFor } from "./helpers/process.js";
-
-function hashPart(storePath: string): string {
-  return path.basename(storePath).slice(0, 32);
-}
 
 let dir: string;
 let keys: TestKeys;
@@ -119,7 +116,9 @@ describe("three irisd nodes", () => {
     });
     const names = await readdir(cacheDir);
     for (const p of [...closure.paths, onlyOnA]) {
-      expect(names.some((n) => n.startsWith(`${hashPart(p)}-`) && n.endsWith(".entry"))).toBe(true);
+      expect(names.some((n) => n.startsWith(`${hashPartOf(p)}-`) && n.endsWith(".entry"))).toBe(
+        true,
+      );
     }
     expect(nodeC.logs().filter((l) => l.level >= 50)).toEqual([]);
   });
@@ -147,7 +146,7 @@ describe("three irisd nodes", () => {
     const later = await buildClosure(dir, uniqueSalt("p2p-later"));
     // Copied unsigned (not serveable yet), then signed in B's store, as `ogygia iris push` would.
     await storeB.copy([later.top]);
-    expect((await httpRequest(`${nodeB.url}/${hashPart(later.top)}.narinfo`)).status).toBe(404);
+    expect((await httpRequest(`${nodeB.url}/${hashPartOf(later.top)}.narinfo`)).status).toBe(404);
     await runNix("nix", [
       "store",
       "sign",
@@ -162,7 +161,7 @@ describe("three irisd nodes", () => {
     await waitFor(
       "C to find the new path through B",
       async () => {
-        const res = await httpRequest(`${nodeC.url}/${hashPart(later.top)}.narinfo`);
+        const res = await httpRequest(`${nodeC.url}/${hashPartOf(later.top)}.narinfo`);
         return res.status === 200 ? res : undefined;
       },
       { timeoutMs: 10_000, intervalMs: 200 },
@@ -179,17 +178,17 @@ describe("three irisd nodes", () => {
   });
 
   it("C serves its cached NARs to peers on /local/, and never fans out there", async () => {
-    const cached = await httpRequest(`${nodeC.url}/local/${hashPart(closure.mid)}.narinfo`);
+    const cached = await httpRequest(`${nodeC.url}/local/${hashPartOf(closure.mid)}.narinfo`);
     expect(cached.status).toBe(200);
     // A path only A has: C answers clients through A, but not peers.
     const extra = await buildClosure(dir, uniqueSalt("p2p-a2"));
     await storeA.copy([extra.leaf]);
     await signPaths(keys, [extra.leaf], { store: storeA.root });
     await waitFor("A to index its new path", async () => {
-      const res = await httpRequest(`${nodeC.url}/${hashPart(extra.leaf)}.narinfo`);
+      const res = await httpRequest(`${nodeC.url}/${hashPartOf(extra.leaf)}.narinfo`);
       return res.status === 200 ? true : undefined;
     });
-    expect((await httpRequest(`${nodeC.url}/local/${hashPart(extra.leaf)}.narinfo`)).status).toBe(
+    expect((await httpRequest(`${nodeC.url}/local/${hashPartOf(extra.leaf)}.narinfo`)).status).toBe(
       404,
     );
   });

@@ -20,6 +20,7 @@ import {
   stopAllIrisd,
 } from "./helpers/irisd.js";
 import {
+  hashPartOf,
   buildClosure,
   generateKeys,
   makeChrootStore,
@@ -37,10 +38,6 @@ import {
 } from "./helpers/nix.js";
 import { removeDir, tempDir, waitFor } from "./helpers/process.js";
 
-function hashPart(storePath: string): string {
-  return path.basename(storePath).slice(0, 32);
-}
-
 function narinfoField(text: string, field: string): string | undefined {
   return text
     .split("\n")
@@ -49,7 +46,7 @@ function narinfoField(text: string, field: string): string | undefined {
 }
 
 async function narUrlOf(base: string, storePath: string): Promise<string> {
-  const res = await httpRequest(`${base}/${hashPart(storePath)}.narinfo`);
+  const res = await httpRequest(`${base}/${hashPartOf(storePath)}.narinfo`);
   expect(res.status).toBe(200);
   const url = narinfoField(res.body.toString("utf8"), "URL");
   if (url === undefined) throw new Error("narinfo without URL");
@@ -139,9 +136,9 @@ describe("a real Nix client", () => {
   it("gets a 404 for an unsigned path, and nix copy fails", async () => {
     const irisd = await startIrisd({ storeRoot: unsignedStore.root });
     for (const p of unsigned.paths) {
-      expect((await httpRequest(`${irisd.url}/${hashPart(p)}.narinfo`)).status).toBe(404);
+      expect((await httpRequest(`${irisd.url}/${hashPartOf(p)}.narinfo`)).status).toBe(404);
       expect(
-        (await httpRequest(`${irisd.url}/${hashPart(p)}.narinfo`, { method: "HEAD" })).status,
+        (await httpRequest(`${irisd.url}/${hashPartOf(p)}.narinfo`, { method: "HEAD" })).status,
       ).toBe(404);
     }
     const result = await nixCopy({
@@ -230,13 +227,13 @@ describe("the binary-cache protocol", () => {
       `file://${cache}?compression=none`,
       closure.mid,
     ]);
-    const nixText = await readFile(path.join(cache, `${hashPart(closure.mid)}.narinfo`), "utf8");
-    const res = await httpRequest(`${irisd.url}/${hashPart(closure.mid)}.narinfo`);
+    const nixText = await readFile(path.join(cache, `${hashPartOf(closure.mid)}.narinfo`), "utf8");
+    const res = await httpRequest(`${irisd.url}/${hashPartOf(closure.mid)}.narinfo`);
     expect(res.status).toBe(200);
     expect(res.headers["content-type"]).toBe("text/x-nix-narinfo");
     const ours = res.body.toString("utf8");
     const narHash = narinfoField(nixText, "NarHash")?.replace("sha256:", "");
-    expect(narinfoField(ours, "URL")).toBe(`nar/${hashPart(closure.mid)}-${narHash}.nar`);
+    expect(narinfoField(ours, "URL")).toBe(`nar/${hashPartOf(closure.mid)}-${narHash}.nar`);
     const withoutUrl = (text: string): string =>
       text
         .split("\n")
@@ -259,11 +256,11 @@ describe("the binary-cache protocol", () => {
 
   it("answers HEAD for narinfo and NAR with the GET's headers and no body", async () => {
     const irisd = await startIrisd({ storeRoot: store.root });
-    const narinfo = await httpRequest(`${irisd.url}/${hashPart(closure.mid)}.narinfo`);
+    const narinfo = await httpRequest(`${irisd.url}/${hashPartOf(closure.mid)}.narinfo`);
     const narUrl = await narUrlOf(irisd.url, closure.mid);
     const narPath = new URL(narUrl).pathname;
     for (const [target, length] of [
-      [`/${hashPart(closure.mid)}.narinfo`, narinfo.body.length],
+      [`/${hashPartOf(closure.mid)}.narinfo`, narinfo.body.length],
       [narPath, (await dumpIn(store.root, closure.mid)).length],
     ] as const) {
       const raw = await rawRequest(
@@ -304,7 +301,7 @@ describe("the binary-cache protocol", () => {
     for (const p of paths) {
       expectedNar.set(p, sha256(await dumpIn(store.root, p)));
       narUrls.set(p, await narUrlOf(irisd.url, p));
-      const res = await httpRequest(`${irisd.url}/${hashPart(p)}.narinfo`);
+      const res = await httpRequest(`${irisd.url}/${hashPartOf(p)}.narinfo`);
       expectedNarinfo.set(p, res.body.toString("utf8"));
     }
     const agent = new http.Agent({ keepAlive: true, maxSockets: 200 });
@@ -312,7 +309,7 @@ describe("the binary-cache protocol", () => {
       const requests = Array.from({ length: 200 }, (_, i) => {
         const p = paths[i % paths.length] ?? "";
         if (i % 2 === 0) {
-          return httpRequest(`${irisd.url}/${hashPart(p)}.narinfo`, { agent }).then((res) => {
+          return httpRequest(`${irisd.url}/${hashPartOf(p)}.narinfo`, { agent }).then((res) => {
             expect(res.status).toBe(200);
             expect(res.body.toString("utf8")).toBe(expectedNarinfo.get(p));
           });
@@ -375,7 +372,7 @@ describe("paths that change under the server", () => {
     await nix(["store", "delete", "--store", small.root, closure.top]);
     expect((await httpRequest(url)).status).toBe(404);
     await waitFor("the narinfo of the deleted path to be 404", async () => {
-      const res = await httpRequest(`${irisd.url}/${hashPart(closure.top)}.narinfo`);
+      const res = await httpRequest(`${irisd.url}/${hashPartOf(closure.top)}.narinfo`);
       return res.status === 404 ? true : undefined;
     });
   });

@@ -5,16 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { encodeNix32, hashFromDigest, type PathInfo, type StoreDb } from "../nix/index.js";
 import { parseBloom } from "./bloom.js";
 import { createLocalIndex, type LocalIndex, type LocalIndexOptions } from "./local-index.js";
-import type { IrisLogger } from "./log.js";
-
-const quiet: IrisLogger = {
-  fatal: () => undefined,
-  error: () => undefined,
-  warn: () => undefined,
-  info: () => undefined,
-  debug: () => undefined,
-  isLevelEnabled: () => false,
-};
+import { QUIET_LOG } from "./p2p-test-support.js";
 
 /** A store database in memory: paths, signatures, and a data_version that moves on writes. */
 function fakeStore() {
@@ -75,7 +66,7 @@ function start(db: StoreDb, options: Partial<LocalIndexOptions> = {}): LocalInde
     db,
     canSign: false,
     falsePositiveRate: 0.01,
-    log: quiet,
+    log: QUIET_LOG,
     pollMs: 10,
     rebuildDelayMs: 30,
     ...options,

@@ -6,21 +6,12 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 import { formatHash } from "../nix/index.js";
-import type { IrisLogger } from "./log.js";
 import { openNarCache, type NarCache, type NarCacheOptions } from "./nar-cache.js";
-import { hashPartOf, narOfFile, signedInfo, testKey } from "./p2p-test-support.js";
+import { hashPartOf, narOfFile, signedInfo, testKey, QUIET_LOG } from "./p2p-test-support.js";
 import { renderPeerNarInfo } from "./peer-narinfo.js";
 
 const STORE = "/nix/store";
 const { secret, trusted } = testKey("cache-test-1");
-const quiet: IrisLogger = {
-  fatal: () => undefined,
-  error: () => undefined,
-  warn: () => undefined,
-  info: () => undefined,
-  debug: () => undefined,
-  isLevelEnabled: () => false,
-};
 
 let dir: string;
 let clock: number;
@@ -41,7 +32,7 @@ function open(options: Partial<NarCacheOptions> = {}): Promise<NarCache> {
     timeToIdleMs: 60_000,
     trusted,
     storeDir: STORE,
-    log: quiet,
+    log: QUIET_LOG,
     now: () => clock,
     ...options,
   });

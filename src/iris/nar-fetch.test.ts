@@ -7,22 +7,13 @@ import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 import { formatHash, type NarInfo } from "../nix/index.js";
-import type { IrisLogger } from "./log.js";
 import { openNarCache, type NarCache } from "./nar-cache.js";
 import { createNarFetcher, type FetchSpec, type NarFetcher, type NarSource } from "./nar-fetch.js";
-import { hashPartOf, narOfFile, signedInfo, testKey } from "./p2p-test-support.js";
+import { hashPartOf, narOfFile, signedInfo, testKey, QUIET_LOG } from "./p2p-test-support.js";
 import { renderPeerNarInfo } from "./peer-narinfo.js";
 
 const STORE = "/nix/store";
 const { secret, trusted } = testKey("fetch-test-1");
-const quiet: IrisLogger = {
-  fatal: () => undefined,
-  error: () => undefined,
-  warn: () => undefined,
-  info: () => undefined,
-  debug: () => undefined,
-  isLevelEnabled: () => false,
-};
 
 let dir: string;
 let cache: NarCache;
@@ -36,9 +27,9 @@ async function setUp(memoryNarBytes: number): Promise<void> {
     timeToIdleMs: 60_000,
     trusted,
     storeDir: STORE,
-    log: quiet,
+    log: QUIET_LOG,
   });
-  fetcher = createNarFetcher({ cache, log: quiet, memoryNarBytes });
+  fetcher = createNarFetcher({ cache, log: QUIET_LOG, memoryNarBytes });
 }
 
 afterEach(() => {

@@ -14,12 +14,24 @@ import {
   generateSecretKey,
   hashFromDigest,
   parseSecretKey,
+  parseStorePath,
   renderNarInfo,
   signPath,
   type NarInfo,
   type SecretKey,
   type TrustedKeys,
 } from "../nix/index.js";
+import type { IrisLogger } from "./log.js";
+
+/** A logger that says nothing, for tests that assert on behaviour, not logs. */
+export const QUIET_LOG: IrisLogger = {
+  fatal: () => undefined,
+  error: () => undefined,
+  warn: () => undefined,
+  info: () => undefined,
+  debug: () => undefined,
+  isLevelEnabled: () => false,
+};
 
 function str(token: string | Buffer): Buffer {
   const bytes = typeof token === "string" ? Buffer.from(token) : token;
@@ -116,5 +128,5 @@ export function narInfoText(info: NarInfo): string {
 }
 
 export function hashPartOf(storePath: string): string {
-  return storePath.slice(11, 43);
+  return parseStorePath(storePath).hashPart;
 }

@@ -14,7 +14,6 @@
 import { createHash } from "node:crypto";
 import http from "node:http";
 import net from "node:net";
-import path from "node:path";
 
 import { buildBloom, bloomEtag, serializeBloom } from "../../src/iris/index.js";
 import {
@@ -26,7 +25,7 @@ import {
   signPath,
   type NarInfo,
 } from "../../src/nix/index.js";
-import { nixDump, pathInfoJson } from "./nix.js";
+import { hashPartOf, nixDump, pathInfoJson } from "./nix.js";
 
 /** How a fake peer serves a NAR. */
 export type NarBehaviour =
@@ -203,7 +202,7 @@ export async function realPath(storePath: string): Promise<RealPath> {
   };
   return {
     storePath,
-    hashPart: path.basename(storePath).slice(0, 32),
+    hashPart: hashPartOf(storePath),
     nar,
     narHash: formatHash(narHash, "nix32", false),
     info,
@@ -212,7 +211,7 @@ export async function realPath(storePath: string): Promise<RealPath> {
 
 /** A narinfo for `info`, signed by `secretKey` (`name:base64`), with `URL` as irisd writes it. */
 export function signedNarInfo(info: NarInfo, secretKey: string | undefined): string {
-  const hashPart = path.basename(info.storePath).slice(0, 32);
+  const hashPart = hashPartOf(info.storePath);
   const narHash = formatHash(info.narHash, "nix32", false);
   const sigs = secretKey === undefined ? [] : [signPath(parseSecretKey(secretKey), info)];
   return renderNarInfo({

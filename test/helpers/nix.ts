@@ -14,6 +14,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 
+import { parseStorePath } from "../../src/nix/index.js";
 import { removeDir, tempDir } from "./process.js";
 
 export const NIX_TEST_CONFIG = [
@@ -133,6 +134,11 @@ export async function nixRestore(nar: Buffer, target: string): Promise<void> {
  * A salt for `buildClosure` that no earlier run used, so signatures and
  * registrations left in the machine's store by other runs cannot leak in.
  */
+/** The 32-character hash part of a store path (checked: a typo fails loudly). */
+export function hashPartOf(storePath: string): string {
+  return parseStorePath(storePath).hashPart;
+}
+
 export function uniqueSalt(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
 }
