@@ -5,34 +5,25 @@
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
-import { makeBootRoot, publishConfig, startPublisher, type BootRoot } from "./helpers/publish.js";
+import {
+  REV,
+  publishConfig,
+  standardBootRoot,
+  startPublisher,
+  uniqueNamespace,
+  type BootRoot,
+  type StatusJsonHost,
+} from "./helpers/publish.js";
 import { runCli } from "./helpers/cli.js";
 import { startEtcd, type EtcdServer } from "./helpers/etcd.js";
 import { sleep, startProcess, waitFor, type ManagedProcess } from "./helpers/process.js";
 import { writeConfig } from "./helpers/system-root.js";
 import { OGYGIA_BIN, baseEnv } from "./helpers/cli.js";
 
-const REV = {
-  a: "a1b2c3d4e5f6a7b8c9d0a1b2c3d4e5f6a7b8c9d0",
-  b: "b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3",
-  c: "c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4",
-  d: "d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5",
-};
 const HOST = "web01.example.com";
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
-interface JsonHost {
-  host: string;
-  current: string | null;
-  booted: string | null;
-  nextboot: string | null;
-  online: boolean | null;
-  rebootRequired: boolean | null;
-  updatedAt: string | null;
-}
-
 let etcd: EtcdServer;
-let namespaceCounter = 0;
 const started: ManagedProcess[] = [];
 const roots: BootRoot[] = [];
 
@@ -49,18 +40,8 @@ afterAll(async () => {
   await etcd.stop();
 });
 
-function newNamespace(): string {
-  namespaceCounter += 1;
-  return `/publish-${process.pid}-${namespaceCounter}/versions`;
-}
-
-/** A host running A and A, with B (a new kernel) as its next boot. */
 async function standardRoot(): Promise<BootRoot> {
-  const root = await makeBootRoot({
-    current: { revision: REV.a, kernel: "linux-6.6.1" },
-    booted: { revision: REV.a, kernel: "linux-6.6.1" },
-    nextboot: { revision: REV.b, kernel: "linux-6.6.2" },
-  });
+  const root = await standardBootRoot();
   roots.push(root);
   return root;
 }
@@ -87,22 +68,22 @@ async function waitAlive(namespace: string, proc: ManagedProcess, host = HOST): 
   );
 }
 
-async function status(config: string): Promise<{ hosts: JsonHost[]; warnings: string[] }> {
+async function status(config: string): Promise<{ hosts: StatusJsonHost[]; warnings: string[] }> {
   const result = await runCli(["status", "--json"], {
     env: { OGYGIA_CONFIG: config, OGYGIA_HOSTNAME: "observer.example.org" },
   });
   expect(result.stderr).toBe("");
   expect(result.code).toBe(0);
-  return JSON.parse(result.stdout) as { hosts: JsonHost[]; warnings: string[] };
+  return JSON.parse(result.stdout) as { hosts: StatusJsonHost[]; warnings: string[] };
 }
 
-async function statusOf(config: string, host = HOST): Promise<JsonHost | undefined> {
+async function statusOf(config: string, host = HOST): Promise<StatusJsonHost | undefined> {
   return (await status(config)).hosts.find((h) => h.host === host);
 }
 
 describe("ogygia publish with etcd", () => {
   it("publishes the three states, reboot_required, updated_at and alive", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     const config = await publishConfig({ backend: "etcd", endpoint: etcd.endpoint, namespace });
     const root = await standardRoot();
     const proc = publisher(config, root);
@@ -129,7 +110,7 @@ describe("ogygia publish with etcd", () => {
   });
 
   it("shows a state link change in status --json within a second, writing only what changed", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     const config = await publishConfig({ backend: "etcd", endpoint: etcd.endpoint, namespace });
     const root = await standardRoot();
     const proc = publisher(config, root);
@@ -162,7 +143,7 @@ describe("ogygia publish with etcd", () => {
   });
 
   it("deletes the key of a state that becomes unknown, so status shows unknown", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     const config = await publishConfig({ backend: "etcd", endpoint: etcd.endpoint, namespace });
     const root = await standardRoot();
     const proc = publisher(config, root);
@@ -182,7 +163,7 @@ describe("ogygia publish with etcd", () => {
   });
 
   it("shows offline at once after SIGTERM, keeping the last known states", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     // A TTL far longer than the test: only revocation can make the host offline.
     const config = await publishConfig({
       backend: "etcd",
@@ -201,7 +182,7 @@ describe("ogygia publish with etcd", () => {
   });
 
   it("shows offline after the lease TTL when killed with SIGKILL", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     const config = await publishConfig({
       backend: "etcd",
       endpoint: etcd.endpoint,
@@ -224,7 +205,7 @@ describe("ogygia publish with etcd", () => {
   });
 
   it("re-creates alive under a new lease when its lease is revoked behind its back", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     const config = await publishConfig({ backend: "etcd", endpoint: etcd.endpoint, namespace });
     const root = await standardRoot();
     const proc = publisher(config, root);
@@ -240,7 +221,7 @@ describe("ogygia publish with etcd", () => {
   });
 
   it("recovers when etcd stops and restarts, publishing a change made during the outage", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     const config = await publishConfig({ backend: "etcd", endpoint: etcd.endpoint, namespace });
     const root = await standardRoot();
     const proc = publisher(config, root);
@@ -276,7 +257,7 @@ describe("ogygia publish with etcd", () => {
 
 describe("ogygia publish --once", () => {
   it("publishes once, reports what it wrote, and leaves the host offline", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     const config = await publishConfig({ backend: "etcd", endpoint: etcd.endpoint, namespace });
     const root = await standardRoot();
     const env = { OGYGIA_HOSTNAME: HOST };
@@ -330,20 +311,20 @@ describe("ogygia publish --once", () => {
 
 describe("ogygia status --watch with etcd", () => {
   it("prints a new JSON line for each change until interrupted", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     const config = await publishConfig({ backend: "etcd", endpoint: etcd.endpoint, namespace });
     const root = await standardRoot();
     const watcher = startProcess(OGYGIA_BIN, ["status", "--watch", "--json"], {
       env: baseEnv({ OGYGIA_CONFIG: config, OGYGIA_HOSTNAME: "observer.example.org" }),
     });
     started.push(watcher);
-    const reports = (): { hosts: JsonHost[] }[] =>
+    const reports = (): { hosts: StatusJsonHost[] }[] =>
       watcher
         .output()
         .split("\n")
         .filter((l) => l.startsWith("{"))
-        .map((l) => JSON.parse(l) as { hosts: JsonHost[] });
-    const seen = (predicate: (h: JsonHost | undefined) => boolean) => () =>
+        .map((l) => JSON.parse(l) as { hosts: StatusJsonHost[] });
+    const seen = (predicate: (h: StatusJsonHost | undefined) => boolean) => () =>
       reports().some((r) => predicate(r.hosts.find((h) => h.host === HOST))) ? true : undefined;
 
     await waitFor("the first report", () => (reports().length > 0 ? true : undefined));
@@ -367,7 +348,7 @@ describe("ogygia status --watch with etcd", () => {
   });
 
   it("prints each new table after a blank line when stdout is not a terminal", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     const config = await publishConfig({ backend: "etcd", endpoint: etcd.endpoint, namespace });
     const root = await standardRoot();
     const watcher = startProcess(OGYGIA_BIN, ["status", "--watch"], {

@@ -5,24 +5,19 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { makeBootRoot, publishConfig, startPublisher, type BootRoot } from "./helpers/publish.js";
+import {
+  makeBootRoot,
+  publishConfig,
+  startPublisher,
+  type BootRoot,
+  type StatusJsonHost,
+} from "./helpers/publish.js";
 import { runCli } from "./helpers/cli.js";
 import { startEtcd, type EtcdServer } from "./helpers/etcd.js";
 import { waitFor, type ManagedProcess } from "./helpers/process.js";
 
 const HOSTS = 50;
 const NAMESPACE = "/fleet-of-fifty/versions";
-
-interface JsonHost {
-  host: string;
-  displayName: string;
-  current: string | null;
-  booted: string | null;
-  nextboot: string | null;
-  online: boolean | null;
-  rebootRequired: boolean | null;
-  updatedAt: string | null;
-}
 
 /** A distinct 40-character revision for each host and state. */
 function revision(host: number, state: number): string {
@@ -67,12 +62,12 @@ afterAll(async () => {
   await etcd.stop();
 });
 
-async function fleetStatus(): Promise<JsonHost[]> {
+async function fleetStatus(): Promise<StatusJsonHost[]> {
   const result = await runCli(["status", "--json"], {
     env: { OGYGIA_CONFIG: config, OGYGIA_HOSTNAME: "observer.example.org" },
   });
   expect(result.code).toBe(0);
-  return (JSON.parse(result.stdout) as { hosts: JsonHost[] }).hosts.filter(
+  return (JSON.parse(result.stdout) as { hosts: StatusJsonHost[] }).hosts.filter(
     (h) => !h.host.startsWith("observer"),
   );
 }

@@ -5,29 +5,22 @@
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
-import { makeBootRoot, publishConfig, startPublisher, type BootRoot } from "./helpers/publish.js";
+import {
+  REV,
+  publishConfig,
+  standardBootRoot,
+  startPublisher,
+  uniqueNamespace,
+  type BootRoot,
+  type StatusJsonHost,
+} from "./helpers/publish.js";
 import { OGYGIA_BIN, baseEnv, runCli } from "./helpers/cli.js";
 import { sleep, startProcess, waitFor, type ManagedProcess } from "./helpers/process.js";
 import { startZooKeeper, type ZooKeeperServer } from "./helpers/zookeeper.js";
 
-const REV = {
-  a: "a1b2c3d4e5f6a7b8c9d0a1b2c3d4e5f6a7b8c9d0",
-  b: "b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3",
-  c: "c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4",
-};
 const HOST = "web01.example.com";
 
-interface JsonHost {
-  host: string;
-  current: string | null;
-  booted: string | null;
-  nextboot: string | null;
-  online: boolean | null;
-  rebootRequired: boolean | null;
-}
-
 let zk: ZooKeeperServer;
-let namespaceCounter = 0;
 const started: ManagedProcess[] = [];
 const roots: BootRoot[] = [];
 
@@ -45,17 +38,8 @@ afterAll(async () => {
   await zk.stop();
 });
 
-function newNamespace(): string {
-  namespaceCounter += 1;
-  return `/publish-${process.pid}-${namespaceCounter}/versions`;
-}
-
 async function standardRoot(): Promise<BootRoot> {
-  const root = await makeBootRoot({
-    current: { revision: REV.a, kernel: "linux-6.6.1" },
-    booted: { revision: REV.a, kernel: "linux-6.6.1" },
-    nextboot: { revision: REV.b, kernel: "linux-6.6.2" },
-  });
+  const root = await standardBootRoot();
   roots.push(root);
   return root;
 }
@@ -89,17 +73,19 @@ async function waitAlive(
   );
 }
 
-async function statusOf(configFile: string): Promise<JsonHost | undefined> {
+async function statusOf(configFile: string): Promise<StatusJsonHost | undefined> {
   const result = await runCli(["status", "--json"], {
     env: { OGYGIA_CONFIG: configFile, OGYGIA_HOSTNAME: "observer.example.org" },
   });
   expect(result.code).toBe(0);
-  return (JSON.parse(result.stdout) as { hosts: JsonHost[] }).hosts.find((h) => h.host === HOST);
+  return (JSON.parse(result.stdout) as { hosts: StatusJsonHost[] }).hosts.find(
+    (h) => h.host === HOST,
+  );
 }
 
 describe("ogygia publish with ZooKeeper", () => {
   it("publishes the states and shows a state link change within a second", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     const configFile = await config(namespace);
     const root = await standardRoot();
     const proc = publisher(configFile, root);
@@ -127,7 +113,7 @@ describe("ogygia publish with ZooKeeper", () => {
   });
 
   it("shows offline at once after SIGTERM", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     // A session timeout far longer than the test: only closing it removes alive.
     const configFile = await config(namespace, 60);
     const root = await standardRoot();
@@ -140,7 +126,7 @@ describe("ogygia publish with ZooKeeper", () => {
   });
 
   it("shows offline after the session timeout when killed with SIGKILL", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     const configFile = await config(namespace, 4);
     const root = await standardRoot();
     const proc = publisher(configFile, root);
@@ -157,7 +143,7 @@ describe("ogygia publish with ZooKeeper", () => {
   });
 
   it("re-creates the ephemeral node in a new session after its session expires", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     const configFile = await config(namespace, 2);
     const root = await standardRoot();
     const proc = publisher(configFile, root);
@@ -186,7 +172,7 @@ describe("ogygia publish with ZooKeeper", () => {
   });
 
   it("recovers after the server freezes past the session timeout, publishing changes made meanwhile", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     const configFile = await config(namespace, 2);
     const root = await standardRoot();
     const proc = publisher(configFile, root);
@@ -218,20 +204,22 @@ describe("ogygia publish with ZooKeeper", () => {
 
 describe("ogygia status --watch with ZooKeeper", () => {
   it("prints a new JSON line when a host changes, appears or goes away", async () => {
-    const namespace = newNamespace();
+    const namespace = uniqueNamespace();
     const configFile = await config(namespace, 60);
     const root = await standardRoot();
     const watcher = startProcess(OGYGIA_BIN, ["status", "--watch", "--json"], {
       env: baseEnv({ OGYGIA_CONFIG: configFile, OGYGIA_HOSTNAME: "observer.example.org" }),
     });
     started.push(watcher);
-    const seen = (predicate: (h: JsonHost | undefined) => boolean) => () =>
+    const seen = (predicate: (h: StatusJsonHost | undefined) => boolean) => () =>
       watcher
         .output()
         .split("\n")
         .filter((l) => l.startsWith("{"))
         .some((l) =>
-          predicate((JSON.parse(l) as { hosts: JsonHost[] }).hosts.find((h) => h.host === HOST)),
+          predicate(
+            (JSON.parse(l) as { hosts: StatusJsonHost[] }).hosts.find((h) => h.host === HOST),
+          ),
         )
         ? true
         : undefined;

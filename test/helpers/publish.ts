@@ -94,6 +94,43 @@ export async function makeBootRoot(
   return { root, switchSystem, remove: () => removeDir(root) };
 }
 
+/** Full 40-character revisions for publish tests. */
+export const REV = {
+  a: "a1b2c3d4e5f6a7b8c9d0a1b2c3d4e5f6a7b8c9d0",
+  b: "b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3",
+  c: "c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4",
+  d: "d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5",
+};
+
+/** One host of `ogygia status --json`. */
+export interface StatusJsonHost {
+  host: string;
+  displayName: string;
+  current: string | null;
+  booted: string | null;
+  nextboot: string | null;
+  online: boolean | null;
+  rebootRequired: boolean | null;
+  updatedAt: string | null;
+}
+
+let namespaceCounter = 0;
+
+/** A namespace no other test of this process uses. */
+export function uniqueNamespace(): string {
+  namespaceCounter += 1;
+  return `/publish-${process.pid}-${namespaceCounter}/versions`;
+}
+
+/** A host running A and A, with B (a new kernel) as its next boot. */
+export function standardBootRoot(): Promise<BootRoot> {
+  return makeBootRoot({
+    current: { revision: REV.a, kernel: "linux-6.6.1" },
+    booted: { revision: REV.a, kernel: "linux-6.6.1" },
+    nextboot: { revision: REV.b, kernel: "linux-6.6.2" },
+  });
+}
+
 /** A config file for one backend, with short timeouts for tests. */
 export function publishConfig(options: {
   backend: "etcd" | "zookeeper";
