@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 
 import { OgygiaError } from "../core/index.js";
 import { NIX32_ALPHABET, encodeNix32 } from "../nix/index.js";
+import { prng, randomInt } from "../nix/test-support.js";
 import {
   MAX_BLOOM_BITS,
   MAX_BLOOM_CAPACITY,
@@ -24,22 +25,6 @@ import {
 const SEED = Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]);
 const HEADER = 56;
 const MAX_BYTES = 1 << 24;
-
-/** mulberry32: a small seeded PRNG in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomInt(random: () => number, n: number): number {
-  return Math.floor(random() * n);
-}
 
 function randomHashParts(random: () => number, count: number): string[] {
   const out: string[] = [];

@@ -21,6 +21,7 @@ import {
   type SecretKey,
   type TrustedKeys,
 } from "../nix/index.js";
+import { dirNode, fileNode, nar } from "../nix/test-support.js";
 import type { IrisLogger } from "./log.js";
 
 /** A logger that says nothing, for tests that assert on behaviour, not logs. */
@@ -33,44 +34,14 @@ export const QUIET_LOG: IrisLogger = {
   isLevelEnabled: () => false,
 };
 
-function str(token: string | Buffer): Buffer {
-  const bytes = typeof token === "string" ? Buffer.from(token) : token;
-  const length = Buffer.alloc(8);
-  length.writeUInt32LE(bytes.length, 0);
-  const padding = Buffer.alloc((8 - (bytes.length % 8)) % 8);
-  return Buffer.concat([length, bytes, padding]);
-}
-
 /** The NAR of a single regular file. */
 export function narOfFile(contents: Buffer): Buffer {
-  return Buffer.concat(
-    ["nix-archive-1", "(", "type", "regular", "contents", contents, ")"].map(str),
-  );
+  return nar(fileNode(contents));
 }
 
 /** The NAR of a directory holding one file `f`. */
 export function narOfDirectory(contents: Buffer): Buffer {
-  return Buffer.concat(
-    [
-      "nix-archive-1",
-      "(",
-      "type",
-      "directory",
-      "entry",
-      "(",
-      "name",
-      "f",
-      "node",
-      "(",
-      "type",
-      "regular",
-      "contents",
-      contents,
-      ")",
-      ")",
-      ")",
-    ].map(str),
-  );
+  return nar(dirNode([["f", fileNode(contents)]]));
 }
 
 export function sha256(data: Buffer): Buffer {

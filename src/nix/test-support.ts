@@ -1,5 +1,5 @@
 /**
- * Helpers shared by this folder's unit tests (not exported from index.ts):
+ * Helpers shared by unit tests (here and in src/iris; not exported from index.ts):
  * an independent NAR encoder, a seeded PRNG and temporary directories.
  */
 
