@@ -73,7 +73,14 @@ export async function startDaemon(config: IrisdConfig, log: IrisLogger): Promise
       const fetcher = createNarFetcher({ cache, log, metrics: p2pMetrics });
       resolvers.push(
         createCacheResolver(cache, p2pMetrics),
-        createPeerResolver({ peers, fetcher, storeDir, metrics: p2pMetrics }),
+        createPeerResolver({
+          peers,
+          fetcher,
+          storeDir,
+          metrics: p2pMetrics,
+          // The index (store and cache) exists once the resolvers do; until then nothing is local.
+          isLocal: (hashPart) => index?.has(hashPart) ?? false,
+        }),
       );
     }
     const cached = cache;

@@ -132,6 +132,21 @@ describe.each([
     expect(cache.get(hashPartOf(info.storePath))?.size).toBe(nar.length);
   });
 
+  it("downloads ahead of any client, once, and a client then joins or finds it cached", async () => {
+    const a = source("a");
+    const spec = specFor([a]);
+    const prefetching = fetcher.prefetch(spec);
+    // A client arriving meanwhile joins the download instead of starting another.
+    const out = client();
+    await fetcher.stream(spec, out, undefined);
+    expect(await prefetching).toBe(true);
+    expect(await fetcher.prefetch(spec)).toBe(false);
+    expect(a.opens).toEqual([0]);
+    expect(out.bytes().equals(nar)).toBe(true);
+    await settledCache();
+    expect(cache.get(hashPartOf(info.storePath))?.size).toBe(nar.length);
+  });
+
   it("fetches once for concurrent clients, each getting the whole NAR or its range", async () => {
     const a = source("a");
     const spec = specFor([a]);

@@ -73,6 +73,12 @@ export interface FetchSpec {
 export interface NarFetcher {
   /** Streams the NAR (or `range`) into `out` and ends it, joining or starting its download. */
   stream(spec: FetchSpec, out: Writable, range: ByteRange | undefined): Promise<void>;
+  /**
+   * Starts the NAR's download with no client (read-ahead), unless it is in
+   * flight already or too large to cache; it is verified and cached like
+   * any other. Resolves, once it is done, with whether a download started.
+   */
+  prefetch(spec: FetchSpec): Promise<boolean>;
 
   /** Downloads in flight (until their NAR is cached). */
   readonly active: number;
@@ -579,21 +585,33 @@ export function createNarFetcher(options: {
     }
   };
 
+  /** The download of `spec` in flight, or a new one. */
+  const join = (spec: FetchSpec): { fetch: Fetch; started: boolean } => {
+    const key = `${spec.hashPart}-${spec.narHash}`;
+    const known = inFlight.get(key);
+    // A failed download is forgotten as it fails; never join one that has.
+    if (known !== undefined && known.state !== "failed") return { fetch: known, started: false };
+    metrics?.cacheMiss();
+    const fetch = start(spec, key);
+    inFlight.set(key, fetch);
+    metrics?.downloads(inFlight.size);
+    return { fetch, started: true };
+  };
+
   return {
     get active() {
       return inFlight.size;
     },
     async stream(spec, out, range) {
-      const key = `${spec.hashPart}-${spec.narHash}`;
-      let fetch = inFlight.get(key);
-      // A failed download is forgotten as it fails; never join one that has.
-      if (fetch === undefined || fetch.state === "failed") {
-        metrics?.cacheMiss();
-        fetch = start(spec, key);
-        inFlight.set(key, fetch);
-        metrics?.downloads(inFlight.size);
-      }
-      await stream(fetch, out, range);
+      await stream(join(spec).fetch, out, range);
+    },
+    async prefetch(spec) {
+      // Only what the cache will keep (otherwise the bytes would be thrown away) and does not hold.
+      if (spec.narSize + spec.narInfo.length > cache.maxBytes) return false;
+      if (cache.get(spec.hashPart)?.narHash === spec.narHash) return false;
+      const { fetch, started } = join(spec);
+      if (started) await fetch.done;
+      return started;
     },
     async abortAll() {
       const all = [...inFlight.values()];

@@ -27,6 +27,8 @@ export interface P2pMetrics {
   downloads(count: number): void;
   indexSize(paths: number): void;
   indexRebuilt(reason: string): void;
+  /** A narinfo answered, or a NAR downloaded, ahead of a client's request. */
+  readAhead(kind: "narinfo" | "nar"): void;
 }
 
 /** Registers the peer-to-peer metrics on `registry`. */
@@ -120,6 +122,12 @@ export function createP2pMetrics(registry: Registry, prefix = "irisd_"): P2pMetr
     labelNames: ["reason"],
     registers,
   });
+  const readAheads = new Counter({
+    name: `${prefix}read_ahead_total`,
+    help: "Narinfos answered and NARs downloaded from peers ahead of a client's request, by kind.",
+    labelNames: ["kind"],
+    registers,
+  });
   return {
     peerRequest: (peer, kind, outcome) => {
       requests.inc({ peer, kind, outcome });
@@ -166,6 +174,9 @@ export function createP2pMetrics(registry: Registry, prefix = "irisd_"): P2pMetr
     },
     indexRebuilt: (reason) => {
       rebuilds.inc({ reason });
+    },
+    readAhead: (kind) => {
+      readAheads.inc({ kind });
     },
   };
 }

@@ -10,12 +10,30 @@
  *   verified answers for `ANSWER_TTL_MS` (Nix asks HEAD, then GET, then
  *   the NAR), and streams NARs through `NarFetcher` with every peer that
  *   answered the same NAR hash as a provider to fail over to.
+ *
+ * Read-ahead. Nix asks for one path at a time: `nix copy` and substitution
+ * walk the closure narinfo by narinfo, then fetch the NARs one by one, each
+ * request waiting for the one before. Through this daemon every request
+ * costs a round trip to a peer on top, and for the many small paths of a
+ * closure that round trip is most of the time. So once a client's narinfo
+ * was answered from peers:
+ *   - the narinfos of its references that this host does not hold are
+ *     looked up too, and theirs in turn (the closure, as Nix will walk
+ *     it), at most `READ_AHEAD_LOOKUPS` at a time and `READ_AHEAD_QUEUE`
+ *     waiting; the answers wait in the answer cache for Nix's request;
+ *   - its NAR, when at most `readAheadNarBytes`, is downloaded (verified and
+ *     cached as usual), at most `READ_AHEAD_NARS` at a time, because Nix
+ *     asks for the NAR of nearly every narinfo it asks for.
+ * The cost when Nix does not come back for them (a query such as
+ * `nix path-info`, or references the client already holds): one small
+ * narinfo request per reference, and small NARs in the cache.
  */
 
 import { open } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 
 import { OgygiaError, hasErrorCode } from "../core/index.js";
+import { HASH_PART_LENGTH } from "../nix/index.js";
 import type { NarCache } from "./nar-cache.js";
 import type { FetchSpec, NarFetcher, NarSource } from "./nar-fetch.js";
 import type { P2pMetrics } from "./p2p-metrics.js";
@@ -31,6 +49,14 @@ import type { PathResolver, ServedNar, ServedNarInfo } from "./resolve.js";
 
 /** How long a verified peer answer is reused (narinfo HEAD, GET and the NAR). */
 export const ANSWER_TTL_MS = 30_000;
+/** Read-ahead narinfo lookups running at once. */
+export const READ_AHEAD_LOOKUPS = 8;
+/** Read-ahead NAR downloads running at once. */
+export const READ_AHEAD_NARS = 4;
+/** Read-ahead work waiting to run, beyond which more is dropped. */
+export const READ_AHEAD_QUEUE = 4096;
+/** Default largest NAR downloaded ahead of Nix's request for it. */
+export const READ_AHEAD_NAR_BYTES = 1024 * 1024;
 const MAX_ANSWERS = 16_384;
 const CACHE_READ_CHUNK = 1024 * 1024;
 
@@ -117,14 +143,56 @@ export interface PeerResolverOptions {
   storeDir: string;
   metrics?: P2pMetrics | undefined;
   now?: () => number;
+  /**
+   * Read-ahead (module comment): whether this host serves a hash part
+   * itself (its store or the NAR cache), so it is not looked up ahead.
+   * Without it, nothing is read ahead.
+   */
+  isLocal?: (hashPart: string) => boolean;
+  /** Largest NAR downloaded ahead (default `READ_AHEAD_NAR_BYTES`; 0: none). */
+  readAheadNarBytes?: number;
+}
+
+/** Runs queued tasks, at most `limit` at once; drops tasks beyond `capacity` waiting. */
+function createTaskQueue(
+  limit: number,
+  capacity: number,
+): (task: () => Promise<unknown>) => boolean {
+  const waiting: (() => Promise<unknown>)[] = [];
+  let running = 0;
+  const next = (): void => {
+    while (running < limit) {
+      const task = waiting.shift();
+      if (task === undefined) return;
+      running += 1;
+      // Read-ahead failures change nothing: the client's own request will ask again.
+      void task()
+        .catch(() => undefined)
+        .finally(() => {
+          running -= 1;
+          next();
+        });
+    }
+  };
+  return (task) => {
+    if (waiting.length >= capacity) return false;
+    waiting.push(task);
+    next();
+    return true;
+  };
 }
 
 /** Paths from peers; see the module comment. */
 export function createPeerResolver(options: PeerResolverOptions): PathResolver {
-  const { peers, fetcher, storeDir, metrics } = options;
+  const { peers, fetcher, storeDir, metrics, isLocal } = options;
   const now = options.now ?? (() => performance.now());
+  const readAheadNarBytes = options.readAheadNarBytes ?? READ_AHEAD_NAR_BYTES;
   const answers = new Map<string, PeerPath>();
   const lookups = new Map<string, Promise<PeerPath | undefined>>();
+  const queueLookup = createTaskQueue(READ_AHEAD_LOOKUPS, READ_AHEAD_QUEUE);
+  const queueNar = createTaskQueue(READ_AHEAD_NARS, READ_AHEAD_QUEUE);
+  /** Hash parts being read ahead (queued or running), so each is queued once at a time. */
+  const readingAhead = new Set<string>();
 
   const remember = (hashPart: string, answer: PeerAnswer): void => {
     const t = now();
@@ -246,13 +314,57 @@ export function createPeerResolver(options: PeerResolverOptions): PathResolver {
     };
   };
 
+  /** Looks up, ahead of Nix, the references of `path` this host does not serve. */
+  const readReferencesAhead = (path: PeerPath): void => {
+    if (isLocal === undefined) return;
+    for (const reference of path.verdict.info.references) {
+      // Verified narinfo references are store paths in `storeDir`.
+      const hashPart = reference.slice(storeDir.length + 1, storeDir.length + 1 + HASH_PART_LENGTH);
+      if (hashPart === path.hashPart || readingAhead.has(hashPart)) continue;
+      const known = answers.get(hashPart);
+      if ((known !== undefined && known.expiresAt > now()) || lookups.has(hashPart)) continue;
+      if (isLocal(hashPart)) continue;
+      readingAhead.add(hashPart);
+      const queued = queueLookup(async () => {
+        try {
+          const found = await resolve(hashPart);
+          if (found !== undefined) {
+            metrics?.readAhead("narinfo");
+            readReferencesAhead(found);
+          }
+        } finally {
+          readingAhead.delete(hashPart);
+        }
+      });
+      if (!queued) readingAhead.delete(hashPart);
+    }
+  };
+
+  /** After a client's narinfo: its small NAR and its references, ahead of Nix. */
+  const readAhead = (path: PeerPath): void => {
+    if (isLocal === undefined) return;
+    if (path.verdict.info.narSize <= readAheadNarBytes) {
+      queueNar(async () => {
+        // Still the answer, and not cached meanwhile (by a client's own request).
+        if (answers.get(path.hashPart) !== path || isLocal(path.hashPart)) return;
+        if (await fetcher.prefetch(specOf(path))) metrics?.readAhead("nar");
+      });
+    }
+    readReferencesAhead(path);
+  };
+
+  const answer = (path: PeerPath): ServedNarInfo => {
+    readAhead(path);
+    return served(path);
+  };
+
   return {
     name: "peers",
     local: false,
     narInfo(hashPart) {
       const found = resolve(hashPart);
-      if (found instanceof Promise) return found.then((p) => (p === undefined ? p : served(p)));
-      return found === undefined ? undefined : served(found);
+      if (found instanceof Promise) return found.then((p) => (p === undefined ? p : answer(p)));
+      return found === undefined ? undefined : answer(found);
     },
     nar(hashPart, narHash) {
       const found = resolve(hashPart);
