@@ -20,6 +20,10 @@
  * (they were before the rename, and clients check every NAR against its
  * signed hash anyway).
  *
+ * Small entries (up to `SMALL_NAR_BYTES`) are also held in memory, within
+ * `NAR_MEMORY_BYTES`, least recently used out first: a NAR downloaded into
+ * memory is kept as it is stored, one read from disk is kept once read.
+ *
  * Eviction: an entry not served for `timeToIdleMs` is removed (a sweep runs
  * every quarter of that, at most every minute); storing an entry first
  * removes the least recently served ones until it fits under `maxBytes`
@@ -40,6 +44,7 @@ import { OgygiaError, errorMessage, hasErrorCode } from "../core/index.js";
 import type { TrustedKeys } from "../nix/index.js";
 import { errorFields, type IrisLogger } from "./log.js";
 import type { P2pMetrics } from "./p2p-metrics.js";
+import { createByteLru } from "./local-store.js";
 import { verifyPeerNarInfo } from "./peer-narinfo.js";
 
 export interface CacheEntry {
@@ -93,6 +98,10 @@ export interface NarCache {
   touch(entry: CacheEntry): void;
   /** The file of an entry (the NAR starts at `entry.offset`). */
   entryPath(entry: CacheEntry): string;
+  /** A small entry's NAR, when it is held in memory too (see `SMALL_NAR_BYTES`). */
+  narBytes(entry: CacheEntry): Buffer | undefined;
+  /** Holds a small entry's NAR in memory (read from its file, or given at `store`). */
+  keepNarBytes(entry: CacheEntry, nar: Buffer): void;
   hashParts(): IterableIterator<string>;
   /** A new temporary entry file holding the header for `narInfo`, open to write the NAR. */
   createTemp(narInfo: Buffer): Promise<TempEntry & { handle: FileHandle }>;
@@ -107,6 +116,8 @@ export interface NarCache {
   store(
     temp: TempEntry,
     entry: Omit<CacheEntry, "offset" | "lastAccess" | "persistedAccess">,
+    /** The NAR's bytes, already in memory: kept there too when small. */
+    nar?: Buffer,
   ): Promise<boolean>;
   /** Removes a temporary file that will not be stored. */
   discard(temp: TempEntry): Promise<void>;
@@ -117,6 +128,16 @@ export interface NarCache {
   onChange(listener: (event: CacheEvent) => void): void;
   close(): void;
 }
+
+/**
+ * Entries up to this size are also held in memory (most recently used
+ * first, `NAR_MEMORY_BYTES` in all), so serving the many small NARs of a
+ * closure costs no disk read: a file read is several round trips to the
+ * libuv pool, which on a busy host cost more than sending the bytes.
+ */
+export const SMALL_NAR_BYTES = 1024 * 1024;
+/** Bytes of small entries' NARs held in memory. */
+export const NAR_MEMORY_BYTES = 32 * 1024 * 1024;
 
 const ENTRY_NAME = /^([0-9a-df-np-sv-z]{32})-([0-9a-df-np-sv-z]{52})\.entry$/;
 const MAGIC = Buffer.from("IRISNC1\n", "latin1");
@@ -298,6 +319,10 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
   }
   const fileOf = (entry: { hashPart: string; narHash: string }): string =>
     path.join(dir, `${entry.hashPart}-${entry.narHash}.entry`);
+  // Keyed by file name: an entry replaced or evicted is never looked up again by it.
+  const smallNars = createByteLru(NAR_MEMORY_BYTES);
+  const keyOf = (entry: { hashPart: string; narHash: string }): string =>
+    `${entry.hashPart}-${entry.narHash}`;
 
   /** Removes an entry from the index at once, and its file. */
   const evict = async (
@@ -387,6 +412,12 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
       });
     },
     entryPath: (entry) => fileOf(entry),
+    narBytes: (entry) => (entry.size <= SMALL_NAR_BYTES ? smallNars.get(keyOf(entry)) : undefined),
+    keepNarBytes(entry, nar) {
+      if (entry.size <= SMALL_NAR_BYTES && nar.length === entry.size) {
+        smallNars.set(keyOf(entry), nar);
+      }
+    },
     hashParts: () => entries.keys(),
     async createTemp(narInfo) {
       const file = path.join(dir, `${TEMP_PREFIX}${randomBytes(12).toString("hex")}`);
@@ -425,7 +456,7 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
       await closeFd(fd);
       return { path: file, offset: header.length };
     },
-    store(temp, fields) {
+    store(temp, fields, nar) {
       return exclusive(async () => {
         const needed = footprint(fields);
         if (needed > maxBytes) {
@@ -453,6 +484,9 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
         };
         entries.set(entry.hashPart, entry);
         totalBytes += needed;
+        if (nar !== undefined && entry.size <= SMALL_NAR_BYTES && nar.length === entry.size) {
+          smallNars.set(keyOf(entry), nar);
+        }
         metrics?.cacheStored(entry.size);
         publish();
         emit({ type: "added", hashPart: entry.hashPart });
@@ -473,6 +507,7 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
     },
     close() {
       clearInterval(sweeper);
+      smallNars.clear();
     },
   };
 }

@@ -33,7 +33,7 @@ import type { Writable } from "node:stream";
 import { OgygiaError } from "../core/index.js";
 import { checkNarExpectations, createNarParser, hashFromDigest, type Hash } from "../nix/index.js";
 import { errorFields, type IrisLogger } from "./log.js";
-import type { NarCache, TempEntry } from "./nar-cache.js";
+import { SMALL_NAR_BYTES, type NarCache, type TempEntry } from "./nar-cache.js";
 import type { P2pMetrics } from "./p2p-metrics.js";
 import type { ContentCheck } from "./peer-narinfo.js";
 import type { ByteRange } from "./resolve.js";
@@ -442,13 +442,22 @@ export function createNarFetcher(options: {
       await cache.finishTemp(temp);
     }
     if (temp === undefined) return;
-    const stored = await cache.store(temp, {
-      hashPart: spec.hashPart,
-      narHash: spec.narHash,
-      size: spec.narSize,
-      storePath: spec.storePath,
-      narInfo: spec.narInfo,
-    });
+    // A small NAR in memory stays there too: the cache serves it without reading the file.
+    const nar =
+      fetch.inMemory && spec.narSize <= SMALL_NAR_BYTES
+        ? Buffer.concat(fetch.memory.buffers, spec.narSize)
+        : undefined;
+    const stored = await cache.store(
+      temp,
+      {
+        hashPart: spec.hashPart,
+        narHash: spec.narHash,
+        size: spec.narSize,
+        storePath: spec.storePath,
+        narInfo: spec.narInfo,
+      },
+      nar,
+    );
     if (!stored)
       log.debug({ storePath: spec.storePath, size: spec.narSize }, "NAR too large to cache");
   };

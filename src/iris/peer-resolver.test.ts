@@ -1,14 +1,22 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { unlink } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Writable } from "node:stream";
+
 import { describe, expect, it } from "vitest";
 
 import { formatHash, type NarInfo } from "../nix/index.js";
+import { openNarCache, type NarCache } from "./nar-cache.js";
 import type { FetchSpec, NarFetcher } from "./nar-fetch.js";
-import { hashPartOf, narOfFile, signedInfo, testKey } from "./p2p-test-support.js";
-import { createPeerResolver } from "./peer-resolver.js";
+import { hashPartOf, narOfFile, signedInfo, testKey, QUIET_LOG } from "./p2p-test-support.js";
+import { renderPeerNarInfo } from "./peer-narinfo.js";
+import { createCacheResolver, createPeerResolver } from "./peer-resolver.js";
 import type { Peer, PeerSet, VerifiedNarInfo } from "./peers.js";
 import type { ServedNarInfo } from "./resolve.js";
 
 const STORE = "/nix/store";
-const { secret } = testKey("resolver-test-1");
+const { secret, trusted } = testKey("resolver-test-1");
 
 /** A path with a NAR of `size` bytes referring to `references`. */
 function pathInfo(name: string, size: number, references: NarInfo[] = []): NarInfo {
@@ -148,5 +156,100 @@ describe("the peer resolver's read-ahead", () => {
     expect(await answer).toBeDefined();
     await settle();
     expect(fetcher.prefetched).toEqual([]);
+  });
+});
+
+describe("the cache resolver", () => {
+  /** A cache in a fresh folder holding one entry for `nar`; `inMemory` hands the bytes to `store`. */
+  async function cacheWith(
+    nar: Buffer,
+    inMemory: boolean,
+  ): Promise<{ cache: NarCache; hashPart: string; narHash: string; dir: string }> {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "ogygia-cache-resolver-"));
+    const cache = await openNarCache({
+      dir,
+      maxBytes: 64 * 1024 * 1024,
+      timeToIdleMs: 60_000,
+      trusted,
+      storeDir: STORE,
+      log: QUIET_LOG,
+    });
+    const info = signedInfo(nar, secret);
+    const narInfo = renderPeerNarInfo(info, STORE);
+    const temp = await cache.createTemp(narInfo);
+    await temp.handle.write(nar, 0, nar.length, temp.offset);
+    await temp.handle.close();
+    const hashPart = hashPartOf(info.storePath);
+    const narHash = formatHash(info.narHash, "nix32", false);
+    const fields = { hashPart, narHash, size: nar.length, storePath: info.storePath, narInfo };
+    await cache.store(temp, fields, inMemory ? nar : undefined);
+    return { cache, hashPart, narHash, dir };
+  }
+
+  async function served(
+    cache: NarCache,
+    hashPart: string,
+    narHash: string,
+    range?: { start: number; length: number },
+  ): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    const out = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(chunk);
+        callback();
+      },
+    });
+    const nar = await createCacheResolver(cache).nar(hashPart, narHash);
+    if (nar === undefined) throw new Error("not served");
+    await nar.send(out, range);
+    return Buffer.concat(chunks);
+  }
+
+  const small = narOfFile(Buffer.alloc(5000, "s"));
+
+  it("serves a small NAR stored with its bytes from memory, the file not read", async () => {
+    const { cache, hashPart, narHash, dir } = await cacheWith(small, true);
+    try {
+      const entry = cache.get(hashPart);
+      if (entry === undefined) throw new Error("not cached");
+      await unlink(cache.entryPath(entry));
+      expect((await served(cache, hashPart, narHash)).equals(small)).toBe(true);
+      expect(
+        (await served(cache, hashPart, narHash, { start: 100, length: 50 })).equals(
+          small.subarray(100, 150),
+        ),
+      ).toBe(true);
+    } finally {
+      cache.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("reads a small NAR stored without its bytes whole once, then serves it from memory", async () => {
+    const { cache, hashPart, narHash, dir } = await cacheWith(small, false);
+    try {
+      const entry = cache.get(hashPart);
+      if (entry === undefined) throw new Error("not cached");
+      expect(cache.narBytes(entry)).toBeUndefined();
+      expect((await served(cache, hashPart, narHash)).equals(small)).toBe(true);
+      expect(cache.narBytes(entry)?.equals(small)).toBe(true);
+    } finally {
+      cache.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("streams a large NAR from its file, never holding it in memory", async () => {
+    const large = narOfFile(Buffer.alloc(1536 * 1024, "l"));
+    const { cache, hashPart, narHash, dir } = await cacheWith(large, true);
+    try {
+      const entry = cache.get(hashPart);
+      if (entry === undefined) throw new Error("not cached");
+      expect((await served(cache, hashPart, narHash)).equals(large)).toBe(true);
+      expect(cache.narBytes(entry)).toBeUndefined();
+    } finally {
+      cache.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -34,7 +34,7 @@ import { pipeline } from "node:stream/promises";
 
 import { OgygiaError, hasErrorCode } from "../core/index.js";
 import { HASH_PART_LENGTH } from "../nix/index.js";
-import type { NarCache } from "./nar-cache.js";
+import { SMALL_NAR_BYTES, type CacheEntry, type NarCache } from "./nar-cache.js";
 import type { FetchSpec, NarFetcher, NarSource } from "./nar-fetch.js";
 import type { P2pMetrics } from "./p2p-metrics.js";
 import { contentCheckFor, renderPeerNarInfo } from "./peer-narinfo.js";
@@ -60,6 +60,42 @@ export const READ_AHEAD_NAR_BYTES = 1024 * 1024;
 const MAX_ANSWERS = 16_384;
 const CACHE_READ_CHUNK = 1024 * 1024;
 
+/** Throws the error for a cache entry whose file vanished. */
+function vanished(cache: NarCache, entry: CacheEntry): never {
+  cache.drop(entry);
+  throw new OgygiaError(
+    "ERR_OGYGIA_IRISD",
+    `the cached NAR of ${entry.storePath} vanished (evicted or removed)`,
+  );
+}
+
+/** A small entry's NAR read whole (and then kept in memory); undefined for a larger one. */
+async function readSmallEntry(cache: NarCache, entry: CacheEntry): Promise<Buffer | undefined> {
+  if (entry.size > SMALL_NAR_BYTES) return undefined;
+  let handle;
+  try {
+    handle = await open(cache.entryPath(entry), "r");
+  } catch (err) {
+    if (!hasErrorCode(err, "ENOENT")) throw err;
+    vanished(cache, entry);
+  }
+  try {
+    const nar = Buffer.allocUnsafe(entry.size);
+    const { bytesRead } = await handle.read(nar, 0, entry.size, entry.offset);
+    if (bytesRead !== entry.size) {
+      cache.drop(entry);
+      throw new OgygiaError(
+        "ERR_OGYGIA_IRISD",
+        `the cache entry of ${entry.storePath} is short: ${bytesRead} of ${entry.size} NAR bytes`,
+      );
+    }
+    cache.keepNarBytes(entry, nar);
+    return nar;
+  } finally {
+    await handle.close();
+  }
+}
+
 /** NARs and narinfos from the NAR cache. */
 export function createCacheResolver(cache: NarCache, metrics?: P2pMetrics): PathResolver {
   return {
@@ -82,16 +118,19 @@ export function createCacheResolver(cache: NarCache, metrics?: P2pMetrics): Path
         narHash,
         source: "cache",
         async send(out, range) {
+          const bytes = cache.narBytes(entry) ?? (await readSmallEntry(cache, entry));
+          if (bytes !== undefined) {
+            out.end(
+              range === undefined ? bytes : bytes.subarray(range.start, range.start + range.length),
+            );
+            return;
+          }
           let handle;
           try {
             handle = await open(cache.entryPath(entry), "r");
           } catch (err) {
             if (!hasErrorCode(err, "ENOENT")) throw err;
-            cache.drop(entry);
-            throw new OgygiaError(
-              "ERR_OGYGIA_IRISD",
-              `the cached NAR of ${entry.storePath} vanished (evicted or removed)`,
-            );
+            vanished(cache, entry);
           }
           try {
             const { size } = await handle.stat();
