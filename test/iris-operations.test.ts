@@ -6,7 +6,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile, readdir } from "node:fs/promises";
 import http from "node:http";
 import net from "node:net";
 import path from "node:path";
@@ -159,6 +159,42 @@ describe("listening", () => {
     for (const url of irisd.urls) {
       expect((await httpRequest(`${url}/nix-cache-info`)).status).toBe(200);
     }
+  });
+});
+
+describe("helper threads", () => {
+  /** Nice value of each thread of `pid` (field 19 of /proc/<pid>/task/<tid>/stat). */
+  async function niceValues(pid: number): Promise<Map<number, number>> {
+    const values = new Map<number, number>();
+    for (const tid of await readdir(`/proc/${pid}/task`)) {
+      const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      values.set(Number(tid), Number(fields[16]));
+    }
+    return values;
+  }
+
+  it("run at helper_thread_nice (default 19) while the request thread keeps its priority", async () => {
+    const irisd = await startIrisd({ storeRoot: store.root });
+    await waitFor("the priority log line", () =>
+      irisd.logs().find((l) => l.msg === "helper threads at lower CPU priority"),
+    );
+    const nice = await niceValues(irisd.pid);
+    expect(nice.get(irisd.pid)).toBe(0);
+    const helpers = [...nice].filter(([tid]) => tid !== irisd.pid);
+    // V8's platform threads and libuv's pool at least.
+    expect(helpers.length).toBeGreaterThanOrEqual(8);
+    expect(helpers.every(([, value]) => value === 19)).toBe(true);
+    // The daemon still serves.
+    expect((await httpRequest(`${irisd.url}/nix-cache-info`)).status).toBe(200);
+  });
+
+  it("are left alone with helper_thread_nice = 0", async () => {
+    const irisd = await startIrisd({ storeRoot: store.root, helperThreadNice: 0 });
+    expect((await httpRequest(`${irisd.url}/nix-cache-info`)).status).toBe(200);
+    const nice = await niceValues(irisd.pid);
+    expect([...nice.values()].every((value) => value === 0)).toBe(true);
+    expect(irisd.logs().some((l) => l.msg === "helper threads at lower CPU priority")).toBe(false);
   });
 });
 

@@ -36,6 +36,7 @@ describe("parseIrisdConfig", () => {
         priority: 30,
         logLevel: "info",
         shutdownTimeoutSecs: 30,
+        helperThreadNice: 19,
       },
       store: { root: "/", narMemoryCacheBytes: 64 * 1024 * 1024 },
       signing: { secretKeyFiles: [] },
@@ -58,6 +59,7 @@ listen = ["10.0.0.1:35742", "[::1]:8080", "localhost:0"]
 priority = 10
 log_level = "debug"
 shutdown_timeout_secs = 5
+helper_thread_nice = 10
 
 [store]
 root = "/tmp/store"
@@ -92,6 +94,7 @@ peer_ttl_secs = 30
       priority: 10,
       logLevel: "debug",
       shutdownTimeoutSecs: 5,
+      helperThreadNice: 10,
     });
     expect(config.store).toEqual({ root: "/tmp/store", narMemoryCacheBytes: 0 });
     expect(config.signing.secretKeyFiles).toEqual(["/run/keys/cache.secret"]);

@@ -117,6 +117,15 @@ export const irisdConfigSchema = table({
           min: 0,
           max: 3600,
         }),
+        helper_thread_nice: integer({
+          description:
+            "Nice value (Linux) of the daemon's helper threads: V8's garbage collector and " +
+            "compilers, and libuv's pool that writes the NAR cache. They yield to the Nix " +
+            "client sharing the host and to the thread serving requests; 0 leaves them as they are.",
+          default: 19,
+          min: 0,
+          max: 19,
+        }),
       },
     }),
     store: table({
@@ -233,6 +242,7 @@ export interface IrisdConfig {
     priority: number;
     logLevel: LogLevel;
     shutdownTimeoutSecs: number;
+    helperThreadNice: number;
   };
   store: { root: string; narMemoryCacheBytes: number };
   signing: { secretKeyFiles: string[] };
@@ -310,6 +320,7 @@ export async function parseIrisdConfig(
       priority: raw.server.priority,
       logLevel: raw.server.log_level as LogLevel,
       shutdownTimeoutSecs: raw.server.shutdown_timeout_secs,
+      helperThreadNice: raw.server.helper_thread_nice,
     },
     store: { root: raw.store.root, narMemoryCacheBytes: raw.store.nar_memory_cache_bytes },
     signing: { secretKeyFiles: raw.signing.secret_key_files },

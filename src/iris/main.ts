@@ -15,6 +15,7 @@ import { irisdConfigSource, loadIrisdConfig, CONFIG_ENV, DEFAULT_CONFIG_PATH } f
 import { startDaemon } from "./daemon.js";
 import { createIrisLogger, errorFields, type IrisLogger } from "./log.js";
 import { notifySystemd } from "./notify.js";
+import { lowerHelperThreadsLogged } from "./thread-priority.js";
 import { loadSigningKeys } from "./signing.js";
 
 const EXIT_USAGE = 2;
@@ -89,6 +90,7 @@ async function serve(configFlag: string | undefined): Promise<number> {
   }
   const running = daemon;
   const logger = log;
+  await lowerHelperThreadsLogged(config.server.helperThreadNice, log);
   await notifySystemd("READY=1", { log });
 
   return new Promise<number>((resolve) => {

@@ -44,6 +44,8 @@ export interface IrisdConfigOptions {
   priority?: number;
   logLevel?: string;
   shutdownTimeoutSecs?: number;
+  /** `[server] helper_thread_nice`. */
+  helperThreadNice?: number;
   /** `[signing] secret_key_files`. */
   secretKeyFiles?: string[];
   /** `[peers] urls`. */
@@ -104,6 +106,9 @@ export function irisdConfigText(options: IrisdConfigOptions): string {
   lines.push(`log_level = ${tomlString(options.logLevel ?? "info")}`);
   if (options.shutdownTimeoutSecs !== undefined) {
     lines.push(`shutdown_timeout_secs = ${options.shutdownTimeoutSecs}`);
+  }
+  if (options.helperThreadNice !== undefined) {
+    lines.push(`helper_thread_nice = ${options.helperThreadNice}`);
   }
   lines.push("", "[store]", `root = ${tomlString(options.storeRoot)}`);
   if (options.secretKeyFiles !== undefined) {
