@@ -121,6 +121,9 @@ describe("three irisd nodes", () => {
       );
     }
     expect(nodeC.logs().filter((l) => l.level >= 50)).toEqual([]);
+    // Nix asked for the top path first: C looked up the rest of the closure ahead of it.
+    const metrics = (await httpRequest(`${nodeC.url}/metrics`)).body.toString("utf8");
+    expect(metrics).toMatch(/^irisd_read_ahead_total\{kind="narinfo"\} [1-9]/m);
   });
 
   it("a second copy is served from C's cache with B stopped", async () => {

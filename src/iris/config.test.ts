@@ -40,7 +40,7 @@ describe("parseIrisdConfig", () => {
       },
       store: { root: "/", narMemoryCacheBytes: 64 * 1024 * 1024 },
       signing: { secretKeyFiles: [] },
-      peers: { urls: [] },
+      peers: { urls: [], readAhead: true, readAheadNarBytes: 1024 * 1024 },
       trust: { trustedKeys: [] },
       cache: {
         dir: "/var/cache/ogygia-irisd",
@@ -70,6 +70,8 @@ secret_key_files = ["/run/keys/cache.secret"]
 
 [peers]
 urls = ["http://10.0.0.2:35742", "https://peer.example"]
+read_ahead = false
+read_ahead_nar_bytes = 0
 
 [trust]
 trusted_keys = ["${PUBLIC_KEY}"]
@@ -98,7 +100,11 @@ peer_ttl_secs = 30
     });
     expect(config.store).toEqual({ root: "/tmp/store", narMemoryCacheBytes: 0 });
     expect(config.signing.secretKeyFiles).toEqual(["/run/keys/cache.secret"]);
-    expect(config.peers.urls).toEqual(["http://10.0.0.2:35742", "https://peer.example"]);
+    expect(config.peers).toEqual({
+      urls: ["http://10.0.0.2:35742", "https://peer.example"],
+      readAhead: false,
+      readAheadNarBytes: 0,
+    });
     expect(config.trust.trustedKeys).toEqual([PUBLIC_KEY]);
     expect(config.cache).toEqual({ dir: "/var/cache/x", maxSizeBytes: 1000, timeToIdleSecs: 60 });
     expect(config.bloom).toEqual({ falsePositiveRate: 0.001, peerTtlSecs: 30 });

@@ -13,6 +13,7 @@ import { isIP } from "node:net";
 import path from "node:path";
 
 import {
+  boolean,
   integer,
   locateKeys,
   number,
@@ -168,6 +169,20 @@ export const irisdConfigSchema = table({
           default: [],
           check: checkPeerUrl,
         }),
+        read_ahead: boolean({
+          description:
+            "Once a client's narinfo came from peers, look up the narinfos of its closure " +
+            "ahead of the client (Nix asks for one path at a time).",
+          default: true,
+        }),
+        read_ahead_nar_bytes: integer({
+          description:
+            "With read_ahead: download the NAR of a narinfo a client asked for, ahead of " +
+            "its request, when at most this large; 0: never.",
+          default: 1024 * 1024,
+          min: 0,
+          max: 32 * 1024 * 1024,
+        }),
       },
     }),
     trust: table({
@@ -246,7 +261,7 @@ export interface IrisdConfig {
   };
   store: { root: string; narMemoryCacheBytes: number };
   signing: { secretKeyFiles: string[] };
-  peers: { urls: string[] };
+  peers: { urls: string[]; readAhead: boolean; readAheadNarBytes: number };
   trust: { trustedKeys: string[] };
   cache: { dir: string; maxSizeBytes: number; timeToIdleSecs: number };
   bloom: { falsePositiveRate: number; peerTtlSecs: number };
@@ -324,7 +339,11 @@ export async function parseIrisdConfig(
     },
     store: { root: raw.store.root, narMemoryCacheBytes: raw.store.nar_memory_cache_bytes },
     signing: { secretKeyFiles: raw.signing.secret_key_files },
-    peers: { urls: raw.peers.urls },
+    peers: {
+      urls: raw.peers.urls,
+      readAhead: raw.peers.read_ahead,
+      readAheadNarBytes: raw.peers.read_ahead_nar_bytes,
+    },
     trust: { trustedKeys: raw.trust.trusted_keys },
     cache: {
       dir: raw.cache.dir,

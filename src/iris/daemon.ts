@@ -79,7 +79,8 @@ export async function startDaemon(config: IrisdConfig, log: IrisLogger): Promise
           storeDir,
           metrics: p2pMetrics,
           // The index (store and cache) exists once the resolvers do; until then nothing is local.
-          isLocal: (hashPart) => index?.has(hashPart) ?? false,
+          isLocal: config.peers.readAhead ? (hashPart) => index?.has(hashPart) ?? false : undefined,
+          readAheadNarBytes: config.peers.readAheadNarBytes,
         }),
       );
     }
