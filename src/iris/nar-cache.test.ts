@@ -5,10 +5,8 @@ import path from "node:path";
 
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
-import { formatHash } from "../nix/index.js";
 import { openNarCache, type NarCache, type NarCacheOptions } from "./nar-cache.js";
-import { hashPartOf, narOfFile, signedInfo, testKey, QUIET_LOG } from "./p2p-test-support.js";
-import { renderPeerNarInfo } from "./peer-narinfo.js";
+import { narOfFile, putCacheEntry, signedInfo, testKey, QUIET_LOG } from "./p2p-test-support.js";
 
 const STORE = "/nix/store";
 const { secret, trusted } = testKey("cache-test-1");
@@ -41,20 +39,7 @@ function open(options: Partial<NarCacheOptions> = {}): Promise<NarCache> {
 /** Stores a verified NAR of `size` content bytes; returns its hash part. */
 async function put(cache: NarCache, size: number, fill = "x"): Promise<string> {
   const nar = narOfFile(Buffer.alloc(size, fill));
-  const info = signedInfo(nar, secret);
-  const narInfo = renderPeerNarInfo(info, STORE);
-  const temp = await cache.createTemp(narInfo);
-  await temp.handle.write(nar, 0, nar.length, temp.offset);
-  await temp.handle.close();
-  const hashPart = hashPartOf(info.storePath);
-  await cache.store(temp, {
-    hashPart,
-    narHash: formatHash(info.narHash, "nix32", false),
-    size: nar.length,
-    storePath: info.storePath,
-    narInfo,
-  });
-  return hashPart;
+  return (await putCacheEntry(cache, nar, signedInfo(nar, secret))).hashPart;
 }
 
 async function folderBytes(): Promise<number> {

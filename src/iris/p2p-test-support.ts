@@ -11,6 +11,7 @@ import {
   createTrustedKeys,
   encodeNix32,
   formatContentAddress,
+  formatHash,
   generateSecretKey,
   hashFromDigest,
   parseSecretKey,
@@ -23,6 +24,8 @@ import {
 } from "../nix/index.js";
 import { dirNode, fileNode, nar } from "../nix/test-support.js";
 import type { IrisLogger } from "./log.js";
+import type { NarCache } from "./nar-cache.js";
+import { renderPeerNarInfo } from "./peer-narinfo.js";
 
 /** A logger that says nothing, for tests that assert on behaviour, not logs. */
 export const QUIET_LOG: IrisLogger = {
@@ -100,4 +103,25 @@ export function narInfoText(info: NarInfo): string {
 
 export function hashPartOf(storePath: string): string {
   return parseStorePath(storePath).hashPart;
+}
+
+/**
+ * Writes `nar` (of `info`) into `cache` as a verified download would and
+ * stores it; `inMemory` hands the bytes to `store` too. Returns the entry's names.
+ */
+export async function putCacheEntry(
+  cache: NarCache,
+  nar: Buffer,
+  info: NarInfo,
+  options: { inMemory?: boolean } = {},
+): Promise<{ hashPart: string; narHash: string }> {
+  const narInfo = renderPeerNarInfo(info, "/nix/store");
+  const temp = await cache.createTemp(narInfo);
+  await temp.handle.write(nar, 0, nar.length, temp.offset);
+  await temp.handle.close();
+  const hashPart = parseStorePath(info.storePath).hashPart;
+  const narHash = formatHash(info.narHash, "nix32", false);
+  const fields = { hashPart, narHash, size: nar.length, storePath: info.storePath, narInfo };
+  await cache.store(temp, fields, options.inMemory === true ? nar : undefined);
+  return { hashPart, narHash };
 }

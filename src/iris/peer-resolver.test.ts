@@ -9,8 +9,14 @@ import { describe, expect, it } from "vitest";
 import { formatHash, type NarInfo } from "../nix/index.js";
 import { openNarCache, type NarCache } from "./nar-cache.js";
 import type { FetchSpec, NarFetcher } from "./nar-fetch.js";
-import { hashPartOf, narOfFile, signedInfo, testKey, QUIET_LOG } from "./p2p-test-support.js";
-import { renderPeerNarInfo } from "./peer-narinfo.js";
+import {
+  hashPartOf,
+  narOfFile,
+  putCacheEntry,
+  signedInfo,
+  testKey,
+  QUIET_LOG,
+} from "./p2p-test-support.js";
 import { createCacheResolver, createPeerResolver } from "./peer-resolver.js";
 import type { Peer, PeerSet, VerifiedNarInfo } from "./peers.js";
 import type { ServedNarInfo } from "./resolve.js";
@@ -174,15 +180,9 @@ describe("the cache resolver", () => {
       storeDir: STORE,
       log: QUIET_LOG,
     });
-    const info = signedInfo(nar, secret);
-    const narInfo = renderPeerNarInfo(info, STORE);
-    const temp = await cache.createTemp(narInfo);
-    await temp.handle.write(nar, 0, nar.length, temp.offset);
-    await temp.handle.close();
-    const hashPart = hashPartOf(info.storePath);
-    const narHash = formatHash(info.narHash, "nix32", false);
-    const fields = { hashPart, narHash, size: nar.length, storePath: info.storePath, narInfo };
-    await cache.store(temp, fields, inMemory ? nar : undefined);
+    const { hashPart, narHash } = await putCacheEntry(cache, nar, signedInfo(nar, secret), {
+      inMemory,
+    });
     return { cache, hashPart, narHash, dir };
   }
 

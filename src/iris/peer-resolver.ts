@@ -29,7 +29,7 @@
  * narinfo request per reference, and small NARs in the cache.
  */
 
-import { open } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 
 import { OgygiaError, hasErrorCode } from "../core/index.js";
@@ -69,16 +69,20 @@ function vanished(cache: NarCache, entry: CacheEntry): never {
   );
 }
 
+/** Opens an entry's file; a file gone is dropped from the cache and an error. */
+async function openEntry(cache: NarCache, entry: CacheEntry): Promise<FileHandle> {
+  try {
+    return await open(cache.entryPath(entry), "r");
+  } catch (err) {
+    if (!hasErrorCode(err, "ENOENT")) throw err;
+    return vanished(cache, entry);
+  }
+}
+
 /** A small entry's NAR read whole (and then kept in memory); undefined for a larger one. */
 async function readSmallEntry(cache: NarCache, entry: CacheEntry): Promise<Buffer | undefined> {
   if (entry.size > SMALL_NAR_BYTES) return undefined;
-  let handle;
-  try {
-    handle = await open(cache.entryPath(entry), "r");
-  } catch (err) {
-    if (!hasErrorCode(err, "ENOENT")) throw err;
-    vanished(cache, entry);
-  }
+  const handle = await openEntry(cache, entry);
   try {
     const nar = Buffer.allocUnsafe(entry.size);
     const { bytesRead } = await handle.read(nar, 0, entry.size, entry.offset);
@@ -125,13 +129,7 @@ export function createCacheResolver(cache: NarCache, metrics?: P2pMetrics): Path
             );
             return;
           }
-          let handle;
-          try {
-            handle = await open(cache.entryPath(entry), "r");
-          } catch (err) {
-            if (!hasErrorCode(err, "ENOENT")) throw err;
-            vanished(cache, entry);
-          }
+          const handle = await openEntry(cache, entry);
           try {
             const { size } = await handle.stat();
             if (size !== entry.offset + entry.size) {
