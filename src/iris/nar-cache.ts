@@ -323,6 +323,10 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
   const smallNars = createByteLru(NAR_MEMORY_BYTES);
   const keyOf = (entry: { hashPart: string; narHash: string }): string =>
     `${entry.hashPart}-${entry.narHash}`;
+  const holdSmall = (entry: CacheEntry, nar: Buffer): void => {
+    if (entry.size <= SMALL_NAR_BYTES && nar.length === entry.size)
+      smallNars.set(keyOf(entry), nar);
+  };
 
   /** Removes an entry from the index at once, and its file. */
   const evict = async (
@@ -413,11 +417,7 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
     },
     entryPath: (entry) => fileOf(entry),
     narBytes: (entry) => (entry.size <= SMALL_NAR_BYTES ? smallNars.get(keyOf(entry)) : undefined),
-    keepNarBytes(entry, nar) {
-      if (entry.size <= SMALL_NAR_BYTES && nar.length === entry.size) {
-        smallNars.set(keyOf(entry), nar);
-      }
-    },
+    keepNarBytes: holdSmall,
     hashParts: () => entries.keys(),
     async createTemp(narInfo) {
       const file = path.join(dir, `${TEMP_PREFIX}${randomBytes(12).toString("hex")}`);
@@ -484,9 +484,7 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
         };
         entries.set(entry.hashPart, entry);
         totalBytes += needed;
-        if (nar !== undefined && entry.size <= SMALL_NAR_BYTES && nar.length === entry.size) {
-          smallNars.set(keyOf(entry), nar);
-        }
+        if (nar !== undefined) holdSmall(entry, nar);
         metrics?.cacheStored(entry.size);
         publish();
         emit({ type: "added", hashPart: entry.hashPart });

@@ -33,7 +33,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 
 import { OgygiaError, hasErrorCode } from "../core/index.js";
-import { HASH_PART_LENGTH } from "../nix/index.js";
+import { parseStorePath } from "../nix/index.js";
 import { SMALL_NAR_BYTES, type CacheEntry, type NarCache } from "./nar-cache.js";
 import type { FetchSpec, NarFetcher, NarSource } from "./nar-fetch.js";
 import type { P2pMetrics } from "./p2p-metrics.js";
@@ -255,10 +255,16 @@ export function createPeerResolver(options: PeerResolverOptions): PathResolver {
     });
   };
 
+  /** The remembered answer for a hash part, while it is fresh. */
+  const freshAnswer = (hashPart: string): PeerPath | undefined => {
+    const known = answers.get(hashPart);
+    return known !== undefined && known.expiresAt > now() ? known : undefined;
+  };
+
   const resolve = (hashPart: string): Promise<PeerPath | undefined> | PeerPath | undefined => {
     if (peers.peers.length === 0) return undefined;
-    const known = answers.get(hashPart);
-    if (known !== undefined && known.expiresAt > now()) return known;
+    const known = freshAnswer(hashPart);
+    if (known !== undefined) return known;
     let pending = lookups.get(hashPart);
     if (pending === undefined) {
       pending = peers
@@ -355,12 +361,11 @@ export function createPeerResolver(options: PeerResolverOptions): PathResolver {
   const readReferencesAhead = (path: PeerPath): void => {
     if (isLocal === undefined) return;
     for (const reference of path.verdict.info.references) {
-      // Verified narinfo references are store paths in `storeDir`.
-      const hashPart = reference.slice(storeDir.length + 1, storeDir.length + 1 + HASH_PART_LENGTH);
+      const { hashPart } = parseStorePath(reference, storeDir);
       if (hashPart === path.hashPart || readingAhead.has(hashPart)) continue;
-      const known = answers.get(hashPart);
-      if ((known !== undefined && known.expiresAt > now()) || lookups.has(hashPart)) continue;
-      if (isLocal(hashPart)) continue;
+      if (freshAnswer(hashPart) !== undefined || lookups.has(hashPart) || isLocal(hashPart)) {
+        continue;
+      }
       readingAhead.add(hashPart);
       const queued = queueLookup(async () => {
         try {

@@ -36,14 +36,11 @@ export interface HelperPriorityResult {
  * `nice` (1-19); nothing on platforms without per-thread nice values, or
  * with `nice` 0.
  */
-export async function lowerHelperThreads(
-  nice: number,
-  options: { taskDir?: string; mainThreadId?: number } = {},
-): Promise<HelperPriorityResult> {
+export async function lowerHelperThreads(nice: number): Promise<HelperPriorityResult> {
   const result: HelperPriorityResult = { changed: 0, failed: 0 };
   if (nice === 0 || process.platform !== "linux") return result;
-  const taskDir = options.taskDir ?? "/proc/self/task";
-  const main = String(options.mainThreadId ?? process.pid);
+  const taskDir = "/proc/self/task";
+  const main = String(process.pid);
   // libuv starts its pool on first use: make sure its threads exist to be changed.
   await access(taskDir);
   for (const tid of await readdir(taskDir)) {
@@ -60,12 +57,13 @@ export async function lowerHelperThreads(
   return result;
 }
 
-/** `lowerHelperThreads`, logged. */
+/** `lowerHelperThreads`, logged when it did (or tried) anything. */
 export async function lowerHelperThreadsLogged(nice: number, log: IrisLogger): Promise<void> {
-  if (nice === 0 || process.platform !== "linux") return;
   try {
     const result = await lowerHelperThreads(nice);
-    log.info({ nice, ...result }, "helper threads at lower CPU priority");
+    if (result.changed + result.failed > 0) {
+      log.info({ nice, ...result }, "helper threads at lower CPU priority");
+    }
   } catch (err) {
     log.warn({ nice, err: errorMessage(err) }, "cannot lower the helper threads' CPU priority");
   }
