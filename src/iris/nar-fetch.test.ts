@@ -4,11 +4,13 @@ import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 
+import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 import { formatHash, type NarInfo } from "../nix/index.js";
 import { openNarCache, type NarCache } from "./nar-cache.js";
 import { createNarFetcher, type FetchSpec, type NarFetcher, type NarSource } from "./nar-fetch.js";
+import { createP2pMetrics } from "./p2p-metrics.js";
 import { hashPartOf, narOfFile, signedInfo, testKey, QUIET_LOG } from "./p2p-test-support.js";
 import { renderPeerNarInfo } from "./peer-narinfo.js";
 
@@ -149,6 +151,38 @@ describe.each([
     expect(out.bytes().equals(nar)).toBe(true);
     await settledCache();
     expect(cache.get(hashPartOf(info.storePath))?.size).toBe(nar.length);
+  });
+
+  it("counts a cache miss for a client's download, not for a read-ahead one", async () => {
+    const registry = new Registry();
+    const counted = createNarFetcher({
+      cache,
+      log: QUIET_LOG,
+      memoryNarBytes,
+      metrics: createP2pMetrics(registry),
+    });
+    const misses = async (): Promise<string | undefined> =>
+      /^irisd_nar_cache_misses_total (\d+)$/m.exec(await registry.metrics())?.[1];
+    expect(await counted.prefetch(specFor([source("a")]))).toBe(true);
+    expect(await misses()).toBe("0");
+    const otherNar = narOfFile(Buffer.from("another"));
+    const other = signedInfo(otherNar, secret);
+    const spec = {
+      ...specFor([], other),
+      nextSource: () =>
+        Promise.resolve({
+          label: "b",
+          open: () =>
+            Promise.resolve(
+              (async function* one() {
+                await Promise.resolve();
+                yield otherNar;
+              })(),
+            ),
+        }),
+    };
+    await counted.stream(spec, client(), undefined);
+    expect(await misses()).toBe("1");
   });
 
   it("fetches once for concurrent clients, each getting the whole NAR or its range", async () => {

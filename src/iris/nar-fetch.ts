@@ -600,7 +600,6 @@ export function createNarFetcher(options: {
     const known = inFlight.get(key);
     // A failed download is forgotten as it fails; never join one that has.
     if (known !== undefined && known.state !== "failed") return { fetch: known, started: false };
-    metrics?.cacheMiss();
     const fetch = start(spec, key);
     inFlight.set(key, fetch);
     metrics?.downloads(inFlight.size);
@@ -612,7 +611,10 @@ export function createNarFetcher(options: {
       return inFlight.size;
     },
     async stream(spec, out, range) {
-      await stream(join(spec).fetch, out, range);
+      const { fetch, started } = join(spec);
+      // A client's request that starts a download; a read-ahead one is no request.
+      if (started) metrics?.cacheMiss();
+      await stream(fetch, out, range);
     },
     async prefetch(spec) {
       // Only what the cache will keep (otherwise the bytes would be thrown away) and does not hold.
