@@ -5,10 +5,15 @@ import path from "node:path";
 
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
-import { openNarCache, type NarCache, type NarCacheOptions } from "./nar-cache.js";
-import { narOfFile, putCacheEntry, signedInfo, testKey, QUIET_LOG } from "./p2p-test-support.js";
+import type { NarCache, NarCacheOptions } from "./nar-cache.js";
+import {
+  narOfFile,
+  openTestCache,
+  putCacheEntry,
+  signedInfo,
+  testKey,
+} from "./p2p-test-support.js";
 
-const STORE = "/nix/store";
 const { secret, trusted } = testKey("cache-test-1");
 
 let dir: string;
@@ -24,16 +29,7 @@ afterEach(() => {
 });
 
 function open(options: Partial<NarCacheOptions> = {}): Promise<NarCache> {
-  return openNarCache({
-    dir,
-    maxBytes: 10_000,
-    timeToIdleMs: 60_000,
-    trusted,
-    storeDir: STORE,
-    log: QUIET_LOG,
-    now: () => clock,
-    ...options,
-  });
+  return openTestCache(dir, trusted, { maxBytes: 10_000, now: () => clock, ...options });
 }
 
 /** Stores a verified NAR of `size` content bytes; returns its hash part. */

@@ -8,10 +8,17 @@ import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 import { formatHash, type NarInfo } from "../nix/index.js";
-import { openNarCache, type NarCache } from "./nar-cache.js";
+import type { NarCache } from "./nar-cache.js";
 import { createNarFetcher, type FetchSpec, type NarFetcher, type NarSource } from "./nar-fetch.js";
 import { createP2pMetrics } from "./p2p-metrics.js";
-import { hashPartOf, narOfFile, signedInfo, testKey, QUIET_LOG } from "./p2p-test-support.js";
+import {
+  hashPartOf,
+  narOfFile,
+  openTestCache,
+  signedInfo,
+  testKey,
+  QUIET_LOG,
+} from "./p2p-test-support.js";
 import { renderPeerNarInfo } from "./peer-narinfo.js";
 
 const STORE = "/nix/store";
@@ -23,14 +30,7 @@ let fetcher: NarFetcher;
 
 async function setUp(memoryNarBytes: number): Promise<void> {
   dir = mkdtempSync(path.join(os.tmpdir(), "ogygia-nar-fetch-"));
-  cache = await openNarCache({
-    dir,
-    maxBytes: 64 * 1024 * 1024,
-    timeToIdleMs: 60_000,
-    trusted,
-    storeDir: STORE,
-    log: QUIET_LOG,
-  });
+  cache = await openTestCache(dir, trusted);
   fetcher = createNarFetcher({ cache, log: QUIET_LOG, memoryNarBytes });
 }
 

@@ -24,7 +24,7 @@ import {
 } from "../nix/index.js";
 import { dirNode, fileNode, nar } from "../nix/test-support.js";
 import type { IrisLogger } from "./log.js";
-import type { NarCache } from "./nar-cache.js";
+import { openNarCache, type NarCache, type NarCacheOptions } from "./nar-cache.js";
 import { renderPeerNarInfo } from "./peer-narinfo.js";
 
 /** A logger that says nothing, for tests that assert on behaviour, not logs. */
@@ -124,4 +124,21 @@ export async function putCacheEntry(
   const fields = { hashPart, narHash, size: nar.length, storePath: info.storePath, narInfo };
   await cache.store(temp, fields, options.inMemory === true ? nar : undefined);
   return { hashPart, narHash };
+}
+
+/** A NAR cache in `dir` for tests: 64 MiB, a minute to idle, quiet; `options` override. */
+export function openTestCache(
+  dir: string,
+  trusted: TrustedKeys,
+  options: Partial<NarCacheOptions> = {},
+): Promise<NarCache> {
+  return openNarCache({
+    dir,
+    maxBytes: 64 * 1024 * 1024,
+    timeToIdleMs: 60_000,
+    trusted,
+    storeDir: "/nix/store",
+    log: QUIET_LOG,
+    ...options,
+  });
 }

@@ -7,15 +7,15 @@ import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
 
 import { formatHash, type NarInfo } from "../nix/index.js";
-import { openNarCache, type NarCache } from "./nar-cache.js";
+import type { NarCache } from "./nar-cache.js";
 import type { FetchSpec, NarFetcher } from "./nar-fetch.js";
 import {
   hashPartOf,
   narOfFile,
+  openTestCache,
   putCacheEntry,
   signedInfo,
   testKey,
-  QUIET_LOG,
 } from "./p2p-test-support.js";
 import { createCacheResolver, createPeerResolver } from "./peer-resolver.js";
 import type { Peer, PeerSet, VerifiedNarInfo } from "./peers.js";
@@ -172,14 +172,7 @@ describe("the cache resolver", () => {
     inMemory: boolean,
   ): Promise<{ cache: NarCache; hashPart: string; narHash: string; dir: string }> {
     const dir = mkdtempSync(path.join(os.tmpdir(), "ogygia-cache-resolver-"));
-    const cache = await openNarCache({
-      dir,
-      maxBytes: 64 * 1024 * 1024,
-      timeToIdleMs: 60_000,
-      trusted,
-      storeDir: STORE,
-      log: QUIET_LOG,
-    });
+    const cache = await openTestCache(dir, trusted);
     const { hashPart, narHash } = await putCacheEntry(cache, nar, signedInfo(nar, secret), {
       inMemory,
     });
