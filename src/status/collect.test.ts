@@ -46,9 +46,10 @@ describe("isLocalHost", () => {
   });
 });
 
-describe("compareRows", () => {
-  const row = (displayName: string): HostStatus => ({
-    host: displayName,
+/** A remote host's row with nothing known but its names. */
+function emptyRow(displayName: string, host = displayName): HostStatus {
+  return {
+    host,
     displayName,
     local: false,
     current: null,
@@ -58,7 +59,11 @@ describe("compareRows", () => {
     online: null,
     rebootRequired: null,
     updatedAt: null,
-  });
+  };
+}
+
+describe("compareRows", () => {
+  const row = (displayName: string): HostStatus => emptyRow(displayName);
   it("sorts names with numbers in numeric order", () => {
     const names = ["web10", "db01", "web2", "Web1"].map(row).sort(compareRows);
     expect(names.map((r) => r.displayName)).toEqual(["db01", "Web1", "web2", "web10"]);
@@ -191,24 +196,17 @@ describe("sortRows on generated names", () => {
   }
 
   function rows(displayNames: readonly string[], domain: string): HostStatus[] {
-    return displayNames.map((displayName, i) => ({
+    return displayNames.map((displayName, i) =>
       // Some hosts carry the domain (trimmed for display); some rows are equal.
-      host:
+      emptyRow(
+        displayName,
         i % 3 === 0
           ? `${displayName}.${domain}`
           : i % 7 === 0
             ? displayName
             : `${displayName}#${i % 5}`,
-      displayName,
-      local: false,
-      current: null,
-      booted: null,
-      nextboot: null,
-      unreadable: [],
-      online: null,
-      rebootRequired: null,
-      updatedAt: null,
-    }));
+      ),
+    );
   }
 
   function expectSameOrder(input: HostStatus[]): void {
