@@ -35,6 +35,11 @@ async function stdoutOf(r: StatusReport): Promise<string[]> {
   return (await renderStatusText(r)).filter((l) => l.stream === "stdout").map((l) => l.text);
 }
 
+/** Standard output for an etcd fleet report of `hosts` (namespace /n, config /c). */
+function fleetLines(hosts: StatusReport["hosts"]): Promise<string[]> {
+  return stdoutOf(report({ mode: "etcd", configPath: "/c", namespace: "/n", hosts }));
+}
+
 async function stderrOf(r: StatusReport): Promise<string[]> {
   return (await renderStatusText(r)).filter((l) => l.stream === "stderr").map((l) => l.text);
 }
@@ -98,27 +103,20 @@ describe("renderStatusText", () => {
   });
 
   it("escapes hostile host names and marks refused values", async () => {
-    const lines = await stdoutOf(
-      report({
-        mode: "etcd",
-        configPath: "/c",
-        namespace: "/n",
-        hosts: [
-          {
-            host: "evil\u001b[2J",
-            displayName: "evil\u001b[2J",
-            local: false,
-            current: null,
-            booted: null,
-            nextboot: null,
-            unreadable: ["current"],
-            online: null,
-            rebootRequired: null,
-            updatedAt: null,
-          },
-        ],
-      }),
-    );
+    const lines = await fleetLines([
+      {
+        host: "evil\u001b[2J",
+        displayName: "evil\u001b[2J",
+        local: false,
+        current: null,
+        booted: null,
+        nextboot: null,
+        unreadable: ["current"],
+        online: null,
+        rebootRequired: null,
+        updatedAt: null,
+      },
+    ]);
     expect(lines[3]).toBe("evil\\x1b[2J  invalid     unknown    unknown");
     expect(lines.join("\n")).not.toContain("\u001b");
   });
@@ -155,20 +153,13 @@ describe("status markers", () => {
   });
 
   it("puts offline and reboot-required markers beside the name, in the same columns", async () => {
-    const lines = await stdoutOf(
-      report({
-        mode: "etcd",
-        configPath: "/c",
-        namespace: "/n",
-        hosts: [
-          { ...local, unreadable: [], online: true, rebootRequired: true },
-          fleetHost("db01", { online: true, rebootRequired: false }),
-          fleetHost("web02", { online: false }),
-          fleetHost("web03", { online: false, rebootRequired: true }),
-          fleetHost("web04", {}),
-        ],
-      }),
-    );
+    const lines = await fleetLines([
+      { ...local, unreadable: [], online: true, rebootRequired: true },
+      fleetHost("db01", { online: true, rebootRequired: false }),
+      fleetHost("web02", { online: false }),
+      fleetHost("web03", { online: false, rebootRequired: true }),
+      fleetHost("web04", {}),
+    ]);
     expect(lines).toEqual(
       [
         "banner",
@@ -222,48 +213,41 @@ describe("renderStatusText column widths", () => {
   it("pads wide, escaped and marked names by display width, as ASCII ones", async () => {
     const { prepareDisplayWidth } = await import("../core/index.js");
     await prepareDisplayWidth(["東京"]);
-    const lines = await stdoutOf(
-      report({
-        mode: "etcd",
-        configPath: "/c",
-        namespace: "/n",
-        hosts: [
-          {
-            ...base,
-            host: "web01",
-            displayName: "web01",
-            local: true,
-            current: null,
-            unreadable: ["current"],
-            online: true,
-            rebootRequired: true,
-          },
-          { ...base, host: "東京.example.com", displayName: "東京", online: false },
-          {
-            ...base,
-            host: "evil\u001b[2J",
-            displayName: "evil\u001b[2J",
-            rebootRequired: true,
-            unreadable: ["booted"],
-          },
-          {
-            ...base,
-            host: "é",
-            displayName: "é",
-            current: "éééééééééééééé",
-            booted: "😀😀😀😀😀😀😀😀😀😀😀😀😀",
-          },
-          {
-            ...base,
-            host: "w",
-            displayName: "w",
-            current: "",
-            booted: "abc",
-            nextboot: "0123456789abc",
-          },
-        ],
-      }),
-    );
+    const lines = await fleetLines([
+      {
+        ...base,
+        host: "web01",
+        displayName: "web01",
+        local: true,
+        current: null,
+        unreadable: ["current"],
+        online: true,
+        rebootRequired: true,
+      },
+      { ...base, host: "東京.example.com", displayName: "東京", online: false },
+      {
+        ...base,
+        host: "evil\u001b[2J",
+        displayName: "evil\u001b[2J",
+        rebootRequired: true,
+        unreadable: ["booted"],
+      },
+      {
+        ...base,
+        host: "é",
+        displayName: "é",
+        current: "éééééééééééééé",
+        booted: "😀😀😀😀😀😀😀😀😀😀😀😀😀",
+      },
+      {
+        ...base,
+        host: "w",
+        displayName: "w",
+        current: "",
+        booted: "abc",
+        nextboot: "0123456789abc",
+      },
+    ]);
     expect(lines).toEqual([
       "etcd fleet state (/n via /c):",
       "Host                              ⚡ current    🥾 booted                 🔜 next boot",
