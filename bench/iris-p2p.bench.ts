@@ -244,33 +244,20 @@ async function main(): Promise<void> {
     const cpuOf = (name: string): string => `${median(cpu[name] ?? []).toFixed(2)} s`;
     const runs = (name: string): string =>
       (wall[name] ?? []).map((v) => (v / 1000).toFixed(1)).join(" ");
+    const copyRow = (label: string, name: string, target = ""): string[] => [
+      label,
+      formatMs(m(name)),
+      ratio(m(name), m("b")),
+      target,
+      cpuOf(name),
+      runs(name),
+    ];
     printTable([
       ["nix copy from", "median", "ratio", "target", "server CPU", "runs (s)"],
-      ["B's irisd (baseline)", formatMs(m("b")), "1.00x", "", cpuOf("b"), runs("b")],
-      [
-        "forwarding floor -> B (no checks, no cache)",
-        formatMs(m("floor")),
-        ratio(m("floor"), m("b")),
-        "",
-        cpuOf("floor"),
-        runs("floor"),
-      ],
-      [
-        "C's irisd, through B (empty cache)",
-        formatMs(m("c")),
-        ratio(m("c"), m("b")),
-        "<= 1.2x",
-        cpuOf("c"),
-        runs("c"),
-      ],
-      [
-        "C's irisd, from its NAR cache",
-        formatMs(m("warm")),
-        ratio(m("warm"), m("b")),
-        "",
-        cpuOf("warm"),
-        runs("warm"),
-      ],
+      copyRow("B's irisd (baseline)", "b"),
+      copyRow("forwarding floor -> B (no checks, no cache)", "floor"),
+      copyRow("C's irisd, through B (empty cache)", "c", "<= 1.2x"),
+      copyRow("C's irisd, from its NAR cache", "warm"),
     ]);
 
     console.log(
