@@ -30,9 +30,9 @@ import { fileURLToPath } from "node:url";
 
 import { encodeNix32 } from "../src/nix/index.js";
 import { startIrisd, type IrisdProcess } from "../test/helpers/irisd.js";
-import { announceBenchClosure, NIX_ENV } from "./lib-iris-closure.js";
+import { announceBenchClosure, NIX_ENV, signedStore } from "./lib-iris-closure.js";
 import { KeepAliveClient } from "./lib-iris-http.js";
-import { emptyStore, signedStore, startC } from "./lib-iris-p2p-nodes.js";
+import { emptyStore, startC } from "./lib-iris-p2p-nodes.js";
 import { formatMs, median, percentile, printTable } from "./lib-timing.js";
 
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 5));
@@ -195,7 +195,7 @@ async function main(): Promise<void> {
   let floor: Floor | undefined;
   let hole: Awaited<ReturnType<typeof blackhole>> | undefined;
   try {
-    const storeB = signedStore(work, closure.top);
+    const storeB = signedStore(work, closure.top, { dir: "store-b", keyName: "iris-p2p-bench-1" });
     const rootC = emptyStore(work, "store-c");
     const b = await startIrisd({ storeRoot: storeB.root, logLevel: "info" });
     nodeB = b;

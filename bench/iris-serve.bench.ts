@@ -17,14 +17,13 @@
  *   BENCH_ROUNDS=3 IRIS_BENCH_WRK_SECONDS=5 npm run bench -- iris   # quicker
  */
 
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
 import { startIrisd, type IrisdProcess } from "../test/helpers/irisd.js";
 import { hashPartOf } from "../test/helpers/nix.js";
-import { announceBenchClosure, NIX_ENV, nixRun } from "./lib-iris-closure.js";
+import { announceBenchClosure, NIX_ENV, nixRun, signedStore } from "./lib-iris-closure.js";
 import { KeepAliveClient } from "./lib-iris-http.js";
 import {
   currentRss,
@@ -179,28 +178,11 @@ async function main(): Promise<void> {
   let floor: FloorServer | undefined;
   try {
     // The served store: a chroot store with the closure, signed by a fresh key.
-    const secret = nixRun(["nix", "key", "generate-secret", "--key-name", "iris-bench-1"]).trim();
-    const keyFile = path.join(work, "key.secret");
-    spawnSync("sh", ["-c", `umask 077; cat > ${keyFile}`], { input: secret });
-    const publicKey = spawnSync("nix", ["key", "convert-secret-to-public"], {
-      input: secret,
-      env: NIX_ENV,
-      encoding: "utf8",
-    }).stdout.trim();
-    const storeRoot = path.join(work, "store");
+    const { root: storeRoot, publicKey } = signedStore(work, closure.top, {
+      dir: "store",
+      keyName: "iris-bench-1",
+    });
     const cacheDir = path.join(work, "file-cache");
-    nixRun(["nix", "copy", "--no-check-sigs", "--to", storeRoot, closure.top]);
-    nixRun([
-      "nix",
-      "store",
-      "sign",
-      "--store",
-      storeRoot,
-      "-r",
-      "--key-file",
-      keyFile,
-      closure.top,
-    ]);
     nixRun([
       "nix",
       "copy",

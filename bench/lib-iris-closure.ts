@@ -156,3 +156,28 @@ export function announceBenchClosure(): BenchClosure {
   );
   return closure;
 }
+
+export interface SignedStore {
+  root: string;
+  publicKey: string;
+}
+
+/** A chroot store `work/<dir>` holding `top`'s closure, signed by a new key named `keyName`. */
+export function signedStore(
+  work: string,
+  top: string,
+  options: { dir: string; keyName: string },
+): SignedStore {
+  const secret = nixRun(["nix", "key", "generate-secret", "--key-name", options.keyName]).trim();
+  const keyFile = path.join(work, "key.secret");
+  writeFileSync(keyFile, secret, { mode: 0o600 });
+  const publicKey = spawnSync("nix", ["key", "convert-secret-to-public"], {
+    input: secret,
+    env: NIX_ENV,
+    encoding: "utf8",
+  }).stdout.trim();
+  const root = path.join(work, options.dir);
+  nixRun(["nix", "copy", "--no-check-sigs", "--to", root, top]);
+  nixRun(["nix", "store", "sign", "--store", root, "-r", "--key-file", keyFile, top]);
+  return { root, publicKey };
+}
