@@ -4,7 +4,7 @@
  * costs nothing and `ogygia status` never loads another command's code.
  */
 
-import { detectHostname } from "../system/index.js";
+import { DEFAULT_CONFIG_PATH, detectHostname } from "../system/index.js";
 import { usageError, type CommandSpec } from "./args.js";
 import { writeLine, writeLines } from "./output.js";
 
@@ -224,6 +224,45 @@ const IRIS_PUSH: CommandSpec = {
   },
 };
 
+const CONFIG_CHECK: CommandSpec = {
+  path: ["config", "check"],
+  summary: "validate an ogygia configuration file and say which fleet backend it selects",
+  description:
+    "Read a configuration file with the same strict parser every command uses, and report\n" +
+    "the fleet backend it selects (etcd wins when both etcd and ZooKeeper are set). The file\n" +
+    "must exist: unlike the other commands, a missing file is an error, not local-only mode.\n" +
+    "Nothing is contacted. Exits 1 for an invalid or missing file, naming the file, the line\n" +
+    "and the dotted key; the NixOS module runs it at build time on the rendered file.",
+  options: {
+    json: {
+      type: "boolean",
+      description: "print the result as JSON (file, valid, backend, namespace, endpoints)",
+    },
+  },
+  positionals: [
+    {
+      name: "file",
+      description: `the file to check (default: $OGYGIA_CONFIG, else ${DEFAULT_CONFIG_PATH})`,
+      optional: true,
+    },
+  ],
+  environment: [["OGYGIA_CONFIG", "the file to check when none is given"]],
+  examples: [
+    "ogygia config check",
+    "ogygia config check /etc/ogygia/config.toml",
+    "ogygia config check --json ./config.toml",
+  ],
+  async run({ values, positionals }) {
+    const { checkConfigFile, renderConfigCheck } = await import("./config-check.js");
+    const result = await checkConfigFile({ file: positionals[0], env: process.env });
+    writeLine(
+      "stdout",
+      values.json === true ? JSON.stringify(result, null, 2) : renderConfigCheck(result),
+    );
+    return 0;
+  },
+};
+
 export const COMMANDS: readonly CommandSpec[] = [
   {
     path: ["status"],
@@ -301,4 +340,5 @@ export const COMMANDS: readonly CommandSpec[] = [
   PUBLISH,
   IRIS_PUSH,
   IRIS_PROVIDERS,
+  CONFIG_CHECK,
 ];

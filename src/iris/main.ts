@@ -21,7 +21,7 @@ import { loadSigningKeys } from "./signing.js";
 const EXIT_USAGE = 2;
 const EXIT_BUG = 70;
 
-const HELP = `Usage: ogygia-irisd [--config FILE] [--check-config]
+const HELP = `Usage: ogygia-irisd [--config FILE] [--check-config] [--no-key-files]
 
 Serves the local Nix store as a binary cache over HTTP: /nix-cache-info,
 /<hash>.narinfo, /nar/<hash>-<narhash>.nar and /metrics. Only signed,
@@ -31,6 +31,9 @@ Options:
   -c, --config FILE   configuration file (default: $${CONFIG_ENV}, else
                       ${DEFAULT_CONFIG_PATH})
       --check-config  validate the configuration and the signing keys, then exit
+      --no-key-files  with --check-config: validate the file but do not read the
+                      signing key files it names (for build-time checks, where
+                      secrets such as /run/credentials/... do not exist yet)
   -h, --help          show this help
   -V, --version       show the version
 
@@ -60,12 +63,20 @@ function logFatal(log: IrisLogger, err: unknown): number {
   return EXIT_BUG;
 }
 
-async function checkConfig(configFlag: string | undefined): Promise<number> {
+/**
+ * Validates the configuration: schema and cross-field rules, then (unless
+ * `readKeyFiles` is false) the signing keys it names.
+ */
+async function checkConfig(
+  configFlag: string | undefined,
+  { readKeyFiles }: { readKeyFiles: boolean },
+): Promise<number> {
   const source = irisdConfigSource(configFlag, process.env);
   const config = await loadIrisdConfig(source);
-  await loadSigningKeys(config.signing.secretKeyFiles);
+  if (readKeyFiles) await loadSigningKeys(config.signing.secretKeyFiles);
   const shown = config.path ?? `${DEFAULT_CONFIG_PATH} (absent: all defaults)`;
-  process.stdout.write(`ogygia-irisd: configuration ${shown} is valid\n`);
+  const note = readKeyFiles ? "" : " (key files not read)";
+  process.stdout.write(`ogygia-irisd: configuration ${shown} is valid${note}\n`);
   return 0;
 }
 
@@ -128,6 +139,7 @@ async function main(argv: string[]): Promise<number> {
       options: {
         config: { type: "string", short: "c" },
         "check-config": { type: "boolean" },
+        "no-key-files": { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -146,9 +158,14 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${packageVersion(import.meta.url)}\n`);
     return 0;
   }
+  const readKeyFiles = values["no-key-files"] !== true;
+  if (!readKeyFiles && values["check-config"] !== true) {
+    process.stderr.write(`ogygia-irisd: --no-key-files needs --check-config\n\n${HELP}\n`);
+    return EXIT_USAGE;
+  }
   if (values["check-config"] === true) {
     try {
-      return await checkConfig(values.config);
+      return await checkConfig(values.config, { readKeyFiles });
     } catch (err) {
       return printError(err);
     }
