@@ -1,0 +1,91 @@
+# The ogygia package: the `ogygia` CLI and the `ogygia-irisd` daemon, built
+# from this repository with the dependencies package-lock.json pins (no
+# dependency hash to keep current).
+{
+  lib,
+  buildNpmPackage,
+  importNpmLock,
+  nodejs_20,
+  python3,
+  # Where tarballs the lock file names without a `resolved` URL are fetched
+  # from (the repository's lock omits registry URLs): the npm registry
+  # protocol's `<registry>/<name>/-/<basename>-<version>.tgz`.
+  npmRegistry ? "https://registry.npmjs.org",
+}:
+let
+  src = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions [
+      ../package.json
+      ../package-lock.json
+      ../bin
+      ../src
+      ../LICENSE
+      ../README.md
+    ];
+  };
+
+  packageJson = lib.importJSON ../package.json;
+  lock = lib.importJSON ../package-lock.json;
+
+  # "node_modules/@scope/name" or "node_modules/a/node_modules/b" -> the package name.
+  packageName = path: builtins.head (builtins.match ".*node_modules/(.*)" path);
+  withResolved =
+    path: entry:
+    if path == "" || entry ? resolved || entry ? link || !(entry ? version) then
+      entry
+    else
+      let
+        name = packageName path;
+      in
+      entry
+      // {
+        resolved = "${npmRegistry}/${name}/-/${lib.last (lib.splitString "/" name)}-${entry.version}.tgz";
+      };
+  packageLock = lock // {
+    packages = lib.mapAttrs withResolved lock.packages;
+  };
+in
+buildNpmPackage {
+  pname = packageJson.name;
+  inherit (packageJson) version;
+  inherit src;
+
+  # The bin wrappers run the bundle with this Node, which also builds the
+  # better-sqlite3 addon, so their ABIs match.
+  nodejs = nodejs_20;
+
+  npmDeps = importNpmLock {
+    npmRoot = src;
+    inherit packageLock;
+  };
+  npmConfigHook = importNpmLock.npmConfigHook;
+
+  # esbuild bundles src/ into dist/bundle; `npm test` type-checks, not this.
+  npmBuildScript = "bundle";
+
+  # better-sqlite3 from source in the sandbox, never a downloaded prebuild.
+  nativeBuildInputs = [ python3 ];
+  env = {
+    npm_config_build_from_source = "true";
+    npm_config_nodedir = nodejs_20;
+  };
+
+  doInstallCheck = true;
+  installCheckPhase = ''
+    runHook preInstallCheck
+    $out/bin/ogygia --version
+    $out/bin/ogygia-irisd --version
+    # Loads the native addon with the wrapper's Node.
+    ${nodejs_20}/bin/node -e 'new (require(process.argv[1]))(":memory:").close()' \
+      $out/lib/node_modules/ogygia/node_modules/better-sqlite3
+    runHook postInstallCheck
+  '';
+
+  meta = {
+    description = packageJson.description;
+    license = lib.licenses.mit;
+    mainProgram = "ogygia";
+    platforms = lib.platforms.linux;
+  };
+}
