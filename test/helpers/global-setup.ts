@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 
 import { REPO_ROOT } from "./cli.js";
+import { isNixpkgsLib, nixpkgsLibPath } from "./nixos.js";
 
 interface Requirement {
   what: string;
@@ -36,6 +37,16 @@ const requirements: Requirement[] = [
     install: "zookeeper",
   },
   { what: "Nix (nix --version)", check: () => runs("nix", ["--version"]), install: "nix-bin" },
+  {
+    what: "nix-instantiate (nix-instantiate --version)",
+    check: () => runs("nix-instantiate", ["--version"]),
+    install: "nix-bin",
+  },
+  {
+    what: `nixpkgs' lib at ${nixpkgsLibPath()} (set $OGYGIA_NIXPKGS_LIB to a nixpkgs lib folder)`,
+    check: () => isNixpkgsLib(nixpkgsLibPath()),
+    install: "",
+  },
   {
     what: "the built CLI (dist/bundle/ogygia.js)",
     check: () => existsSync(path.join(REPO_ROOT, "dist/bundle/ogygia.js")),
