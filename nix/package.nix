@@ -71,6 +71,16 @@ buildNpmPackage {
     npm_config_nodedir = nodejs_20;
   };
 
+  # Of better-sqlite3's build keep the addon alone: its sources, object files
+  # and makefiles (26 MB) are dead weight at run time, and the makefiles
+  # name python3 and Node's headers, which would join every closure.
+  postInstall = ''
+    sqlite=$out/lib/node_modules/ogygia/node_modules/better-sqlite3
+    mv "$sqlite/build/Release/better_sqlite3.node" "$TMPDIR/"
+    rm -rf "$sqlite/build" "$sqlite/deps" "$sqlite/src"
+    install -Dm444 "$TMPDIR/better_sqlite3.node" "$sqlite/build/Release/better_sqlite3.node"
+  '';
+
   doInstallCheck = true;
   installCheckPhase = ''
     runHook preInstallCheck

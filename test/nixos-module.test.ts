@@ -344,6 +344,7 @@ describe("the package (nix/package.nix and what npm packs)", () => {
     env: Record<string, string>;
     npmConfigHook: string;
     installCheckPhase: string;
+    postInstall: string;
     lockPackages: Record<string, { version?: string; resolved?: string; integrity?: string }>;
   }
   let args: PackageArgs;
@@ -377,6 +378,9 @@ describe("the package (nix/package.nix and what npm packs)", () => {
     // The install check opens a database with the same Node: the addon's ABI matches.
     expect(args.installCheckPhase).toContain("nodejs_20/bin/node");
     expect(args.installCheckPhase).toContain("better-sqlite3");
+    // Only the addon of its build stays in the closure.
+    expect(args.postInstall).toContain('rm -rf "$sqlite/build" "$sqlite/deps" "$sqlite/src"');
+    expect(args.postInstall).toContain("better_sqlite3.node");
   });
 
   it("fetches every locked dependency from the registry URL npm would use, checked by its integrity", async () => {

@@ -28,6 +28,7 @@ in
     env
     npmConfigHook
     installCheckPhase
+    postInstall
     meta
     ;
   lockPackages = attrs.npmDeps.packageLock.packages;
