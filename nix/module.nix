@@ -449,6 +449,9 @@ in
         };
       };
 
+      # `ogygia iris push` and `providers` reach the local daemon wherever it listens.
+      environment.variables.OGYGIA_IRISD_URL = substituterUrl;
+
       nix.settings = mkIf cfg.irisd.configureNixDaemon {
         substituters = [ substituterUrl ];
         trusted-public-keys = cfg.irisd.settings.trust.trusted_keys;

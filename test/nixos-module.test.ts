@@ -111,6 +111,7 @@ describe("the NixOS module, evaluated for the README's examples", () => {
     expect(disabled.services).toEqual({});
     expect(disabled.systemPackages).toEqual([]);
     expect(disabled.pathsToLink).toEqual([]);
+    expect(disabled.variables).toEqual({});
     expect(disabled.nixSettings).toEqual({ substituters: [], "trusted-public-keys": [] });
     expect(disabled.firewallTCPPorts).toEqual([]);
   });
@@ -217,6 +218,7 @@ describe("the NixOS module, evaluated for the README's examples", () => {
       "trusted-public-keys": ["cache.example.com-1:HQsjYdrcs3ilS/ngtlbTQXU4Xfsm+va5NN7yoK0wKMg="],
     });
     expect(irisd.firewallTCPPorts).toEqual([35742]);
+    expect(irisd.variables).toEqual({ OGYGIA_IRISD_URL: "http://10.0.0.1:35742" });
   });
 
   it("adds the Nebula address to irisd's listen list and uses loopback for the local Nix", () => {

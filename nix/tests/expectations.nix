@@ -43,6 +43,9 @@ if name == "disabled" then
     packageNames == map (p: p.name or "") baseline.environment.systemPackages
   )
   ++ expect "pathsToLink unchanged" (config.environment.pathsToLink == baseline.environment.pathsToLink)
+  ++ expect "environment variables unchanged" (
+    config.environment.variables == baseline.environment.variables
+  )
   ++ expect "nix.settings.substituters unchanged" (
     (config.nix.settings.substituters or [ ]) == (baseline.nix.settings.substituters or [ ])
   )
@@ -94,6 +97,9 @@ else
     )
     ++ expect "irisd's trusted keys are trusted by Nix" (
       builtins.elem "cache.example.com-1:HQsjYdrcs3ilS/ngtlbTQXU4Xfsm+va5NN7yoK0wKMg=" config.nix.settings.trusted-public-keys
+    )
+    ++ expect "the CLI's iris commands reach the local irisd" (
+      config.environment.variables.OGYGIA_IRISD_URL or null == "http://10.0.0.1:35742"
     )
     ++ expect "the firewall opens irisd's port" (
       builtins.elem 35742 config.networking.firewall.allowedTCPPorts

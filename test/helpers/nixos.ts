@@ -65,6 +65,7 @@ export interface ExampleReport {
   services: Record<string, ServiceReport>;
   systemPackages: string[];
   pathsToLink: string[];
+  variables: Record<string, string>;
   buildRevision: { text: string; destination: string } | null;
   cliConfig: CheckedFile | null;
   irisdConfig: CheckedFile | null;

@@ -79,6 +79,10 @@ let
         type = types.listOf types.package;
         default = [ ];
       };
+      environment.variables = mkOption {
+        type = types.attrsOf types.str;
+        default = { };
+      };
       environment.pathsToLink = mkOption {
         type = types.listOf types.str;
         default = [ ];
@@ -179,6 +183,7 @@ let
       }) config.systemd.services;
       systemPackages = map (p: p.name) packages;
       pathsToLink = config.environment.pathsToLink;
+      variables = config.environment.variables;
       buildRevision = if revision == null then null else (stubOf revision);
       cliConfig = if cliConfig == null then null else checked cliConfig;
       irisdConfig = if config.ogygia.irisd.enable then checked config.ogygia.irisd.configFile else null;
