@@ -5,7 +5,7 @@
   lib,
   buildNpmPackage,
   importNpmLock,
-  nodejs_20,
+  nodejs,
   python3,
   # Where tarballs the lock file names without a `resolved` URL are fetched
   # from (the repository's lock omits registry URLs): the npm registry
@@ -51,9 +51,10 @@ buildNpmPackage {
   inherit (packageJson) version;
   inherit src;
 
-  # The bin wrappers run the bundle with this Node, which also builds the
-  # better-sqlite3 addon, so their ABIs match.
-  nodejs = nodejs_20;
+  # The bin wrappers run the bundle with this Node. It is nixpkgs' default
+  # Node, the one importNpmLock's hook builds addons against (its headers),
+  # so better-sqlite3's ABI matches the Node that loads it.
+  inherit nodejs;
 
   npmDeps = importNpmLock {
     npmRoot = src;
@@ -66,10 +67,7 @@ buildNpmPackage {
 
   # better-sqlite3 from source in the sandbox, never a downloaded prebuild.
   nativeBuildInputs = [ python3 ];
-  env = {
-    npm_config_build_from_source = "true";
-    npm_config_nodedir = nodejs_20;
-  };
+  env.npm_config_build_from_source = "true";
 
   # Of better-sqlite3's build keep the addon alone: its sources, object files
   # and makefiles (26 MB) are dead weight at run time, and the makefiles
@@ -87,7 +85,7 @@ buildNpmPackage {
     $out/bin/ogygia --version
     $out/bin/ogygia-irisd --version
     # Loads the native addon with the wrapper's Node.
-    ${nodejs_20}/bin/node -e 'new (require(process.argv[1]))(":memory:").close()' \
+    ${nodejs}/bin/node -e 'new (require(process.argv[1]))(":memory:").close()' \
       $out/lib/node_modules/ogygia/node_modules/better-sqlite3
     runHook postInstallCheck
   '';

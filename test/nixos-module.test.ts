@@ -372,13 +372,13 @@ describe("the package (nix/package.nix and what npm packs)", () => {
     };
     expect(args.pname).toBe(pkg.name);
     expect(args.version).toBe(pkg.version);
-    expect(args.nodejs).toBe("nodejs_20");
+    expect(args.nodejs).toBe("nodejs");
     expect(args.nativeBuildInputs).toContain("python3");
     expect(args.env.npm_config_build_from_source).toBe("true");
     expect(args.npmConfigHook).toBe("importNpmLock.npmConfigHook");
     expect(args.npmBuildScript).toBe("bundle");
     // The install check opens a database with the same Node: the addon's ABI matches.
-    expect(args.installCheckPhase).toContain("nodejs_20/bin/node");
+    expect(args.installCheckPhase).toContain("nodejs/bin/node");
     expect(args.installCheckPhase).toContain("better-sqlite3");
     // Only the addon of its build stays in the closure.
     expect(args.postInstall).toContain('rm -rf "$sqlite/build" "$sqlite/deps" "$sqlite/src"');

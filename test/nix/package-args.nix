@@ -13,7 +13,7 @@ let
       __functor = _: args: { inherit (args) packageLock; };
       npmConfigHook = "importNpmLock.npmConfigHook";
     };
-    nodejs_20 = "nodejs_20";
+    nodejs = "nodejs";
     python3 = "python3";
     npmRegistry = "https://registry.example";
   };
