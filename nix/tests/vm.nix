@@ -77,7 +77,8 @@ pkgs.testers.runNixOSTest {
     # Both hosts published: either one sees the whole fleet.
     for machine in (etcd, peer):
         machine.wait_until_succeeds(
-            "ogygia status --json | jq -e '[.hosts[] | select(.online == true)] | length == 2'"
+            "ogygia status --json | jq -e '(.mode == \"etcd\") and (.hosts | length == 2) "
+            "and ([.hosts[] | select(.local | not) | .online] == [true])'"
         )
     print(peer.succeed("ogygia status"))
 
