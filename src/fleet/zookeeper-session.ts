@@ -1,0 +1,329 @@
+/**
+ * The ZooKeeper client wrapper: the only module that imports
+ * `node-zookeeper-client`; the fleet backend and coordination go through it.
+ *
+ * That client reports nothing while a server is frozen, and after a session
+ * expires every call fails with CONNECTION_LOSS until a new client is made.
+ * `ZkSession` therefore puts a deadline on every call, fails calls in flight
+ * as soon as the session is lost (expired, closed or disconnected), and
+ * refuses new calls on a lost session, so nothing ever hangs. Whoever needs
+ * to go on after a loss makes a new `ZkSession`.
+ */
+
+import type net from "node:net";
+
+import zookeeper from "node-zookeeper-client";
+
+import { DeadlineError, withDeadline } from "./errors.js";
+
+/** How long a closing session may wait for the server's answer before its socket is dropped. */
+const CLOSE_GRACE_MS = 1000;
+
+/** The session ended (expired, closed or disconnected) before the call finished. */
+export class ZkSessionLostError extends Error {
+  constructor(reason: string) {
+    super(`ZooKeeper session lost: ${reason}`);
+    this.name = "ZkSessionLostError";
+  }
+}
+
+/** The client reports failures as `Exception` objects, not `Error`s; keep their code. */
+function toError(err: unknown): Error {
+  if (err instanceof Error) return err;
+  if (err instanceof zookeeper.Exception) {
+    return Object.assign(new Error(err.toString()), { code: err.getCode() });
+  }
+  return new Error(String(err));
+}
+
+function zkCode(err: unknown): number | undefined {
+  return err instanceof Error && "code" in err && typeof err.code === "number"
+    ? err.code
+    : undefined;
+}
+
+function isNoNode(err: unknown): boolean {
+  return zkCode(err) === zookeeper.Exception.NO_NODE;
+}
+
+function isNodeExists(err: unknown): boolean {
+  return zkCode(err) === zookeeper.Exception.NODE_EXISTS;
+}
+
+export interface ZkConnectOptions {
+  /**
+   * The session timeout to ask for; the server rounds it into its own
+   * [minSessionTimeout, maxSessionTimeout]. Default: max(timeoutMs, 2000).
+   */
+  sessionTimeoutMs?: number;
+}
+
+/** What `exists` reports about a node. */
+export interface ZkNodeStat {
+  version: number;
+  /** The session that owns an ephemeral node; all zeros for a persistent one. */
+  ephemeralOwner: Buffer;
+}
+
+/** A ZooKeeper connection with deadlines on every call. */
+export class ZkSession {
+  private readonly client: zookeeper.Client;
+  private readonly timeoutMs: number;
+  private lost: string | undefined;
+  private readonly pending = new Set<(err: Error) => void>();
+  private readonly lostListeners: ((reason: string) => void)[] = [];
+
+  private constructor(client: zookeeper.Client, timeoutMs: number) {
+    this.client = client;
+    this.timeoutMs = timeoutMs;
+    client.on("expired", () => {
+      this.fail("session expired");
+    });
+    client.on("disconnected", () => {
+      this.fail("disconnected from the server");
+    });
+  }
+
+  /** Connects to any of `endpoints` within `timeoutMs`, or rejects. */
+  static async connect(
+    endpoints: readonly string[],
+    timeoutMs: number,
+    options: ZkConnectOptions = {},
+  ): Promise<ZkSession> {
+    const client = zookeeper.createClient(endpoints.join(","), {
+      sessionTimeout: options.sessionTimeoutMs ?? Math.max(timeoutMs, 2000),
+      spinDelay: 200,
+      retries: 0,
+    });
+    const connected = new Promise<void>((resolve) => {
+      client.once("connected", () => {
+        resolve();
+      });
+    });
+    client.connect();
+    try {
+      await withDeadline(connected, timeoutMs);
+    } catch (err) {
+      closeClient(client);
+      throw err;
+    }
+    return new ZkSession(client, timeoutMs);
+  }
+
+  /** True once the session is lost; every call then fails at once. */
+  get isLost(): boolean {
+    return this.lost !== undefined;
+  }
+
+  /** The session's id, as ZooKeeper records it in an ephemeral node's owner. */
+  get sessionId(): Buffer {
+    return this.client.getSessionId();
+  }
+
+  /** The session timeout the server granted, in milliseconds. */
+  get sessionTimeoutMs(): number {
+    return this.client.getSessionTimeout();
+  }
+
+  /** Calls `listener` once when the session is lost (at once if it already is). */
+  onLost(listener: (reason: string) => void): void {
+    if (this.lost !== undefined) {
+      const reason = this.lost;
+      queueMicrotask(() => {
+        listener(reason);
+      });
+      return;
+    }
+    this.lostListeners.push(listener);
+  }
+
+  private fail(reason: string): void {
+    if (this.lost !== undefined) return;
+    this.lost = reason;
+    const error = new ZkSessionLostError(reason);
+    for (const reject of this.pending) reject(error);
+    this.pending.clear();
+    for (const listener of this.lostListeners.splice(0)) listener(reason);
+  }
+
+  private call<T>(start: (done: (err: unknown, value: T) => void) => void): Promise<T> {
+    if (this.lost !== undefined) return Promise.reject(new ZkSessionLostError(this.lost));
+    const result = new Promise<T>((resolve, reject) => {
+      const onLost = (err: Error): void => {
+        reject(err);
+      };
+      this.pending.add(onLost);
+      start((err, value) => {
+        this.pending.delete(onLost);
+        if (err) reject(toError(err));
+        else resolve(value);
+      });
+    });
+    return withDeadline(result, this.timeoutMs);
+  }
+
+  /**
+   * Children of `path`, or null when the node does not exist. With `watcher`,
+   * it is called once when the children change or the node is deleted (pass
+   * the same function each time: the client keeps one per path).
+   */
+  async getChildren(path: string, watcher?: () => void): Promise<string[] | null> {
+    try {
+      return await this.call<string[]>((done) => {
+        if (watcher) {
+          this.client.getChildren(path, watcher, (err, children) => {
+            done(err, children);
+          });
+        } else {
+          this.client.getChildren(path, (err, children) => {
+            done(err, children);
+          });
+        }
+      });
+    } catch (err) {
+      if (isNoNode(err)) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Data of `path`, or null when the node does not exist. With `watcher`, it
+   * is called once when the data changes or the node is deleted.
+   */
+  async getData(path: string, watcher?: () => void): Promise<Buffer | null> {
+    try {
+      return await this.call<Buffer>((done) => {
+        // A node created without data reads as null (the typings say otherwise).
+        const callback = (err: unknown, data: Buffer | null): void => {
+          done(err, data ?? Buffer.alloc(0));
+        };
+        if (watcher) this.client.getData(path, watcher, callback);
+        else this.client.getData(path, callback);
+      });
+    } catch (err) {
+      if (isNoNode(err)) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * The node's stat, or null when it does not exist. With `watcher`, it is
+   * called once when the node is created, changed or deleted.
+   */
+  exists(path: string, watcher?: () => void): Promise<ZkNodeStat | null> {
+    return this.call<ZkNodeStat | null>((done) => {
+      // `exists` answers null (not NO_NODE) for a missing node (the typings say otherwise).
+      const callback = (err: unknown, stat: zookeeper.Stat | null): void => {
+        done(err, stat ? { version: stat.version, ephemeralOwner: stat.ephemeralOwner } : null);
+      };
+      if (watcher) this.client.exists(path, watcher, callback);
+      else this.client.exists(path, callback);
+    });
+  }
+
+  /** Creates a node; false when it already exists. The parent must exist. */
+  async create(path: string, data: Buffer, mode: "persistent" | "ephemeral"): Promise<boolean> {
+    const flag =
+      mode === "ephemeral" ? zookeeper.CreateMode.EPHEMERAL : zookeeper.CreateMode.PERSISTENT;
+    try {
+      await this.call<string>((done) => {
+        this.client.create(path, data, flag, (err, created) => {
+          done(err, created);
+        });
+      });
+      return true;
+    } catch (err) {
+      if (isNodeExists(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Replaces a node's data; false when the node does not exist. */
+  async setData(path: string, data: Buffer): Promise<boolean> {
+    try {
+      await this.call<unknown>((done) => {
+        this.client.setData(path, data, -1, (err) => {
+          done(err, undefined);
+        });
+      });
+      return true;
+    } catch (err) {
+      if (isNoNode(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Deletes a node (at `version`, or any); false when it does not exist. */
+  async remove(path: string, version = -1): Promise<boolean> {
+    try {
+      await this.call<unknown>((done) => {
+        this.client.remove(path, version, (err) => {
+          done(err, undefined);
+        });
+      });
+      return true;
+    } catch (err) {
+      if (isNoNode(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Creates `path` and any missing parents as persistent nodes. */
+  async mkdirp(path: string): Promise<void> {
+    await this.call<string>((done) => {
+      this.client.mkdirp(path, (err, created) => {
+        done(err, created);
+      });
+    });
+  }
+
+  /** Closes the session without waiting; the server drops its ephemeral nodes when it hears. */
+  close(): void {
+    this.fail("closed");
+    closeClient(this.client);
+  }
+
+  /**
+   * Closes the session and waits (up to the call deadline) until the server
+   * has confirmed it, so that its ephemeral nodes are gone on return.
+   */
+  async closeAndWait(): Promise<void> {
+    const wasLost = this.lost !== undefined;
+    const confirmed = new Promise<void>((resolve) => {
+      this.client.once("disconnected", () => {
+        resolve();
+      });
+    });
+    this.fail("closed");
+    this.client.close();
+    if (!wasLost) await withDeadline(confirmed, this.timeoutMs).catch(() => undefined);
+    dropSocketLater(this.client, 0);
+  }
+}
+
+/**
+ * Closes a client, and drops its socket if the server has not answered the
+ * close within a grace period: a frozen server never does, and the client
+ * would keep the socket (and the process) alive waiting for it.
+ */
+function closeClient(client: zookeeper.Client): void {
+  client.close();
+  dropSocketLater(client, CLOSE_GRACE_MS);
+}
+
+function dropSocketLater(client: zookeeper.Client, ms: number): void {
+  setTimeout(() => {
+    // Not in the typings: the client's connection manager and its socket.
+    const internals = client as unknown as { connectionManager?: { socket?: net.Socket } };
+    internals.connectionManager?.socket?.destroy();
+  }, ms).unref();
+}
+
+/** The server could not be reached in time, or the session was lost: worth retrying on a new session. */
+export function isConnectionFailure(err: unknown): boolean {
+  if (err instanceof DeadlineError || err instanceof ZkSessionLostError) return true;
+  const code = zkCode(err);
+  return (
+    code === zookeeper.Exception.CONNECTION_LOSS || code === zookeeper.Exception.SESSION_EXPIRED
+  );
+}
