@@ -2,7 +2,9 @@
  * Coordination between hosts through the fleet's store, for the features
  * that act on several hosts at once (updates in waves, a dashboard):
  * compare-and-swap, leases with keys tied to them, watches from a revision,
- * and per-key locks. One interface, for etcd and ZooKeeper.
+ * and per-key locks. One interface, implemented over etcd
+ * (`etcd-coordination.ts`) and ZooKeeper (`zookeeper-coordination.ts`),
+ * which are imported only when opened.
  *
  * Contracts shared by both backends:
  * - A key is an absolute path (`/ogygia/locks/wave-1`): segments of any
@@ -218,11 +220,33 @@ export interface Coordinator {
   lockHolder(key: string, options?: CallOptions): Promise<LockHolder | null>;
 
   /**
-   * Stops renewing leases (their keys go when the store expires them; call
-   * `revoke` first to remove them at once), ends watches, closes
-   * connections. Safe to call more than once.
+   * Ends watches, marks every lease lost without waiting for the store and
+   * closes connections. Leases' keys then go after their TTL (etcd stops
+   * renewing) or as soon as the server hears of the closed session
+   * (ZooKeeper); `revoke` first to have them gone on return. Safe to call
+   * more than once.
    */
   close(): Promise<void>;
+}
+
+/**
+ * Opens a coordinator on one backend, importing its adapter only now (the
+ * clients cost hundreds of milliseconds to load). Connects on first use.
+ */
+export async function openCoordinator(
+  kind: BackendKind,
+  config: BackendConfig,
+): Promise<Coordinator> {
+  switch (kind) {
+    case "etcd": {
+      const { openEtcdCoordinator } = await import("./etcd-coordination.js");
+      return openEtcdCoordinator(config);
+    }
+    case "zookeeper": {
+      const { openZooKeeperCoordinator } = await import("./zookeeper-coordination.js");
+      return openZooKeeperCoordinator(config);
+    }
+  }
 }
 
 /** Throws a programmer error unless `key` is a valid coordination key (see the module comment). */

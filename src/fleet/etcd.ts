@@ -63,6 +63,27 @@ async function unlessLeaseInvalid(promise: Promise<unknown>): Promise<boolean> {
   }
 }
 
+/** Sends one keepalive on a short-lived stream; resolves to the remaining TTL (0: unknown lease). */
+async function keepaliveOnce(client: Etcd3, lease: string, timeoutMs: number): Promise<number> {
+  const stream = await client.leaseClient.leaseKeepAlive({ deadline: Date.now() + timeoutMs });
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      stream.on("data", (response) => {
+        resolve(Number(response.TTL));
+      });
+      stream.on("error", reject);
+      stream.on("end", () => {
+        reject(new GRPCUnavailableError("the keepalive stream ended without an answer"));
+      });
+      stream.write({ ID: lease });
+    });
+  } finally {
+    // Half-close rather than cancel: the library counts a cancelled stream
+    // as a failed host and would drop its connections.
+    stream.end();
+  }
+}
+
 function createClient(config: BackendConfig): Etcd3 {
   const timeoutMs = config.timeoutSeconds * 1000;
   return new Etcd3({
@@ -255,33 +276,10 @@ class EtcdPublisher implements FleetPublisher {
   async refreshAlive(): Promise<boolean> {
     const lease = this.leaseId;
     if (lease === undefined) return false;
-    const ttl = await this.call(() => this.keepaliveOnce(lease), "write");
+    const ttl = await this.call(() => keepaliveOnce(this.client, lease, this.timeoutMs), "write");
     if (ttl > 0) return true;
     if (this.leaseId === lease) this.leaseId = undefined;
     return false;
-  }
-
-  /** Sends one keepalive on a short-lived stream; resolves to the remaining TTL (0: unknown lease). */
-  private async keepaliveOnce(lease: string): Promise<number> {
-    const stream = await this.client.leaseClient.leaseKeepAlive({
-      deadline: Date.now() + this.timeoutMs,
-    });
-    try {
-      return await new Promise<number>((resolve, reject) => {
-        stream.on("data", (response) => {
-          resolve(Number(response.TTL));
-        });
-        stream.on("error", reject);
-        stream.on("end", () => {
-          reject(new GRPCUnavailableError("the keepalive stream ended without an answer"));
-        });
-        stream.write({ ID: lease });
-      });
-    } finally {
-      // Half-close rather than cancel: the library counts a cancelled stream
-      // as a failed host and would drop its connections.
-      stream.end();
-    }
   }
 
   onLivenessLost(): void {
@@ -313,4 +311,215 @@ export function openEtcdPublisher(
   options: PublisherOptions,
 ): FleetPublisher {
   return new EtcdPublisher(config, options);
+}
+
+/** A key as coordination sees it: its value and the revision of its last write. */
+export interface EtcdEntry {
+  value: Buffer;
+  modRevision: bigint;
+}
+
+/** One change of a watched key, in etcd's order. */
+export type EtcdChange =
+  { type: "put"; value: Buffer; modRevision: bigint } | { type: "delete"; modRevision: bigint };
+
+/**
+ * The etcd calls that coordination (`etcd-coordination.ts`) makes, in plain
+ * types, so that `etcd3` stays in this file. Every call takes its deadline
+ * and throws `OgygiaError` (`connectError` when etcd cannot be reached in
+ * time, else `readError` or `writeError`).
+ */
+export interface EtcdCoordinationClient {
+  /** The key (or null) and the store revision the read saw. */
+  get(key: string, timeoutMs: number): Promise<{ entry: EtcdEntry | null; revision: bigint }>;
+  /**
+   * One transaction: puts `value` if the key's mod revision is `expected`
+   * (keeping its lease) or, for "absent", if the key does not exist (with
+   * `lease` when given). The new mod revision, or null when the compare failed.
+   */
+  putIf(
+    key: string,
+    expected: bigint | "absent",
+    value: Uint8Array,
+    options: { lease?: string | undefined; timeoutMs: number },
+  ): Promise<bigint | null>;
+  /** One transaction: deletes the key if its mod revision is `expected`. */
+  deleteIf(key: string, expected: bigint, timeoutMs: number): Promise<boolean>;
+  /** Grants a lease; its id (decimal, as etcd writes it) and the TTL granted. */
+  grantLease(ttlSeconds: number, timeoutMs: number): Promise<{ id: string; ttlSeconds: number }>;
+  /** One keepalive: the remaining TTL, 0 when etcd no longer knows the lease. */
+  keepAlive(id: string, timeoutMs: number): Promise<number>;
+  /** Revokes a lease (and deletes its keys); a lease already gone is no error. */
+  revokeLease(id: string, timeoutMs: number): Promise<void>;
+  /**
+   * Watches one key from `startRevision` (inclusive). The library reconnects
+   * and resumes by itself; `onError` reports a watch etcd cancelled (a
+   * compacted revision, ...), after which nothing more is delivered. The
+   * returned function cancels the watch (bounded by `timeoutMs`).
+   */
+  watch(
+    key: string,
+    startRevision: bigint,
+    handlers: { onChanges(changes: EtcdChange[]): void; onError(error: OgygiaError): void },
+  ): () => Promise<void>;
+  close(): void;
+}
+
+class EtcdCoordinationClientImpl implements EtcdCoordinationClient {
+  private readonly client: Etcd3;
+
+  constructor(private readonly config: BackendConfig) {
+    this.client = createClient(config);
+  }
+
+  private async call<T>(
+    fn: () => Promise<T>,
+    timeoutMs: number,
+    what: "read" | "write",
+  ): Promise<T> {
+    try {
+      return await withDeadline(fn(), timeoutMs);
+    } catch (err) {
+      if (err instanceof OgygiaError) throw err;
+      if (isTransientFailure(err)) throw connectError("etcd", this.config, err);
+      throw what === "read"
+        ? readError("etcd", this.config, err)
+        : writeError("etcd", this.config, err);
+    }
+  }
+
+  async get(
+    key: string,
+    timeoutMs: number,
+  ): Promise<{ entry: EtcdEntry | null; revision: bigint }> {
+    const response = await this.call(
+      () => this.client.kv.range({ key: Buffer.from(key) }, { deadline: Date.now() + timeoutMs }),
+      timeoutMs,
+      "read",
+    );
+    const kv = response.kvs[0];
+    return {
+      entry: kv ? { value: kv.value, modRevision: BigInt(kv.mod_revision) } : null,
+      revision: BigInt(response.header.revision),
+    };
+  }
+
+  async putIf(
+    key: string,
+    expected: bigint | "absent",
+    value: Uint8Array,
+    options: { lease?: string | undefined; timeoutMs: number },
+  ): Promise<bigint | null> {
+    const keyBytes = Buffer.from(key);
+    const compare =
+      expected === "absent"
+        ? { key: keyBytes, target: "Create" as const, result: "Equal" as const, create_revision: 0 }
+        : {
+            key: keyBytes,
+            target: "Mod" as const,
+            result: "Equal" as const,
+            mod_revision: expected.toString(),
+          };
+    const put =
+      expected === "absent"
+        ? {
+            key: keyBytes,
+            value: Buffer.from(value),
+            ...(options.lease && { lease: options.lease }),
+          }
+        : { key: keyBytes, value: Buffer.from(value), ignore_lease: true };
+    const response = await this.call(
+      () =>
+        this.client.kv.txn(
+          { compare: [compare], success: [{ request_put: put }] },
+          { deadline: Date.now() + options.timeoutMs },
+        ),
+      options.timeoutMs,
+      "write",
+    );
+    // A transaction that writes gets the revision in its header.
+    return response.succeeded ? BigInt(response.header.revision) : null;
+  }
+
+  async deleteIf(key: string, expected: bigint, timeoutMs: number): Promise<boolean> {
+    const keyBytes = Buffer.from(key);
+    const response = await this.call(
+      () =>
+        this.client.kv.txn(
+          {
+            compare: [
+              { key: keyBytes, target: "Mod", result: "Equal", mod_revision: expected.toString() },
+            ],
+            success: [{ request_delete_range: { key: keyBytes } }],
+          },
+          { deadline: Date.now() + timeoutMs },
+        ),
+      timeoutMs,
+      "write",
+    );
+    return response.succeeded;
+  }
+
+  async grantLease(
+    ttlSeconds: number,
+    timeoutMs: number,
+  ): Promise<{ id: string; ttlSeconds: number }> {
+    const response = await this.call(
+      () =>
+        this.client.leaseClient.leaseGrant(
+          { TTL: ttlSeconds },
+          { deadline: Date.now() + timeoutMs },
+        ),
+      timeoutMs,
+      "write",
+    );
+    return { id: response.ID, ttlSeconds: Number(response.TTL) };
+  }
+
+  keepAlive(id: string, timeoutMs: number): Promise<number> {
+    return this.call(() => keepaliveOnce(this.client, id, timeoutMs), timeoutMs, "write");
+  }
+
+  async revokeLease(id: string, timeoutMs: number): Promise<void> {
+    await this.call(
+      () =>
+        unlessLeaseInvalid(
+          this.client.leaseClient.leaseRevoke({ ID: id }, { deadline: Date.now() + timeoutMs }),
+        ),
+      timeoutMs,
+      "write",
+    );
+  }
+
+  watch(
+    key: string,
+    startRevision: bigint,
+    handlers: { onChanges(changes: EtcdChange[]): void; onError(error: OgygiaError): void },
+  ): () => Promise<void> {
+    const watcher = this.client.watch().key(key).startRevision(startRevision.toString()).watcher();
+    watcher.on("data", (response) => {
+      handlers.onChanges(
+        response.events.map((event): EtcdChange => {
+          const modRevision = BigInt(event.kv.mod_revision);
+          return event.type === "Put"
+            ? { type: "put", value: event.kv.value, modRevision }
+            : { type: "delete", modRevision };
+        }),
+      );
+    });
+    watcher.on("error", (err) => {
+      handlers.onError(readError("etcd", this.config, err));
+    });
+    const timeoutMs = this.config.timeoutSeconds * 1000;
+    return () => withDeadline(watcher.cancel(), timeoutMs).catch(() => undefined);
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** Opens the etcd client that coordination uses; it connects on its first call. */
+export function openEtcdCoordinationClient(config: BackendConfig): EtcdCoordinationClient {
+  return new EtcdCoordinationClientImpl(config);
 }

@@ -77,3 +77,22 @@ export async function openFleetPublisher(
   }
   return undefined;
 }
+export {
+  openCoordinator,
+  type AcquireOptions,
+  type CallOptions,
+  type CasResult,
+  type Coordinator,
+  type Entry,
+  type Expected,
+  type Lease,
+  type LeaseOptions,
+  type Lock,
+  type LockHolder,
+  type LockOptions,
+  type Read,
+  type Revision,
+  type SetOptions,
+  type WatchEvent,
+  type WatchOptions,
+} from "./coordination.js";

@@ -42,7 +42,8 @@ function zkCode(err: unknown): number | undefined {
     : undefined;
 }
 
-function isNoNode(err: unknown): boolean {
+/** The node (or, for a create, its parent) does not exist. */
+export function isNoNode(err: unknown): boolean {
   return zkCode(err) === zookeeper.Exception.NO_NODE;
 }
 
@@ -63,6 +64,48 @@ export interface ZkNodeStat {
   version: number;
   /** The session that owns an ephemeral node; all zeros for a persistent one. */
   ephemeralOwner: Buffer;
+  /** The zxid of the node's creation. */
+  czxid: bigint;
+  /** The zxid of the node's last write. */
+  mzxid: bigint;
+  /** The zxid of the last creation or deletion of one of its children. */
+  pzxid: bigint;
+}
+
+function toNodeStat(stat: zookeeper.Stat): ZkNodeStat {
+  return {
+    version: stat.version,
+    ephemeralOwner: stat.ephemeralOwner,
+    czxid: stat.czxid.readBigInt64BE(0),
+    mzxid: stat.mzxid.readBigInt64BE(0),
+    pzxid: stat.pzxid.readBigInt64BE(0),
+  };
+}
+
+function isBadVersion(err: unknown): boolean {
+  return zkCode(err) === zookeeper.Exception.BAD_VERSION;
+}
+
+function createMode(mode: "persistent" | "ephemeral"): number {
+  return mode === "ephemeral" ? zookeeper.CreateMode.EPHEMERAL : zookeeper.CreateMode.PERSISTENT;
+}
+
+/** Stands in for a stat in a failed call's callback, where it is never read. */
+const EMPTY_STAT: ZkNodeStat = {
+  version: -1,
+  ephemeralOwner: Buffer.alloc(8),
+  czxid: 0n,
+  mzxid: 0n,
+  pzxid: 0n,
+};
+
+/** The stat of the `index`-th operation of a committed transaction (a `setData`). */
+function statOfResult(results: unknown, index: number): ZkNodeStat {
+  const result: unknown = Array.isArray(results) ? results[index] : undefined;
+  if (typeof result === "object" && result !== null && "stat" in result) {
+    return toNodeStat(result.stat as zookeeper.Stat);
+  }
+  throw new Error("a ZooKeeper transaction answered without the stat of its setData");
 }
 
 /** A ZooKeeper connection with deadlines on every call. */
@@ -214,7 +257,7 @@ export class ZkSession {
     return this.call<ZkNodeStat | null>((done) => {
       // `exists` answers null (not NO_NODE) for a missing node (the typings say otherwise).
       const callback = (err: unknown, stat: zookeeper.Stat | null): void => {
-        done(err, stat ? { version: stat.version, ephemeralOwner: stat.ephemeralOwner } : null);
+        done(err, stat ? toNodeStat(stat) : null);
       };
       if (watcher) this.client.exists(path, watcher, callback);
       else this.client.exists(path, callback);
@@ -223,8 +266,7 @@ export class ZkSession {
 
   /** Creates a node; false when it already exists. The parent must exist. */
   async create(path: string, data: Buffer, mode: "persistent" | "ephemeral"): Promise<boolean> {
-    const flag =
-      mode === "ephemeral" ? zookeeper.CreateMode.EPHEMERAL : zookeeper.CreateMode.PERSISTENT;
+    const flag = createMode(mode);
     try {
       await this.call<string>((done) => {
         this.client.create(path, data, flag, (err, created) => {
@@ -264,6 +306,91 @@ export class ZkSession {
       return true;
     } catch (err) {
       if (isNoNode(err)) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Data and stat of `path`, or null when the node does not exist. With
+   * `watcher`, it is called once when the data changes or the node is deleted.
+   */
+  async getWithStat(
+    path: string,
+    watcher?: () => void,
+  ): Promise<{ data: Buffer; stat: ZkNodeStat } | null> {
+    try {
+      return await this.call<{ data: Buffer; stat: ZkNodeStat }>((done) => {
+        const callback = (err: unknown, data: Buffer | null, stat: zookeeper.Stat): void => {
+          done(
+            err,
+            err
+              ? { data: Buffer.alloc(0), stat: EMPTY_STAT }
+              : { data: data ?? Buffer.alloc(0), stat: toNodeStat(stat) },
+          );
+        };
+        if (watcher) this.client.getData(path, watcher, callback);
+        else this.client.getData(path, callback);
+      });
+    } catch (err) {
+      if (isNoNode(err)) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Creates a node and returns its stat, in one transaction (a create and a
+   * `setData` at version 0), so that the stat is the creation's own; null
+   * when the node exists. The parent must exist.
+   */
+  async createWithStat(
+    path: string,
+    data: Buffer,
+    mode: "persistent" | "ephemeral",
+  ): Promise<ZkNodeStat | null> {
+    try {
+      return await this.call<ZkNodeStat>((done) => {
+        this.client
+          .transaction()
+          .create(path, data, createMode(mode))
+          .setData(path, data, 0)
+          .commit((err, results: unknown) => {
+            if (err) {
+              done(err, EMPTY_STAT);
+              return;
+            }
+            try {
+              done(null, statOfResult(results, 1));
+            } catch (resultErr) {
+              done(resultErr, EMPTY_STAT);
+            }
+          });
+      });
+    } catch (err) {
+      if (isNodeExists(err)) return null;
+      throw err;
+    }
+  }
+
+  /** Replaces a node's data if it is at `version`: its new stat, or null (other version, or gone). */
+  async setDataAt(path: string, data: Buffer, version: number): Promise<ZkNodeStat | null> {
+    try {
+      return await this.call<ZkNodeStat>((done) => {
+        this.client.setData(path, data, version, (err, stat) => {
+          done(err, err ? EMPTY_STAT : toNodeStat(stat));
+        });
+      });
+    } catch (err) {
+      if (isNoNode(err) || isBadVersion(err)) return null;
+      throw err;
+    }
+  }
+
+  /** Deletes a node if it is at `version`; false when it is not (other version, or gone). */
+  async removeAt(path: string, version: number): Promise<boolean> {
+    try {
+      return await this.remove(path, version);
+    } catch (err) {
+      if (isBadVersion(err)) return false;
       throw err;
     }
   }

@@ -1,0 +1,217 @@
+/**
+ * `Coordinator` over etcd, through the adapter's `EtcdCoordinationClient`
+ * (`etcd.ts` stays the only importer of `etcd3`). Versions are mod
+ * revisions; compare-and-swap is one transaction; a lease is an etcd lease
+ * renewed by `LeaseKeeper`; a watch is an etcd watch from `after + 1`, which
+ * etcd replays from its history.
+ */
+
+import type { BackendConfig } from "../config/index.js";
+import type { OgygiaError } from "../core/index.js";
+import {
+  checkKey,
+  type AcquireOptions,
+  type CallOptions,
+  type CasResult,
+  type Coordinator,
+  type Expected,
+  type Lease,
+  type LeaseOptions,
+  type Lock,
+  type LockHolder,
+  type LockOptions,
+  type Read,
+  type Revision,
+  type SetOptions,
+  type WatchEvent,
+  type WatchOptions,
+} from "./coordination.js";
+import { readError } from "./errors.js";
+import { openEtcdCoordinationClient, type EtcdCoordinationClient } from "./etcd.js";
+import { eventStream } from "./event-stream.js";
+import { LeaseKeeper } from "./lease-keeper.js";
+import { acquireLock, lockHolder, tryAcquireLock } from "./lock.js";
+
+/** Events held for a slow consumer of one watch before it fails. */
+const MAX_BUFFERED_EVENTS = 10_000;
+
+class EtcdLease implements Lease {
+  readonly id: string;
+  readonly ttlMs: number;
+  /** etcd's id, in decimal, as the client sends it. */
+  readonly etcdId: string;
+  private readonly keeper: LeaseKeeper;
+  private readonly timeoutMs: number;
+
+  constructor(
+    private readonly client: EtcdCoordinationClient,
+    grant: { id: string; ttlSeconds: number; grantedAt: number; timeoutMs: number },
+  ) {
+    this.etcdId = grant.id;
+    this.id = BigInt(grant.id).toString(16);
+    this.ttlMs = grant.ttlSeconds * 1000;
+    this.timeoutMs = grant.timeoutMs;
+    this.keeper = new LeaseKeeper({
+      ttlMs: this.ttlMs,
+      grantedAt: grant.grantedAt,
+      timeoutMs: grant.timeoutMs,
+      renew: async (timeoutMs) => (await client.keepAlive(this.etcdId, timeoutMs)) > 0,
+    });
+  }
+
+  get lost(): AbortSignal {
+    return this.keeper.lost;
+  }
+
+  /** Stops renewing; the lease expires in etcd after its TTL. */
+  abandon(reason: string): void {
+    this.keeper.stop(reason);
+  }
+
+  async revoke(options?: CallOptions): Promise<void> {
+    this.keeper.stop("revoked");
+    await this.client.revokeLease(this.etcdId, options?.timeoutMs ?? this.timeoutMs);
+  }
+}
+
+class EtcdCoordinator implements Coordinator {
+  readonly kind = "etcd" as const;
+  readonly config: BackendConfig;
+  private readonly client: EtcdCoordinationClient;
+  private readonly timeoutMs: number;
+  private readonly leases = new Set<EtcdLease>();
+  private readonly stop = new AbortController();
+
+  constructor(config: BackendConfig) {
+    this.config = config;
+    this.timeoutMs = config.timeoutSeconds * 1000;
+    this.client = openEtcdCoordinationClient(config);
+  }
+
+  private deadline(options?: CallOptions): number {
+    return options?.timeoutMs ?? this.timeoutMs;
+  }
+
+  private checkOpen(): void {
+    if (this.stop.signal.aborted) throw new Error("the coordinator is closed");
+  }
+
+  async get(key: string, options?: CallOptions): Promise<Read> {
+    checkKey(key);
+    this.checkOpen();
+    const { entry, revision } = await this.client.get(key, this.deadline(options));
+    return {
+      entry: entry && { key, value: entry.value, version: entry.modRevision },
+      revision,
+    };
+  }
+
+  async compareAndSet(
+    key: string,
+    expected: Expected,
+    value: Uint8Array,
+    options?: SetOptions,
+  ): Promise<CasResult> {
+    checkKey(key);
+    this.checkOpen();
+    const lease = options?.lease && this.ownLease(options.lease, expected);
+    const version = await this.client.putIf(
+      key,
+      expected === "absent" ? "absent" : expected.version,
+      value,
+      {
+        lease: lease?.etcdId,
+        timeoutMs: this.deadline(options),
+      },
+    );
+    return version === null ? { won: false } : { won: true, version };
+  }
+
+  async compareAndDelete(
+    key: string,
+    expected: { version: Revision },
+    options?: CallOptions,
+  ): Promise<boolean> {
+    checkKey(key);
+    this.checkOpen();
+    return this.client.deleteIf(key, expected.version, this.deadline(options));
+  }
+
+  private ownLease(lease: Lease, expected: Expected): EtcdLease {
+    if (!(lease instanceof EtcdLease) || !this.leases.has(lease)) {
+      throw new Error("the lease was not granted by this coordinator");
+    }
+    if (expected !== "absent") throw new Error("a lease can only be given when creating a key");
+    return lease;
+  }
+
+  async grantLease(options: LeaseOptions): Promise<Lease> {
+    this.checkOpen();
+    const timeoutMs = this.deadline(options);
+    const grantedAt = Date.now();
+    const grant = await this.client.grantLease(Math.ceil(options.ttlMs / 1000), timeoutMs);
+    const lease = new EtcdLease(this.client, { ...grant, grantedAt, timeoutMs });
+    this.leases.add(lease);
+    lease.lost.addEventListener("abort", () => this.leases.delete(lease), { once: true });
+    if (this.stop.signal.aborted) lease.abandon("the coordinator is closed");
+    return lease;
+  }
+
+  watch(key: string, options: WatchOptions): AsyncIterable<WatchEvent> {
+    checkKey(key);
+    this.checkOpen();
+    return eventStream<WatchEvent>(
+      {
+        signal: AbortSignal.any([options.signal, this.stop.signal]),
+        maxBuffered: MAX_BUFFERED_EVENTS,
+        overflowError: () =>
+          readError(
+            "etcd",
+            this.config,
+            new Error(`the watch of ${key} fell ${MAX_BUFFERED_EVENTS} events behind`),
+          ),
+      },
+      (sink) =>
+        this.client.watch(key, options.after + 1n, {
+          onChanges: (changes) => {
+            for (const change of changes) {
+              sink.push(
+                change.type === "put"
+                  ? { type: "put", key, value: change.value, version: change.modRevision }
+                  : { type: "delete", key, revision: change.modRevision },
+              );
+            }
+          },
+          onError: (error: OgygiaError) => {
+            sink.fail(error);
+          },
+        }),
+    );
+  }
+
+  tryAcquireLock(key: string, options: LockOptions): Promise<Lock | null> {
+    return tryAcquireLock(this, key, options);
+  }
+
+  acquireLock(key: string, options: AcquireOptions): Promise<Lock> {
+    return acquireLock(this, key, options);
+  }
+
+  lockHolder(key: string, options?: CallOptions): Promise<LockHolder | null> {
+    return lockHolder(this, key, options);
+  }
+
+  close(): Promise<void> {
+    if (!this.stop.signal.aborted) {
+      this.stop.abort();
+      for (const lease of [...this.leases]) lease.abandon("the coordinator is closed");
+      this.client.close();
+    }
+    return Promise.resolve();
+  }
+}
+
+/** A coordinator over etcd; it connects on its first call. */
+export function openEtcdCoordinator(config: BackendConfig): Coordinator {
+  return new EtcdCoordinator(config);
+}

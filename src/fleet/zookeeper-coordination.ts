@@ -1,0 +1,407 @@
+/**
+ * `Coordinator` over ZooKeeper, through `ZkSession` (`zookeeper-session.ts`
+ * stays the only importer of `node-zookeeper-client`). Versions are `mzxid`s;
+ * compare-and-swap is a `setData` at the data version of the expected node,
+ * or a `create`; a lease is a session of its own, whose ephemeral nodes are
+ * its keys; a watch re-reads the key each time a one-shot watcher fires.
+ */
+
+import type { BackendConfig } from "../config/index.js";
+import { OgygiaError, errorMessage } from "../core/index.js";
+import {
+  checkKey,
+  parentKey,
+  type AcquireOptions,
+  type CallOptions,
+  type CasResult,
+  type Coordinator,
+  type Expected,
+  type Lease,
+  type LeaseOptions,
+  type Lock,
+  type LockHolder,
+  type LockOptions,
+  type Read,
+  type Revision,
+  type SetOptions,
+  type WatchEvent,
+  type WatchOptions,
+} from "./coordination.js";
+import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
+import { eventStream, type EventSink } from "./event-stream.js";
+import { LeaseKeeper } from "./lease-keeper.js";
+import { acquireLock, lockHolder, tryAcquireLock } from "./lock.js";
+import { ZkSession, isConnectionFailure, isNoNode } from "./zookeeper-session.js";
+
+/** Events held for a slow consumer of one watch before it fails. */
+const MAX_BUFFERED_EVENTS = 10_000;
+
+class ZkLease implements Lease {
+  readonly id: string;
+  readonly ttlMs: number;
+  private readonly keeper: LeaseKeeper;
+
+  constructor(
+    readonly session: ZkSession,
+    options: { grantedAt: number; timeoutMs: number },
+  ) {
+    this.id = session.sessionId.toString("hex");
+    this.ttlMs = session.sessionTimeoutMs;
+    // The client pings on its own; these checks find a server that stopped
+    // answering, which the client would not report.
+    this.keeper = new LeaseKeeper({
+      ttlMs: this.ttlMs,
+      grantedAt: options.grantedAt,
+      timeoutMs: options.timeoutMs,
+      renew: async (timeoutMs) => {
+        try {
+          await withDeadline(session.exists("/"), timeoutMs);
+          return true;
+        } catch (err) {
+          if (isConnectionFailure(err)) throw new DeadlineError(timeoutMs);
+          throw err;
+        }
+      },
+    });
+    session.onLost((reason) => {
+      this.keeper.stop(`ZooKeeper session lost: ${reason}`);
+    });
+    // Once lost, the session cannot be trusted again: close it, which also
+    // drops its ephemeral nodes if the server still holds them.
+    this.keeper.lost.addEventListener(
+      "abort",
+      () => {
+        session.close();
+      },
+      { once: true },
+    );
+  }
+
+  get lost(): AbortSignal {
+    return this.keeper.lost;
+  }
+
+  /** Ends the session without waiting for the server. */
+  abandon(reason: string): void {
+    this.keeper.stop(reason);
+  }
+
+  async revoke(): Promise<void> {
+    const wasLost = this.session.isLost;
+    // Stopped first, so that the close below is not reported as a loss.
+    this.keeper.stop("revoked");
+    // Waits (up to the session's call deadline) until the server confirms,
+    // so that the ephemeral nodes are gone on return.
+    if (!wasLost) await this.session.closeAndWait();
+  }
+}
+
+class ZooKeeperCoordinator implements Coordinator {
+  readonly kind = "zookeeper" as const;
+  readonly config: BackendConfig;
+  private readonly timeoutMs: number;
+  private session: ZkSession | undefined;
+  private connecting: Promise<ZkSession> | undefined;
+  private readonly leases = new Set<ZkLease>();
+  private readonly stop = new AbortController();
+
+  constructor(config: BackendConfig) {
+    this.config = config;
+    this.timeoutMs = config.timeoutSeconds * 1000;
+  }
+
+  private deadline(options?: CallOptions): number {
+    return options?.timeoutMs ?? this.timeoutMs;
+  }
+
+  private checkOpen(): void {
+    if (this.stop.signal.aborted) throw new Error("the coordinator is closed");
+  }
+
+  /** The shared session for everything but leases; a lost one is replaced. */
+  private async current(): Promise<ZkSession> {
+    if (this.session && !this.session.isLost) return this.session;
+    this.connecting ??= (async () => {
+      this.session?.close();
+      this.session = undefined;
+      const session = await ZkSession.connect(this.config.endpoints, this.timeoutMs);
+      if (this.stop.signal.aborted) {
+        session.close();
+        throw connectError("zookeeper", this.config, new Error("coordinator closed"));
+      }
+      this.session = session;
+      return session;
+    })().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  /** Runs `fn` under the deadline, mapping failures to `OgygiaError`. */
+  private async call<T>(
+    fn: (session: ZkSession) => Promise<T>,
+    what: "read" | "write",
+    options?: CallOptions,
+  ): Promise<T> {
+    let session: ZkSession | undefined;
+    try {
+      session = await this.current();
+      return await withDeadline(fn(session), this.deadline(options));
+    } catch (err) {
+      throw this.mapError(err, what, session);
+    }
+  }
+
+  private mapError(err: unknown, what: "read" | "write", session?: ZkSession): OgygiaError {
+    if (err instanceof OgygiaError) return err;
+    if (isConnectionFailure(err)) {
+      // A server that stopped answering may never tell the client: start over.
+      if (err instanceof DeadlineError && session && this.session === session) {
+        this.session = undefined;
+        session.close();
+      }
+      return connectError("zookeeper", this.config, err);
+    }
+    const cause = new Error(errorMessage(err));
+    return what === "read"
+      ? readError("zookeeper", this.config, cause)
+      : writeError("zookeeper", this.config, cause);
+  }
+
+  async get(key: string, options?: CallOptions): Promise<Read> {
+    checkKey(key);
+    this.checkOpen();
+    return this.call(
+      async (session) => {
+        // The parent first: a key created after it was read has a larger zxid.
+        const parent = await session.exists(parentKey(key));
+        const node = await session.getWithStat(key);
+        if (node) {
+          return {
+            entry: { key, value: node.data, version: node.stat.mzxid },
+            revision: node.stat.mzxid,
+          };
+        }
+        return { entry: null, revision: parent?.pzxid ?? 0n };
+      },
+      "read",
+      options,
+    );
+  }
+
+  async compareAndSet(
+    key: string,
+    expected: Expected,
+    value: Uint8Array,
+    options?: SetOptions,
+  ): Promise<CasResult> {
+    checkKey(key);
+    this.checkOpen();
+    const data = Buffer.from(value);
+    if (expected === "absent") {
+      const lease = options?.lease && this.ownLease(options.lease);
+      const stat = await this.create(key, data, lease, options);
+      return stat ? { won: true, version: stat.mzxid } : { won: false };
+    }
+    if (options?.lease) throw new Error("a lease can only be given when creating a key");
+    return this.call(
+      async (session) => {
+        const stat = await session.exists(key);
+        if (stat?.mzxid !== expected.version) return { won: false };
+        // Only a delete, a re-create and as many writes, all within this
+        // round trip, could give the node its data version back.
+        const written = await session.setDataAt(key, data, stat.version);
+        return written ? { won: true, version: written.mzxid } : { won: false };
+      },
+      "write",
+      options,
+    );
+  }
+
+  /** Creates the key (over the lease's session when given), creating missing parents once. */
+  private async create(
+    key: string,
+    data: Buffer,
+    lease: ZkLease | undefined,
+    options?: CallOptions,
+  ): Promise<{ mzxid: bigint } | null> {
+    const mode = lease ? "ephemeral" : "persistent";
+    const attempt = async (): Promise<{ mzxid: bigint } | null | "no-parent"> => {
+      const session = lease?.session ?? (await this.current());
+      try {
+        return await withDeadline(session.createWithStat(key, data, mode), this.deadline(options));
+      } catch (err) {
+        if (isNoNode(err)) return "no-parent";
+        throw this.mapError(err, "write", session);
+      }
+    };
+    if (lease?.lost.aborted === true) {
+      throw writeError("zookeeper", this.config, new Error(`the lease for ${key} is lost`));
+    }
+    const first = await attempt();
+    if (first !== "no-parent") return first;
+    await this.call((session) => session.mkdirp(parentKey(key)), "write", options);
+    const second = await attempt();
+    if (second !== "no-parent") return second;
+    throw writeError("zookeeper", this.config, new Error(`the parent of ${key} keeps vanishing`));
+  }
+
+  private ownLease(lease: Lease): ZkLease {
+    if (!(lease instanceof ZkLease) || !this.leases.has(lease)) {
+      throw new Error("the lease was not granted by this coordinator, or has ended");
+    }
+    return lease;
+  }
+
+  async compareAndDelete(
+    key: string,
+    expected: { version: Revision },
+    options?: CallOptions,
+  ): Promise<boolean> {
+    checkKey(key);
+    this.checkOpen();
+    return this.call(
+      async (session) => {
+        const stat = await session.exists(key);
+        if (stat?.mzxid !== expected.version) return false;
+        return session.removeAt(key, stat.version);
+      },
+      "write",
+      options,
+    );
+  }
+
+  async grantLease(options: LeaseOptions): Promise<Lease> {
+    this.checkOpen();
+    const timeoutMs = this.deadline(options);
+    const grantedAt = Date.now();
+    let session: ZkSession;
+    try {
+      session = await ZkSession.connect(this.config.endpoints, timeoutMs, {
+        sessionTimeoutMs: options.ttlMs,
+      });
+    } catch (err) {
+      throw this.mapError(err, "write");
+    }
+    const lease = new ZkLease(session, { grantedAt, timeoutMs });
+    this.leases.add(lease);
+    lease.lost.addEventListener(
+      "abort",
+      () => {
+        this.leases.delete(lease);
+      },
+      { once: true },
+    );
+    if (this.stop.signal.aborted) lease.abandon("the coordinator is closed");
+    return lease;
+  }
+
+  watch(key: string, options: WatchOptions): AsyncIterable<WatchEvent> {
+    checkKey(key);
+    this.checkOpen();
+    return eventStream<WatchEvent>(
+      {
+        signal: AbortSignal.any([options.signal, this.stop.signal]),
+        maxBuffered: MAX_BUFFERED_EVENTS,
+        overflowError: () =>
+          readError(
+            "zookeeper",
+            this.config,
+            new Error(`the watch of ${key} fell ${MAX_BUFFERED_EVENTS} events behind`),
+          ),
+      },
+      (sink, signal) => {
+        const running = this.watchLoop(key, options.after, sink, signal).catch((err: unknown) => {
+          sink.fail(err);
+        });
+        return () => running;
+      },
+    );
+  }
+
+  /**
+   * One round per notification: read the key with a watcher (or set one on
+   * its creation), report what is newer than the last event, wait. Each
+   * round makes calls with deadlines, then waits for the server, so the
+   * loop runs only as often as the key changes.
+   */
+  private async watchLoop(
+    key: string,
+    after: Revision,
+    sink: EventSink<WatchEvent>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    let last = after;
+    let absentReported = false;
+    let wake: (() => void) | undefined;
+    const notify = (): void => {
+      wake?.();
+    };
+    signal.addEventListener("abort", notify, { once: true });
+    let watched: ZkSession | undefined;
+    while (!signal.aborted) {
+      const changed = new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      const session = await this.current().catch((err: unknown) => {
+        throw this.mapError(err, "read");
+      });
+      if (session !== watched) {
+        // Watchers die with their session: a new one is read again at once.
+        watched = session;
+        session.onLost(notify);
+      }
+      const state = await this.call(async (s): Promise<"retry" | WatchEvent | null> => {
+        const node = await s.getWithStat(key, notify);
+        if (node) {
+          absentReported = false;
+          return node.stat.mzxid > last
+            ? { type: "put", key, value: node.data, version: node.stat.mzxid }
+            : null;
+        }
+        // Read after the key was seen missing: its pzxid is at least the delete's.
+        const parent = await s.exists(parentKey(key));
+        // Created meanwhile: read it in the next round.
+        if ((await s.exists(key, notify)) !== null) return "retry";
+        const revision = parent?.pzxid ?? 0n;
+        if (absentReported || revision <= last) return null;
+        absentReported = true;
+        return { type: "delete", key, revision };
+      }, "read");
+      if (state === "retry") continue;
+      if (state) {
+        last = state.type === "put" ? state.version : state.revision;
+        sink.push(state);
+      }
+      await changed;
+    }
+    signal.removeEventListener("abort", notify);
+  }
+
+  tryAcquireLock(key: string, options: LockOptions): Promise<Lock | null> {
+    return tryAcquireLock(this, key, options);
+  }
+
+  acquireLock(key: string, options: AcquireOptions): Promise<Lock> {
+    return acquireLock(this, key, options);
+  }
+
+  lockHolder(key: string, options?: CallOptions): Promise<LockHolder | null> {
+    return lockHolder(this, key, options);
+  }
+
+  close(): Promise<void> {
+    if (!this.stop.signal.aborted) {
+      this.stop.abort();
+      for (const lease of [...this.leases]) lease.abandon("the coordinator is closed");
+      this.session?.close();
+      this.session = undefined;
+    }
+    return Promise.resolve();
+  }
+}
+
+/** A coordinator over ZooKeeper; it connects on its first call. */
+export function openZooKeeperCoordinator(config: BackendConfig): Coordinator {
+  return new ZooKeeperCoordinator(config);
+}
