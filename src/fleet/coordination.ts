@@ -58,7 +58,11 @@ export type CasResult = { won: true; version: Revision } | { won: false };
 
 /** Per call: the deadline of each network request it makes. */
 export interface CallOptions {
-  /** Milliseconds; default: the backend's `timeout_seconds`. */
+  /**
+   * Milliseconds; default: the backend's `timeout_seconds`. On ZooKeeper a
+   * longer one does not extend the shared session's own per-request
+   * deadline (`timeout_seconds`); for `grantLease` it is the new session's.
+   */
   timeoutMs?: number;
 }
 

@@ -355,7 +355,7 @@ export interface EtcdCoordinationClient {
    * Watches one key from `startRevision` (inclusive). The library reconnects
    * and resumes by itself; `onError` reports a watch etcd cancelled (a
    * compacted revision, ...), after which nothing more is delivered. The
-   * returned function cancels the watch (bounded by `timeoutMs`).
+   * returned function cancels the watch (bounded by `timeout_seconds`).
    */
   watch(
     key: string,
