@@ -4,7 +4,13 @@
  */
 
 import { OgygiaError, escapeForTerminal, packageVersion } from "../core/index.js";
-import { commandHelp, findCommand, parseCommandArgs, programHelp, usageError } from "./args.js";
+import {
+  commandHelp,
+  findCommand,
+  parseCommandArgs,
+  programHelp,
+  unknownCommandError,
+} from "./args.js";
 import { COMMANDS } from "./commands.js";
 import { writeLine } from "./output.js";
 
@@ -31,7 +37,7 @@ async function run(argv: readonly string[]): Promise<number> {
   }
   const found = findCommand(COMMANDS, argv);
   if (!found) {
-    throw usageError(`unknown command '${escapeForTerminal(argv.join(" "))}'`);
+    throw unknownCommandError(COMMANDS, argv);
   }
   if (found.rest.includes("-h") || found.rest.includes("--help")) {
     writeLine("stdout", commandHelp(found.command).trimEnd());
