@@ -7,6 +7,40 @@ import { describe, expect, it } from "vitest";
 
 import { runCli } from "./helpers/cli.js";
 
+describe("command groups", () => {
+  const irisHelp =
+    /^Usage: ogygia iris <command> \[options\]\n[\s\S]*\n {2}iris push {7}sign [\s\S]*\n {2}iris providers {2}show /;
+
+  it("prints the group's help for `ogygia iris`, exit 2 like `ogygia` alone", async () => {
+    const result = await runCli(["iris"]);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toMatch(irisHelp);
+    expect(result.stderr).toBe("");
+  });
+
+  for (const argv of [
+    ["iris", "--help"],
+    ["iris", "-h"],
+    ["help", "iris"],
+  ]) {
+    it(`prints the group's help for \`ogygia ${argv.join(" ")}\`, exit 0`, async () => {
+      const result = await runCli(argv);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(irisHelp);
+    });
+  }
+
+  it("prints the config group's help for `ogygia config` and `ogygia config --help`", async () => {
+    const bare = await runCli(["config"]);
+    const help = await runCli(["config", "--help"]);
+    expect(bare.code).toBe(2);
+    expect(help.code).toBe(0);
+    expect(bare.stdout).toBe(help.stdout);
+    expect(help.stdout).toMatch(/^Usage: ogygia config <command> \[options\]\n/);
+    expect(help.stdout).toMatch(/^ {2}config check {2}validate /m);
+  });
+});
+
 describe("usage errors", () => {
   it("suggests the command a typo was meant to be", async () => {
     const result = await runCli(["stauts"]);

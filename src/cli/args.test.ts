@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
 
 import { OgygiaError } from "../core/index.js";
-import { parseCommandArgs, unknownCommandError, type CommandSpec } from "./args.js";
+import {
+  commandGroups,
+  groupHelp,
+  parseCommandArgs,
+  unknownCommandError,
+  type CommandSpec,
+} from "./args.js";
 
 function command(path: string[], extra: Partial<CommandSpec> = {}): CommandSpec {
   return {
@@ -105,5 +111,27 @@ describe("unknownCommandError", () => {
     const err = unknownCommandError(COMMANDS, ["deploy"]);
     expect(err.message).toBe("unknown command 'deploy'");
     expect(err.hint).toBe("Run 'ogygia --help' for usage.");
+  });
+});
+
+describe("groupHelp", () => {
+  it("lists the group's commands with their summaries", () => {
+    const groups = commandGroups(COMMANDS);
+    expect([...groups.keys()]).toEqual(["iris"]);
+    expect(groupHelp("iris", groups.get("iris") ?? [], "The iris group.")).toBe(
+      [
+        "Usage: ogygia iris <command> [options]",
+        "",
+        "The iris group.",
+        "",
+        "Commands:",
+        "  iris push       the iris push command",
+        "  iris providers  the iris providers command",
+        "",
+        "Options:",
+        "  -h, --help  show help (also: ogygia iris <command> --help)",
+        "",
+      ].join("\n"),
+    );
   });
 });

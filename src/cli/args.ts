@@ -212,6 +212,37 @@ export function unknownCommandError(
   );
 }
 
+/** Command groups: the first words shared by several commands (`iris`, `config`). */
+export function commandGroups(commands: readonly CommandSpec[]): Map<string, CommandSpec[]> {
+  const groups = new Map<string, CommandSpec[]>();
+  for (const command of commands) {
+    const [first] = command.path;
+    if (command.path.length < 2 || first === undefined) continue;
+    groups.set(first, [...(groups.get(first) ?? []), command]);
+  }
+  return groups;
+}
+
+/** Help text for a command group, listing its commands. */
+export function groupHelp(
+  group: string,
+  commands: readonly CommandSpec[],
+  description: string,
+): string {
+  return [
+    `Usage: ogygia ${group} <command> [options]`,
+    "",
+    description,
+    "",
+    "Commands:",
+    ...columns(commands.map((c): [string, string] => [c.path.join(" "), c.summary])),
+    "",
+    "Options:",
+    ...columns([["-h, --help", `show help (also: ogygia ${group} <command> --help)`]]),
+    "",
+  ].join("\n");
+}
+
 function optionLabel(name: string, spec: OptionSpec): string {
   const short = spec.short === undefined ? "    " : `-${spec.short}, `;
   const value = spec.type === "string" ? ` <${spec.valueName ?? "value"}>` : "";

@@ -5,13 +5,16 @@
 
 import { OgygiaError, escapeForTerminal, packageVersion } from "../core/index.js";
 import {
+  commandGroups,
   commandHelp,
   findCommand,
+  groupHelp,
   parseCommandArgs,
   programHelp,
   unknownCommandError,
 } from "./args.js";
 import { COMMANDS } from "./commands.js";
+import { GROUP_SUMMARIES } from "./groups.js";
 import { writeLine } from "./output.js";
 
 const DESCRIPTION =
@@ -31,12 +34,22 @@ async function run(argv: readonly string[]): Promise<number> {
     const target = findCommand(COMMANDS, argv.slice(1));
     writeLine(
       "stdout",
-      (target ? commandHelp(target.command) : programHelp(COMMANDS, DESCRIPTION)).trimEnd(),
+      (target
+        ? commandHelp(target.command)
+        : (helpForGroup(argv[1]) ?? programHelp(COMMANDS, DESCRIPTION))
+      ).trimEnd(),
     );
     return 0;
   }
   const found = findCommand(COMMANDS, argv);
   if (!found) {
+    const help = argv.length <= 2 ? helpForGroup(first) : undefined;
+    const [, second] = argv;
+    if (help !== undefined && (second === undefined || second === "-h" || second === "--help")) {
+      // Like `ogygia` alone: a bare group is a usage error that prints help.
+      writeLine("stdout", help.trimEnd());
+      return second === undefined ? 2 : 0;
+    }
     throw unknownCommandError(COMMANDS, argv);
   }
   if (found.rest.includes("-h") || found.rest.includes("--help")) {
@@ -44,6 +57,17 @@ async function run(argv: readonly string[]): Promise<number> {
     return 0;
   }
   return found.command.run(parseCommandArgs(found.command, found.rest));
+}
+
+/** The help of a command group such as `iris`, or undefined for any other word. */
+function helpForGroup(word: string | undefined): string | undefined {
+  const commands = word === undefined ? undefined : commandGroups(COMMANDS).get(word);
+  if (word === undefined || commands === undefined) return undefined;
+  return groupHelp(word, commands, capitalize(GROUP_SUMMARIES[word] ?? ""));
+}
+
+function capitalize(text: string): string {
+  return text === "" ? text : `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
 }
 
 /** Maps an error to a message on stderr and an exit code. */
