@@ -3,7 +3,11 @@
  * usage errors, JSON errors with --json, --root checked, shell completion.
  */
 
-import { describe, expect, it } from "vitest";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { runCli } from "./helpers/cli.js";
 
@@ -65,5 +69,35 @@ describe("usage errors", () => {
     expect(result.stderr).toBe(
       "error: option '--sign' needs a value\nhint: Run 'ogygia iris push --help' for usage.\n",
     );
+  });
+});
+
+describe("--root", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "ogygia-cli-polish-"));
+    await writeFile(path.join(dir, "file"), "");
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  for (const argv of [["status"], ["status", "--watch"], ["publish", "--once"], ["publish"]]) {
+    it(`refuses a folder that does not exist: ogygia ${argv.join(" ")}`, async () => {
+      const missing = path.join(dir, "absent");
+      const result = await runCli([...argv, "--root", missing]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toBe(
+        `error: --root directory ${missing} does not exist\n` +
+          `hint: Run 'ogygia ${argv[0] ?? ""} --help' for usage.\n`,
+      );
+    });
+  }
+
+  it("refuses a file that is not a directory", async () => {
+    const file = path.join(dir, "file");
+    const result = await runCli(["status", "--root", file]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`error: --root ${file} is not a directory\n`);
   });
 });

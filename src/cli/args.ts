@@ -4,9 +4,10 @@
  * frameworks cost 20-40 ms to load, a quarter of `ogygia status`'s budget.
  */
 
+import { stat } from "node:fs/promises";
 import { parseArgs } from "node:util";
 
-import { OgygiaError, escapeForTerminal } from "../core/index.js";
+import { OgygiaError, escapeForTerminal, hasErrorCode } from "../core/index.js";
 import { closestMatch } from "./suggest.js";
 
 export interface OptionSpec {
@@ -17,6 +18,8 @@ export interface OptionSpec {
   valueName?: string;
   default?: string;
   multiple?: boolean;
+  /** The value must name an existing directory (checked before the command runs). */
+  existingDirectory?: boolean;
 }
 
 export interface PositionalSpec {
@@ -187,6 +190,24 @@ function parseArgsUsageError(
     escapeForTerminal(nodeMessage.replace(/^[A-Z]/, (c) => c.toLowerCase())),
     command,
   );
+}
+
+/** Fails with a usage error when an `existingDirectory` option names no directory. */
+export async function checkOptionPaths(command: CommandSpec, values: OptionValues): Promise<void> {
+  for (const [name, spec] of Object.entries(command.options)) {
+    const value = values[name];
+    if (spec.existingDirectory !== true || typeof value !== "string") continue;
+    let isDirectory: boolean;
+    try {
+      isDirectory = (await stat(value)).isDirectory();
+    } catch (err) {
+      if (!hasErrorCode(err, "ENOENT", "ENOTDIR")) throw err;
+      throw usageError(`--${name} directory ${escapeForTerminal(value)} does not exist`, command);
+    }
+    if (!isDirectory) {
+      throw usageError(`--${name} ${escapeForTerminal(value)} is not a directory`, command);
+    }
+  }
 }
 
 /** The error for words that select no command, with the closest command as a hint. */

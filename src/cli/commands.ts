@@ -13,6 +13,7 @@ const ROOT_OPTION = {
   valueName: "dir",
   description: "resolve system paths (and the default config) under DIR",
   default: "/",
+  existingDirectory: true,
 } as const;
 
 const CONFIG_OPTION = {

@@ -5,6 +5,7 @@
 
 import { OgygiaError, escapeForTerminal, packageVersion } from "../core/index.js";
 import {
+  checkOptionPaths,
   commandGroups,
   commandHelp,
   findCommand,
@@ -56,7 +57,9 @@ async function run(argv: readonly string[]): Promise<number> {
     writeLine("stdout", commandHelp(found.command).trimEnd());
     return 0;
   }
-  return found.command.run(parseCommandArgs(found.command, found.rest));
+  const args = parseCommandArgs(found.command, found.rest);
+  await checkOptionPaths(found.command, args.values);
+  return found.command.run(args);
 }
 
 /** The help of a command group such as `iris`, or undefined for any other word. */
