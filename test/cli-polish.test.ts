@@ -72,6 +72,40 @@ describe("usage errors", () => {
   });
 });
 
+describe("errors with --json", () => {
+  it("prints a usage error as JSON on stdout and as text on stderr", async () => {
+    const result = await runCli(["status", "--jsn", "--json"]);
+    expect(result.code).toBe(2);
+    expect(JSON.parse(result.stdout)).toEqual({
+      error: {
+        code: "ERR_OGYGIA_USAGE",
+        message: "unknown option '--jsn'",
+        hint: "did you mean '--json'? Run 'ogygia status --help' for usage.",
+      },
+    });
+    expect(result.stderr).toContain("error: unknown option '--jsn'\n");
+  });
+
+  it("prints a command's failure as JSON with its code and exit code", async () => {
+    const result = await runCli(["status", "--json"], {
+      env: { OGYGIA_CONFIG: "/nonexistent/ogygia.toml" },
+    });
+    expect(result.code).toBe(1);
+    const json = JSON.parse(result.stdout) as { error: Record<string, unknown> };
+    expect(json.error.code).toBe("ERR_OGYGIA_CONFIG_READ");
+    expect(json.error.message).toContain("/nonexistent/ogygia.toml");
+    expect(Object.keys(json.error)).toEqual(["code", "message", "hint"]);
+    expect(result.stdout.endsWith("}\n")).toBe(true);
+    expect(result.stdout.split("\n")).toHaveLength(2);
+  });
+
+  it("leaves stdout alone without --json", async () => {
+    const result = await runCli(["status"], { env: { OGYGIA_CONFIG: "/nonexistent/ogygia.toml" } });
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe("");
+  });
+});
+
 describe("--root", () => {
   let dir: string;
   beforeAll(async () => {

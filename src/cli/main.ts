@@ -73,16 +73,37 @@ function capitalize(text: string): string {
   return text === "" ? text : `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
 }
 
-/** Maps an error to a message on stderr and an exit code. */
-function reportError(err: unknown): number {
+/** True when the user asked for JSON: `--json` among the options (before any `--`). */
+function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf("--");
+  return (end === -1 ? argv : argv.slice(0, end)).some(
+    (arg) => arg === "--json" || arg.startsWith("--json="),
+  );
+}
+
+/**
+ * Maps an error to a message on stderr and an exit code. With `json`, the
+ * error is also one line of JSON on stdout: `{"error":{"code","message","hint"}}`,
+ * `hint` null when there is none.
+ */
+function reportError(err: unknown, { json }: { json: boolean }): number {
   if (err instanceof OgygiaError) {
+    if (json) writeJsonError(err.code, err.message, err.hint);
     writeLine("stderr", `error: ${escapeForTerminal(err.message)}`);
     if (err.hint) writeLine("stderr", `hint: ${err.hint}`);
     return err.exitCode;
   }
+  if (json) {
+    const message = err instanceof Error ? err.message : String(err);
+    writeJsonError("ERR_OGYGIA_INTERNAL", message, "a bug in ogygia; please report it");
+  }
   writeLine("stderr", "internal error (a bug in ogygia; please report it):");
   writeLine("stderr", err instanceof Error ? (err.stack ?? err.message) : String(err));
   return 70;
+}
+
+function writeJsonError(code: string, message: string, hint: string | undefined): void {
+  writeLine("stdout", JSON.stringify({ error: { code, message, hint: hint ?? null } }));
 }
 
 /** Runs the CLI with the arguments after the program name; returns the exit code. */
@@ -90,7 +111,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     return await run(argv);
   } catch (err) {
-    return reportError(err);
+    return reportError(err, { json: wantsJson(argv) });
   }
 }
 
