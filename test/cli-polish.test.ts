@@ -3,7 +3,8 @@
  * usage errors, JSON errors with --json, --root checked, shell completion.
  */
 
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 
@@ -135,3 +136,110 @@ describe("--root", () => {
     expect(result.stderr).toContain(`error: --root ${file} is not a directory\n`);
   });
 });
+
+describe("shell completion", () => {
+  let dir: string;
+  const scripts: Record<string, string> = {};
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "ogygia-completion-"));
+    await mkdir(path.join(dir, "roots/mnt"), { recursive: true });
+    await writeFile(path.join(dir, "roots/mfile"), "");
+    for (const shell of ["bash", "zsh", "fish"]) {
+      const result = await runCli(["completion", shell]);
+      expect(result.code).toBe(0);
+      expect(result.stderr).toBe("");
+      scripts[shell] = path.join(dir, `ogygia.${shell}`);
+      await writeFile(scripts[shell], result.stdout);
+    }
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("has help that says how to install it", async () => {
+    const result = await runCli(["completion", "--help"]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain("Usage: ogygia completion [options] <shell>");
+    expect(result.stdout).toContain(
+      "ogygia completion bash > ~/.local/share/bash-completion/completions/ogygia",
+    );
+    expect(result.stdout).toContain("ogygia completion fish > ~/.config/fish/completions/");
+  });
+
+  it("refuses an unknown shell, suggesting the closest", async () => {
+    const result = await runCli(["completion", "bsh"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      "error: unknown shell 'bsh' (use bash, zsh, fish)\n" +
+        "hint: did you mean 'bash'? Run 'ogygia completion --help' for usage.\n",
+    );
+  });
+
+  const syntaxCheck: Record<string, string[]> = {
+    bash: ["-n"],
+    zsh: ["-n"],
+    fish: ["--no-execute"],
+  };
+  for (const [shell, flags] of Object.entries(syntaxCheck)) {
+    it.skipIf(!hasShell(shell))(`prints a ${shell} script that ${shell} parses`, () => {
+      const result = spawnSync(shell, [...flags, scripts[shell] ?? ""], { encoding: "utf8" });
+      expect(result.stderr).toBe("");
+      expect(result.status).toBe(0);
+    });
+  }
+
+  /** Runs the bash script's completion function as bash would for `words`. */
+  function bashComplete(words: string[]): string[] {
+    const script = [
+      `source ${JSON.stringify(scripts.bash)}`,
+      `cd ${JSON.stringify(path.join(dir, "roots"))}`,
+      `COMP_WORDS=(${words.map((w) => JSON.stringify(w)).join(" ")})`,
+      `COMP_CWORD=${words.length - 1}`,
+      "_ogygia",
+      'printf "%s\\n" "${COMPREPLY[@]}"',
+    ].join("\n");
+    const result = spawnSync("bash", ["--norc", "--noprofile", "-c", script], {
+      encoding: "utf8",
+    });
+    expect(result.stderr).toBe("");
+    return result.stdout.split("\n").filter((line) => line !== "");
+  }
+
+  it("completes a command word in bash", () => {
+    expect(bashComplete(["ogygia", "sta"])).toEqual(["status"]);
+    expect(bashComplete(["ogygia", "iris", "pu"])).toEqual(["push"]);
+    expect(bashComplete(["ogygia", "help", "con"])).toEqual(["config"]);
+  });
+
+  it("completes an option in bash", () => {
+    expect(bashComplete(["ogygia", "status", "--j"])).toEqual(["--json"]);
+    expect(bashComplete(["ogygia", "publish", "--lo"])).toEqual(["--log-level"]);
+  });
+
+  it("completes --root to directories and a shell to its names in bash", () => {
+    expect(bashComplete(["ogygia", "status", "--root", "m"])).toEqual(["mnt"]);
+    expect(bashComplete(["ogygia", "completion", ""])).toEqual(["bash", "zsh", "fish"]);
+  });
+
+  it.skipIf(!hasShell("fish"))("completes commands and options in fish", () => {
+    const complete = (line: string): string[] => {
+      const result = spawnSync(
+        "fish",
+        ["--no-config", "-c", `source ${scripts.fish ?? ""}; complete -C ${JSON.stringify(line)}`],
+        { encoding: "utf8" },
+      );
+      expect(result.stderr).toBe("");
+      return result.stdout
+        .split("\n")
+        .filter((l) => l !== "")
+        .map((l) => l.split("\t")[0] ?? "");
+    };
+    expect(complete("ogygia sta")).toEqual(["status"]);
+    expect(complete("ogygia status --j")).toEqual(["--json"]);
+    expect(complete("ogygia iris ").sort()).toEqual(["providers", "push"]);
+  });
+});
+
+function hasShell(shell: string): boolean {
+  return spawnSync(shell, ["-c", "exit 0"]).status === 0;
+}
