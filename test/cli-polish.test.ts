@@ -181,7 +181,7 @@ describe("shell completion", () => {
     fish: ["--no-execute"],
   };
   for (const [shell, flags] of Object.entries(syntaxCheck)) {
-    it.skipIf(!hasShell(shell))(`prints a ${shell} script that ${shell} parses`, () => {
+    it(`prints a ${shell} script that ${shell} parses`, () => {
       const result = spawnSync(shell, [...flags, scripts[shell] ?? ""], { encoding: "utf8" });
       expect(result.stderr).toBe("");
       expect(result.status).toBe(0);
@@ -221,7 +221,7 @@ describe("shell completion", () => {
     expect(bashComplete(["ogygia", "completion", ""])).toEqual(["bash", "zsh", "fish"]);
   });
 
-  it.skipIf(!hasShell("fish"))("completes commands and options in fish", () => {
+  it("completes commands and options in fish", () => {
     const complete = (line: string): string[] => {
       const result = spawnSync(
         "fish",
@@ -239,7 +239,3 @@ describe("shell completion", () => {
     expect(complete("ogygia iris ").sort()).toEqual(["providers", "push"]);
   });
 });
-
-function hasShell(shell: string): boolean {
-  return spawnSync(shell, ["-c", "exit 0"]).status === 0;
-}
