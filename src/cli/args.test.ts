@@ -107,6 +107,15 @@ describe("unknownCommandError", () => {
     expect(err.hint).toBe("did you mean 'iris push'? Run 'ogygia iris --help' for usage.");
   });
 
+  it("calls a leading option an option, suggesting the closest", () => {
+    const top = unknownCommandError(COMMANDS, ["--verison"]);
+    expect(top.message).toBe("unknown option '--verison'");
+    expect(top.hint).toBe("did you mean '--version'? Run 'ogygia --help' for usage.");
+    const group = unknownCommandError(COMMANDS, ["iris", "-x"]);
+    expect(group.message).toBe("unknown option '-x'");
+    expect(group.hint).toBe("Run 'ogygia iris --help' for usage.");
+  });
+
   it("only points to help when nothing is close", () => {
     const err = unknownCommandError(COMMANDS, ["deploy"]);
     expect(err.message).toBe("unknown command 'deploy'");

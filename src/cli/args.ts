@@ -221,16 +221,22 @@ export function unknownCommandError(
   let depth = 0;
   while (depth < argv.length - 1 && startsPath(argv.slice(0, depth + 1))) depth += 1;
   const prefix = argv.slice(0, depth);
+  const group = prefix.length > 0 ? { path: prefix } : undefined;
+  const word = argv[depth] ?? "";
+  if (word.startsWith("-")) {
+    const options = depth === 0 ? ["--help", "--version"] : ["--help"];
+    return usageError(`unknown option '${escapeForTerminal(word)}'`, group, {
+      didYouMean: word.startsWith("--") ? closestMatch(word, options) : undefined,
+    });
+  }
   const candidates = commands
     .filter((c) => c.path.length > depth && prefix.every((w, i) => c.path[i] === w))
     .map((c) => c.path.slice(0, depth + 1).join(" "));
   if (depth === 0) candidates.push("help");
   const words = argv.slice(0, depth + 1).join(" ");
-  return usageError(
-    `unknown command '${escapeForTerminal(words)}'`,
-    prefix.length > 0 ? { path: prefix } : undefined,
-    { didYouMean: closestMatch(words, candidates) },
-  );
+  return usageError(`unknown command '${escapeForTerminal(words)}'`, group, {
+    didYouMean: closestMatch(words, candidates),
+  });
 }
 
 /** Command groups: the first words shared by several commands (`iris`, `config`). */
