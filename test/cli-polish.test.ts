@@ -221,6 +221,34 @@ describe("shell completion", () => {
     expect(bashComplete(["ogygia", "completion", ""])).toEqual(["bash", "zsh", "fish"]);
   });
 
+  /**
+   * Runs the zsh script's function for `words` with zsh's completion
+   * functions stubbed to print what they were given (no terminal needed).
+   */
+  function zshCandidates(words: string[]): string[] {
+    const script = [
+      "compdef() { :; }",
+      '_describe() { local -a a; a=("${(@P)4}"); print -l -- "${a[@]%%:*}"; }',
+      '_files() { print -- "_files $*"; }',
+      'compadd() { local -a a; a=("${(@P)2}"); print -l -- "${a[@]}"; }',
+      `source ${JSON.stringify(scripts.zsh)}`,
+      `words=(${words.map((w) => JSON.stringify(w)).join(" ")})`,
+      `CURRENT=${words.length}`,
+      "_ogygia",
+    ].join("\n");
+    const result = spawnSync("zsh", ["-f", "-c", script], { encoding: "utf8" });
+    expect(result.stderr).toBe("");
+    return result.stdout.split("\n").filter((line) => line !== "");
+  }
+
+  it("offers the right candidates in zsh", () => {
+    expect(zshCandidates(["ogygia", "iris", ""])).toEqual(["push", "providers"]);
+    expect(zshCandidates(["ogygia", "status", "--j"])).toContain("--json");
+    expect(zshCandidates(["ogygia", "status", "--root", "/m"])).toEqual(["_files -/"]);
+    expect(zshCandidates(["ogygia", "config", "check", ""])).toEqual(["_files "]);
+    expect(zshCandidates(["ogygia", "completion", ""])).toEqual(["bash", "zsh", "fish"]);
+  });
+
   it("completes commands and options in fish", () => {
     const complete = (line: string): string[] => {
       const result = spawnSync(
