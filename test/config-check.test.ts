@@ -115,7 +115,10 @@ describe("ogygia config check", () => {
     );
     const result = await runCli(["config", "check", "--json", file]);
     expect(result.code).toBe(1);
-    expect(result.stdout).toBe("");
+    // With --json the error is also a JSON document on stdout (no report).
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      error: { code: "ERR_OGYGIA_CONFIG_INVALID" },
+    });
     expect(result.stderr).toContain(`error: ${file}:5: ogygia.etcd.endpoint: unknown key`);
   });
 

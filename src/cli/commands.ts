@@ -13,6 +13,7 @@ const ROOT_OPTION = {
   valueName: "dir",
   description: "resolve system paths (and the default config) under DIR",
   default: "/",
+  existingDirectory: true,
 } as const;
 
 const CONFIG_OPTION = {
@@ -263,6 +264,30 @@ const CONFIG_CHECK: CommandSpec = {
   },
 };
 
+const COMPLETION: CommandSpec = {
+  path: ["completion"],
+  summary: "print a shell completion script for bash, zsh or fish",
+  description:
+    "Print a script that completes ogygia's commands, options, and file and directory\n" +
+    "arguments in bash, zsh or fish. Install it once (see the examples), then start a new shell.",
+  options: {},
+  positionals: [
+    { name: "shell", description: "bash, zsh or fish", choices: ["bash", "zsh", "fish"] },
+  ],
+  examples: [
+    "ogygia completion bash > ~/.local/share/bash-completion/completions/ogygia",
+    "ogygia completion zsh > ~/.zfunc/_ogygia    # with fpath=(~/.zfunc $fpath) in ~/.zshrc",
+    "ogygia completion fish > ~/.config/fish/completions/ogygia.fish",
+    "source <(ogygia completion bash)            # this shell only",
+  ],
+  async run({ positionals }) {
+    const { SHELLS, completionScript } = await import("./completion.js");
+    const shell = SHELLS.find((s) => s === positionals[0]) ?? "bash";
+    writeLine("stdout", completionScript(shell, COMMANDS).trimEnd());
+    return 0;
+  },
+};
+
 export const COMMANDS: readonly CommandSpec[] = [
   {
     path: ["status"],
@@ -341,4 +366,5 @@ export const COMMANDS: readonly CommandSpec[] = [
   IRIS_PUSH,
   IRIS_PROVIDERS,
   CONFIG_CHECK,
+  COMPLETION,
 ];

@@ -4,8 +4,18 @@
  */
 
 import { OgygiaError, escapeForTerminal, packageVersion } from "../core/index.js";
-import { commandHelp, findCommand, parseCommandArgs, programHelp, usageError } from "./args.js";
+import {
+  checkOptionPaths,
+  commandGroups,
+  commandHelp,
+  findCommand,
+  groupHelp,
+  parseCommandArgs,
+  programHelp,
+  unknownCommandError,
+} from "./args.js";
 import { COMMANDS } from "./commands.js";
+import { GROUP_SUMMARIES } from "./groups.js";
 import { writeLine } from "./output.js";
 
 const DESCRIPTION =
@@ -25,31 +35,75 @@ async function run(argv: readonly string[]): Promise<number> {
     const target = findCommand(COMMANDS, argv.slice(1));
     writeLine(
       "stdout",
-      (target ? commandHelp(target.command) : programHelp(COMMANDS, DESCRIPTION)).trimEnd(),
+      (target
+        ? commandHelp(target.command)
+        : (helpForGroup(argv[1]) ?? programHelp(COMMANDS, DESCRIPTION))
+      ).trimEnd(),
     );
     return 0;
   }
   const found = findCommand(COMMANDS, argv);
   if (!found) {
-    throw usageError(`unknown command '${escapeForTerminal(argv.join(" "))}'`);
+    const help = argv.length <= 2 ? helpForGroup(first) : undefined;
+    const [, second] = argv;
+    if (help !== undefined && (second === undefined || second === "-h" || second === "--help")) {
+      // Like `ogygia` alone: a bare group is a usage error that prints help.
+      writeLine("stdout", help.trimEnd());
+      return second === undefined ? 2 : 0;
+    }
+    throw unknownCommandError(COMMANDS, argv);
   }
   if (found.rest.includes("-h") || found.rest.includes("--help")) {
     writeLine("stdout", commandHelp(found.command).trimEnd());
     return 0;
   }
-  return found.command.run(parseCommandArgs(found.command, found.rest));
+  const args = parseCommandArgs(found.command, found.rest);
+  await checkOptionPaths(found.command, args.values);
+  return found.command.run(args);
 }
 
-/** Maps an error to a message on stderr and an exit code. */
-function reportError(err: unknown): number {
+/** The help of a command group such as `iris`, or undefined for any other word. */
+function helpForGroup(word: string | undefined): string | undefined {
+  const commands = word === undefined ? undefined : commandGroups(COMMANDS).get(word);
+  if (word === undefined || commands === undefined) return undefined;
+  return groupHelp(word, commands, capitalize(GROUP_SUMMARIES[word] ?? ""));
+}
+
+function capitalize(text: string): string {
+  return text === "" ? text : `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
+}
+
+/** True when the user asked for JSON: `--json` among the options (before any `--`). */
+function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf("--");
+  return (end === -1 ? argv : argv.slice(0, end)).some(
+    (arg) => arg === "--json" || arg.startsWith("--json="),
+  );
+}
+
+/**
+ * Maps an error to a message on stderr and an exit code. With `json`, the
+ * error is also one line of JSON on stdout: `{"error":{"code","message","hint"}}`,
+ * `hint` null when there is none.
+ */
+function reportError(err: unknown, { json }: { json: boolean }): number {
   if (err instanceof OgygiaError) {
+    if (json) writeJsonError(err.code, err.message, err.hint);
     writeLine("stderr", `error: ${escapeForTerminal(err.message)}`);
     if (err.hint) writeLine("stderr", `hint: ${err.hint}`);
     return err.exitCode;
   }
+  if (json) {
+    const message = err instanceof Error ? err.message : String(err);
+    writeJsonError("ERR_OGYGIA_INTERNAL", message, "a bug in ogygia; please report it");
+  }
   writeLine("stderr", "internal error (a bug in ogygia; please report it):");
   writeLine("stderr", err instanceof Error ? (err.stack ?? err.message) : String(err));
   return 70;
+}
+
+function writeJsonError(code: string, message: string, hint: string | undefined): void {
+  writeLine("stdout", JSON.stringify({ error: { code, message, hint: hint ?? null } }));
 }
 
 /** Runs the CLI with the arguments after the program name; returns the exit code. */
@@ -57,7 +111,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     return await run(argv);
   } catch (err) {
-    return reportError(err);
+    return reportError(err, { json: wantsJson(argv) });
   }
 }
 

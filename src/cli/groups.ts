@@ -1,0 +1,8 @@
+/**
+ * What each command group is for: shown by `ogygia <group> --help` and by
+ * shell completion. A group is the first word of several commands.
+ */
+export const GROUP_SUMMARIES: Readonly<Record<string, string>> = {
+  iris: "ask the local ogygia-irisd, the fleet's peer-to-peer Nix binary cache",
+  config: "check ogygia's configuration file",
+};
