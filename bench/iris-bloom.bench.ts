@@ -28,7 +28,7 @@ import {
   parseBloom,
   serializeBloom,
   type BloomFilter,
-} from "../src/iris/index.js";
+} from "../src/iris/p2p/index.js";
 import { NIX32_ALPHABET, decodeNix32, encodeNix32 } from "../src/nix/index.js";
 import { formatMs, median, printTable } from "./lib-timing.js";
 

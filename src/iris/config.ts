@@ -28,6 +28,8 @@ import {
 } from "../config/index.js";
 import { OgygiaError, errorMessage, hasErrorCode, redactUrl } from "../core/index.js";
 import { parsePublicKey } from "../nix/index.js";
+import type { ListenAddress } from "./http/index.js";
+import { LOG_LEVELS, type LogLevel } from "./log/index.js";
 
 export const DEFAULT_CONFIG_PATH = "/etc/ogygia-irisd/config.toml";
 export const CONFIG_ENV = "OGYGIA_IRISD_CONFIG";
@@ -37,8 +39,7 @@ export const DEFAULT_PRIORITY = 30;
 /** Exit status for a configuration the daemon refuses (sysexits' EX_CONFIG). */
 export const EXIT_CONFIG = 78;
 
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+export { LOG_LEVELS, type LogLevel, type ListenAddress };
 
 const CONFIG_HINT = "Fix the configuration file and start ogygia-irisd again.";
 
@@ -239,15 +240,6 @@ export const irisdConfigSchema = table({
 });
 
 type RawConfig = FieldType<typeof irisdConfigSchema>;
-
-/** A listen address, parsed. */
-export interface ListenAddress {
-  host: string;
-  /** 0: the kernel picks a free port. */
-  port: number;
-  /** As written in the configuration, e.g. `[::1]:35742`. */
-  text: string;
-}
 
 export interface IrisdConfig {
   /** The file read, or undefined when the default file was absent (all defaults). */

@@ -7,22 +7,35 @@
  */
 
 import { createTrustedKeys } from "../nix/index.js";
+
 import type { IrisdConfig } from "./config.js";
-import { createLocalIndex, type LocalIndex } from "./local-index.js";
-import { openLocalStore } from "./local-store.js";
-import type { IrisLogger } from "./log.js";
-import { createHttpMetrics } from "./metrics.js";
-import { openNarCache, type NarCache } from "./nar-cache.js";
-import { createNarFetcher } from "./nar-fetch.js";
-import { createP2pMetrics } from "./p2p-metrics.js";
-import { bloomRoute, providersRoute, rescanRoute } from "./p2p-routes.js";
-import { createPeerHttp } from "./peer-http.js";
-import { createCacheResolver, createPeerResolver } from "./peer-resolver.js";
-import { createPeerSet, type PeerSet } from "./peers.js";
-import { createResolverChain, type PathResolver } from "./resolve.js";
-import { coreRoutes, storeRoutes } from "./routes.js";
-import { IrisServer, type BoundAddress } from "./server.js";
-import { loadSigningKeys } from "./signing.js";
+import {
+  IrisServer,
+  coreRoutes,
+  createHttpMetrics,
+  createResolverChain,
+  storeRoutes,
+  type BoundAddress,
+  type PathResolver,
+} from "./http/index.js";
+import type { IrisLogger } from "./log/index.js";
+import {
+  bloomRoute,
+  createCacheResolver,
+  createLocalIndex,
+  createNarFetcher,
+  createP2pMetrics,
+  createPeerHttp,
+  createPeerResolver,
+  createPeerSet,
+  openNarCache,
+  providersRoute,
+  rescanRoute,
+  type LocalIndex,
+  type NarCache,
+  type PeerSet,
+} from "./p2p/index.js";
+import { loadSigningKeys, openLocalStore } from "./store/index.js";
 
 export interface IrisDaemon {
   readonly addresses: readonly BoundAddress[];

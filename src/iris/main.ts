@@ -13,10 +13,10 @@ import { parseArgs } from "node:util";
 import { OgygiaError, errorMessage, packageVersion } from "../core/index.js";
 import { irisdConfigSource, loadIrisdConfig, CONFIG_ENV, DEFAULT_CONFIG_PATH } from "./config.js";
 import { startDaemon } from "./daemon.js";
-import { createIrisLogger, errorFields, type IrisLogger } from "./log.js";
+import { createIrisLogger, errorFields, type IrisLogger } from "./log/index.js";
 import { notifySystemd } from "./notify.js";
 import { lowerHelperThreadsLogged } from "./thread-priority.js";
-import { loadSigningKeys } from "./signing.js";
+import { loadSigningKeys } from "./store/index.js";
 
 const EXIT_USAGE = 2;
 const EXIT_BUG = 70;
