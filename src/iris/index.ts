@@ -1,7 +1,14 @@
 /**
- * ogygia-irisd, the binary-cache daemon. The program is `main.ts`; the
- * daemon's layers (`http/`, `store/`, `p2p/`, `log/`) are wired in
- * `daemon.ts`. No other folder imports the daemon today.
+ * ogygia-irisd, the binary-cache daemon. Other folders need only its wire
+ * contract (`contract.ts`); the program is `main.ts`, and the daemon's
+ * layers (`http/`, `store/`, `p2p/`, `log/`) are wired in `daemon.ts`.
  */
 
-export {};
+export {
+  DEFAULT_IRISD_PORT,
+  DEFAULT_IRISD_URL,
+  DEFAULT_LISTEN,
+  type Provider,
+  type ProvidersAnswer,
+  type RescanAnswer,
+} from "./contract.js";

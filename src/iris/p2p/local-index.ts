@@ -29,20 +29,14 @@
 
 import { OgygiaError } from "../../core/index.js";
 import { parseStorePath, type PathInfo, type StoreDb } from "../../nix/index.js";
-import { bloomEtag, buildBloom, serializeBloom, type BloomFilter } from "./bloom.js";
-import { isServeable } from "../store/index.js";
+import type { RescanAnswer } from "../index.js";
 import { errorFields, type IrisLogger } from "../log/index.js";
+import { isServeable } from "../store/index.js";
+import { bloomEtag, buildBloom, serializeBloom, type BloomFilter } from "./bloom.js";
 import type { P2pMetrics } from "./metrics.js";
 
-export interface RescanResult {
-  /** Hash parts in the index now. */
-  indexed: number;
-  /** Newly added by this rescan. */
-  added: number;
-  notServeable: string[];
-  /** Not valid in the store. */
-  missing: string[];
-}
+/** What a rescan did: the JSON body of `POST /rescan`. */
+export type RescanResult = RescanAnswer;
 
 export interface BloomSnapshot {
   bytes: Buffer;

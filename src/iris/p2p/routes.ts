@@ -15,6 +15,7 @@ import { isIPv4 } from "node:net";
 
 import { OgygiaError, errorMessage, redactUrl } from "../../core/index.js";
 import { formatHash, isHashPart, parseStorePath } from "../../nix/index.js";
+import type { ProvidersAnswer, RescanAnswer } from "../index.js";
 import { HttpError, badRequest, sendBody, type ResolverChain, type Route } from "../http/index.js";
 import type { LocalIndex } from "./local-index.js";
 import { LOOKUP_DEADLINE_MS, type PeerSet } from "./peers.js";
@@ -114,7 +115,7 @@ export function providersRoute(options: {
         Promise.resolve(options.chain.narInfo(hash, { localOnly: true })),
         options.peers?.providers(hash, deadline) ?? Promise.resolve([]),
       ]);
-      const body = json({
+      const answer: ProvidersAnswer = {
         hash,
         local: local !== undefined,
         providers: answers.map(({ peer, verdict }) => ({
@@ -124,8 +125,8 @@ export function providersRoute(options: {
           narSize: verdict.info.narSize,
           signatures: verdict.signers,
         })),
-      });
-      return sendBody(req, res, 200, JSON_TYPE, body);
+      };
+      return sendBody(req, res, 200, JSON_TYPE, json(answer));
     },
   };
 }
@@ -202,8 +203,8 @@ export function rescanRoute(options: { index: LocalIndex; storeDir: string }): R
           });
         }
       }
-      const result = await options.index.rescan(paths);
-      return sendBody(req, res, 200, JSON_TYPE, json(result));
+      const answer: RescanAnswer = await options.index.rescan(paths);
+      return sendBody(req, res, 200, JSON_TYPE, json(answer));
     },
   };
 }
