@@ -127,100 +127,126 @@ function retryAfterMs(headers: IncomingHttpHeaders): number {
 
 /** Peers from the configuration; see the module comment. */
 export function createPeerSet(options: PeerSetOptions): PeerSet {
-  const { http, trusted, storeDir, log, metrics } = options;
-  const now = options.now ?? (() => performance.now());
-  const peers: Peer[] = options.urls.map((url) => {
-    const base = peerBase(url);
-    return {
-      base,
-      label: base.label,
-      backoff: createBackoff(),
-      filter: undefined,
-      etag: undefined,
-      checkedAt: -Infinity,
-      filterWaitUntil: 0,
-      refreshing: undefined,
-      up: true,
-    };
-  });
-  for (const peer of peers) metrics?.peerUp(peer.label, true);
-  let timer: NodeJS.Timeout | undefined;
-  let closed = false;
-  const lastWarned = new Map<string, number>();
+  return new Peers(options);
+}
 
-  const succeeded = (peer: Peer): void => {
+function newPeer(url: string): Peer {
+  const base = peerBase(url);
+  return {
+    base,
+    label: base.label,
+    backoff: createBackoff(),
+    filter: undefined,
+    etag: undefined,
+    checkedAt: -Infinity,
+    filterWaitUntil: 0,
+    refreshing: undefined,
+    up: true,
+  };
+}
+
+function maybeHas(peer: Peer, hashPart: string): boolean {
+  return peer.filter === undefined || peer.filter.has(hashPart);
+}
+
+/** The peer set: health, filters, lookups and NAR requests; lives until `close`. */
+class Peers implements PeerSet {
+  readonly peers: Peer[];
+  readonly now: () => number;
+  private readonly http: PeerHttp;
+  readonly log: IrisLogger;
+  private readonly metrics: P2pMetrics | undefined;
+  private readonly lastWarned = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly options: PeerSetOptions) {
+    this.http = options.http;
+    this.log = options.log;
+    this.metrics = options.metrics;
+    this.now = options.now ?? (() => performance.now());
+    this.peers = options.urls.map(newPeer);
+    for (const peer of this.peers) this.metrics?.peerUp(peer.label, true);
+  }
+
+  private succeeded(peer: Peer): void {
     if (!peer.up) {
       peer.up = true;
-      metrics?.peerUp(peer.label, true);
-      log.info({ peer: peer.label }, "peer reachable again");
+      this.metrics?.peerUp(peer.label, true);
+      this.log.info({ peer: peer.label }, "peer reachable again");
     }
     peer.backoff.success();
-  };
+  }
 
-  const failed = (peer: Peer, kind: PeerRequestKind, err: unknown): void => {
-    metrics?.peerRequest(peer.label, kind, "failure");
-    const t = now();
+  readonly failed = (peer: Peer, kind: PeerRequestKind, err: unknown): void => {
+    this.metrics?.peerRequest(peer.label, kind, "failure");
+    const t = this.now();
     // Requests already under way when it first failed do not lengthen the backoff.
     if (!peer.backoff.available(t)) return;
     const delay = peer.backoff.failure(t);
     if (peer.up) {
       peer.up = false;
-      metrics?.peerUp(peer.label, false);
-      log.warn(
+      this.metrics?.peerUp(peer.label, false);
+      this.log.warn(
         { peer: peer.label, request: kind, reason: describeFailure(err), retryInMs: delay },
         "peer unreachable: skipped until it answers again",
       );
     } else {
-      log.debug({ peer: peer.label, request: kind, reason: describeFailure(err) }, "peer failed");
+      this.log.debug(
+        { peer: peer.label, request: kind, reason: describeFailure(err) },
+        "peer failed",
+      );
     }
   };
 
-  const rejected = (peer: Peer, hashPart: string, reason: string, message: string): void => {
-    metrics?.peerRequest(peer.label, "narinfo", "rejected");
-    metrics?.rejection(peer.label, reason);
+  private rejected(peer: Peer, hashPart: string, reason: string, message: string): void {
+    this.metrics?.peerRequest(peer.label, "narinfo", "rejected");
+    this.metrics?.rejection(peer.label, reason);
     const key = `${peer.label}\n${reason}`;
-    const t = now();
-    const last = lastWarned.get(key);
+    const t = this.now();
+    const last = this.lastWarned.get(key);
+    const fields = { peer: peer.label, hashPart, reason, detail: message };
     if (last !== undefined && t - last < REJECTION_LOG_WINDOW_MS) {
-      log.debug({ peer: peer.label, hashPart, reason, detail: message }, "peer answer rejected");
+      this.log.debug(fields, "peer answer rejected");
       return;
     }
-    lastWarned.set(key, t);
-    log.warn({ peer: peer.label, hashPart, reason, detail: message }, "peer answer rejected");
-  };
+    this.lastWarned.set(key, t);
+    this.log.warn(fields, "peer answer rejected");
+  }
 
-  const request = async (
+  private async request(
     peer: Peer,
     kind: PeerRequestKind,
     path: string,
     timeoutMs: number,
     headers?: Record<string, string>,
-  ): Promise<PeerResponse | undefined> => {
+  ): Promise<PeerResponse | undefined> {
     try {
-      return await http.request(peer.base, { path, timeoutMs, headers });
+      return await this.http.request(peer.base, { path, timeoutMs, headers });
     } catch (err) {
-      if (!closed) failed(peer, kind, err);
+      if (!this.closed) this.failed(peer, kind, err);
       return undefined;
     }
-  };
+  }
 
-  const ask = async (
+  /** Asks one peer for its verified narinfo of `hashPart`. */
+  async ask(
     peer: Peer,
     hashPart: string,
     deadline: number,
     kind: PeerRequestKind,
-  ): Promise<PeerAnswer | undefined> => {
-    const timeoutMs = Math.min(PEER_REQUEST_TIMEOUT_MS, deadline - now());
+  ): Promise<PeerAnswer | undefined> {
+    const timeoutMs = Math.min(PEER_REQUEST_TIMEOUT_MS, deadline - this.now());
     if (timeoutMs <= 0) return undefined;
-    const res = await request(peer, kind, `local/${hashPart}.narinfo`, timeoutMs);
+    const res = await this.request(peer, kind, `local/${hashPart}.narinfo`, timeoutMs);
     if (res === undefined) return undefined;
     if (res.status !== 200) {
       res.discard();
       if (res.status >= 500) {
-        failed(peer, kind, new Error(`status ${res.status}`));
+        this.failed(peer, kind, new Error(`status ${res.status}`));
       } else {
-        succeeded(peer);
-        metrics?.peerRequest(peer.label, kind, "miss");
+        this.succeeded(peer);
+        this.metrics?.peerRequest(peer.label, kind, "miss");
       }
       return undefined;
     }
@@ -228,83 +254,96 @@ export function createPeerSet(options: PeerSetOptions): PeerSet {
     try {
       body = await res.readBody(MAX_NARINFO_BYTES);
     } catch (err) {
-      failed(peer, kind, err);
+      this.failed(peer, kind, err);
       return undefined;
     }
-    succeeded(peer);
-    const verdict = verifyPeerNarInfo(body, {
-      hashPart,
-      trusted,
-      storeDir,
-      whence: `from ${peer.label}`,
-    });
-    if (!verdict.ok) {
-      rejected(peer, hashPart, verdict.reason, verdict.message);
-      return undefined;
-    }
-    metrics?.peerRequest(peer.label, kind, "ok");
-    return { peer, verdict };
-  };
+    this.succeeded(peer);
+    return this.verify(peer, hashPart, body, kind);
+  }
 
-  const fetchFilter = async (peer: Peer, timeoutMs: number): Promise<void> => {
+  private verify(
+    peer: Peer,
+    hashPart: string,
+    body: Buffer,
+    kind: PeerRequestKind,
+  ): PeerAnswer | undefined {
+    const { trusted, storeDir } = this.options;
+    const whence = `from ${peer.label}`;
+    const verdict = verifyPeerNarInfo(body, { hashPart, trusted, storeDir, whence });
+    if (!verdict.ok) {
+      this.rejected(peer, hashPart, verdict.reason, verdict.message);
+      return undefined;
+    }
+    this.metrics?.peerRequest(peer.label, kind, "ok");
+    return { peer, verdict };
+  }
+
+  private async fetchFilter(peer: Peer, timeoutMs: number): Promise<void> {
     const headers: Record<string, string> = {};
     if (peer.etag !== undefined && peer.filter !== undefined) headers["if-none-match"] = peer.etag;
-    const res = await request(peer, "bloom", "bloom", timeoutMs, headers);
+    const res = await this.request(peer, "bloom", "bloom", timeoutMs, headers);
     if (res === undefined) return;
-    const t = now();
-    if (res.status === 304 && peer.filter !== undefined) {
-      res.discard();
-      peer.checkedAt = t;
-      succeeded(peer);
-      metrics?.peerRequest(peer.label, "bloom", "not-modified");
+    if (res.status === 200) {
+      await this.takeFilter(peer, res);
       return;
     }
-    if (res.status === 503 || res.status === 404) {
-      res.discard();
+    res.discard();
+    const t = this.now();
+    if (res.status === 304 && peer.filter !== undefined) {
+      peer.checkedAt = t;
+      this.succeeded(peer);
+      this.metrics?.peerRequest(peer.label, "bloom", "not-modified");
+    } else if (res.status === 503 || res.status === 404) {
       // Reachable, but no filter (its index is still building, or it has no /bloom):
       // lookups ask it directly meanwhile.
       peer.filter = undefined;
       peer.etag = undefined;
       peer.checkedAt = t;
       peer.filterWaitUntil =
-        t + (res.status === 503 ? retryAfterMs(res.headers) : options.peerTtlMs);
-      succeeded(peer);
-      metrics?.peerRequest(peer.label, "bloom", "miss");
-      return;
+        t + (res.status === 503 ? retryAfterMs(res.headers) : this.options.peerTtlMs);
+      this.succeeded(peer);
+      this.metrics?.peerRequest(peer.label, "bloom", "miss");
+    } else {
+      this.failed(peer, "bloom", new Error(`GET /bloom answered ${res.status}`));
     }
-    if (res.status !== 200) {
-      res.discard();
-      failed(peer, "bloom", new Error(`GET /bloom answered ${res.status}`));
-      return;
-    }
+  }
+
+  /** Reads and parses a 200 answer to `GET /bloom`. */
+  private async takeFilter(peer: Peer, res: PeerResponse): Promise<void> {
     let filter: BloomFilter;
     try {
       const bytes = await res.readBody(DEFAULT_MAX_BLOOM_BYTES);
       filter = parseBloom(bytes, { maxBytes: DEFAULT_MAX_BLOOM_BYTES, source: peer.label });
     } catch (err) {
-      failed(peer, "bloom", err);
+      this.failed(peer, "bloom", err);
       return;
     }
     const etag = res.headers.etag;
     peer.filter = filter;
     peer.etag = typeof etag === "string" ? etag : bloomEtag(filter);
-    peer.checkedAt = now();
-    succeeded(peer);
-    metrics?.peerRequest(peer.label, "bloom", "ok");
-    log.debug({ peer: peer.label, paths: filter.count, bits: filter.bits }, "peer filter updated");
-  };
+    peer.checkedAt = this.now();
+    this.succeeded(peer);
+    this.metrics?.peerRequest(peer.label, "bloom", "ok");
+    this.log.debug(
+      { peer: peer.label, paths: filter.count, bits: filter.bits },
+      "peer filter updated",
+    );
+  }
 
   /** One filter request per peer at a time; waits at most until `deadline`. */
-  const refresh = (peer: Peer, timeoutMs: number, deadline?: number): Promise<void> => {
-    peer.refreshing ??= fetchFilter(peer, timeoutMs)
+  refresh(peer: Peer, timeoutMs: number, deadline?: number): Promise<void> {
+    peer.refreshing ??= this.fetchFilter(peer, timeoutMs)
       .catch((err: unknown) => {
-        log.error({ peer: peer.label, ...errorFields(err) }, "peer filter refresh failed (a bug)");
+        this.log.error(
+          { peer: peer.label, ...errorFields(err) },
+          "peer filter refresh failed (a bug)",
+        );
       })
       .finally(() => {
         peer.refreshing = undefined;
       });
     if (deadline === undefined) return peer.refreshing;
-    const wait = deadline - now();
+    const wait = deadline - this.now();
     if (wait <= 0) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const t = setTimeout(resolve, wait);
@@ -313,189 +352,238 @@ export function createPeerSet(options: PeerSetOptions): PeerSet {
         resolve();
       });
     });
-  };
+  }
 
-  const maybeHas = (peer: Peer, hashPart: string): boolean =>
-    peer.filter === undefined || peer.filter.has(hashPart);
+  async lookup(hashPart: string, lookupOptions: LookupOptions): Promise<PeerAnswer | undefined> {
+    const answer = await new Lookup(this, hashPart, lookupOptions).run();
+    if (answer !== undefined) this.metrics?.lookup("hit");
+    else this.metrics?.lookup(this.now() >= lookupOptions.deadline ? "deadline" : "miss");
+    return answer;
+  }
 
-  const lookup = (
-    hashPart: string,
-    lookupOptions: LookupOptions,
-  ): Promise<PeerAnswer | undefined> => {
-    const { deadline, onAnswer } = lookupOptions;
-    return new Promise((resolve) => {
-      let settled = false;
-      let pending = 0;
-      let revalidated = false;
-      const asked = new Set<Peer>(lookupOptions.skip);
-      const finish = (answer: PeerAnswer | undefined): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve(answer);
-      };
-      const timer = setTimeout(
-        () => {
-          finish(undefined);
-        },
-        Math.max(0, deadline - now()),
-      );
-      const drained = (): void => {
-        if (settled || pending > 0) return;
-        if (revalidated) {
-          finish(undefined);
-          return;
-        }
-        revalidated = true;
-        const t = now();
-        const stale = peers.filter(
-          (p) =>
-            !asked.has(p) &&
-            p.backoff.available(t) &&
-            p.filter !== undefined &&
-            t - p.checkedAt >= REVALIDATE_AFTER_MS,
-        );
-        for (const peer of stale) {
-          pending += 1;
-          refresh(peer, Math.min(PEER_REQUEST_TIMEOUT_MS, deadline - t), deadline)
-            .then(() => {
-              if (!settled && !asked.has(peer) && maybeHas(peer, hashPart)) start(peer);
-            })
-            .finally(() => {
-              pending -= 1;
-              drained();
-            })
-            .catch(() => undefined);
-        }
-        if (stale.length === 0) finish(undefined);
-      };
-      const start = (peer: Peer): void => {
-        asked.add(peer);
-        pending += 1;
-        ask(peer, hashPart, deadline, "narinfo")
-          .then((answer) => {
-            if (answer === undefined || now() > deadline) return;
-            onAnswer?.(answer);
-            finish(answer);
-          })
-          .catch((err: unknown) => {
-            log.error({ peer: peer.label, ...errorFields(err) }, "peer lookup failed (a bug)");
-          })
-          .finally(() => {
-            pending -= 1;
-            drained();
-          });
-      };
-      const t = now();
-      for (const peer of peers) {
-        if (!asked.has(peer) && peer.backoff.available(t) && maybeHas(peer, hashPart)) {
-          start(peer);
-        }
-      }
-      drained();
+  async providers(hashPart: string, deadline: number): Promise<PeerAnswer[]> {
+    const t = this.now();
+    const answers = await Promise.all(
+      this.peers
+        .filter((p) => p.backoff.available(t))
+        .map((p) => this.ask(p, hashPart, deadline, "providers")),
+    );
+    return answers.filter((a): a is PeerAnswer => a !== undefined);
+  }
+
+  async openNar(
+    peer: Peer,
+    nar: { hashPart: string; narHash: string; narSize: number },
+    offset: number,
+    signal: AbortSignal,
+  ): Promise<AsyncIterable<Buffer>> {
+    if (!isHashPart(nar.hashPart)) throw new Error(`openNar: bad hash part ${nar.hashPart}`);
+    const res = await this.requestNar(peer, nar, offset, signal);
+    const plan = continuationOf({
+      status: res.status,
+      contentRange: res.headers["content-range"],
+      contentLength: res.headers["content-length"],
+      offset,
+      size: nar.narSize,
     });
-  };
+    if (!plan.ok) {
+      res.discard();
+      this.metrics?.peerRequest(peer.label, "nar", "miss");
+      throw new Error(`peer ${peer.label}: cannot continue the NAR at ${offset}: ${plan.reason}`);
+    }
+    this.succeeded(peer);
+    this.metrics?.peerRequest(peer.label, "nar", "ok");
+    return this.narChunks(peer, res.body, plan.skip, signal);
+  }
 
-  return {
-    peers,
-    async lookup(hashPart, lookupOptions) {
-      const answer = await lookup(hashPart, lookupOptions);
-      if (answer !== undefined) metrics?.lookup("hit");
-      else metrics?.lookup(now() >= lookupOptions.deadline ? "deadline" : "miss");
-      return answer;
-    },
-    async providers(hashPart, deadline) {
-      const t = now();
-      const answers = await Promise.all(
-        peers
-          .filter((p) => p.backoff.available(t))
-          .map((p) => ask(p, hashPart, deadline, "providers")),
+  /** `GET /local/nar/...` from `offset`; a failure to connect or a 5xx is the peer's failure. */
+  private async requestNar(
+    peer: Peer,
+    nar: { hashPart: string; narHash: string },
+    offset: number,
+    signal: AbortSignal,
+  ): Promise<PeerResponse> {
+    let res: PeerResponse;
+    try {
+      res = await this.http.request(peer.base, {
+        path: `local/nar/${nar.hashPart}-${nar.narHash}.nar`,
+        headers: rangeHeaders(offset, nar.narHash),
+        timeoutMs: PEER_REQUEST_TIMEOUT_MS,
+        bodyIdleMs: NAR_IDLE_TIMEOUT_MS,
+        signal,
+      });
+    } catch (err) {
+      if (!signal.aborted) this.failed(peer, "nar", err);
+      throw err;
+    }
+    if (res.status >= 500) {
+      res.discard();
+      const err = new Error(`peer ${peer.label}: NAR request answered ${res.status}`);
+      this.failed(peer, "nar", err);
+      throw err;
+    }
+    return res;
+  }
+
+  /** The body's chunks after the first `skip` bytes; a failure mid-stream is the peer's. */
+  private async *narChunks(
+    peer: Peer,
+    body: AsyncIterable<Buffer>,
+    skip: number,
+    signal: AbortSignal,
+  ): AsyncGenerator<Buffer> {
+    let received = 0;
+    try {
+      for await (const chunk of body) {
+        received += chunk.length;
+        if (skip >= chunk.length) {
+          skip -= chunk.length;
+          continue;
+        }
+        const rest = skip > 0 ? chunk.subarray(skip) : chunk;
+        skip = 0;
+        yield rest;
+      }
+    } catch (err) {
+      // Died mid-stream (reset, stalled): a failure of the peer.
+      if (!signal.aborted) this.failed(peer, "nar", err);
+      throw err;
+    } finally {
+      // Counted once per response: the metric costs more than a chunk's bookkeeping.
+      this.metrics?.narBytes(peer.label, received);
+    }
+  }
+
+  start(): void {
+    if (this.timer !== undefined || this.peers.length === 0) return;
+    this.tick();
+    this.timer = setInterval(() => {
+      this.tick();
+    }, TICK_MS);
+    this.timer.unref();
+  }
+
+  /** Refreshes the filters that are due, of the peers not in backoff. */
+  private tick(): void {
+    const t = this.now();
+    for (const peer of this.peers) {
+      if (peer.refreshing !== undefined || !peer.backoff.available(t)) continue;
+      if (t < peer.filterWaitUntil) continue;
+      const due = peer.filter === undefined || t - peer.checkedAt >= this.options.peerTtlMs;
+      if (due) void this.refresh(peer, FILTER_REFRESH_TIMEOUT_MS);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    await this.http.close().catch((err: unknown) => {
+      this.log.debug({ err: errorMessage(err) }, "closing peer connections");
+    });
+  }
+}
+
+/**
+ * One `lookup`: asks the peers whose filter matches, then (if none has it)
+ * revalidates the stale filters and asks the new matches; settles with the
+ * first verified answer, or undefined when all are done or the deadline passes.
+ */
+class Lookup {
+  private settled = false;
+  private pending = 0;
+  private revalidated = false;
+  private readonly asked: Set<Peer>;
+  private readonly deadline: number;
+  private timer: NodeJS.Timeout | undefined;
+  private resolve: (answer: PeerAnswer | undefined) => void = () => undefined;
+
+  constructor(
+    private readonly set: Peers,
+    private readonly hashPart: string,
+    private readonly options: LookupOptions,
+  ) {
+    this.asked = new Set<Peer>(options.skip);
+    this.deadline = options.deadline;
+  }
+
+  run(): Promise<PeerAnswer | undefined> {
+    return new Promise((resolve) => {
+      this.resolve = resolve;
+      this.timer = setTimeout(
+        () => {
+          this.finish(undefined);
+        },
+        Math.max(0, this.deadline - this.set.now()),
       );
-      return answers.filter((a): a is PeerAnswer => a !== undefined);
-    },
-    async openNar(peer, nar, offset, signal) {
-      if (!isHashPart(nar.hashPart)) throw new Error(`openNar: bad hash part ${nar.hashPart}`);
-      let res: PeerResponse;
-      try {
-        res = await http.request(peer.base, {
-          path: `local/nar/${nar.hashPart}-${nar.narHash}.nar`,
-          headers: rangeHeaders(offset, nar.narHash),
-          timeoutMs: PEER_REQUEST_TIMEOUT_MS,
-          bodyIdleMs: NAR_IDLE_TIMEOUT_MS,
-          signal,
-        });
-      } catch (err) {
-        if (!signal.aborted) failed(peer, "nar", err);
-        throw err;
-      }
-      if (res.status >= 500) {
-        res.discard();
-        const err = new Error(`peer ${peer.label}: NAR request answered ${res.status}`);
-        failed(peer, "nar", err);
-        throw err;
-      }
-      const plan = continuationOf({
-        status: res.status,
-        contentRange: res.headers["content-range"],
-        contentLength: res.headers["content-length"],
-        offset,
-        size: nar.narSize,
-      });
-      if (!plan.ok) {
-        res.discard();
-        metrics?.peerRequest(peer.label, "nar", "miss");
-        throw new Error(`peer ${peer.label}: cannot continue the NAR at ${offset}: ${plan.reason}`);
-      }
-      succeeded(peer);
-      metrics?.peerRequest(peer.label, "nar", "ok");
-      const label = peer.label;
-      const body = res.body;
-      let skip = plan.skip;
-      return (async function* chunks() {
-        let received = 0;
-        try {
-          for await (const chunk of body) {
-            received += chunk.length;
-            if (skip >= chunk.length) {
-              skip -= chunk.length;
-              continue;
-            }
-            const rest = skip > 0 ? chunk.subarray(skip) : chunk;
-            skip = 0;
-            yield rest;
-          }
-        } catch (err) {
-          // Died mid-stream (reset, stalled): a failure of the peer.
-          if (!signal.aborted) failed(peer, "nar", err);
-          throw err;
-        } finally {
-          // Counted once per response: the metric costs more than a chunk's bookkeeping.
-          metrics?.narBytes(label, received);
+      const t = this.set.now();
+      for (const peer of this.set.peers) {
+        if (!this.asked.has(peer) && peer.backoff.available(t) && maybeHas(peer, this.hashPart)) {
+          this.ask(peer);
         }
-      })();
-    },
-    failed,
-    start() {
-      if (timer !== undefined || peers.length === 0) return;
-      const tick = (): void => {
-        const t = now();
-        for (const peer of peers) {
-          if (peer.refreshing !== undefined || !peer.backoff.available(t)) continue;
-          if (t < peer.filterWaitUntil) continue;
-          const due = peer.filter === undefined || t - peer.checkedAt >= options.peerTtlMs;
-          if (due) void refresh(peer, FILTER_REFRESH_TIMEOUT_MS);
+      }
+      this.drained();
+    });
+  }
+
+  private finish(answer: PeerAnswer | undefined): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.resolve(answer);
+  }
+
+  /** Called whenever a request ends: with none left, revalidate once, then give up. */
+  private drained(): void {
+    if (this.settled || this.pending > 0) return;
+    if (this.revalidated) {
+      this.finish(undefined);
+      return;
+    }
+    this.revalidated = true;
+    const t = this.set.now();
+    const stale = this.set.peers.filter(
+      (p) =>
+        !this.asked.has(p) &&
+        p.backoff.available(t) &&
+        p.filter !== undefined &&
+        t - p.checkedAt >= REVALIDATE_AFTER_MS,
+    );
+    for (const peer of stale) this.revalidate(peer, t);
+    if (stale.length === 0) this.finish(undefined);
+  }
+
+  private revalidate(peer: Peer, t: number): void {
+    this.pending += 1;
+    this.set
+      .refresh(peer, Math.min(PEER_REQUEST_TIMEOUT_MS, this.deadline - t), this.deadline)
+      .then(() => {
+        if (!this.settled && !this.asked.has(peer) && maybeHas(peer, this.hashPart)) {
+          this.ask(peer);
         }
-      };
-      tick();
-      timer = setInterval(tick, TICK_MS);
-      timer.unref();
-    },
-    async close() {
-      closed = true;
-      if (timer !== undefined) clearInterval(timer);
-      await http.close().catch((err: unknown) => {
-        log.debug({ err: errorMessage(err) }, "closing peer connections");
+      })
+      .finally(() => {
+        this.pending -= 1;
+        this.drained();
+      })
+      .catch(() => undefined);
+  }
+
+  private ask(peer: Peer): void {
+    this.asked.add(peer);
+    this.pending += 1;
+    this.set
+      .ask(peer, this.hashPart, this.deadline, "narinfo")
+      .then((answer) => {
+        if (answer === undefined || this.set.now() > this.deadline) return;
+        this.options.onAnswer?.(answer);
+        this.finish(answer);
+      })
+      .catch((err: unknown) => {
+        this.set.log.error({ peer: peer.label, ...errorFields(err) }, "peer lookup failed (a bug)");
+      })
+      .finally(() => {
+        this.pending -= 1;
+        this.drained();
       });
-    },
-  };
+  }
 }
