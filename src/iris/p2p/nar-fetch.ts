@@ -111,29 +111,6 @@ interface Chunks {
   bytes: number;
 }
 
-interface Fetch {
-  readonly spec: FetchSpec;
-  state: State;
-  error: unknown;
-  /** Bytes received and checked so far. */
-  received: number;
-  /** Bytes on disk so far (file mode). */
-  written: number;
-  readers: number;
-  /** Held in memory until cached (else: a file as it comes). */
-  readonly inMemory: boolean;
-  memory: Chunks;
-  temp: TempEntry | undefined;
-  /** For clients behind the memory window (file mode). */
-  readHandle: FileHandle | undefined;
-  /** Resolves once the temporary file is open (file mode), or at once. */
-  opened: Promise<void>;
-  done: Promise<void>;
-  controller: AbortController;
-  waiters: (() => void)[];
-  wakeScheduled: boolean;
-}
-
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
@@ -146,7 +123,7 @@ function fetchFailure(spec: FetchSpec, what: string, cause?: unknown): OgygiaErr
   );
 }
 
-function wake(fetch: Fetch): void {
+function wake(fetch: Download): void {
   const waiters = fetch.waiters;
   fetch.waiters = [];
   for (const resolve of waiters) resolve();
@@ -157,7 +134,7 @@ function wake(fetch: Fetch): void {
  * (setImmediate runs after the I/O phase), so each wake hands them every
  * chunk that arrived meanwhile, to send in one write.
  */
-function wakeSoon(fetch: Fetch): void {
+function wakeSoon(fetch: Download): void {
   if (fetch.wakeScheduled || fetch.waiters.length === 0) return;
   fetch.wakeScheduled = true;
   setImmediate(() => {
@@ -166,7 +143,7 @@ function wakeSoon(fetch: Fetch): void {
   });
 }
 
-function changed(fetch: Fetch): Promise<void> {
+function changed(fetch: Download): Promise<void> {
   return new Promise((resolve) => fetch.waiters.push(resolve));
 }
 
@@ -275,182 +252,250 @@ export function createNarCheck(options: {
   };
 }
 
-export function createNarFetcher(options: {
+interface FetcherEnv {
   cache: NarCache;
   log: IrisLogger;
   metrics?: P2pMetrics | undefined;
-  /** Defaults: `MEMORY_NAR_BYTES`, `MEMORY_BUDGET`. */
-  memoryNarBytes?: number;
-  memoryBudget?: number;
-}): NarFetcher {
-  const { cache, log, metrics } = options;
-  const memoryNarBytes = options.memoryNarBytes ?? MEMORY_NAR_BYTES;
-  const memoryBudget = options.memoryBudget ?? MEMORY_BUDGET;
-  const inFlight = new Map<string, Fetch>();
-  let memoryInUse = 0;
+}
 
-  const closeReader = async (fetch: Fetch): Promise<void> => {
-    if (fetch.readers > 0 || fetch.state === "running") return;
-    const handle = fetch.readHandle;
-    fetch.readHandle = undefined;
-    await handle?.close();
-  };
+/** Chunks waiting for the disk (file mode); one writer drains them in batches. */
+class FileWriter {
+  queuedBytes = 0;
+  /** The first write error: the download fails with it. */
+  error: unknown;
+  private queued: Buffer[] = [];
+  private writing: Promise<void> | undefined;
 
-  /** Downloads and verifies into memory, or into `fetch.temp` as it comes. */
-  const download = async (fetch: Fetch, markOpened: () => void): Promise<void> => {
-    const { spec } = fetch;
-    const what = spec.storePath;
-    if (!fetch.inMemory) {
-      try {
-        fetch.temp = await cache.createTemp(spec.narInfo);
-        fetch.readHandle = await open(fetch.temp.path, "r");
-      } finally {
-        markOpened();
-      }
-    } else {
-      markOpened();
+  constructor(
+    private readonly download: Download,
+    private readonly file: TempEntry & { handle: FileHandle },
+  ) {}
+
+  push(chunk: Buffer): void {
+    this.queued.push(chunk);
+    this.queuedBytes += chunk.length;
+    void this.flush();
+  }
+
+  /** Starts writing what is queued unless a write is under way; resolves when it ends. */
+  flush(): Promise<void> {
+    if (this.writing !== undefined || this.queued.length === 0) {
+      return this.writing ?? Promise.resolve();
     }
-    const temp =
-      fetch.temp?.handle === undefined ? undefined : { ...fetch.temp, handle: fetch.temp.handle };
+    this.writing = this.drain()
+      .catch((err: unknown) => {
+        this.error = err;
+      })
+      .finally(() => {
+        this.writing = undefined;
+      });
+    return this.writing;
+  }
 
-    // File mode: chunks wait here for the disk; one writer drains them in batches.
-    let queued: Buffer[] = [];
-    let queuedBytes = 0;
-    let writing: Promise<void> | undefined;
-    let writeError: unknown;
-    const writer = async (file: TempEntry & { handle: FileHandle }): Promise<void> => {
-      while (queued.length > 0) {
-        const batch = queued;
-        queued = [];
-        queuedBytes = 0;
-        await writeAll(file.handle, batch, file.offset + fetch.written);
-        for (const buffer of batch) fetch.written += buffer.length;
-        // Chunks on disk may leave memory once the window is full.
-        const memory = fetch.memory;
-        while (
-          memory.bytes > RECENT_BYTES &&
-          (memory.offsets[0] ?? 0) + (memory.buffers[0]?.length ?? 0) <= fetch.written
-        ) {
-          memory.offsets.shift();
-          memory.bytes -= memory.buffers.shift()?.length ?? 0;
-        }
-        wake(fetch);
-      }
-    };
-    const flush = (): Promise<void> => {
-      if (temp === undefined || writing !== undefined || queued.length === 0) {
-        return writing ?? Promise.resolve();
-      }
-      writing = writer(temp)
-        .catch((err: unknown) => {
-          writeError = err;
-        })
-        .finally(() => {
-          writing = undefined;
-        });
-      return writing;
-    };
+  /** Resolves once the write under way (if any) ended. */
+  async settled(): Promise<void> {
+    await this.writing;
+  }
 
-    const check = createNarCheck({
-      what: `${what} from peers`,
+  close(): Promise<void> {
+    return this.file.handle.close().catch(() => undefined);
+  }
+
+  private async drain(): Promise<void> {
+    const download = this.download;
+    while (this.queued.length > 0) {
+      const batch = this.queued;
+      this.queued = [];
+      this.queuedBytes = 0;
+      await writeAll(this.file.handle, batch, this.file.offset + download.written);
+      for (const buffer of batch) download.written += buffer.length;
+      download.trimMemory();
+      wake(download);
+    }
+  }
+}
+
+/** One NAR's download, shared by every client streaming it. */
+class Download {
+  state: State = "running";
+  error: unknown;
+  /** Bytes received and checked so far. */
+  received = 0;
+  /** Bytes on disk so far (file mode). */
+  written = 0;
+  readers = 0;
+  readonly memory: Chunks = { offsets: [], buffers: [], bytes: 0 };
+  temp: TempEntry | undefined;
+  /** For clients behind the memory window (file mode). */
+  readHandle: FileHandle | undefined;
+  /** Resolves once the temporary file is open (file mode), or at once. */
+  readonly opened: Promise<void>;
+  done: Promise<void> = Promise.resolve();
+  readonly controller = new AbortController();
+  waiters: (() => void)[] = [];
+  wakeScheduled = false;
+  private markOpened: () => void = () => undefined;
+  private writer: FileWriter | undefined;
+  private readonly check: ContentCheck;
+  /** The bytes are wrong: no other provider can fix that. */
+  private badBytes: unknown;
+  private readonly contributors: NarSource[] = [];
+
+  constructor(
+    readonly spec: FetchSpec,
+    /** Held in memory until cached (else: a file as it comes). */
+    readonly inMemory: boolean,
+    private readonly env: FetcherEnv,
+  ) {
+    this.opened = new Promise<void>((resolve) => {
+      this.markOpened = resolve;
+    });
+    this.check = createNarCheck({
+      what: `${spec.storePath} from peers`,
       expectedHash: spec.expectedHash,
       expectedSize: spec.narSize,
     });
-    /** The bytes are wrong: no other provider can fix that. */
-    let badBytes: unknown;
-    const fatal = (): unknown => badBytes;
+  }
 
-    const accept = (chunk: Buffer): void => {
-      try {
-        check.write(chunk);
-        spec.contentCheck?.write(chunk);
-      } catch (err) {
-        badBytes = err;
-        return;
-      }
-      fetch.memory.offsets.push(fetch.received);
-      fetch.memory.buffers.push(chunk);
-      fetch.memory.bytes += chunk.length;
-      fetch.received += chunk.length;
-      if (temp !== undefined) {
-        queued.push(chunk);
-        queuedBytes += chunk.length;
-        void flush();
-      }
-      wakeSoon(fetch);
-    };
-
-    const tried: NarSource[] = [];
-    const contributors: NarSource[] = [];
+  /** Downloads and verifies into memory, or into `temp` as it comes. */
+  async run(): Promise<void> {
+    await this.openFile();
     try {
-      while (fetch.received < spec.narSize && fatal() === undefined) {
-        const source = await spec.nextSource(tried);
-        if (source === undefined) {
-          throw fetchFailure(
-            spec,
-            tried.length === 0
-              ? "no peer offers it"
-              : `every provider failed (${tried.map((s) => s.label).join(", ")})`,
-          );
-        }
-        tried.push(source);
-        if (fetch.received > 0) {
-          metrics?.failover();
-          log.info(
-            { storePath: what, peer: source.label, offset: fetch.received },
-            "continuing a NAR download from another peer",
-          );
-        }
-        try {
-          const body = await source.open(fetch.received, fetch.controller.signal);
-          contributors.push(source);
-          for await (const chunk of body) {
-            accept(chunk);
-            if (fatal() !== undefined) break;
-            if (writeError !== undefined) throw asError(writeError);
-            if (queuedBytes > WRITE_HIGH_WATER) await flush();
-          }
-          if (fatal() === undefined && fetch.received < spec.narSize) {
-            throw new Error(`the body ended after ${fetch.received} bytes`);
-          }
-        } catch (err) {
-          if (fetch.controller.signal.aborted || writeError !== undefined) throw err;
-          if (fatal() !== undefined) break;
-          spec.onSourceFailure?.(source, err);
-          log.debug({ storePath: what, peer: source.label, ...errorFields(err) }, "source failed");
-        }
-      }
-      const failure = fatal();
+      await this.fromProviders();
+      const failure = this.fatal();
       if (failure !== undefined) throw asError(failure);
-      check.end();
-      spec.contentCheck?.end();
-      await flush();
-      if (writeError !== undefined) throw asError(writeError);
+      this.check.end();
+      this.spec.contentCheck?.end();
+      await this.writer?.flush();
+      if (this.writer?.error !== undefined) throw asError(this.writer.error);
     } catch (err) {
-      await writing;
-      await temp?.handle.close().catch(() => undefined);
+      await this.writer?.settled();
+      await this.writer?.close();
       const mismatch = err instanceof OgygiaError && err.code === "ERR_OGYGIA_NIX_NAR";
-      if (mismatch) spec.onMismatch?.(contributors, err);
+      if (mismatch) this.spec.onMismatch?.(this.contributors, err);
       throw err;
     }
-  };
+  }
+
+  private async openFile(): Promise<void> {
+    if (this.inMemory) {
+      this.markOpened();
+      return;
+    }
+    try {
+      this.temp = await this.env.cache.createTemp(this.spec.narInfo);
+      this.readHandle = await open(this.temp.path, "r");
+    } finally {
+      this.markOpened();
+    }
+    const { handle } = this.temp;
+    if (handle !== undefined) this.writer = new FileWriter(this, { ...this.temp, handle });
+  }
+
+  /** Provider after provider, each from the byte reached, until the NAR is complete or bad. */
+  private async fromProviders(): Promise<void> {
+    const { spec } = this;
+    const { log, metrics } = this.env;
+    const tried: NarSource[] = [];
+    while (this.received < spec.narSize && this.fatal() === undefined) {
+      const source = await spec.nextSource(tried);
+      if (source === undefined) {
+        throw fetchFailure(
+          spec,
+          tried.length === 0
+            ? "no peer offers it"
+            : `every provider failed (${tried.map((s) => s.label).join(", ")})`,
+        );
+      }
+      tried.push(source);
+      if (this.received > 0) {
+        metrics?.failover();
+        log.info(
+          { storePath: spec.storePath, peer: source.label, offset: this.received },
+          "continuing a NAR download from another peer",
+        );
+      }
+      try {
+        await this.pump(source);
+      } catch (err) {
+        if (this.controller.signal.aborted || this.writer?.error !== undefined) throw err;
+        if (this.fatal() !== undefined) break;
+        spec.onSourceFailure?.(source, err);
+        const fields = { storePath: spec.storePath, peer: source.label, ...errorFields(err) };
+        log.debug(fields, "source failed");
+      }
+    }
+  }
+
+  /** One provider's body from `received` on, until it ends, fails or brings bad bytes. */
+  private async pump(source: NarSource): Promise<void> {
+    const body = await source.open(this.received, this.controller.signal);
+    this.contributors.push(source);
+    for await (const chunk of body) {
+      this.accept(chunk);
+      if (this.fatal() !== undefined) break;
+      const writer = this.writer;
+      if (writer !== undefined) {
+        if (writer.error !== undefined) throw asError(writer.error);
+        if (writer.queuedBytes > WRITE_HIGH_WATER) await writer.flush();
+      }
+    }
+    if (this.fatal() === undefined && this.received < this.spec.narSize) {
+      throw new Error(`the body ended after ${this.received} bytes`);
+    }
+  }
+
+  /** Read through a call: the checks above must not be narrowed across awaits. */
+  private fatal(): unknown {
+    return this.badBytes;
+  }
+
+  private accept(chunk: Buffer): void {
+    try {
+      this.check.write(chunk);
+      this.spec.contentCheck?.write(chunk);
+    } catch (err) {
+      this.badBytes = err;
+      return;
+    }
+    const memory = this.memory;
+    memory.offsets.push(this.received);
+    memory.buffers.push(chunk);
+    memory.bytes += chunk.length;
+    this.received += chunk.length;
+    this.writer?.push(chunk);
+    wakeSoon(this);
+  }
+
+  /** Chunks on disk may leave memory once the window is full. */
+  trimMemory(): void {
+    const memory = this.memory;
+    while (
+      memory.bytes > RECENT_BYTES &&
+      (memory.offsets[0] ?? 0) + (memory.buffers[0]?.length ?? 0) <= this.written
+    ) {
+      memory.offsets.shift();
+      memory.bytes -= memory.buffers.shift()?.length ?? 0;
+    }
+  }
 
   /** After verification: the NAR onto disk (memory mode), fsynced, into the cache. */
-  const keep = async (fetch: Fetch): Promise<void> => {
-    const { spec } = fetch;
-    let temp = fetch.temp;
-    if (fetch.inMemory) {
+  async keep(): Promise<void> {
+    const { spec } = this;
+    const { cache, log } = this.env;
+    let temp = this.temp;
+    if (this.inMemory) {
       if (spec.narSize + spec.narInfo.length > cache.maxBytes) return;
-      temp = await cache.writeTemp(spec.narInfo, fetch.memory.buffers);
-      fetch.temp = temp;
+      temp = await cache.writeTemp(spec.narInfo, this.memory.buffers);
+      this.temp = temp;
     } else if (temp !== undefined) {
       await cache.finishTemp(temp);
     }
     if (temp === undefined) return;
     // A small NAR in memory stays there too: the cache serves it without reading the file.
     const nar =
-      fetch.inMemory && spec.narSize <= SMALL_NAR_BYTES
-        ? Buffer.concat(fetch.memory.buffers, spec.narSize)
+      this.inMemory && spec.narSize <= SMALL_NAR_BYTES
+        ? Buffer.concat(this.memory.buffers, spec.narSize)
         : undefined;
     const stored = await cache.store(
       temp,
@@ -465,174 +510,198 @@ export function createNarFetcher(options: {
     );
     if (!stored)
       log.debug({ storePath: spec.storePath, size: spec.narSize }, "NAR too large to cache");
-  };
+  }
 
-  const forget = (key: string, fetch: Fetch): void => {
-    if (inFlight.get(key) !== fetch) return;
-    inFlight.delete(key);
-    metrics?.downloads(inFlight.size);
-  };
+  /** Closes the file for readers once none is left and the download is over. */
+  async closeReader(): Promise<void> {
+    if (this.readers > 0 || this.state === "running") return;
+    const handle = this.readHandle;
+    this.readHandle = undefined;
+    await handle?.close();
+  }
+}
 
-  const start = (spec: FetchSpec, key: string): Fetch => {
-    let markOpened = (): void => undefined;
-    const inMemory = spec.narSize <= memoryNarBytes && memoryInUse + spec.narSize <= memoryBudget;
-    if (inMemory) memoryInUse += spec.narSize;
-    const fetch: Fetch = {
-      spec,
-      state: "running",
-      error: undefined,
-      received: 0,
-      written: 0,
-      readers: 0,
-      inMemory,
-      memory: { offsets: [], buffers: [], bytes: 0 },
-      temp: undefined,
-      readHandle: undefined,
-      opened: new Promise<void>((resolve) => {
-        markOpened = resolve;
-      }),
-      done: Promise.resolve(),
-      controller: new AbortController(),
-      waiters: [],
-      wakeScheduled: false,
-    };
-    fetch.done = download(fetch, markOpened)
+/** Streams `fetch` (or `range` of it) into `out` as its bytes arrive; see the module comment. */
+async function sendTo(
+  fetch: Download,
+  out: Writable,
+  range: ByteRange | undefined,
+  cacheMaxBytes: number,
+): Promise<void> {
+  const size = fetch.spec.narSize;
+  const end = range === undefined ? size : range.start + range.length;
+  let position = range?.start ?? 0;
+  // Counted as a reader before the first await: the file stays open for us.
+  fetch.readers += 1;
+  try {
+    await fetch.opened;
+    while (position < end) {
+      if (fetch.state === "failed") {
+        throw asError(fetch.error ?? fetchFailure(fetch.spec, "the download failed"));
+      }
+      if (out.destroyed) throw new Error("the client went away");
+      // The response's last byte waits for the whole NAR to verify.
+      const limit = fetch.state === "verified" ? end : Math.min(fetch.received, end - 1);
+      let data = position < limit ? fromMemory(fetch.memory, position, limit) : undefined;
+      if (data === undefined && position < Math.min(limit, fetch.written)) {
+        const handle = fetch.readHandle;
+        if (handle === undefined) throw fetchFailure(fetch.spec, "the download file is gone");
+        const length = Math.min(READ_CHUNK, Math.min(limit, fetch.written) - position);
+        const buffer = Buffer.allocUnsafe(length);
+        const at = (fetch.temp?.offset ?? 0) + position;
+        const { bytesRead } = await handle.read(buffer, 0, length, at);
+        if (bytesRead <= 0) throw fetchFailure(fetch.spec, "the temporary file is short");
+        data = bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+      }
+      if (data === undefined) {
+        await changed(fetch);
+        continue;
+      }
+      // Everything else already in memory goes in the same write (one writev).
+      out.cork();
+      let more = true;
+      while (data !== undefined) {
+        position += data.length;
+        more = out.write(data);
+        if (!more || position >= limit) break;
+        data = fromMemory(fetch.memory, position, limit);
+      }
+      out.uncork();
+      if (!more) await drained(out);
+    }
+    out.end();
+  } finally {
+    fetch.readers -= 1;
+    if (fetch.readers === 0 && fetch.state === "running" && fetch.spec.narSize > cacheMaxBytes) {
+      // Nobody is waiting and it will not be cached: stop downloading.
+      fetch.controller.abort();
+    }
+    await fetch.closeReader();
+  }
+}
+
+export function createNarFetcher(options: {
+  cache: NarCache;
+  log: IrisLogger;
+  metrics?: P2pMetrics | undefined;
+  /** Defaults: `MEMORY_NAR_BYTES`, `MEMORY_BUDGET`. */
+  memoryNarBytes?: number;
+  memoryBudget?: number;
+}): NarFetcher {
+  return new Fetcher(
+    options,
+    options.memoryNarBytes ?? MEMORY_NAR_BYTES,
+    options.memoryBudget ?? MEMORY_BUDGET,
+  );
+}
+
+/** The downloads in flight, by NAR, within one memory budget. */
+class Fetcher implements NarFetcher {
+  private readonly inFlight = new Map<string, Download>();
+  private memoryInUse = 0;
+
+  constructor(
+    private readonly env: FetcherEnv,
+    private readonly memoryNarBytes: number,
+    private readonly memoryBudget: number,
+  ) {}
+
+  get active(): number {
+    return this.inFlight.size;
+  }
+
+  async stream(spec: FetchSpec, out: Writable, range: ByteRange | undefined): Promise<void> {
+    const { fetch, started } = this.join(spec);
+    // A client's request that starts a download; a read-ahead one is no request.
+    if (started) this.env.metrics?.cacheMiss();
+    await sendTo(fetch, out, range, this.env.cache.maxBytes);
+  }
+
+  async prefetch(spec: FetchSpec): Promise<boolean> {
+    const { cache } = this.env;
+    // Only what the cache will keep (otherwise the bytes would be thrown away) and does not hold.
+    if (spec.narSize + spec.narInfo.length > cache.maxBytes) return false;
+    if (cache.get(spec.hashPart)?.narHash === spec.narHash) return false;
+    const { fetch, started } = this.join(spec);
+    if (started) await fetch.done;
+    return started;
+  }
+
+  async abortAll(): Promise<void> {
+    const all = [...this.inFlight.values()];
+    for (const fetch of all) fetch.controller.abort();
+    await Promise.all(all.map((f) => f.done));
+  }
+
+  /** The download of `spec` in flight, or a new one. */
+  private join(spec: FetchSpec): { fetch: Download; started: boolean } {
+    const key = `${spec.hashPart}-${spec.narHash}`;
+    const known = this.inFlight.get(key);
+    // A failed download is forgotten as it fails; never join one that has.
+    if (known !== undefined && known.state !== "failed") return { fetch: known, started: false };
+    const fetch = this.start(spec, key);
+    this.inFlight.set(key, fetch);
+    this.env.metrics?.downloads(this.inFlight.size);
+    return { fetch, started: true };
+  }
+
+  private start(spec: FetchSpec, key: string): Download {
+    const inMemory =
+      spec.narSize <= this.memoryNarBytes && this.memoryInUse + spec.narSize <= this.memoryBudget;
+    if (inMemory) this.memoryInUse += spec.narSize;
+    const fetch = new Download(spec, inMemory, this.env);
+    fetch.done = fetch
+      .run()
       .then(
-        async () => {
-          // Verified: clients get their last bytes now; the cache write follows.
-          fetch.state = "verified";
-          wake(fetch);
-          await keep(fetch).catch(async (err: unknown) => {
-            if (fetch.temp !== undefined) await cache.discard(fetch.temp);
-            throw err;
-          });
-        },
-        async (err: unknown) => {
-          fetch.state = "failed";
-          fetch.error = err;
-          // A request arriving from now on starts a new download, not this failed one.
-          forget(key, fetch);
-          wake(fetch);
-          const mismatch = err instanceof OgygiaError && err.code === "ERR_OGYGIA_NIX_NAR";
-          metrics?.fetchFailed(mismatch ? "mismatch" : "providers");
-          if (!fetch.controller.signal.aborted) {
-            log.warn(
-              { storePath: spec.storePath, ...errorFields(err) },
-              mismatch
-                ? "NAR from peers did not verify: transfer cut, nothing cached"
-                : "NAR download through peers failed",
-            );
-          }
-          if (fetch.temp !== undefined) await cache.discard(fetch.temp);
-        },
+        () => this.verified(fetch),
+        (err: unknown) => this.failed(key, fetch, err),
       )
       .catch((err: unknown) => {
-        log.error({ storePath: spec.storePath, ...errorFields(err) }, "NAR cache: store failed");
+        const fields = { storePath: spec.storePath, ...errorFields(err) };
+        this.env.log.error(fields, "NAR cache: store failed");
       })
       .finally(() => {
         // The chunks go with the last client still reading them.
-        if (inMemory) memoryInUse -= spec.narSize;
-        forget(key, fetch);
-        void closeReader(fetch).catch(() => undefined);
+        if (inMemory) this.memoryInUse -= spec.narSize;
+        this.forget(key, fetch);
+        void fetch.closeReader().catch(() => undefined);
       });
     return fetch;
-  };
+  }
 
-  const stream = async (
-    fetch: Fetch,
-    out: Writable,
-    range: ByteRange | undefined,
-  ): Promise<void> => {
-    const size = fetch.spec.narSize;
-    const end = range === undefined ? size : range.start + range.length;
-    let position = range?.start ?? 0;
-    // Counted as a reader before the first await: the file stays open for us.
-    fetch.readers += 1;
-    try {
-      await fetch.opened;
-      while (position < end) {
-        if (fetch.state === "failed") {
-          throw asError(fetch.error ?? fetchFailure(fetch.spec, "the download failed"));
-        }
-        if (out.destroyed) throw new Error("the client went away");
-        // The response's last byte waits for the whole NAR to verify.
-        const limit = fetch.state === "verified" ? end : Math.min(fetch.received, end - 1);
-        let data = position < limit ? fromMemory(fetch.memory, position, limit) : undefined;
-        if (data === undefined && position < Math.min(limit, fetch.written)) {
-          const handle = fetch.readHandle;
-          if (handle === undefined) throw fetchFailure(fetch.spec, "the download file is gone");
-          const length = Math.min(READ_CHUNK, Math.min(limit, fetch.written) - position);
-          const buffer = Buffer.allocUnsafe(length);
-          const { bytesRead } = await handle.read(
-            buffer,
-            0,
-            length,
-            (fetch.temp?.offset ?? 0) + position,
-          );
-          if (bytesRead <= 0) throw fetchFailure(fetch.spec, "the temporary file is short");
-          data = bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
-        }
-        if (data === undefined) {
-          await changed(fetch);
-          continue;
-        }
-        // Everything else already in memory goes in the same write (one writev).
-        out.cork();
-        let more = true;
-        while (data !== undefined) {
-          position += data.length;
-          more = out.write(data);
-          if (!more || position >= limit) break;
-          data = fromMemory(fetch.memory, position, limit);
-        }
-        out.uncork();
-        if (!more) await drained(out);
-      }
-      out.end();
-    } finally {
-      fetch.readers -= 1;
-      if (fetch.readers === 0 && fetch.state === "running" && fetch.spec.narSize > cache.maxBytes) {
-        // Nobody is waiting and it will not be cached: stop downloading.
-        fetch.controller.abort();
-      }
-      await closeReader(fetch);
+  private async verified(fetch: Download): Promise<void> {
+    // Verified: clients get their last bytes now; the cache write follows.
+    fetch.state = "verified";
+    wake(fetch);
+    await fetch.keep().catch(async (err: unknown) => {
+      if (fetch.temp !== undefined) await this.env.cache.discard(fetch.temp);
+      throw err;
+    });
+  }
+
+  private async failed(key: string, fetch: Download, err: unknown): Promise<void> {
+    const { log, metrics, cache } = this.env;
+    fetch.state = "failed";
+    fetch.error = err;
+    // A request arriving from now on starts a new download, not this failed one.
+    this.forget(key, fetch);
+    wake(fetch);
+    const mismatch = err instanceof OgygiaError && err.code === "ERR_OGYGIA_NIX_NAR";
+    metrics?.fetchFailed(mismatch ? "mismatch" : "providers");
+    if (!fetch.controller.signal.aborted) {
+      log.warn(
+        { storePath: fetch.spec.storePath, ...errorFields(err) },
+        mismatch
+          ? "NAR from peers did not verify: transfer cut, nothing cached"
+          : "NAR download through peers failed",
+      );
     }
-  };
+    if (fetch.temp !== undefined) await cache.discard(fetch.temp);
+  }
 
-  /** The download of `spec` in flight, or a new one. */
-  const join = (spec: FetchSpec): { fetch: Fetch; started: boolean } => {
-    const key = `${spec.hashPart}-${spec.narHash}`;
-    const known = inFlight.get(key);
-    // A failed download is forgotten as it fails; never join one that has.
-    if (known !== undefined && known.state !== "failed") return { fetch: known, started: false };
-    const fetch = start(spec, key);
-    inFlight.set(key, fetch);
-    metrics?.downloads(inFlight.size);
-    return { fetch, started: true };
-  };
-
-  return {
-    get active() {
-      return inFlight.size;
-    },
-    async stream(spec, out, range) {
-      const { fetch, started } = join(spec);
-      // A client's request that starts a download; a read-ahead one is no request.
-      if (started) metrics?.cacheMiss();
-      await stream(fetch, out, range);
-    },
-    async prefetch(spec) {
-      // Only what the cache will keep (otherwise the bytes would be thrown away) and does not hold.
-      if (spec.narSize + spec.narInfo.length > cache.maxBytes) return false;
-      if (cache.get(spec.hashPart)?.narHash === spec.narHash) return false;
-      const { fetch, started } = join(spec);
-      if (started) await fetch.done;
-      return started;
-    },
-    async abortAll() {
-      const all = [...inFlight.values()];
-      for (const fetch of all) fetch.controller.abort();
-      await Promise.all(all.map((f) => f.done));
-    },
-  };
+  private forget(key: string, fetch: Download): void {
+    if (this.inFlight.get(key) !== fetch) return;
+    this.inFlight.delete(key);
+    this.env.metrics?.downloads(this.inFlight.size);
+  }
 }
