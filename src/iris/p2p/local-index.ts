@@ -88,244 +88,289 @@ function yieldToLoop(): Promise<void> {
 
 /** Starts building the index and watching the store. */
 export function createLocalIndex(options: LocalIndexOptions): LocalIndex {
-  const { db, log, metrics, canSign } = options;
-  const storeDir = db.location.storeDir;
-  const pollMs = options.pollMs ?? 1000;
-  const rebuildDelayMs = options.rebuildDelayMs ?? 5000;
-  const hashOf = (storePath: string): string =>
-    storePath.slice(storeDir.length + 1, storeDir.length + 33);
+  const index = new StoreIndex(options);
+  index.start();
+  return index;
+}
 
+function closedError(): OgygiaError {
+  return new OgygiaError("ERR_OGYGIA_IRISD", "the daemon is stopping");
+}
+
+/**
+ * The index: the paths known and serveable, the filter over them, and the
+ * timers that keep it current (poll, debounced rebuild, build retry) until
+ * `close`. Every pass over the store runs under one lock (`exclusive`).
+ */
+class StoreIndex implements LocalIndex {
   /** Every valid path seen, and whether it is serveable. */
-  let known = new Map<string, boolean>();
+  private known = new Map<string, boolean>();
   /** Hash parts in the filter (exactly; the filter itself may say yes to more). */
-  let members = new Set<string>();
-  let filter: BloomFilter | undefined;
-  let snapshot: BloomSnapshot | undefined;
-  let closed = false;
-  let dirty = false;
-  let recheckPending = false;
-  let nextListAt = 0;
-  let nextRecheckAt = 0;
-  let rebuildTimer: NodeJS.Timeout | undefined;
-  let markReady = (): void => undefined;
-  const ready = new Promise<void>((resolve) => {
-    markReady = resolve;
-  });
+  private members = new Set<string>();
+  private filter: BloomFilter | undefined;
+  private cached: BloomSnapshot | undefined;
+  private closed = false;
+  private dirty = false;
+  private recheckPending = false;
+  private nextListAt = 0;
+  private nextRecheckAt = 0;
+  private rebuildTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private poller: NodeJS.Timeout | undefined;
+  private markReady: () => void = () => undefined;
+  private readonly readyPromise: Promise<void>;
+  private lock: Promise<unknown> = Promise.resolve();
+  private readonly db: StoreDb;
+  private readonly log: IrisLogger;
+  private readonly metrics: P2pMetrics | undefined;
+  private readonly storeDir: string;
+  private readonly pollMs: number;
+  private readonly rebuildDelayMs: number;
 
-  let lock: Promise<unknown> = Promise.resolve();
-  const exclusive = <T>(task: () => Promise<T> | T): Promise<T> => {
-    const run = lock.then(task, task);
-    lock = run.catch(() => undefined);
+  constructor(private readonly options: LocalIndexOptions) {
+    this.db = options.db;
+    this.log = options.log;
+    this.metrics = options.metrics;
+    this.storeDir = options.db.location.storeDir;
+    this.pollMs = options.pollMs ?? 1000;
+    this.rebuildDelayMs = options.rebuildDelayMs ?? 5000;
+    this.readyPromise = new Promise<void>((resolve) => {
+      this.markReady = resolve;
+    });
+  }
+
+  start(): void {
+    this.firstBuild();
+    this.poller = setInterval(() => {
+      this.poll();
+    }, this.pollMs);
+    this.poller.unref();
+  }
+
+  get ready(): boolean {
+    return this.filter !== undefined;
+  }
+
+  readonly whenReady = (): Promise<void> => this.readyPromise;
+
+  snapshot(): BloomSnapshot | undefined {
+    if (this.filter === undefined) return undefined;
+    this.cached ??= { bytes: serializeBloom(this.filter), etag: bloomEtag(this.filter) };
+    return this.cached;
+  }
+
+  readonly has = (hashPart: string): boolean => this.members.has(hashPart);
+
+  addHashPart(hashPart: string): void {
+    this.add(hashPart);
+  }
+
+  removed(): void {
+    this.scheduleRebuild("evicted", this.rebuildDelayMs);
+  }
+
+  async rescan(paths: readonly string[]): Promise<RescanResult> {
+    await this.readyPromise;
+    return this.exclusive(async () => {
+      if (this.closed) throw closedError();
+      const result: RescanResult = { indexed: 0, added: 0, notServeable: [], missing: [] };
+      if (paths.length === 0) {
+        // The whole store, now: every pass regardless of its throttle.
+        this.db.hasChanged();
+        result.added = (await this.listPass()) + (await this.recheckPass());
+      } else {
+        this.rescanPaths(paths, result);
+      }
+      this.logAdded(result.added, "rescan");
+      result.indexed = this.members.size;
+      return result;
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.poller);
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    if (this.rebuildTimer !== undefined) clearTimeout(this.rebuildTimer);
+  }
+
+  private hashOf(storePath: string): string {
+    return storePath.slice(this.storeDir.length + 1, this.storeDir.length + 33);
+  }
+
+  private serveable(info: PathInfo): boolean {
+    return isServeable(info, this.options.canSign, this.storeDir);
+  }
+
+  private exclusive<T>(task: () => Promise<T> | T): Promise<T> {
+    const run = this.lock.then(task, task);
+    this.lock = run.catch(() => undefined);
     return run;
-  };
+  }
 
-  const serveable = (info: PathInfo): boolean => isServeable(info, canSign, storeDir);
+  private rescanPaths(paths: readonly string[], result: RescanResult): void {
+    for (const storePath of paths) {
+      parseStorePath(storePath, this.storeDir);
+      const info = this.db.queryPathInfo(storePath);
+      if (info === undefined) {
+        result.missing.push(storePath);
+        continue;
+      }
+      const ok = this.serveable(info);
+      this.known.set(storePath, ok);
+      if (!ok) result.notServeable.push(storePath);
+      else if (this.add(this.hashOf(storePath))) result.added += 1;
+    }
+  }
 
-  const closedError = (): OgygiaError =>
-    new OgygiaError("ERR_OGYGIA_IRISD", "the daemon is stopping");
-
-  const rebuild = (reason: string): void => {
+  private rebuild(reason: string): void {
     const next = new Set<string>();
-    for (const [storePath, ok] of known) if (ok) next.add(hashOf(storePath));
-    for (const hashPart of options.extraHashParts?.() ?? []) next.add(hashPart);
+    for (const [storePath, ok] of this.known) if (ok) next.add(this.hashOf(storePath));
+    for (const hashPart of this.options.extraHashParts?.() ?? []) next.add(hashPart);
     const started = performance.now();
-    filter = buildBloom([...next], { falsePositiveRate: options.falsePositiveRate });
-    members = next;
-    snapshot = undefined;
-    metrics?.indexRebuilt(reason);
-    metrics?.indexSize(members.size);
+    const filter = buildBloom([...next], { falsePositiveRate: this.options.falsePositiveRate });
+    this.filter = filter;
+    this.members = next;
+    this.cached = undefined;
+    this.metrics?.indexRebuilt(reason);
+    this.metrics?.indexSize(next.size);
     const fields = {
       reason,
-      paths: members.size,
-      storePaths: known.size,
+      paths: next.size,
+      storePaths: this.known.size,
       bits: filter.bits,
       hashes: filter.hashes,
       capacity: filter.capacity,
       ms: Math.round(performance.now() - started),
     };
-    if (reason === "start") log.info(fields, "bloom index built");
-    else log.info(fields, "bloom index rebuilt");
-  };
+    if (reason === "start") this.log.info(fields, "bloom index built");
+    else this.log.info(fields, "bloom index rebuilt");
+  }
 
-  const add = (hashPart: string): boolean => {
-    if (filter === undefined || members.has(hashPart)) return false;
-    members.add(hashPart);
+  private add(hashPart: string): boolean {
+    const filter = this.filter;
+    if (filter === undefined || this.members.has(hashPart)) return false;
+    this.members.add(hashPart);
     filter.add(hashPart);
-    snapshot = undefined;
-    metrics?.indexSize(members.size);
-    if (filter.overCapacity) scheduleRebuild("capacity", 0);
+    this.cached = undefined;
+    this.metrics?.indexSize(this.members.size);
+    if (filter.overCapacity) this.scheduleRebuild("capacity", 0);
     return true;
-  };
+  }
 
-  function scheduleRebuild(reason: string, delay: number): void {
-    if (rebuildTimer !== undefined || closed) return;
-    rebuildTimer = setTimeout(() => {
-      rebuildTimer = undefined;
-      void exclusive(() => {
-        if (!closed) rebuild(reason);
+  private scheduleRebuild(reason: string, delay: number): void {
+    if (this.rebuildTimer !== undefined || this.closed) return;
+    this.rebuildTimer = setTimeout(() => {
+      this.rebuildTimer = undefined;
+      void this.exclusive(() => {
+        if (!this.closed) this.rebuild(reason);
       });
     }, delay);
-    rebuildTimer.unref();
+    this.rebuildTimer.unref();
   }
 
   /** Reads `paths` (slice by slice) into `into`; returns the serveable ones added. */
-  const readPaths = async (
-    paths: readonly string[],
-    into: Map<string, boolean>,
-  ): Promise<number> => {
+  private async readPaths(paths: readonly string[], into: Map<string, boolean>): Promise<number> {
     let added = 0;
     for (let i = 0; i < paths.length; i++) {
       if (i > 0 && i % SLICE === 0) {
         await yieldToLoop();
-        if (closed) throw closedError();
+        if (this.closed) throw closedError();
       }
       const storePath = paths[i] ?? "";
-      const info = db.queryPathInfo(storePath);
+      const info = this.db.queryPathInfo(storePath);
       if (info === undefined) {
         into.delete(storePath);
         continue;
       }
-      const ok = serveable(info);
+      const ok = this.serveable(info);
       into.set(storePath, ok);
-      if (ok && add(hashOf(storePath))) added += 1;
+      if (ok && this.add(this.hashOf(storePath))) added += 1;
     }
     return added;
-  };
+  }
 
-  const build = async (): Promise<void> => {
-    db.hasChanged(); // the baseline: changes from now on are seen by the poll
+  private async build(): Promise<void> {
+    this.db.hasChanged(); // the baseline: changes from now on are seen by the poll
     const started = performance.now();
-    const paths = db.queryAllValidPaths();
+    const paths = this.db.queryAllValidPaths();
     const next = new Map<string, boolean>();
-    if (canSign) {
+    if (this.options.canSign) {
       for (const storePath of paths) next.set(storePath, true);
     } else {
-      await readPaths(paths, next);
+      await this.readPaths(paths, next);
     }
-    known = next;
-    rebuild("start");
-    log.debug({ ms: Math.round(performance.now() - started) }, "store read for the index");
-  };
+    this.known = next;
+    this.rebuild("start");
+    this.log.debug({ ms: Math.round(performance.now() - started) }, "store read for the index");
+  }
 
   /** Lists the store and indexes new paths; returns the serveable ones added. */
-  const listPass = async (): Promise<number> => {
-    dirty = false;
+  private async listPass(): Promise<number> {
+    this.dirty = false;
     const started = performance.now();
-    const paths = db.queryAllValidPaths();
+    const paths = this.db.queryAllValidPaths();
     const listed = performance.now() - started;
-    nextListAt = performance.now() + Math.max(pollMs, DUTY_FACTOR * listed);
+    this.nextListAt = performance.now() + Math.max(this.pollMs, DUTY_FACTOR * listed);
     const current = new Set(paths);
     let deleted = false;
-    for (const [storePath, ok] of known) {
+    for (const [storePath, ok] of this.known) {
       if (!current.has(storePath)) {
-        known.delete(storePath);
+        this.known.delete(storePath);
         if (ok) deleted = true;
       }
     }
-    if (deleted) scheduleRebuild("deleted", rebuildDelayMs);
-    const fresh = paths.filter((p) => !known.has(p));
-    return readPaths(fresh, known);
-  };
+    if (deleted) this.scheduleRebuild("deleted", this.rebuildDelayMs);
+    const fresh = paths.filter((p) => !this.known.has(p));
+    return this.readPaths(fresh, this.known);
+  }
 
   /** Checks again the paths known but not serveable (signatures may have been added). */
-  const recheckPass = async (): Promise<number> => {
-    recheckPending = false;
+  private async recheckPass(): Promise<number> {
+    this.recheckPending = false;
     const started = performance.now();
     const unserveable: string[] = [];
-    for (const [storePath, ok] of known) if (!ok) unserveable.push(storePath);
-    const added = await readPaths(unserveable, known);
-    nextRecheckAt =
-      performance.now() + Math.max(pollMs, DUTY_FACTOR * (performance.now() - started));
+    for (const [storePath, ok] of this.known) if (!ok) unserveable.push(storePath);
+    const added = await this.readPaths(unserveable, this.known);
+    this.nextRecheckAt =
+      performance.now() + Math.max(this.pollMs, DUTY_FACTOR * (performance.now() - started));
     return added;
-  };
+  }
 
-  const logAdded = (added: number, how: string): void => {
-    if (added > 0) log.debug({ added, paths: members.size, how }, "bloom index: paths added");
-  };
+  private logAdded(added: number, how: string): void {
+    if (added > 0) {
+      this.log.debug({ added, paths: this.members.size, how }, "bloom index: paths added");
+    }
+  }
 
-  const poll = (): void => {
-    if (filter === undefined || closed) return;
-    if (db.hasChanged()) {
-      dirty = true;
-      recheckPending = true;
+  private poll(): void {
+    if (this.filter === undefined || this.closed) return;
+    if (this.db.hasChanged()) {
+      this.dirty = true;
+      this.recheckPending = true;
     }
     const t = performance.now();
-    const list = dirty && t >= nextListAt;
-    const recheck = recheckPending && t >= nextRecheckAt;
+    const list = this.dirty && t >= this.nextListAt;
+    const recheck = this.recheckPending && t >= this.nextRecheckAt;
     if (!list && !recheck) return;
-    exclusive(async () => {
+    this.exclusive(async () => {
       let added = 0;
-      if (list) added += await listPass();
-      if (recheck) added += await recheckPass();
-      logAdded(added, "store change");
+      if (list) added += await this.listPass();
+      if (recheck) added += await this.recheckPass();
+      this.logAdded(added, "store change");
     }).catch((err: unknown) => {
-      if (!closed) log.error(errorFields(err), "bloom index: reading the store failed");
+      if (!this.closed) this.log.error(errorFields(err), "bloom index: reading the store failed");
     });
-  };
+  }
 
-  let retryTimer: NodeJS.Timeout | undefined;
-  const firstBuild = (): void => {
-    exclusive(build).then(markReady, (err: unknown) => {
-      if (closed) return;
-      log.error({ ...errorFields(err), retryInMs: 5000 }, "bloom index: building failed");
-      retryTimer = setTimeout(firstBuild, 5000);
-      retryTimer.unref();
+  private firstBuild(): void {
+    this.exclusive(() => this.build()).then(this.markReady, (err: unknown) => {
+      if (this.closed) return;
+      this.log.error({ ...errorFields(err), retryInMs: 5000 }, "bloom index: building failed");
+      this.retryTimer = setTimeout(() => {
+        this.firstBuild();
+      }, 5000);
+      this.retryTimer.unref();
     });
-  };
-  firstBuild();
-  const poller = setInterval(poll, pollMs);
-  poller.unref();
-
-  return {
-    get ready() {
-      return filter !== undefined;
-    },
-    whenReady: () => ready,
-    snapshot() {
-      if (filter === undefined) return undefined;
-      snapshot ??= { bytes: serializeBloom(filter), etag: bloomEtag(filter) };
-      return snapshot;
-    },
-    has: (hashPart) => members.has(hashPart),
-    addHashPart(hashPart) {
-      add(hashPart);
-    },
-    removed() {
-      scheduleRebuild("evicted", rebuildDelayMs);
-    },
-    async rescan(paths) {
-      await ready;
-      return exclusive(async () => {
-        if (closed) throw closedError();
-        const result: RescanResult = { indexed: 0, added: 0, notServeable: [], missing: [] };
-        if (paths.length === 0) {
-          // The whole store, now: every pass regardless of its throttle.
-          db.hasChanged();
-          result.added = (await listPass()) + (await recheckPass());
-        } else {
-          for (const storePath of paths) {
-            parseStorePath(storePath, storeDir);
-            const info = db.queryPathInfo(storePath);
-            if (info === undefined) {
-              result.missing.push(storePath);
-              continue;
-            }
-            const ok = serveable(info);
-            known.set(storePath, ok);
-            if (!ok) result.notServeable.push(storePath);
-            else if (add(hashOf(storePath))) result.added += 1;
-          }
-        }
-        logAdded(result.added, "rescan");
-        result.indexed = members.size;
-        return result;
-      });
-    },
-    close() {
-      closed = true;
-      clearInterval(poller);
-      if (retryTimer !== undefined) clearTimeout(retryTimer);
-      if (rebuildTimer !== undefined) clearTimeout(rebuildTimer);
-    },
-  };
+  }
 }
