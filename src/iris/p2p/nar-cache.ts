@@ -292,8 +292,7 @@ async function recover(options: NarCacheOptions): Promise<Recovered> {
  * limits. Throws ERR_OGYGIA_IRISD_CACHE when the folder cannot be used.
  */
 export async function openNarCache(options: NarCacheOptions): Promise<NarCache> {
-  const { dir, maxBytes, timeToIdleMs, log, metrics } = options;
-  const now = options.now ?? Date.now;
+  const { dir } = options;
   let recovered: Recovered;
   try {
     await mkdir(dir, { recursive: true, mode: 0o755 });
@@ -305,209 +304,285 @@ export async function openNarCache(options: NarCacheOptions): Promise<NarCache> 
   } catch (err) {
     throw cacheError(`cannot use the NAR cache folder ${dir}: ${errorMessage(err)}`, err);
   }
+  const cache = new DiskCache(options, recovered.entries);
+  await cache.enforceLimits();
+  options.log.info(
+    {
+      dir,
+      entries: cache.entryCount,
+      bytes: cache.totalBytes,
+      maxBytes: options.maxBytes,
+      removed: recovered.removed.length,
+    },
+    "NAR cache ready",
+  );
+  cache.startSweeper();
+  return cache;
+}
 
-  const entries = new Map<string, CacheEntry>();
-  let totalBytes = 0;
-  const listeners: ((event: CacheEvent) => void)[] = [];
-  const emit = (event: CacheEvent): void => {
-    for (const listener of listeners) listener(event);
-  };
-  const publish = (): void => metrics?.cacheSize(entries.size, totalBytes);
-  for (const entry of recovered.entries) {
-    entries.set(entry.hashPart, entry);
-    totalBytes += footprint(entry);
-  }
-  const fileOf = (entry: { hashPart: string; narHash: string }): string =>
-    path.join(dir, `${entry.hashPart}-${entry.narHash}.entry`);
+type StoreFields = Omit<CacheEntry, "offset" | "lastAccess" | "persistedAccess">;
+
+function keyOf(entry: { hashPart: string; narHash: string }): string {
+  return `${entry.hashPart}-${entry.narHash}`;
+}
+
+/**
+ * The cache's index in memory (entries by hash part, their total size),
+ * the small NARs held in memory, and the sweeper, until `close`. Changes
+ * of the index run one at a time (`exclusive`), fsyncs one at a time
+ * (`durable`).
+ */
+class DiskCache implements NarCache {
+  readonly dir: string;
+  readonly maxBytes: number;
+  private bytes = 0;
+  private readonly entries = new Map<string, CacheEntry>();
+  private readonly listeners: ((event: CacheEvent) => void)[] = [];
   // Keyed by file name: an entry replaced or evicted is never looked up again by it.
-  const smallNars = createByteLru(NAR_MEMORY_BYTES);
-  const keyOf = (entry: { hashPart: string; narHash: string }): string =>
-    `${entry.hashPart}-${entry.narHash}`;
-  const holdSmall = (entry: CacheEntry, nar: Buffer): void => {
-    if (entry.size <= SMALL_NAR_BYTES && nar.length === entry.size)
-      smallNars.set(keyOf(entry), nar);
-  };
+  private readonly smallNars = createByteLru(NAR_MEMORY_BYTES);
+  private readonly now: () => number;
+  private syncing: Promise<unknown> = Promise.resolve();
+  private queue: Promise<unknown> = Promise.resolve();
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly options: NarCacheOptions,
+    recovered: readonly CacheEntry[],
+  ) {
+    this.dir = options.dir;
+    this.maxBytes = options.maxBytes;
+    this.now = options.now ?? Date.now;
+    for (const entry of recovered) {
+      this.entries.set(entry.hashPart, entry);
+      this.bytes += footprint(entry);
+    }
+  }
+
+  get entryCount(): number {
+    return this.entries.size;
+  }
+
+  get totalBytes(): number {
+    return this.bytes;
+  }
+
+  /** The limits may have shrunk since the entries were stored. */
+  async enforceLimits(): Promise<void> {
+    await this.sweep();
+    await this.exclusive(async () => {
+      for (const entry of this.byAge()) {
+        if (this.totalBytes <= this.maxBytes) break;
+        await this.evict(entry, "size");
+      }
+    });
+    this.publish();
+  }
+
+  startSweeper(): void {
+    const every = Math.max(1000, Math.min(60_000, Math.floor(this.options.timeToIdleMs / 4)));
+    this.sweeper = setInterval(() => {
+      this.sweep().catch((err: unknown) => {
+        this.options.log.error(errorFields(err), "NAR cache: sweep failed");
+      });
+    }, every);
+    this.sweeper.unref();
+  }
+
+  get(hashPart: string): CacheEntry | undefined {
+    return this.entries.get(hashPart);
+  }
+
+  touch(entry: CacheEntry): void {
+    const t = this.now();
+    entry.lastAccess = t;
+    if (t - entry.persistedAccess < PERSIST_ACCESS_MS) return;
+    entry.persistedAccess = t;
+    const seconds = t / 1000;
+    const file = this.fileOf(entry);
+    utimes(file, seconds, seconds).catch((err: unknown) => {
+      this.options.log.debug({ ...errorFields(err), file }, "NAR cache: utimes");
+    });
+  }
+
+  entryPath(entry: CacheEntry): string {
+    return this.fileOf(entry);
+  }
+
+  narBytes(entry: CacheEntry): Buffer | undefined {
+    return entry.size <= SMALL_NAR_BYTES ? this.smallNars.get(keyOf(entry)) : undefined;
+  }
+
+  keepNarBytes(entry: CacheEntry, nar: Buffer): void {
+    if (entry.size <= SMALL_NAR_BYTES && nar.length === entry.size) {
+      this.smallNars.set(keyOf(entry), nar);
+    }
+  }
+
+  hashParts(): IterableIterator<string> {
+    return this.entries.keys();
+  }
+
+  async createTemp(narInfo: Buffer): Promise<TempEntry & { handle: FileHandle }> {
+    const file = this.tempFile();
+    const handle = await open(file, "wx", 0o644);
+    const header = entryHeader(narInfo);
+    try {
+      await handle.write(header, 0, header.length, 0);
+    } catch (err) {
+      await handle.close();
+      await unlinkQuietly(file);
+      throw err;
+    }
+    return { path: file, handle, offset: header.length };
+  }
+
+  async finishTemp(temp: TempEntry): Promise<void> {
+    const handle = temp.handle;
+    if (handle === undefined) return;
+    try {
+      await this.durable(() => handle.sync());
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async writeTemp(narInfo: Buffer, chunks: readonly Buffer[]): Promise<TempEntry> {
+    const file = this.tempFile();
+    const fd = await openFd(file, "wx", 0o644);
+    const header = entryHeader(narInfo);
+    try {
+      await writevAll(fd, [header, ...chunks], 0);
+      await this.durable(() => fsyncFd(fd));
+    } catch (err) {
+      await closeFd(fd);
+      await unlinkQuietly(file);
+      throw err;
+    }
+    await closeFd(fd);
+    return { path: file, offset: header.length };
+  }
+
+  store(temp: TempEntry, fields: StoreFields, nar?: Buffer): Promise<boolean> {
+    return this.exclusive(async () => {
+      const needed = footprint(fields);
+      if (needed > this.maxBytes) {
+        await unlinkQuietly(temp.path);
+        return false;
+      }
+      await this.makeRoom(fields.hashPart, needed);
+      try {
+        await rename(temp.path, this.fileOf(fields));
+      } catch (err) {
+        await unlinkQuietly(temp.path);
+        const message = `cannot store ${fields.storePath} in ${this.dir}: ${errorMessage(err)}`;
+        throw cacheError(message, err);
+      }
+      const t = this.now();
+      const entry: CacheEntry = {
+        ...fields,
+        offset: temp.offset,
+        lastAccess: t,
+        persistedAccess: t,
+      };
+      this.entries.set(entry.hashPart, entry);
+      this.bytes += needed;
+      if (nar !== undefined) this.keepNarBytes(entry, nar);
+      this.options.metrics?.cacheStored(entry.size);
+      this.publish();
+      this.emit({ type: "added", hashPart: entry.hashPart });
+      return true;
+    });
+  }
+
+  async discard(temp: TempEntry): Promise<void> {
+    await unlinkQuietly(temp.path);
+  }
+
+  drop(entry: CacheEntry): void {
+    void this.evict(entry, "gone").catch((err: unknown) => {
+      this.options.log.error(errorFields(err), "NAR cache: cannot remove an entry");
+    });
+  }
+
+  sweep(): Promise<void> {
+    return this.exclusive(async () => {
+      const cutoff = this.now() - this.options.timeToIdleMs;
+      for (const entry of this.byAge()) {
+        if (entry.lastAccess >= cutoff) break;
+        await this.evict(entry, "idle");
+      }
+    });
+  }
+
+  onChange(listener: (event: CacheEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+    this.smallNars.clear();
+  }
+
+  /** Evicts the entry this one replaces, then the least recently used until `needed` fits. */
+  private async makeRoom(hashPart: string, needed: number): Promise<void> {
+    const old = this.entries.get(hashPart);
+    if (old !== undefined) await this.evict(old, "replaced");
+    for (const entry of this.byAge()) {
+      if (this.totalBytes + needed <= this.maxBytes) break;
+      await this.evict(entry, "size");
+    }
+  }
 
   /** Removes an entry from the index at once, and its file. */
-  const evict = async (
+  private async evict(
     entry: CacheEntry,
     reason: "idle" | "size" | "replaced" | "gone",
-  ): Promise<void> => {
-    if (entries.get(entry.hashPart) === entry) {
-      entries.delete(entry.hashPart);
-      totalBytes -= footprint(entry);
-      metrics?.cacheEviction(reason);
-      publish();
-      emit({ type: "removed", hashPart: entry.hashPart });
+  ): Promise<void> {
+    if (this.entries.get(entry.hashPart) === entry) {
+      this.entries.delete(entry.hashPart);
+      this.bytes -= footprint(entry);
+      this.options.metrics?.cacheEviction(reason);
+      this.publish();
+      this.emit({ type: "removed", hashPart: entry.hashPart });
     }
     // A NAR being served stays readable through its open descriptor.
-    await unlinkQuietly(fileOf(entry));
-  };
+    await unlinkQuietly(this.fileOf(entry));
+  }
+
+  private emit(event: CacheEvent): void {
+    for (const listener of this.listeners) listener(event);
+  }
+
+  private publish(): void {
+    this.options.metrics?.cacheSize(this.entries.size, this.totalBytes);
+  }
+
+  private fileOf(entry: { hashPart: string; narHash: string }): string {
+    return path.join(this.dir, `${keyOf(entry)}.entry`);
+  }
+
+  private tempFile(): string {
+    return path.join(this.dir, `${TEMP_PREFIX}${randomBytes(12).toString("hex")}`);
+  }
 
   /** Least recently used first. */
-  const byAge = (): CacheEntry[] =>
-    [...entries.values()].sort((a, b) => a.lastAccess - b.lastAccess);
+  private byAge(): CacheEntry[] {
+    return [...this.entries.values()].sort((a, b) => a.lastAccess - b.lastAccess);
+  }
 
   // fsync blocks a libuv pool thread for as long as the disk takes: one at a
   // time, so the other pool threads keep serving downloads and cached NARs.
-  let syncing: Promise<unknown> = Promise.resolve();
-  const durable = (sync: () => Promise<void>): Promise<void> => {
-    const run = syncing.then(sync);
-    syncing = run.catch(() => undefined);
+  private durable(sync: () => Promise<void>): Promise<void> {
+    const run = this.syncing.then(sync);
+    this.syncing = run.catch(() => undefined);
     return run;
-  };
+  }
 
-  let queue: Promise<unknown> = Promise.resolve();
-  const exclusive = <T>(task: () => Promise<T>): Promise<T> => {
-    const run = queue.then(task, task);
-    queue = run.catch(() => undefined);
+  private exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(task, task);
+    this.queue = run.catch(() => undefined);
     return run;
-  };
-
-  const sweep = (): Promise<void> =>
-    exclusive(async () => {
-      const cutoff = now() - timeToIdleMs;
-      for (const entry of byAge()) {
-        if (entry.lastAccess >= cutoff) break;
-        await evict(entry, "idle");
-      }
-    });
-
-  // The limits may have shrunk since the entries were stored.
-  await sweep();
-  await exclusive(async () => {
-    for (const entry of byAge()) {
-      if (totalBytes <= maxBytes) break;
-      await evict(entry, "size");
-    }
-  });
-  publish();
-  log.info(
-    { dir, entries: entries.size, bytes: totalBytes, maxBytes, removed: recovered.removed.length },
-    "NAR cache ready",
-  );
-
-  const sweepEvery = Math.max(1000, Math.min(60_000, Math.floor(timeToIdleMs / 4)));
-  const sweeper = setInterval(() => {
-    sweep().catch((err: unknown) => {
-      log.error(errorFields(err), "NAR cache: sweep failed");
-    });
-  }, sweepEvery);
-  sweeper.unref();
-
-  return {
-    dir,
-    maxBytes,
-    get entryCount() {
-      return entries.size;
-    },
-    get totalBytes() {
-      return totalBytes;
-    },
-    get: (hashPart) => entries.get(hashPart),
-    touch(entry) {
-      const t = now();
-      entry.lastAccess = t;
-      if (t - entry.persistedAccess < PERSIST_ACCESS_MS) return;
-      entry.persistedAccess = t;
-      const seconds = t / 1000;
-      utimes(fileOf(entry), seconds, seconds).catch((err: unknown) => {
-        log.debug({ ...errorFields(err), file: fileOf(entry) }, "NAR cache: utimes");
-      });
-    },
-    entryPath: (entry) => fileOf(entry),
-    narBytes: (entry) => (entry.size <= SMALL_NAR_BYTES ? smallNars.get(keyOf(entry)) : undefined),
-    keepNarBytes: holdSmall,
-    hashParts: () => entries.keys(),
-    async createTemp(narInfo) {
-      const file = path.join(dir, `${TEMP_PREFIX}${randomBytes(12).toString("hex")}`);
-      const handle = await open(file, "wx", 0o644);
-      const header = entryHeader(narInfo);
-      try {
-        await handle.write(header, 0, header.length, 0);
-      } catch (err) {
-        await handle.close();
-        await unlinkQuietly(file);
-        throw err;
-      }
-      return { path: file, handle, offset: header.length };
-    },
-    async finishTemp(temp) {
-      const handle = temp.handle;
-      if (handle === undefined) return;
-      try {
-        await durable(() => handle.sync());
-      } finally {
-        await handle.close();
-      }
-    },
-    async writeTemp(narInfo, chunks) {
-      const file = path.join(dir, `${TEMP_PREFIX}${randomBytes(12).toString("hex")}`);
-      const fd = await openFd(file, "wx", 0o644);
-      const header = entryHeader(narInfo);
-      try {
-        await writevAll(fd, [header, ...chunks], 0);
-        await durable(() => fsyncFd(fd));
-      } catch (err) {
-        await closeFd(fd);
-        await unlinkQuietly(file);
-        throw err;
-      }
-      await closeFd(fd);
-      return { path: file, offset: header.length };
-    },
-    store(temp, fields, nar) {
-      return exclusive(async () => {
-        const needed = footprint(fields);
-        if (needed > maxBytes) {
-          await unlinkQuietly(temp.path);
-          return false;
-        }
-        const old = entries.get(fields.hashPart);
-        if (old !== undefined) await evict(old, "replaced");
-        for (const entry of byAge()) {
-          if (totalBytes + needed <= maxBytes) break;
-          await evict(entry, "size");
-        }
-        try {
-          await rename(temp.path, fileOf(fields));
-        } catch (err) {
-          await unlinkQuietly(temp.path);
-          throw cacheError(`cannot store ${fields.storePath} in ${dir}: ${errorMessage(err)}`, err);
-        }
-        const t = now();
-        const entry: CacheEntry = {
-          ...fields,
-          offset: temp.offset,
-          lastAccess: t,
-          persistedAccess: t,
-        };
-        entries.set(entry.hashPart, entry);
-        totalBytes += needed;
-        if (nar !== undefined) holdSmall(entry, nar);
-        metrics?.cacheStored(entry.size);
-        publish();
-        emit({ type: "added", hashPart: entry.hashPart });
-        return true;
-      });
-    },
-    async discard(temp) {
-      await unlinkQuietly(temp.path);
-    },
-    drop(entry) {
-      void evict(entry, "gone").catch((err: unknown) => {
-        log.error(errorFields(err), "NAR cache: cannot remove an entry");
-      });
-    },
-    sweep,
-    onChange(listener) {
-      listeners.push(listener);
-    },
-    close() {
-      clearInterval(sweeper);
-      smallNars.clear();
-    },
-  };
+  }
 }
 
 /** Bytes before the narinfo in an entry file. */
