@@ -221,18 +221,71 @@ function createTaskQueue(
 
 /** Paths from peers; see the module comment. */
 export function createPeerResolver(options: PeerResolverOptions): PathResolver {
-  const { peers, fetcher, storeDir, metrics, isLocal } = options;
-  const now = options.now ?? (() => performance.now());
-  const readAheadNarBytes = options.readAheadNarBytes ?? READ_AHEAD_NAR_BYTES;
-  const answers = new Map<string, PeerPath>();
-  const lookups = new Map<string, Promise<PeerPath | undefined>>();
-  const queueLookup = createTaskQueue(READ_AHEAD_LOOKUPS, READ_AHEAD_QUEUE);
-  const queueNar = createTaskQueue(READ_AHEAD_NARS, READ_AHEAD_QUEUE);
-  /** Hash parts being read ahead (queued or running), so each is queued once at a time. */
-  const readingAhead = new Set<string>();
+  return new PeerResolver(options);
+}
 
-  const remember = (hashPart: string, answer: PeerAnswer): void => {
-    const t = now();
+function served(path: PeerPath): ServedNarInfo {
+  return {
+    storePath: path.verdict.info.storePath,
+    body: path.body,
+    source: `peer ${path.providers[0]?.label ?? "?"}`,
+  };
+}
+
+function withoutPeer(path: PeerPath, source: NarSource): void {
+  const peer = (source as PeerSource).peer;
+  path.providers = path.providers.filter((p) => p !== peer);
+}
+
+/**
+ * The peers' answers remembered for `ANSWER_TTL_MS`, the lookups in flight
+ * (one per hash part for all clients) and the read-ahead queues.
+ */
+class PeerResolver implements PathResolver {
+  readonly name = "peers";
+  readonly local = false;
+  private readonly peers: PeerSet;
+  private readonly fetcher: NarFetcher;
+  private readonly now: () => number;
+  private readonly readAheadNarBytes: number;
+  private readonly answers = new Map<string, PeerPath>();
+  private readonly lookups = new Map<string, Promise<PeerPath | undefined>>();
+  private readonly queueLookup = createTaskQueue(READ_AHEAD_LOOKUPS, READ_AHEAD_QUEUE);
+  private readonly queueNar = createTaskQueue(READ_AHEAD_NARS, READ_AHEAD_QUEUE);
+  /** Hash parts being read ahead (queued or running), so each is queued once at a time. */
+  private readonly readingAhead = new Set<string>();
+
+  constructor(private readonly options: PeerResolverOptions) {
+    this.peers = options.peers;
+    this.fetcher = options.fetcher;
+    this.now = options.now ?? (() => performance.now());
+    this.readAheadNarBytes = options.readAheadNarBytes ?? READ_AHEAD_NAR_BYTES;
+  }
+
+  narInfo(hashPart: string): Promise<ServedNarInfo | undefined> | ServedNarInfo | undefined {
+    const found = this.resolve(hashPart);
+    if (found instanceof Promise) {
+      return found.then((p) => (p === undefined ? p : this.answer(p)));
+    }
+    return found === undefined ? undefined : this.answer(found);
+  }
+
+  nar(hashPart: string, narHash: string): Promise<ServedNar | undefined> | ServedNar | undefined {
+    const found = this.resolve(hashPart);
+    if (found instanceof Promise) {
+      return found.then((p) => (p === undefined ? p : this.servedNar(p, narHash)));
+    }
+    return found === undefined ? undefined : this.servedNar(found, narHash);
+  }
+
+  async close(): Promise<void> {
+    await this.fetcher.abortAll();
+    await this.peers.close();
+  }
+
+  private remember(hashPart: string, answer: PeerAnswer): void {
+    const t = this.now();
+    const answers = this.answers;
     const known = answers.get(hashPart);
     if (known !== undefined && known.expiresAt > t) {
       if (known.narHash === answer.verdict.narHash && !known.providers.includes(answer.peer)) {
@@ -249,175 +302,168 @@ export function createPeerResolver(options: PeerResolverOptions): PathResolver {
       hashPart,
       narHash: answer.verdict.narHash,
       verdict: answer.verdict,
-      body: renderPeerNarInfo(answer.verdict.info, storeDir),
+      body: renderPeerNarInfo(answer.verdict.info, this.options.storeDir),
       providers: [answer.peer],
       expiresAt: t + ANSWER_TTL_MS,
     });
-  };
+  }
 
   /** The remembered answer for a hash part, while it is fresh. */
-  const freshAnswer = (hashPart: string): PeerPath | undefined => {
-    const known = answers.get(hashPart);
-    return known !== undefined && known.expiresAt > now() ? known : undefined;
-  };
+  private freshAnswer(hashPart: string): PeerPath | undefined {
+    const known = this.answers.get(hashPart);
+    return known !== undefined && known.expiresAt > this.now() ? known : undefined;
+  }
 
-  const resolve = (hashPart: string): Promise<PeerPath | undefined> | PeerPath | undefined => {
-    if (peers.peers.length === 0) return undefined;
-    const known = freshAnswer(hashPart);
+  private resolve(hashPart: string): Promise<PeerPath | undefined> | PeerPath | undefined {
+    if (this.peers.peers.length === 0) return undefined;
+    const known = this.freshAnswer(hashPart);
     if (known !== undefined) return known;
-    let pending = lookups.get(hashPart);
+    let pending = this.lookups.get(hashPart);
     if (pending === undefined) {
-      pending = peers
+      pending = this.peers
         .lookup(hashPart, {
-          deadline: now() + LOOKUP_DEADLINE_MS,
+          deadline: this.now() + LOOKUP_DEADLINE_MS,
           onAnswer: (answer) => {
-            remember(hashPart, answer);
+            this.remember(hashPart, answer);
           },
         })
-        .then((answer) => (answer === undefined ? undefined : answers.get(hashPart)))
+        .then((answer) => (answer === undefined ? undefined : this.answers.get(hashPart)))
         .finally(() => {
-          lookups.delete(hashPart);
+          this.lookups.delete(hashPart);
         });
-      lookups.set(hashPart, pending);
+      this.lookups.set(hashPart, pending);
     }
     return pending;
-  };
+  }
 
-  const sourceOf = (path: PeerPath, peer: Peer): PeerSource => ({
-    peer,
-    label: peer.label,
-    open: (offset, signal) =>
-      peers.openNar(
-        peer,
-        { hashPart: path.hashPart, narHash: path.narHash, narSize: path.verdict.info.narSize },
-        offset,
-        signal,
-      ),
-  });
+  private sourceOf(path: PeerPath, peer: Peer): PeerSource {
+    const nar = {
+      hashPart: path.hashPart,
+      narHash: path.narHash,
+      narSize: path.verdict.info.narSize,
+    };
+    return {
+      peer,
+      label: peer.label,
+      open: (offset, signal) => this.peers.openNar(peer, nar, offset, signal),
+    };
+  }
 
-  const specOf = (path: PeerPath): FetchSpec => ({
-    hashPart: path.hashPart,
-    narHash: path.narHash,
-    expectedHash: path.verdict.info.narHash,
-    narSize: path.verdict.info.narSize,
-    storePath: path.verdict.info.storePath,
-    narInfo: path.body,
-    contentCheck: contentCheckFor(path.verdict, path.verdict.info.storePath),
-    async nextSource(tried) {
-      const triedPeers = new Set(tried.map((s) => (s as PeerSource).peer));
-      const pick = (): PeerSource | undefined => {
-        const t = now();
-        const peer = path.providers.find((p) => !triedPeers.has(p) && p.backoff.available(t));
-        return peer === undefined ? undefined : sourceOf(path, peer);
-      };
-      const first = pick();
-      if (first !== undefined) return first;
-      // Ask the peers not tried yet: more providers of the same NAR, if any.
-      await peers.lookup(path.hashPart, {
-        deadline: now() + LOOKUP_DEADLINE_MS,
-        skip: triedPeers,
-        onAnswer: (answer) => {
-          if (answer.verdict.narHash === path.narHash && !path.providers.includes(answer.peer)) {
-            path.providers.push(answer.peer);
-          }
-        },
-      });
-      return pick();
-    },
-    onMismatch(sources) {
-      for (const source of sources) {
-        const peer = (source as PeerSource).peer;
-        metrics?.rejection(peer.label, "nar-mismatch");
-        path.providers = path.providers.filter((p) => p !== peer);
-      }
-      if (path.providers.length === 0 && answers.get(path.hashPart) === path) {
-        answers.delete(path.hashPart);
-      }
-    },
-    onSourceFailure(source) {
-      const peer = (source as PeerSource).peer;
-      path.providers = path.providers.filter((p) => p !== peer);
-    },
-  });
+  private specOf(path: PeerPath): FetchSpec {
+    return {
+      hashPart: path.hashPart,
+      narHash: path.narHash,
+      expectedHash: path.verdict.info.narHash,
+      narSize: path.verdict.info.narSize,
+      storePath: path.verdict.info.storePath,
+      narInfo: path.body,
+      contentCheck: contentCheckFor(path.verdict, path.verdict.info.storePath),
+      nextSource: (tried) => this.nextSource(path, tried),
+      onMismatch: (sources) => {
+        this.mismatch(path, sources);
+      },
+      onSourceFailure: (source) => {
+        withoutPeer(path, source);
+      },
+    };
+  }
 
-  const served = (path: PeerPath): ServedNarInfo => ({
-    storePath: path.verdict.info.storePath,
-    body: path.body,
-    source: `peer ${path.providers[0]?.label ?? "?"}`,
-  });
+  /** A provider of `path` not tried yet; else asks the other peers for more. */
+  private async nextSource(
+    path: PeerPath,
+    tried: readonly NarSource[],
+  ): Promise<PeerSource | undefined> {
+    const triedPeers = new Set(tried.map((s) => (s as PeerSource).peer));
+    const pick = (): PeerSource | undefined => {
+      const t = this.now();
+      const peer = path.providers.find((p) => !triedPeers.has(p) && p.backoff.available(t));
+      return peer === undefined ? undefined : this.sourceOf(path, peer);
+    };
+    const first = pick();
+    if (first !== undefined) return first;
+    // Ask the peers not tried yet: more providers of the same NAR, if any.
+    await this.peers.lookup(path.hashPart, {
+      deadline: this.now() + LOOKUP_DEADLINE_MS,
+      skip: triedPeers,
+      onAnswer: (answer) => {
+        if (answer.verdict.narHash === path.narHash && !path.providers.includes(answer.peer)) {
+          path.providers.push(answer.peer);
+        }
+      },
+    });
+    return pick();
+  }
 
-  const servedNar = (path: PeerPath, narHash: string): ServedNar | undefined => {
+  /** The NAR from `sources` did not verify: they are no providers of it. */
+  private mismatch(path: PeerPath, sources: readonly NarSource[]): void {
+    for (const source of sources) {
+      this.options.metrics?.rejection((source as PeerSource).peer.label, "nar-mismatch");
+      withoutPeer(path, source);
+    }
+    if (path.providers.length === 0 && this.answers.get(path.hashPart) === path) {
+      this.answers.delete(path.hashPart);
+    }
+  }
+
+  private servedNar(path: PeerPath, narHash: string): ServedNar | undefined {
     if (path.narHash !== narHash) return undefined;
     return {
       storePath: path.verdict.info.storePath,
       narSize: path.verdict.info.narSize,
       narHash,
       source: "peers",
-      send: (out, range) => fetcher.stream(specOf(path), out, range),
+      send: (out, range) => this.fetcher.stream(this.specOf(path), out, range),
     };
-  };
+  }
+
+  private answer(path: PeerPath): ServedNarInfo {
+    this.readAhead(path);
+    return served(path);
+  }
+
+  /** After a client's narinfo: its small NAR and its references, ahead of Nix. */
+  private readAhead(path: PeerPath): void {
+    const { isLocal, metrics } = this.options;
+    if (isLocal === undefined) return;
+    if (path.verdict.info.narSize <= this.readAheadNarBytes) {
+      this.queueNar(async () => {
+        // Still the answer, and not cached meanwhile (by a client's own request).
+        if (this.answers.get(path.hashPart) !== path || isLocal(path.hashPart)) return;
+        if (await this.fetcher.prefetch(this.specOf(path))) metrics?.readAhead("nar");
+      });
+    }
+    this.readReferencesAhead(path);
+  }
 
   /** Looks up, ahead of Nix, the references of `path` this host does not serve. */
-  const readReferencesAhead = (path: PeerPath): void => {
+  private readReferencesAhead(path: PeerPath): void {
+    const { isLocal, storeDir } = this.options;
     if (isLocal === undefined) return;
     for (const reference of path.verdict.info.references) {
       const { hashPart } = parseStorePath(reference, storeDir);
-      if (hashPart === path.hashPart || readingAhead.has(hashPart)) continue;
-      if (freshAnswer(hashPart) !== undefined || lookups.has(hashPart) || isLocal(hashPart)) {
+      if (hashPart === path.hashPart || this.readingAhead.has(hashPart)) continue;
+      if (
+        this.freshAnswer(hashPart) !== undefined ||
+        this.lookups.has(hashPart) ||
+        isLocal(hashPart)
+      ) {
         continue;
       }
-      readingAhead.add(hashPart);
-      const queued = queueLookup(async () => {
-        try {
-          const found = await resolve(hashPart);
-          if (found !== undefined) {
-            metrics?.readAhead("narinfo");
-            readReferencesAhead(found);
-          }
-        } finally {
-          readingAhead.delete(hashPart);
-        }
-      });
-      if (!queued) readingAhead.delete(hashPart);
+      this.readingAhead.add(hashPart);
+      const queued = this.queueLookup(() => this.readOneAhead(hashPart));
+      if (!queued) this.readingAhead.delete(hashPart);
     }
-  };
+  }
 
-  /** After a client's narinfo: its small NAR and its references, ahead of Nix. */
-  const readAhead = (path: PeerPath): void => {
-    if (isLocal === undefined) return;
-    if (path.verdict.info.narSize <= readAheadNarBytes) {
-      queueNar(async () => {
-        // Still the answer, and not cached meanwhile (by a client's own request).
-        if (answers.get(path.hashPart) !== path || isLocal(path.hashPart)) return;
-        if (await fetcher.prefetch(specOf(path))) metrics?.readAhead("nar");
-      });
-    }
-    readReferencesAhead(path);
-  };
-
-  const answer = (path: PeerPath): ServedNarInfo => {
-    readAhead(path);
-    return served(path);
-  };
-
-  return {
-    name: "peers",
-    local: false,
-    narInfo(hashPart) {
-      const found = resolve(hashPart);
-      if (found instanceof Promise) return found.then((p) => (p === undefined ? p : answer(p)));
-      return found === undefined ? undefined : answer(found);
-    },
-    nar(hashPart, narHash) {
-      const found = resolve(hashPart);
-      if (found instanceof Promise) {
-        return found.then((p) => (p === undefined ? p : servedNar(p, narHash)));
+  private async readOneAhead(hashPart: string): Promise<void> {
+    try {
+      const found = await this.resolve(hashPart);
+      if (found !== undefined) {
+        this.options.metrics?.readAhead("narinfo");
+        this.readReferencesAhead(found);
       }
-      return found === undefined ? undefined : servedNar(found, narHash);
-    },
-    async close() {
-      await fetcher.abortAll();
-      await peers.close();
-    },
-  };
+    } finally {
+      this.readingAhead.delete(hashPart);
+    }
+  }
 }
