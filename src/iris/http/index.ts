@@ -7,7 +7,7 @@
  */
 
 export { HttpError, badRequest } from "./http-error.js";
-export { createHttpMetrics } from "./metrics.js";
+export { createHttpMetrics, type HttpMetrics } from "./metrics.js";
 export {
   createResolverChain,
   type ByteRange,

@@ -16,7 +16,7 @@ export {
   type BloomFilter,
 } from "./bloom.js";
 export { createLocalIndex, type LocalIndex } from "./local-index.js";
-export { createP2pMetrics } from "./metrics.js";
+export { createP2pMetrics, type P2pMetrics } from "./metrics.js";
 export { openNarCache, type NarCache, type NarCacheOptions } from "./nar-cache.js";
 export { createNarFetcher } from "./nar-fetch.js";
 export { createPeerHttp } from "./peer-http.js";
