@@ -41,7 +41,7 @@ import {
   type StoreDb,
 } from "../../nix/index.js";
 import type { ByteRange, PathResolver, ServedNar, ServedNarInfo } from "../http/index.js";
-import { createPathSigner } from "./signing.js";
+import { createPathSigner, type PathSigner } from "./signing.js";
 
 export interface LocalStoreOptions {
   /** Physical root of the store (`/`, or a chroot store's folder). */
@@ -88,95 +88,116 @@ export function isServeable(info: PathInfo, canSign: boolean, storeDir: string):
   );
 }
 
-/** Opens the store database; throws ERR_OGYGIA_NIX_DB (with a hint) when it is missing. */
-export function openLocalStore(options: LocalStoreOptions): LocalStore {
-  const db = openStoreDb({ root: options.root });
-  const { location } = db;
-  const { storeDir } = location;
-  const signer = createPathSigner(options.signingKeys ?? [], { storeDir });
-  const revalidateMs = options.revalidateMs ?? 250;
-  const maxEntries = options.maxCachedNarInfos ?? 16_384;
-  const writeOptions = {
-    reuseBuffers: true,
-    chunkSize: options.narChunkSize,
-    maxInFlight: options.narMaxInFlight,
-  };
+/**
+ * Narinfos (and misses, as `null`) by hash part, dropped as a whole when
+ * the database's data version changed; checked at most every `revalidateMs`.
+ */
+class NarInfoCache {
+  private readonly entries = new Map<string, ServedNarInfo | null>();
+  private version: number;
+  private checkedAt = performance.now();
 
-  const smallNars = createByteLru(options.narMemoryCacheBytes ?? DEFAULT_NAR_MEMORY_CACHE_BYTES);
+  constructor(
+    private readonly db: StoreDb,
+    private readonly revalidateMs: number,
+    private readonly maxEntries: number,
+  ) {
+    this.version = db.dataVersion();
+  }
 
-  /** Cached narinfos by hash part; `null` remembers "not serveable here". */
-  const cache = new Map<string, ServedNarInfo | null>();
-  let version = db.dataVersion();
-  let checkedAt = performance.now();
+  /** The cached answer (`null`: not serveable), or undefined when unknown. */
+  get(hashPart: string): ServedNarInfo | null | undefined {
+    this.revalidate();
+    return this.entries.get(hashPart);
+  }
 
-  const serveable = (info: PathInfo): boolean => isServeable(info, signer.canSign, storeDir);
-
-  const render = (info: PathInfo, hashPart: string): ServedNarInfo => {
-    const narHash = formatHash(info.narHash, "nix32", false);
-    const signed = { ...info, sigs: signer.signatures(info) };
-    const narinfo = narInfoFromPathInfo(signed, {
-      url: narUrlOf(hashPart, narHash),
-      compression: "none",
-      fileHash: info.narHash,
-      fileSize: info.narSize,
-    });
-    return {
-      storePath: info.storePath,
-      body: Buffer.from(renderNarInfo(narinfo, { storeDir }), "utf8"),
-      source: "local",
-    };
-  };
-
-  const remember = (hashPart: string, entry: ServedNarInfo | null): void => {
-    if (cache.size >= maxEntries) {
-      const oldest = cache.keys().next();
-      if (oldest.done !== true) cache.delete(oldest.value);
+  set(hashPart: string, entry: ServedNarInfo | null): void {
+    if (this.entries.size >= this.maxEntries) {
+      const oldest = this.entries.keys().next();
+      if (oldest.done !== true) this.entries.delete(oldest.value);
     }
-    cache.set(hashPart, entry);
-  };
+    this.entries.set(hashPart, entry);
+  }
 
-  const revalidate = (): void => {
+  clear(): void {
+    this.entries.clear();
+  }
+
+  private revalidate(): void {
     const now = performance.now();
-    if (now - checkedAt < revalidateMs) return;
-    checkedAt = now;
-    const current = db.dataVersion();
-    if (current !== version) {
-      version = current;
-      cache.clear();
+    if (now - this.checkedAt < this.revalidateMs) return;
+    this.checkedAt = now;
+    const current = this.db.dataVersion();
+    if (current !== this.version) {
+      this.version = current;
+      this.entries.clear();
     }
-  };
+  }
+}
 
-  const changed = (info: PathInfo, bytes: number): OgygiaError =>
-    new OgygiaError(
+/** The narinfo served for a local path: Nix's `file://` narinfo, signed on the fly. */
+function renderLocalNarInfo(
+  info: PathInfo,
+  hashPart: string,
+  signer: PathSigner,
+  storeDir: string,
+): ServedNarInfo {
+  const narHash = formatHash(info.narHash, "nix32", false);
+  const signed = { ...info, sigs: signer.signatures(info) };
+  const narinfo = narInfoFromPathInfo(signed, {
+    url: narUrlOf(hashPart, narHash),
+    compression: "none",
+    fileHash: info.narHash,
+    fileSize: info.narSize,
+  });
+  return {
+    storePath: info.storePath,
+    body: Buffer.from(renderNarInfo(narinfo, { storeDir }), "utf8"),
+    source: "local",
+  };
+}
+
+function changed(info: PathInfo, bytes: number): OgygiaError {
+  return new OgygiaError(
+    "ERR_OGYGIA_IRISD",
+    `the NAR of ${info.storePath} came out at ${bytes} bytes, ` +
+      `the store database says ${info.narSize}: the path changed on disk`,
+  );
+}
+
+/** A small NAR, whole, checked against the database's NAR hash. */
+async function assemble(info: PathInfo, file: string, storeRoot: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let bytes = 0;
+  // One chunk of exactly the expected size, unless the tree grew.
+  for await (const chunk of narStream(file, { chunkSize: Math.max(65_536, info.narSize) })) {
+    parts.push(chunk);
+    bytes += chunk.length;
+    if (bytes > info.narSize) throw changed(info, bytes);
+  }
+  if (bytes !== info.narSize) throw changed(info, bytes);
+  const nar = parts.length === 1 && parts[0] !== undefined ? parts[0] : Buffer.concat(parts);
+  const digest = createHash("sha256").update(nar).digest();
+  if (!digest.equals(info.narHash.digest)) {
+    throw new OgygiaError(
       "ERR_OGYGIA_IRISD",
-      `the NAR of ${info.storePath} came out at ${bytes} bytes, ` +
-        `the store database says ${info.narSize}: the path changed on disk`,
+      `the NAR of ${info.storePath} does not match its NAR hash in the store database: the store is corrupt`,
+      { hint: `Run 'nix store verify --store ${storeRoot} ${info.storePath}'.` },
     );
+  }
+  return nar;
+}
 
-  /** A small NAR, whole, checked against the database's NAR hash. */
-  const assemble = async (info: PathInfo, file: string): Promise<Buffer> => {
-    const parts: Buffer[] = [];
-    let bytes = 0;
-    // One chunk of exactly the expected size, unless the tree grew.
-    for await (const chunk of narStream(file, { chunkSize: Math.max(65_536, info.narSize) })) {
-      parts.push(chunk);
-      bytes += chunk.length;
-      if (bytes > info.narSize) throw changed(info, bytes);
-    }
-    if (bytes !== info.narSize) throw changed(info, bytes);
-    const nar = parts.length === 1 && parts[0] !== undefined ? parts[0] : Buffer.concat(parts);
-    const digest = createHash("sha256").update(nar).digest();
-    if (!digest.equals(info.narHash.digest)) {
-      throw new OgygiaError(
-        "ERR_OGYGIA_IRISD",
-        `the NAR of ${info.storePath} does not match its NAR hash in the store database: the store is corrupt`,
-        { hint: `Run 'nix store verify --store ${location.root} ${info.storePath}'.` },
-      );
-    }
-    return nar;
-  };
+/** What every local NAR response shares: the small-NAR memory and the writer's options. */
+interface NarContext {
+  readonly smallNars: ByteLru;
+  readonly writeOptions: { reuseBuffers: true; chunkSize?: number; maxInFlight?: number };
+  readonly storeRoot: string;
+}
 
-  const makeNar = (info: PathInfo, narHash: string, file: string): ServedNar => ({
+/** A local NAR ready to stream: small ones whole from memory, others from the file tree. */
+function localNar(info: PathInfo, narHash: string, file: string, context: NarContext): ServedNar {
+  return {
     storePath: info.storePath,
     narSize: info.narSize,
     narHash,
@@ -184,24 +205,47 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
     async send(out: Writable, range: ByteRange | undefined): Promise<void> {
       if (info.narSize <= SMALL_NAR_BYTES) {
         const key = `${info.storePath}:${narHash}`;
-        let nar = smallNars.get(key);
+        let nar = context.smallNars.get(key);
         if (nar === undefined) {
-          nar = await assemble(info, file);
-          smallNars.set(key, nar);
+          nar = await assemble(info, file, context.storeRoot);
+          context.smallNars.set(key, nar);
         }
         // One write: the headers and the body leave together.
         out.end(range === undefined ? nar : nar.subarray(range.start, range.start + range.length));
         return;
       }
       const expected = range === undefined ? info.narSize : range.length;
-      const result = await writeNar(file, out, { ...writeOptions, ...range });
+      const result = await writeNar(file, out, { ...context.writeOptions, ...range });
       const wholeChanged = range === undefined && result.narSize !== info.narSize;
       if (result.bytes !== expected || wholeChanged) {
         throw changed(info, result.narSize ?? result.bytes);
       }
       out.end();
     },
-  });
+  };
+}
+
+/** Opens the store database; throws ERR_OGYGIA_NIX_DB (with a hint) when it is missing. */
+export function openLocalStore(options: LocalStoreOptions): LocalStore {
+  const db = openStoreDb({ root: options.root });
+  const { location } = db;
+  const { storeDir } = location;
+  const signer = createPathSigner(options.signingKeys ?? [], { storeDir });
+  const narInfos = new NarInfoCache(
+    db,
+    options.revalidateMs ?? 250,
+    options.maxCachedNarInfos ?? 16_384,
+  );
+  const context: NarContext = {
+    smallNars: createByteLru(options.narMemoryCacheBytes ?? DEFAULT_NAR_MEMORY_CACHE_BYTES),
+    writeOptions: {
+      reuseBuffers: true,
+      chunkSize: options.narChunkSize,
+      maxInFlight: options.narMaxInFlight,
+    },
+    storeRoot: location.root,
+  };
+  const serveable = (info: PathInfo): boolean => isServeable(info, signer.canSign, storeDir);
 
   return {
     name: "local",
@@ -210,12 +254,14 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
     canSign: signer.canSign,
     narUrl: narUrlOf,
     narInfo(hashPart) {
-      revalidate();
-      const hit = cache.get(hashPart);
+      const hit = narInfos.get(hashPart);
       if (hit !== undefined) return hit ?? undefined;
       const info = db.queryPathInfoByHashPart(hashPart);
-      const entry = info !== undefined && serveable(info) ? render(info, hashPart) : null;
-      remember(hashPart, entry);
+      const entry =
+        info !== undefined && serveable(info)
+          ? renderLocalNarInfo(info, hashPart, signer, storeDir)
+          : null;
+      narInfos.set(hashPart, entry);
       return entry ?? undefined;
     },
     nar(hashPart, narHash) {
@@ -231,11 +277,11 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
         if (hasErrorCode(err, "ENOENT", "ENOTDIR")) return undefined;
         throw err;
       }
-      return makeNar(info, current, file);
+      return localNar(info, current, file, context);
     },
     close() {
-      cache.clear();
-      smallNars.clear();
+      narInfos.clear();
+      context.smallNars.clear();
       db.close();
     },
   };
