@@ -99,92 +99,125 @@ export function createPeerHttp(options: { connections?: number } = {}): PeerHttp
     pipelining: 1,
   });
   return {
-    async request(base, request) {
-      const headers: Record<string, string> = { ...request.headers };
-      if (base.authorization !== undefined) headers.authorization = base.authorization;
-      // One controller for the whole exchange: a timer bounds the headers (and
-      // a small body), the caller's signal may abort at any time.
-      const controller = new AbortController();
-      const abort = (reason: string): void => {
-        controller.abort(peerError(base, `${request.path}: ${reason}`));
-      };
-      let timer = setTimeout(() => {
-        abort("timed out");
-      }, request.timeoutMs);
-      const onAbort = (): void => {
-        abort("aborted");
-      };
-      if (request.signal?.aborted === true) onAbort();
-      request.signal?.addEventListener("abort", onAbort, { once: true });
-      const release = (): void => {
-        clearTimeout(timer);
-        request.signal?.removeEventListener("abort", onAbort);
-      };
-      let response;
-      try {
-        response = await agent.request({
-          origin: base.origin,
-          path: `${base.pathPrefix}${request.path}`,
-          method: request.method ?? "GET",
-          headers,
-          signal: controller.signal,
-          headersTimeout: request.timeoutMs,
-          bodyTimeout: request.bodyIdleMs ?? 10_000,
-        });
-      } catch (err) {
-        release();
-        const reason: unknown = controller.signal.aborted ? controller.signal.reason : err;
-        if (reason instanceof OgygiaError) throw reason;
-        throw peerError(base, `${request.path}: ${describeFailure(err)}`, err);
-      }
-      clearTimeout(timer);
-      const body = response.body;
-      // Errors reach whoever reads the body; a body thrown away must not crash the process.
-      body.on("error", () => undefined);
-      body.once("close", release);
-      return {
-        status: response.statusCode,
-        headers: response.headers,
-        body: body as AsyncIterable<Buffer>,
-        async readBody(limit) {
-          const declared = Number(response.headers["content-length"] ?? NaN);
-          if (declared > limit) {
-            body.destroy();
-            throw peerError(base, `${request.path}: ${declared} bytes, more than ${limit}`);
-          }
-          timer = setTimeout(() => {
-            abort("the body took too long");
-          }, request.timeoutMs);
-          const chunks: Buffer[] = [];
-          let size = 0;
-          try {
-            for await (const chunk of body as AsyncIterable<Buffer>) {
-              size += chunk.length;
-              if (size > limit) {
-                body.destroy();
-                throw peerError(base, `${request.path}: more than ${limit} bytes`);
-              }
-              chunks.push(chunk);
-            }
-          } catch (err) {
-            const reason: unknown = controller.signal.aborted ? controller.signal.reason : err;
-            if (reason instanceof OgygiaError) throw reason;
-            throw peerError(base, `${request.path}: ${describeFailure(err)}`, err);
-          } finally {
-            release();
-          }
-          return Buffer.concat(chunks, size);
-        },
-        discard() {
-          // A small body is read to its end, so the connection can be reused.
-          body.dump({ limit: DISCARD_LIMIT }).catch(() => undefined);
-        },
-      };
-    },
+    request: (base, request) => new Exchange(base, request).run(agent),
     async close() {
       await agent.destroy();
     },
   };
+}
+
+type UndiciBody = Awaited<ReturnType<Agent["request"]>>["body"];
+
+/**
+ * One request and its response. One controller for the whole exchange: a
+ * timer bounds the headers (and a small body), the caller's signal may
+ * abort at any time; both are released when the body closes.
+ */
+class Exchange {
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly onAbort = (): void => {
+    this.abort("aborted");
+  };
+
+  constructor(
+    private readonly base: PeerBase,
+    private readonly request: PeerRequest,
+  ) {}
+
+  async run(agent: Agent): Promise<PeerResponse> {
+    const { base, request } = this;
+    const headers: Record<string, string> = { ...request.headers };
+    if (base.authorization !== undefined) headers.authorization = base.authorization;
+    this.startTimer("timed out");
+    if (request.signal?.aborted === true) this.onAbort();
+    request.signal?.addEventListener("abort", this.onAbort, { once: true });
+    let response;
+    try {
+      response = await agent.request({
+        origin: base.origin,
+        path: `${base.pathPrefix}${request.path}`,
+        method: request.method ?? "GET",
+        headers,
+        signal: this.controller.signal,
+        headersTimeout: request.timeoutMs,
+        bodyTimeout: request.bodyIdleMs ?? 10_000,
+      });
+    } catch (err) {
+      this.release();
+      throw this.failure(err);
+    }
+    clearTimeout(this.timer);
+    const body = response.body;
+    // Errors reach whoever reads the body; a body thrown away must not crash the process.
+    body.on("error", () => undefined);
+    body.once("close", () => {
+      this.release();
+    });
+    return {
+      status: response.statusCode,
+      headers: response.headers,
+      body: body as AsyncIterable<Buffer>,
+      readBody: (limit) => this.readBody(body, response.headers, limit),
+      discard() {
+        // A small body is read to its end, so the connection can be reused.
+        body.dump({ limit: DISCARD_LIMIT }).catch(() => undefined);
+      },
+    };
+  }
+
+  private async readBody(
+    body: UndiciBody,
+    headers: IncomingHttpHeaders,
+    limit: number,
+  ): Promise<Buffer> {
+    const path = this.request.path;
+    const declared = Number(headers["content-length"] ?? NaN);
+    if (declared > limit) {
+      body.destroy();
+      throw peerError(this.base, `${path}: ${declared} bytes, more than ${limit}`);
+    }
+    this.startTimer("the body took too long");
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > limit) {
+          body.destroy();
+          throw peerError(this.base, `${path}: more than ${limit} bytes`);
+        }
+        chunks.push(chunk);
+      }
+    } catch (err) {
+      throw this.failure(err);
+    } finally {
+      this.release();
+    }
+    return Buffer.concat(chunks, size);
+  }
+
+  private startTimer(reason: string): void {
+    this.timer = setTimeout(() => {
+      this.abort(reason);
+    }, this.request.timeoutMs);
+  }
+
+  private abort(reason: string): void {
+    this.controller.abort(peerError(this.base, `${this.request.path}: ${reason}`));
+  }
+
+  private release(): void {
+    clearTimeout(this.timer);
+    this.request.signal?.removeEventListener("abort", this.onAbort);
+  }
+
+  /** The error to throw: ours when we aborted (timeout, caller), else the cause described. */
+  private failure(err: unknown): OgygiaError {
+    const reason: unknown = this.controller.signal.aborted ? this.controller.signal.reason : err;
+    if (reason instanceof OgygiaError) return reason;
+    return peerError(this.base, `${this.request.path}: ${describeFailure(err)}`, err);
+  }
 }
 
 /** A short reason for a failed request: timeout, refused, reset, ... */
