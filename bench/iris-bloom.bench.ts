@@ -1,5 +1,5 @@
 /**
- * The bloom filter irisd advertises to its peers (`src/iris/bloom.ts`).
+ * The bloom filter irisd advertises to its peers (`src/iris/p2p/bloom.ts`).
  *
  * 1. Size: bits per path against the optimum -ln p / (ln 2)^2, at capacity and
  *    at the path count it was built for (capacity carries 25 % headroom).
