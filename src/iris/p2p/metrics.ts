@@ -31,9 +31,21 @@ export interface P2pMetrics {
   readAhead(kind: "narinfo" | "nar"): void;
 }
 
-/** Registers the peer-to-peer metrics on `registry`. */
+/** Registers the peer-to-peer metrics on `registry` (in this order, as /metrics lists them). */
 export function createP2pMetrics(registry: Registry, prefix = "irisd_"): P2pMetrics {
   const registers = [registry];
+  return {
+    ...peerMetrics(registers, prefix),
+    ...cacheMetrics(registers, prefix),
+    ...downloadAndIndexMetrics(registers, prefix),
+  };
+}
+
+/** Requests to peers, rejections, NAR bytes, failovers, liveness and lookups. */
+function peerMetrics(
+  registers: Registry[],
+  prefix: string,
+): Pick<P2pMetrics, "peerRequest" | "rejection" | "narBytes" | "failover" | "peerUp" | "lookup"> {
   const requests = new Counter({
     name: `${prefix}peer_requests_total`,
     help: "Requests to peers, by peer, kind (bloom, narinfo, nar, providers) and outcome.",
@@ -69,6 +81,33 @@ export function createP2pMetrics(registry: Registry, prefix = "irisd_"): P2pMetr
     labelNames: ["result"],
     registers,
   });
+  return {
+    peerRequest: (peer, kind, outcome) => {
+      requests.inc({ peer, kind, outcome });
+    },
+    rejection: (peer, reason) => {
+      rejections.inc({ peer, reason });
+    },
+    narBytes: (peer, n) => {
+      bytes.inc({ peer }, n);
+    },
+    failover: () => {
+      failovers.inc();
+    },
+    peerUp: (peer, isUp) => {
+      up.set({ peer }, isUp ? 1 : 0);
+    },
+    lookup: (result) => {
+      lookups.inc({ result });
+    },
+  };
+}
+
+/** The NAR cache: hits, misses, bytes stored, evictions, size. */
+function cacheMetrics(
+  registers: Registry[],
+  prefix: string,
+): Pick<P2pMetrics, "cacheHit" | "cacheMiss" | "cacheStored" | "cacheEviction" | "cacheSize"> {
   const hits = new Counter({
     name: `${prefix}nar_cache_hits_total`,
     help: "NAR requests answered from the NAR cache.",
@@ -100,6 +139,31 @@ export function createP2pMetrics(registry: Registry, prefix = "irisd_"): P2pMetr
     help: "Bytes in the NAR cache.",
     registers,
   });
+  return {
+    cacheHit: () => {
+      hits.inc();
+    },
+    cacheMiss: () => {
+      misses.inc();
+    },
+    cacheStored: (n) => {
+      stored.inc(n);
+    },
+    cacheEviction: (reason) => {
+      evictions.inc({ reason });
+    },
+    cacheSize(entries, total) {
+      cacheEntries.set(entries);
+      cacheBytes.set(total);
+    },
+  };
+}
+
+/** Downloads through peers, the local bloom index and read-ahead. */
+function downloadAndIndexMetrics(
+  registers: Registry[],
+  prefix: string,
+): Pick<P2pMetrics, "fetchFailed" | "downloads" | "indexSize" | "indexRebuilt" | "readAhead"> {
   const fetchFailures = new Counter({
     name: `${prefix}peer_nar_fetch_failures_total`,
     help: "NAR downloads through peers that failed, by reason (mismatch: the bytes did not verify).",
@@ -129,40 +193,6 @@ export function createP2pMetrics(registry: Registry, prefix = "irisd_"): P2pMetr
     registers,
   });
   return {
-    peerRequest: (peer, kind, outcome) => {
-      requests.inc({ peer, kind, outcome });
-    },
-    rejection: (peer, reason) => {
-      rejections.inc({ peer, reason });
-    },
-    narBytes: (peer, n) => {
-      bytes.inc({ peer }, n);
-    },
-    failover: () => {
-      failovers.inc();
-    },
-    peerUp: (peer, isUp) => {
-      up.set({ peer }, isUp ? 1 : 0);
-    },
-    lookup: (result) => {
-      lookups.inc({ result });
-    },
-    cacheHit: () => {
-      hits.inc();
-    },
-    cacheMiss: () => {
-      misses.inc();
-    },
-    cacheStored: (n) => {
-      stored.inc(n);
-    },
-    cacheEviction: (reason) => {
-      evictions.inc({ reason });
-    },
-    cacheSize(entries, total) {
-      cacheEntries.set(entries);
-      cacheBytes.set(total);
-    },
     fetchFailed: (reason) => {
       fetchFailures.inc({ reason });
     },
