@@ -1,5 +1,5 @@
 /**
- * The bloom filter irisd advertises to its peers (`src/iris/bloom.ts`).
+ * The bloom filter irisd advertises to its peers (`src/iris/p2p/bloom.ts`).
  *
  * 1. Size: bits per path against the optimum -ln p / (ln 2)^2, at capacity and
  *    at the path count it was built for (capacity carries 25 % headroom).
@@ -28,7 +28,7 @@ import {
   parseBloom,
   serializeBloom,
   type BloomFilter,
-} from "../src/iris/index.js";
+} from "../src/iris/p2p/index.js";
 import { NIX32_ALPHABET, decodeNix32, encodeNix32 } from "../src/nix/index.js";
 import { formatMs, median, printTable } from "./lib-timing.js";
 

@@ -197,3 +197,20 @@ describe("ogygia-irisd --check-config --no-key-files", () => {
     expect(result.stdout).toMatch(/^ +--no-key-files +with --check-config/m);
   });
 });
+
+describe("ogygia-irisd's error messages", () => {
+  it("escape control characters from the configuration path", async () => {
+    const file = path.join(dir, "absent\u001b[31m.toml");
+    const result = await runIrisd(["--check-config", "--config", file]);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain("absent\\x1b[31m.toml");
+    expect(result.stderr).not.toContain("\u001b");
+  });
+
+  it("escape control characters from an unknown option", async () => {
+    const result = await runIrisd(["--bad\u001b]0;title\u0007"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("--bad\\x1b]0;title\\x07");
+    expect(result.stderr).not.toContain("\u001b");
+  });
+});

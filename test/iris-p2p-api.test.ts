@@ -13,7 +13,7 @@ import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { parseBloom } from "../src/iris/index.js";
+import { parseBloom } from "../src/iris/p2p/index.js";
 import { encodeNix32 } from "../src/nix/index.js";
 import { httpRequest, startIrisd, stopAllIrisd, type IrisdProcess } from "./helpers/irisd.js";
 import {

@@ -6,7 +6,7 @@
 
 import { readFile } from "node:fs/promises";
 
-import { OgygiaError, hasErrorCode } from "../core/index.js";
+import { OgygiaError, checkHttpUrl, hasErrorCode } from "../core/index.js";
 import {
   integer,
   locateKeys,
@@ -30,22 +30,6 @@ function checkNamespace(value: string): string | undefined {
   if (value.includes("//")) return 'must not contain an empty segment ("//")';
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(value)) return "must not contain control characters";
-  return undefined;
-}
-
-function checkEtcdEndpoint(value: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return `${JSON.stringify(value)} is not a URL; write it like "http://etcd1.internal:2379"`;
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    return `${JSON.stringify(value)} must use http:// or https://`;
-  }
-  if (url.pathname !== "/" || url.search !== "" || url.hash !== "") {
-    return `${JSON.stringify(value)} must be a scheme, host and port only, like "http://etcd1.internal:2379"`;
-  }
   return undefined;
 }
 
@@ -99,7 +83,8 @@ export const configSchema = table({
               endpoints: stringList({
                 description: "etcd client URLs, like http://etcd1.internal:2379.",
                 minItems: 1,
-                check: checkEtcdEndpoint,
+                check: (value: string) =>
+                  checkHttpUrl(value, { example: "http://etcd1.internal:2379", originOnly: true }),
               }),
               namespace: namespaceField,
               timeout_seconds: timeoutField,

@@ -15,4 +15,5 @@ export {
   padEndDisplay,
   redactUrl,
 } from "./text.js";
+export { checkHttpUrl, type HttpUrlRules } from "./url.js";
 export { packageVersion } from "./version.js";

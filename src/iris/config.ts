@@ -26,19 +26,20 @@ import {
   type FieldType,
   type SchemaContext,
 } from "../config/index.js";
-import { OgygiaError, errorMessage, hasErrorCode, redactUrl } from "../core/index.js";
+import { OgygiaError, checkHttpUrl, errorMessage, hasErrorCode } from "../core/index.js";
 import { parsePublicKey } from "../nix/index.js";
+import { DEFAULT_IRISD_PORT, DEFAULT_LISTEN } from "./contract.js";
+import type { ListenAddress } from "./http/index.js";
+import { LOG_LEVELS, type LogLevel } from "./log/index.js";
 
 export const DEFAULT_CONFIG_PATH = "/etc/ogygia-irisd/config.toml";
 export const CONFIG_ENV = "OGYGIA_IRISD_CONFIG";
-export const DEFAULT_LISTEN = "127.0.0.1:35742";
 export const DEFAULT_PRIORITY = 30;
 
 /** Exit status for a configuration the daemon refuses (sysexits' EX_CONFIG). */
 export const EXIT_CONFIG = 78;
 
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+export { DEFAULT_LISTEN, LOG_LEVELS, type LogLevel, type ListenAddress };
 
 const CONFIG_HINT = "Fix the configuration file and start ogygia-irisd again.";
 
@@ -58,19 +59,7 @@ function checkAbsolute(value: string): string | undefined {
 }
 
 function checkPeerUrl(value: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return `${JSON.stringify(redactUrl(value))} is not a URL; write it like "http://10.0.0.2:35742"`;
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    return `${JSON.stringify(redactUrl(value))} must use http:// or https://`;
-  }
-  if (url.search !== "" || url.hash !== "") {
-    return `${JSON.stringify(redactUrl(value))} must not have a query or fragment`;
-  }
-  return undefined;
+  return checkHttpUrl(value, { example: `http://10.0.0.2:${DEFAULT_IRISD_PORT}` });
 }
 
 function checkPublicKey(value: string): string | undefined {
@@ -165,7 +154,7 @@ export const irisdConfigSchema = table({
       description: "Other irisd daemons this one fetches paths through.",
       fields: {
         urls: stringList({
-          description: "Base URLs of peer irisd daemons, like http://10.0.0.2:35742.",
+          description: `Base URLs of peer irisd daemons, like http://10.0.0.2:${DEFAULT_IRISD_PORT}.`,
           default: [],
           check: checkPeerUrl,
         }),
@@ -239,15 +228,6 @@ export const irisdConfigSchema = table({
 });
 
 type RawConfig = FieldType<typeof irisdConfigSchema>;
-
-/** A listen address, parsed. */
-export interface ListenAddress {
-  host: string;
-  /** 0: the kernel picks a free port. */
-  port: number;
-  /** As written in the configuration, e.g. `[::1]:35742`. */
-  text: string;
-}
 
 export interface IrisdConfig {
   /** The file read, or undefined when the default file was absent (all defaults). */

@@ -6,28 +6,143 @@
  * listens.
  */
 
-import { createTrustedKeys } from "../nix/index.js";
+import { createTrustedKeys, type TrustedKeys } from "../nix/index.js";
+
 import type { IrisdConfig } from "./config.js";
-import { createLocalIndex, type LocalIndex } from "./local-index.js";
-import { openLocalStore } from "./local-store.js";
-import type { IrisLogger } from "./log.js";
-import { createHttpMetrics } from "./metrics.js";
-import { openNarCache, type NarCache } from "./nar-cache.js";
-import { createNarFetcher } from "./nar-fetch.js";
-import { createP2pMetrics } from "./p2p-metrics.js";
-import { bloomRoute, providersRoute, rescanRoute } from "./p2p-routes.js";
-import { createPeerHttp } from "./peer-http.js";
-import { createCacheResolver, createPeerResolver } from "./peer-resolver.js";
-import { createPeerSet, type PeerSet } from "./peers.js";
-import { createResolverChain, type PathResolver } from "./resolve.js";
-import { coreRoutes, storeRoutes } from "./routes.js";
-import { IrisServer, type BoundAddress } from "./server.js";
-import { loadSigningKeys } from "./signing.js";
+import {
+  IrisServer,
+  coreRoutes,
+  createHttpMetrics,
+  createResolverChain,
+  storeRoutes,
+  type BoundAddress,
+  type HttpMetrics,
+  type PathResolver,
+  type ResolverChain,
+  type Route,
+} from "./http/index.js";
+import type { IrisLogger } from "./log/index.js";
+import {
+  bloomRoute,
+  createCacheResolver,
+  createLocalIndex,
+  createNarFetcher,
+  createP2pMetrics,
+  createPeerHttp,
+  createPeerResolver,
+  createPeerSet,
+  openNarCache,
+  providersRoute,
+  rescanRoute,
+  type LocalIndex,
+  type NarCache,
+  type P2pMetrics,
+  type PeerSet,
+} from "./p2p/index.js";
+import { loadSigningKeys, openLocalStore } from "./store/index.js";
 
 export interface IrisDaemon {
   readonly addresses: readonly BoundAddress[];
   /** Graceful stop: see `IrisServer.close`. Then closes the store. */
   stop(): Promise<void>;
+}
+
+/** What the peer-to-peer layer adds to the daemon when `[peers] urls` is not empty. */
+interface PeerLayer {
+  cache: NarCache;
+  peers: PeerSet;
+  /** The NAR cache's resolver, then the peers'. */
+  resolvers: PathResolver[];
+}
+
+/**
+ * Opens the NAR cache (it only holds what came from peers: without peers it
+ * is not opened) and creates the peer set and the resolvers over them.
+ */
+async function openPeerLayer(
+  config: IrisdConfig,
+  context: {
+    storeDir: string;
+    trusted: TrustedKeys;
+    log: IrisLogger;
+    metrics: P2pMetrics;
+    isLocal: (hashPart: string) => boolean;
+  },
+): Promise<PeerLayer> {
+  const { storeDir, trusted, log, metrics } = context;
+  const cache = await openNarCache({
+    dir: config.cache.dir,
+    maxBytes: config.cache.maxSizeBytes,
+    timeToIdleMs: config.cache.timeToIdleSecs * 1000,
+    trusted,
+    storeDir,
+    log,
+    metrics,
+  });
+  try {
+    const peers = createPeerSet({
+      urls: config.peers.urls,
+      http: createPeerHttp(),
+      trusted,
+      storeDir,
+      peerTtlMs: config.bloom.peerTtlSecs * 1000,
+      log,
+      metrics,
+    });
+    const fetcher = createNarFetcher({ cache, log, metrics });
+    const resolvers = [
+      createCacheResolver(cache, metrics),
+      createPeerResolver({
+        peers,
+        fetcher,
+        storeDir,
+        metrics,
+        isLocal: config.peers.readAhead ? context.isLocal : undefined,
+        readAheadNarBytes: config.peers.readAheadNarBytes,
+      }),
+    ];
+    return { cache, peers, resolvers };
+  } catch (err) {
+    cache.close();
+    throw err;
+  }
+}
+
+/** Every route: the binary cache, its `/local/` twins for peers, and the peer-to-peer API. */
+function daemonRoutes(options: {
+  config: IrisdConfig;
+  chain: ResolverChain;
+  metrics: HttpMetrics;
+  storeDir: string;
+  index: LocalIndex;
+  peers: PeerSet | undefined;
+}): Route[] {
+  const { config, chain, metrics, storeDir, index, peers } = options;
+  return [
+    ...coreRoutes({ chain, metrics, storeDir, priority: config.server.priority }),
+    ...storeRoutes({
+      chain,
+      prefix: "/local/",
+      namePrefix: "local-",
+      lookup: { localOnly: true },
+    }),
+    bloomRoute(index),
+    providersRoute({ chain, peers }),
+    rescanRoute({ index, storeDir }),
+  ];
+}
+
+/** The peer-to-peer part of the "listening" log line. */
+function peerFields(
+  config: IrisdConfig,
+  layer: PeerLayer | undefined,
+  trusted: TrustedKeys,
+): { peers: string[]; trustedKeys: string[]; cache: string | null } {
+  return {
+    peers: layer?.peers.peers.map((p) => p.label) ?? [],
+    trustedKeys: [...trusted.keys()],
+    cache: layer === undefined ? null : config.cache.dir,
+  };
 }
 
 /**
@@ -45,46 +160,20 @@ export async function startDaemon(config: IrisdConfig, log: IrisLogger): Promise
   const p2pMetrics = createP2pMetrics(metrics.registry);
   const storeDir = local.db.location.storeDir;
   const trusted = createTrustedKeys(config.trust.trustedKeys);
-  const resolvers: PathResolver[] = [local];
-  let cache: NarCache | undefined;
-  let peers: PeerSet | undefined;
+  let layer: PeerLayer | undefined;
   let index: LocalIndex | undefined;
   try {
-    // The cache only holds what came from peers: without peers it is not opened.
     if (config.peers.urls.length > 0) {
-      cache = await openNarCache({
-        dir: config.cache.dir,
-        maxBytes: config.cache.maxSizeBytes,
-        timeToIdleMs: config.cache.timeToIdleSecs * 1000,
-        trusted,
+      layer = await openPeerLayer(config, {
         storeDir,
+        trusted,
         log,
         metrics: p2pMetrics,
+        // The index (store and cache) exists once the resolvers do; until then nothing is local.
+        isLocal: (hashPart) => index?.has(hashPart) ?? false,
       });
-      peers = createPeerSet({
-        urls: config.peers.urls,
-        http: createPeerHttp(),
-        trusted,
-        storeDir,
-        peerTtlMs: config.bloom.peerTtlSecs * 1000,
-        log,
-        metrics: p2pMetrics,
-      });
-      const fetcher = createNarFetcher({ cache, log, metrics: p2pMetrics });
-      resolvers.push(
-        createCacheResolver(cache, p2pMetrics),
-        createPeerResolver({
-          peers,
-          fetcher,
-          storeDir,
-          metrics: p2pMetrics,
-          // The index (store and cache) exists once the resolvers do; until then nothing is local.
-          isLocal: config.peers.readAhead ? (hashPart) => index?.has(hashPart) ?? false : undefined,
-          readAheadNarBytes: config.peers.readAheadNarBytes,
-        }),
-      );
     }
-    const cached = cache;
+    const cached = layer?.cache;
     index = createLocalIndex({
       db: local.db,
       canSign: local.canSign,
@@ -94,34 +183,19 @@ export async function startDaemon(config: IrisdConfig, log: IrisLogger): Promise
       metrics: p2pMetrics,
     });
   } catch (err) {
-    cache?.close();
+    layer?.cache.close();
     local.close();
     throw err;
   }
   const localIndex = index;
+  const { cache, peers } = layer ?? {};
   cache?.onChange((event) => {
     if (event.type === "added") localIndex.addHashPart(event.hashPart);
     else localIndex.removed();
   });
-  const chain = createResolverChain(resolvers);
+  const chain = createResolverChain([local, ...(layer?.resolvers ?? [])]);
   const server = new IrisServer({
-    routes: [
-      ...coreRoutes({
-        chain,
-        metrics,
-        storeDir,
-        priority: config.server.priority,
-      }),
-      ...storeRoutes({
-        chain,
-        prefix: "/local/",
-        namePrefix: "local-",
-        lookup: { localOnly: true },
-      }),
-      bloomRoute(localIndex),
-      providersRoute({ chain, peers }),
-      rescanRoute({ index: localIndex, storeDir }),
-    ],
+    routes: daemonRoutes({ config, chain, metrics, storeDir, index: localIndex, peers }),
     log,
     metrics,
     shutdownTimeoutMs: config.server.shutdownTimeoutSecs * 1000,
@@ -141,9 +215,7 @@ export async function startDaemon(config: IrisdConfig, log: IrisLogger): Promise
       storeDb: local.db.dbPath,
       validPaths: local.db.countValidPaths(),
       signingKeys: signingKeys.map((k) => k.name),
-      peers: peers?.peers.map((p) => p.label) ?? [],
-      trustedKeys: [...trusted.keys()],
-      cache: cache === undefined ? null : config.cache.dir,
+      ...peerFields(config, layer, trusted),
       config: config.path ?? null,
     },
     "listening",

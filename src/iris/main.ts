@@ -10,13 +10,13 @@
 
 import { parseArgs } from "node:util";
 
-import { OgygiaError, errorMessage, packageVersion } from "../core/index.js";
+import { OgygiaError, errorMessage, escapeForTerminal, packageVersion } from "../core/index.js";
 import { irisdConfigSource, loadIrisdConfig, CONFIG_ENV, DEFAULT_CONFIG_PATH } from "./config.js";
 import { startDaemon } from "./daemon.js";
-import { createIrisLogger, errorFields, type IrisLogger } from "./log.js";
+import { createIrisLogger, errorFields, type IrisLogger } from "./log/index.js";
 import { notifySystemd } from "./notify.js";
 import { lowerHelperThreadsLogged } from "./thread-priority.js";
-import { loadSigningKeys } from "./signing.js";
+import { loadSigningKeys } from "./store/index.js";
 
 const EXIT_USAGE = 2;
 const EXIT_BUG = 70;
@@ -42,7 +42,7 @@ See docs/irisd.md for the configuration reference.`;
 
 function printError(err: unknown): number {
   if (err instanceof OgygiaError) {
-    process.stderr.write(`ogygia-irisd: error: ${err.message}\n`);
+    process.stderr.write(`ogygia-irisd: error: ${escapeForTerminal(err.message)}\n`);
     if (err.hint !== undefined) process.stderr.write(`hint: ${err.hint}\n`);
     return err.exitCode;
   }
@@ -74,7 +74,7 @@ async function checkConfig(
   const source = irisdConfigSource(configFlag, process.env);
   const config = await loadIrisdConfig(source);
   if (readKeyFiles) await loadSigningKeys(config.signing.secretKeyFiles);
-  const shown = config.path ?? `${DEFAULT_CONFIG_PATH} (absent: all defaults)`;
+  const shown = escapeForTerminal(config.path ?? `${DEFAULT_CONFIG_PATH} (absent: all defaults)`);
   const note = readKeyFiles ? "" : " (key files not read)";
   process.stdout.write(`ogygia-irisd: configuration ${shown} is valid${note}\n`);
   return 0;
@@ -147,7 +147,7 @@ async function main(argv: string[]): Promise<number> {
       allowPositionals: false,
     }));
   } catch (err) {
-    process.stderr.write(`ogygia-irisd: ${errorMessage(err)}\n\n${HELP}\n`);
+    process.stderr.write(`ogygia-irisd: ${escapeForTerminal(errorMessage(err))}\n\n${HELP}\n`);
     return EXIT_USAGE;
   }
   if (values.help === true) {

@@ -13,7 +13,7 @@
 import { spawn } from "node:child_process";
 
 import { errorMessage } from "../core/index.js";
-import type { IrisLogger } from "./log.js";
+import type { IrisLogger } from "./log/index.js";
 
 const NOTIFY_TIMEOUT_MS = 5000;
 

@@ -21,7 +21,7 @@ import { access, readdir } from "node:fs/promises";
 import os from "node:os";
 
 import { errorMessage } from "../core/index.js";
-import type { IrisLogger } from "./log.js";
+import type { IrisLogger } from "./log/index.js";
 
 export interface HelperPriorityResult {
   /** Threads given the nice value. */

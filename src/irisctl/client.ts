@@ -5,41 +5,18 @@
  */
 
 import { OgygiaError, errorMessage, escapeForTerminal, redactUrl } from "../core/index.js";
+import {
+  DEFAULT_IRISD_URL,
+  type Provider,
+  type ProvidersAnswer,
+  type RescanAnswer,
+} from "../iris/index.js";
 import { DEFAULT_STORE_DIR, isHashPart, isStorePath } from "../nix/index.js";
 
-/** Where the CLI finds the local daemon unless told otherwise. */
-export const DEFAULT_IRISD_URL = "http://127.0.0.1:35742";
+export { DEFAULT_IRISD_URL, type Provider, type ProvidersAnswer, type RescanAnswer };
 
 /** The environment variable that overrides `DEFAULT_IRISD_URL`. */
 export const IRISD_URL_ENV = "OGYGIA_IRISD_URL";
-
-export interface Provider {
-  /** The peer's base URL, as the daemon is configured with it. */
-  url: string;
-  storePath: string;
-  narHash: string;
-  narSize: number;
-  /** Names of the trusted keys whose signatures verified. */
-  signatures: string[];
-}
-
-export interface ProvidersAnswer {
-  hash: string;
-  /** Whether the daemon's own store serves the path. */
-  local: boolean;
-  providers: Provider[];
-}
-
-export interface RescanAnswer {
-  /** Paths in the daemon's index after the rescan. */
-  indexed: number;
-  /** Paths the rescan added. */
-  added: number;
-  /** Valid paths the daemon will not serve (unsigned, not content-addressed). */
-  notServeable: string[];
-  /** Paths that are not valid in the daemon's store. */
-  missing: string[];
-}
 
 /** The daemon's base URL: `--irisd`, else `$OGYGIA_IRISD_URL`, else the default. */
 export function irisdBaseUrl(flag: string | undefined, env: NodeJS.ProcessEnv): URL {
@@ -53,14 +30,14 @@ export function irisdBaseUrl(flag: string | undefined, env: NodeJS.ProcessEnv): 
     throw new OgygiaError(
       "ERR_OGYGIA_USAGE",
       `${source}: ${JSON.stringify(redactUrl(text))} is not a URL`,
-      { hint: "Write it like http://127.0.0.1:35742.", exitCode: 2 },
+      { hint: `Write it like ${DEFAULT_IRISD_URL}.`, exitCode: 2 },
     );
   }
   if ((url.protocol !== "http:" && url.protocol !== "https:") || url.search || url.hash) {
     throw new OgygiaError(
       "ERR_OGYGIA_USAGE",
       `${source}: ${JSON.stringify(redactUrl(text))} must be an http:// or https:// base URL`,
-      { hint: "Write it like http://127.0.0.1:35742.", exitCode: 2 },
+      { hint: `Write it like ${DEFAULT_IRISD_URL}.`, exitCode: 2 },
     );
   }
   if (!url.pathname.endsWith("/")) url.pathname += "/";

@@ -16,7 +16,7 @@ import {
   prng,
   randomInt,
   symlinkNode,
-} from "./test-support.js";
+} from "../../test/support/nix.js";
 
 // Fixed seeds: a failure names its seed and iteration, and reproduces.
 const SEED = 0x5eed_0001;

@@ -22,7 +22,7 @@ import {
   nar,
   symlinkNode,
   type Token,
-} from "./test-support.js";
+} from "../../test/support/nix.js";
 
 async function collect(source: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { OgygiaError } from "../core/index.js";
 import { formatHash, parseHash } from "./hash.js";
 import { narInfoFromPathInfo, narUrlFor, parseNarInfo, renderNarInfo } from "./narinfo.js";
-import { prng, randomInt } from "./test-support.js";
+import { prng, randomInt } from "../../test/support/nix.js";
 
 // Written by Nix 2.8 (`nix copy --to file://...`).
 const XZ = `StorePath: /nix/store/6c3c4dx6b7wndjn5h3qs3h4bpkaxhp3g-top

@@ -15,7 +15,7 @@ import { createHash } from "node:crypto";
 import http from "node:http";
 import net from "node:net";
 
-import { buildBloom, bloomEtag, serializeBloom } from "../../src/iris/index.js";
+import { buildBloom, bloomEtag, serializeBloom } from "../../src/iris/p2p/index.js";
 import {
   formatHash,
   hashFromDigest,

@@ -1,0 +1,21 @@
+/**
+ * irisd's HTTP layer: the server, the router, strict request targets,
+ * ranges, the error that carries a status, the request metrics, and the
+ * binary-cache routes over a resolver chain (`resolve.ts`: the interface
+ * the store and the peers implement). It imports neither `store/` nor
+ * `p2p/`.
+ */
+
+export { HttpError, badRequest } from "./http-error.js";
+export { createHttpMetrics, type HttpMetrics } from "./metrics.js";
+export {
+  createResolverChain,
+  type ByteRange,
+  type PathResolver,
+  type ResolverChain,
+  type ServedNar,
+  type ServedNarInfo,
+} from "./resolve.js";
+export type { Route } from "./router.js";
+export { coreRoutes, sendBody, storeRoutes } from "./routes.js";
+export { IrisServer, type BoundAddress, type ListenAddress } from "./server.js";

@@ -1,0 +1,330 @@
+/**
+ * The resolver that answers from the local Nix store: its database for what
+ * exists, its files for NARs.
+ *
+ * Serveable paths only: a path is answered when it carries a signature, is
+ * content-addressed, or can be signed with a configured key. Anything else
+ * is "not here", so a host's private, unsigned builds never leave it.
+ *
+ * Narinfos are rendered once and kept (bounded) until the database changes;
+ * whether it changed is asked at most every `revalidateMs` (the check costs
+ * about as much as a lookup). NAR requests always ask the database afresh
+ * and must name the NAR hash the database holds now, so a URL for a path
+ * since collected or rebuilt differently gets a 404, never other bytes.
+ *
+ * NARs are streamed from the files, except small ones (at most
+ * `SMALL_NAR_BYTES`): those are assembled in memory, checked against the
+ * database's NAR hash, sent in one write and kept in a bounded LRU
+ * (`narMemoryCacheBytes`). A small path costs a dozen file system calls per
+ * file (open, stat, read, close, readdir); a fleet asks for the same paths
+ * again and again. The check means a corrupt small path is never served:
+ * its transfer is cut instead. Large NARs are not hashed on the way (the
+ * client checks the hash against the signed narinfo).
+ */
+
+import { createHash } from "node:crypto";
+import { lstatSync } from "node:fs";
+import type { Writable } from "node:stream";
+
+import { OgygiaError, hasErrorCode } from "../../core/index.js";
+import {
+  formatHash,
+  isContentAddressed,
+  narInfoFromPathInfo,
+  narStream,
+  openStoreDb,
+  physicalPath,
+  renderNarInfo,
+  writeNar,
+  type PathInfo,
+  type SecretKey,
+  type StoreDb,
+} from "../../nix/index.js";
+import type { ByteRange, PathResolver, ServedNar, ServedNarInfo } from "../http/index.js";
+import { createPathSigner, type PathSigner } from "./signing.js";
+
+export interface LocalStoreOptions {
+  /** Physical root of the store (`/`, or a chroot store's folder). */
+  root: string;
+  /** Keys that sign served narinfos on the fly. */
+  signingKeys?: readonly SecretKey[];
+  /** How stale a cached narinfo may be, at most (default 250 ms). */
+  revalidateMs?: number;
+  /** Narinfos (and misses) kept in memory (default 16384). */
+  maxCachedNarInfos?: number;
+  /** NAR write chunk size (default: the NAR writer's, 1 MiB). */
+  narChunkSize?: number;
+  /** NAR chunks in flight per response (default 4). */
+  narMaxInFlight?: number;
+  /** Memory for small NARs kept between requests (default 64 MiB; 0: none). */
+  narMemoryCacheBytes?: number;
+}
+
+/** NARs up to this size are assembled in memory, verified and cached. */
+export const SMALL_NAR_BYTES = 256 * 1024;
+export const DEFAULT_NAR_MEMORY_CACHE_BYTES = 64 * 1024 * 1024;
+
+export interface LocalStore extends PathResolver {
+  readonly db: StoreDb;
+  /** True when a signing key is configured (every valid path is then serveable). */
+  readonly canSign: boolean;
+  /** The `nar/...` URL (relative to the server root) of a path's NAR. */
+  narUrl(hashPart: string, narHash: string): string;
+  close(): void;
+}
+
+/** `nar/<hash part>-<nix32 NAR hash>.nar`: names the path and exactly one content. */
+export function narUrlOf(hashPart: string, narHash: string): string {
+  return `nar/${hashPart}-${narHash}.nar`;
+}
+
+/**
+ * A path the daemon may serve: its NAR size is known, and it is signed,
+ * content-addressed, or signable with a configured key (`canSign`).
+ */
+export function isServeable(info: PathInfo, canSign: boolean, storeDir: string): boolean {
+  return (
+    info.narSize > 0 && (info.sigs.length > 0 || canSign || isContentAddressed(info, storeDir))
+  );
+}
+
+/**
+ * Narinfos (and misses, as `null`) by hash part, dropped as a whole when
+ * the database's data version changed; checked at most every `revalidateMs`.
+ */
+class NarInfoCache {
+  private readonly entries = new Map<string, ServedNarInfo | null>();
+  private version: number;
+  private checkedAt = performance.now();
+
+  constructor(
+    private readonly db: StoreDb,
+    private readonly revalidateMs: number,
+    private readonly maxEntries: number,
+  ) {
+    this.version = db.dataVersion();
+  }
+
+  /** The cached answer (`null`: not serveable), or undefined when unknown. */
+  get(hashPart: string): ServedNarInfo | null | undefined {
+    this.revalidate();
+    return this.entries.get(hashPart);
+  }
+
+  set(hashPart: string, entry: ServedNarInfo | null): void {
+    if (this.entries.size >= this.maxEntries) {
+      const oldest = this.entries.keys().next();
+      if (oldest.done !== true) this.entries.delete(oldest.value);
+    }
+    this.entries.set(hashPart, entry);
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+
+  private revalidate(): void {
+    const now = performance.now();
+    if (now - this.checkedAt < this.revalidateMs) return;
+    this.checkedAt = now;
+    const current = this.db.dataVersion();
+    if (current !== this.version) {
+      this.version = current;
+      this.entries.clear();
+    }
+  }
+}
+
+/** The narinfo served for a local path: Nix's `file://` narinfo, signed on the fly. */
+function renderLocalNarInfo(
+  info: PathInfo,
+  hashPart: string,
+  signer: PathSigner,
+  storeDir: string,
+): ServedNarInfo {
+  const narHash = formatHash(info.narHash, "nix32", false);
+  const signed = { ...info, sigs: signer.signatures(info) };
+  const narinfo = narInfoFromPathInfo(signed, {
+    url: narUrlOf(hashPart, narHash),
+    compression: "none",
+    fileHash: info.narHash,
+    fileSize: info.narSize,
+  });
+  return {
+    storePath: info.storePath,
+    body: Buffer.from(renderNarInfo(narinfo, { storeDir }), "utf8"),
+    source: "local",
+  };
+}
+
+function changed(info: PathInfo, bytes: number): OgygiaError {
+  return new OgygiaError(
+    "ERR_OGYGIA_IRISD",
+    `the NAR of ${info.storePath} came out at ${bytes} bytes, ` +
+      `the store database says ${info.narSize}: the path changed on disk`,
+  );
+}
+
+/** A small NAR, whole, checked against the database's NAR hash. */
+async function assemble(info: PathInfo, file: string, storeRoot: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let bytes = 0;
+  // One chunk of exactly the expected size, unless the tree grew.
+  for await (const chunk of narStream(file, { chunkSize: Math.max(65_536, info.narSize) })) {
+    parts.push(chunk);
+    bytes += chunk.length;
+    if (bytes > info.narSize) throw changed(info, bytes);
+  }
+  if (bytes !== info.narSize) throw changed(info, bytes);
+  const nar = parts.length === 1 && parts[0] !== undefined ? parts[0] : Buffer.concat(parts);
+  const digest = createHash("sha256").update(nar).digest();
+  if (!digest.equals(info.narHash.digest)) {
+    throw new OgygiaError(
+      "ERR_OGYGIA_IRISD",
+      `the NAR of ${info.storePath} does not match its NAR hash in the store database: the store is corrupt`,
+      { hint: `Run 'nix store verify --store ${storeRoot} ${info.storePath}'.` },
+    );
+  }
+  return nar;
+}
+
+/** What every local NAR response shares: the small-NAR memory and the writer's options. */
+interface NarContext {
+  readonly smallNars: ByteLru;
+  readonly writeOptions: { reuseBuffers: true; chunkSize?: number; maxInFlight?: number };
+  readonly storeRoot: string;
+}
+
+/** A local NAR ready to stream: small ones whole from memory, others from the file tree. */
+function localNar(info: PathInfo, narHash: string, file: string, context: NarContext): ServedNar {
+  return {
+    storePath: info.storePath,
+    narSize: info.narSize,
+    narHash,
+    source: "local",
+    async send(out: Writable, range: ByteRange | undefined): Promise<void> {
+      if (info.narSize <= SMALL_NAR_BYTES) {
+        const key = `${info.storePath}:${narHash}`;
+        let nar = context.smallNars.get(key);
+        if (nar === undefined) {
+          nar = await assemble(info, file, context.storeRoot);
+          context.smallNars.set(key, nar);
+        }
+        // One write: the headers and the body leave together.
+        out.end(range === undefined ? nar : nar.subarray(range.start, range.start + range.length));
+        return;
+      }
+      const expected = range === undefined ? info.narSize : range.length;
+      const result = await writeNar(file, out, { ...context.writeOptions, ...range });
+      const wholeChanged = range === undefined && result.narSize !== info.narSize;
+      if (result.bytes !== expected || wholeChanged) {
+        throw changed(info, result.narSize ?? result.bytes);
+      }
+      out.end();
+    },
+  };
+}
+
+/** Opens the store database; throws ERR_OGYGIA_NIX_DB (with a hint) when it is missing. */
+export function openLocalStore(options: LocalStoreOptions): LocalStore {
+  const db = openStoreDb({ root: options.root });
+  const { location } = db;
+  const { storeDir } = location;
+  const signer = createPathSigner(options.signingKeys ?? [], { storeDir });
+  const narInfos = new NarInfoCache(
+    db,
+    options.revalidateMs ?? 250,
+    options.maxCachedNarInfos ?? 16_384,
+  );
+  const context: NarContext = {
+    smallNars: createByteLru(options.narMemoryCacheBytes ?? DEFAULT_NAR_MEMORY_CACHE_BYTES),
+    writeOptions: {
+      reuseBuffers: true,
+      chunkSize: options.narChunkSize,
+      maxInFlight: options.narMaxInFlight,
+    },
+    storeRoot: location.root,
+  };
+  const serveable = (info: PathInfo): boolean => isServeable(info, signer.canSign, storeDir);
+
+  return {
+    name: "local",
+    local: true,
+    db,
+    canSign: signer.canSign,
+    narUrl: narUrlOf,
+    narInfo(hashPart) {
+      const hit = narInfos.get(hashPart);
+      if (hit !== undefined) return hit ?? undefined;
+      const info = db.queryPathInfoByHashPart(hashPart);
+      const entry =
+        info !== undefined && serveable(info)
+          ? renderLocalNarInfo(info, hashPart, signer, storeDir)
+          : null;
+      narInfos.set(hashPart, entry);
+      return entry ?? undefined;
+    },
+    nar(hashPart, narHash) {
+      const info = db.queryPathInfoByHashPart(hashPart);
+      if (info === undefined || !serveable(info)) return undefined;
+      const current = formatHash(info.narHash, "nix32", false);
+      if (current !== narHash) return undefined;
+      const file = physicalPath(location, info.storePath);
+      try {
+        lstatSync(file);
+      } catch (err) {
+        // Registered but gone from disk (deleted behind Nix's back): not here.
+        if (hasErrorCode(err, "ENOENT", "ENOTDIR")) return undefined;
+        throw err;
+      }
+      return localNar(info, current, file, context);
+    },
+    close() {
+      narInfos.clear();
+      context.smallNars.clear();
+      db.close();
+    },
+  };
+}
+
+interface ByteLru {
+  get(key: string): Buffer | undefined;
+  set(key: string, value: Buffer): void;
+  clear(): void;
+}
+
+/** Buffers by key, least recently used dropped first, at most `budget` bytes in all. */
+export function createByteLru(budget: number): ByteLru {
+  const entries = new Map<string, Buffer>();
+  let total = 0;
+  return {
+    get(key) {
+      const value = entries.get(key);
+      if (value !== undefined) {
+        // Most recently used last: Map keeps insertion order.
+        entries.delete(key);
+        entries.set(key, value);
+      }
+      return value;
+    },
+    set(key, value) {
+      if (value.length > budget) return;
+      const old = entries.get(key);
+      if (old !== undefined) {
+        total -= old.length;
+        entries.delete(key);
+      }
+      entries.set(key, value);
+      total += value.length;
+      for (const [oldest, buffer] of entries) {
+        if (total <= budget) break;
+        entries.delete(oldest);
+        total -= buffer.length;
+      }
+    },
+    clear() {
+      entries.clear();
+      total = 0;
+    },
+  };
+}
