@@ -102,9 +102,10 @@ async function serve(configFlag: string | undefined): Promise<number> {
   const running = daemon;
   const logger = log;
   await lowerHelperThreadsLogged(config.server.helperThreadNice, log);
-  await notifySystemd("READY=1", { log });
 
-  return new Promise<number>((resolve) => {
+  // The handlers are in place before READY=1: a manager may stop the daemon
+  // as soon as it reads it, before notifySystemd's helper has even exited.
+  const stopped = new Promise<number>((resolve) => {
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping) {
@@ -129,6 +130,8 @@ async function serve(configFlag: string | undefined): Promise<number> {
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
   });
+  await notifySystemd("READY=1", { log });
+  return stopped;
 }
 
 async function main(argv: string[]): Promise<number> {
