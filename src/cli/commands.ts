@@ -72,7 +72,8 @@ const PUBLISH: CommandSpec = {
     if (values.once === true) {
       const result = await publish.publishOnce(options);
       if (values.json === true) {
-        writeLine("stdout", JSON.stringify(publish.publishJson(result), null, 2));
+        const { jsonOutput } = await import("../command/index.js");
+        writeLines([jsonOutput(publish.publishJson(result))]);
       } else {
         writeLines(await publish.renderPublishText(result));
       }
@@ -253,12 +254,16 @@ const CONFIG_CHECK: CommandSpec = {
     "ogygia config check --json ./config.toml",
   ],
   async run({ values, positionals }) {
-    const { checkConfigFile, renderConfigCheck } = await import("./config-check.js");
+    const [{ checkConfigFile, renderConfigCheck }, { jsonOutput }] = await Promise.all([
+      import("./config-check.js"),
+      import("../command/index.js"),
+    ]);
     const result = await checkConfigFile({ file: positionals[0], env: process.env });
-    writeLine(
-      "stdout",
-      values.json === true ? JSON.stringify(result, null, 2) : renderConfigCheck(result),
-    );
+    writeLines([
+      values.json === true
+        ? jsonOutput(result)
+        : { stream: "stdout", text: renderConfigCheck(result) },
+    ]);
     return 0;
   },
 };
@@ -330,7 +335,8 @@ export const COMMANDS: readonly CommandSpec[] = [
       }
       const report = await status.collectStatus(options);
       if (values.json === true) {
-        writeLine("stdout", JSON.stringify(status.statusJson(report), null, 2));
+        const { jsonOutput } = await import("../command/index.js");
+        writeLines([jsonOutput(status.statusJson(report))]);
         return 0;
       }
       writeLines(await status.renderStatusText(report));

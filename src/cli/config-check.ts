@@ -5,10 +5,10 @@
  * backend is contacted.
  */
 
+import { configSource } from "../command/index.js";
 import { loadConfig, type OgygiaConfig } from "../config/index.js";
 import { OgygiaError, escapeForTerminal, redactUrl } from "../core/index.js";
 import type { BackendKind } from "../fleet/index.js";
-import { configSource } from "../status/index.js";
 
 /** What a valid file configures. Invalid files are reported by the loader's error instead. */
 export interface ConfigCheckResult {

@@ -16,3 +16,4 @@ export {
   redactUrl,
 } from "./text.js";
 export { packageVersion } from "./version.js";
+export { compareText, fastSortKey, naturalCompare, naturalSortBy } from "./natural-sort.js";
