@@ -8,6 +8,7 @@ import { loadContext, openPublisher, type CommandOptions } from "../command/inde
 import type { OgygiaConfig } from "../config/index.js";
 import { OgygiaError } from "../core/index.js";
 import {
+  describeBackends,
   isValidHostSegment,
   type BackendKind,
   type FleetPublisher,
@@ -55,10 +56,10 @@ async function openTarget(options: PublishOptions): Promise<Target> {
   if (!config) {
     throw new OgygiaError(
       "ERR_OGYGIA_PUBLISH",
-      `no configuration file at ${source.displayPath}; the publisher needs one with [ogygia.etcd] or [ogygia.zookeeper]`,
+      `no configuration file at ${source.displayPath}; the publisher needs one with ${describeBackends("section", "or")}`,
       {
         hint:
-          `Enable ogygia with etcd or ZooKeeper in the NixOS configuration (it writes ${DEFAULT_CONFIG_PATH}), ` +
+          `Enable ogygia with ${describeBackends("label", "or")} in the NixOS configuration (it writes ${DEFAULT_CONFIG_PATH}), ` +
           "or pass --config FILE.",
       },
     );
@@ -78,8 +79,8 @@ async function openTarget(options: PublishOptions): Promise<Target> {
   if (!publisher) {
     throw new OgygiaError(
       "ERR_OGYGIA_PUBLISH",
-      `nothing to publish to: ${config.path} configures neither [ogygia.etcd] nor [ogygia.zookeeper]`,
-      { hint: "Add an [ogygia.etcd] or [ogygia.zookeeper] section with its endpoints." },
+      `nothing to publish to: ${config.path} configures ${describeBackends("section", "nor")}`,
+      { hint: `Add an ${describeBackends("section", "or")} section with its endpoints.` },
     );
   }
   return { config, host, hostnameSource: detected.source, publisher };

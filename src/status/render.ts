@@ -4,7 +4,7 @@
 
 import { REVISION_WIDTH, layoutTable, type Cell, type OutputLine } from "../command/index.js";
 import { escapeForTerminal, prepareDisplayWidth } from "../core/index.js";
-import { backendLabel } from "../fleet/index.js";
+import { backendLabel, describeBackends } from "../fleet/index.js";
 import type { HostStatus, StatusReport } from "./collect.js";
 
 const HEADERS = ["Host", "⚡ current", "🥾 booted", "🔜 next boot"] as const;
@@ -64,7 +64,7 @@ export function bannerLine(report: StatusReport): string {
   if (report.mode === "local") {
     return report.configPath === null
       ? "Ogygia config not found; showing local data only."
-      : `No etcd or ZooKeeper configured in ${escapeForTerminal(report.configPath)}; showing local data only.`;
+      : `No ${describeBackends("label", "or")} configured in ${escapeForTerminal(report.configPath)}; showing local data only.`;
   }
   const path = escapeForTerminal(report.configPath ?? "");
   return `${backendLabel(report.mode)} fleet state (${escapeForTerminal(report.namespace ?? "")} via ${path}):`;

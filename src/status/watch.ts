@@ -5,7 +5,7 @@
 
 import { jsonOutput, loadContext, openBackend, type OutputLine } from "../command/index.js";
 import { OgygiaError, errorMessage } from "../core/index.js";
-import type { FleetSnapshot } from "../fleet/index.js";
+import { describeBackends, type FleetSnapshot } from "../fleet/index.js";
 import { readLocalStates } from "../system/index.js";
 import { buildReport, type StatusOptions, type StatusReport } from "./collect.js";
 import { renderStatusText, statusJson } from "./render.js";
@@ -35,7 +35,7 @@ export async function watchStatus(options: WatchOptions): Promise<void> {
     throw new OgygiaError(
       "ERR_OGYGIA_USAGE",
       config
-        ? `--watch needs a fleet to watch, and ${source.displayPath} configures neither etcd nor ZooKeeper`
+        ? `--watch needs a fleet to watch, and ${source.displayPath} configures ${describeBackends("label", "nor")}`
         : `--watch needs a fleet to watch, and there is no configuration file at ${source.displayPath}`,
       { hint: "Run 'ogygia status' without --watch for this host alone.", exitCode: 2 },
     );
