@@ -13,21 +13,16 @@ import {
   tempDir,
   waitFor,
   type ManagedProcess,
+  type ServerControl,
 } from "./process.js";
 
-export interface EtcdServer {
+export interface EtcdServer extends ServerControl {
   /** `http://127.0.0.1:<port>` */
   endpoint: string;
   port: number;
   dataDir: string;
   /** A client for seeding and inspecting data; closed by `stop`. */
   client: Etcd3;
-  /** Stops the server, keeping its data. */
-  pause(): Promise<void>;
-  /** Starts the server again on the same ports and data. */
-  resume(): Promise<void>;
-  /** Stops the server and removes its data. */
-  stop(): Promise<void>;
 }
 
 export async function startEtcd(): Promise<EtcdServer> {
@@ -81,7 +76,14 @@ export async function startEtcd(): Promise<EtcdServer> {
     port,
     dataDir: dir,
     client,
+    freeze() {
+      proc?.child.kill("SIGSTOP");
+    },
+    thaw() {
+      proc?.child.kill("SIGCONT");
+    },
     async pause() {
+      proc?.child.kill("SIGCONT");
       await proc?.stop("SIGTERM");
     },
     async resume() {
@@ -89,6 +91,7 @@ export async function startEtcd(): Promise<EtcdServer> {
     },
     async stop() {
       client.close();
+      proc?.child.kill("SIGCONT");
       await proc?.stop("SIGTERM");
       await removeDir(dir);
     },

@@ -123,3 +123,17 @@ export function startProcess(
     },
   };
 }
+
+/** A test server process that can be frozen, stopped and started again. */
+export interface ServerControl {
+  /** Freezes the server process (SIGSTOP): it keeps its socket but answers nothing. */
+  freeze(): void;
+  /** Thaws a frozen server (SIGCONT). */
+  thaw(): void;
+  /** Stops the server, keeping its data. */
+  pause(): Promise<void>;
+  /** Starts the server again on the same port and data. */
+  resume(): Promise<void>;
+  /** Stops the server and removes its data. */
+  stop(): Promise<void>;
+}

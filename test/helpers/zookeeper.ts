@@ -15,9 +15,10 @@ import {
   tempDir,
   waitFor,
   type ManagedProcess,
+  type ServerControl,
 } from "./process.js";
 
-export interface ZooKeeperServer {
+export interface ZooKeeperServer extends ServerControl {
   /** `127.0.0.1:<port>` */
   endpoint: string;
   port: number;
@@ -35,16 +36,8 @@ export interface ZooKeeperServer {
    * node), or null when the node does not exist.
    */
   ephemeralOwner(path: string): Promise<string | null>;
-  /** Freezes the server process (SIGSTOP): it keeps its socket but answers nothing. */
-  freeze(): void;
-  /** Thaws a frozen server (SIGCONT). */
-  thaw(): void;
-  /** Stops the server, keeping its data. */
-  pause(): Promise<void>;
-  /** Starts the server again on the same port and data. */
-  resume(): Promise<void>;
-  /** Stops the server and removes its data. */
-  stop(): Promise<void>;
+  /** The zxid of a node's last change (hex), or undefined when it does not exist. */
+  modifiedZxid(path: string): Promise<string | undefined>;
 }
 
 /** Sends a four-letter word and returns the answer. */
@@ -201,6 +194,15 @@ export async function startZooKeeper(): Promise<ZooKeeperServer> {
           // `exists` answers null for a missing node (the typings say otherwise).
           // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
           done(err, stat ? stat.ephemeralOwner.toString("hex") : null);
+        });
+      });
+    },
+    modifiedZxid(path) {
+      return withClient<string | undefined>(endpoint, (client, done) => {
+        client.exists(path, (err, stat) => {
+          // `exists` answers null for a missing node (the typings say otherwise).
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
+          done(err, stat ? stat.mzxid.toString("hex") : undefined);
         });
       });
     },
