@@ -27,6 +27,12 @@ export interface FleetServer extends ServerControl {
    * mod_revision, ZooKeeper's mzxid); undefined when it does not exist.
    */
   version(key: string): Promise<string | undefined>;
+  /**
+   * What ties the key to a publisher's liveness (etcd: its lease; ZooKeeper:
+   * the session owning the ephemeral node), or null for a key that outlives
+   * its writer or does not exist.
+   */
+  liveness(key: string): Promise<string | null>;
   native: NativeServer;
 }
 
@@ -64,6 +70,10 @@ async function etcdFleet(): Promise<FleetServer> {
     async version(key) {
       return (await etcd.client.get(key).exec()).kvs[0]?.mod_revision;
     },
+    async liveness(key) {
+      const lease = (await etcd.client.get(key).exec()).kvs[0]?.lease;
+      return lease === undefined || lease === "0" ? null : lease;
+    },
     native: { kind: "etcd", etcd },
   };
 }
@@ -75,6 +85,10 @@ async function zooKeeperFleet(): Promise<FleetServer> {
     put: (entries) => zk.putMany(entries),
     get: async (key) => (await zk.get(key))?.toString("utf8") ?? null,
     version: (key) => zk.modifiedZxid(key),
+    async liveness(key) {
+      const owner = await zk.ephemeralOwner(key);
+      return owner === null || /^0+$/.test(owner) ? null : owner;
+    },
     native: { kind: "zookeeper", zk },
   };
 }
