@@ -8,11 +8,9 @@ import { Etcd3 } from "etcd3";
 import {
   canConnect,
   freePort,
-  removeDir,
-  startProcess,
+  startServer,
   tempDir,
   waitFor,
-  type ManagedProcess,
   type ServerControl,
 } from "./process.js";
 
@@ -30,10 +28,11 @@ export async function startEtcd(): Promise<EtcdServer> {
   const port = await freePort();
   const peerPort = await freePort();
   const endpoint = `http://127.0.0.1:${port}`;
-  let proc: ManagedProcess | undefined;
-
-  const launch = async (): Promise<void> => {
-    const started = startProcess("etcd", [
+  const control = await startServer({
+    name: "etcd",
+    port,
+    command: "etcd",
+    args: [
       "--name",
       "ogygia-test",
       "--data-dir",
@@ -50,21 +49,11 @@ export async function startEtcd(): Promise<EtcdServer> {
       `ogygia-test=http://127.0.0.1:${peerPort}`,
       "--log-level",
       "warn",
-    ]);
-    proc = started;
-    await waitFor(
-      `etcd on port ${port}`,
-      async () => {
-        if (started.child.exitCode !== null) {
-          throw new Error(`etcd exited early:\n${started.output()}`);
-        }
-        return (await canConnect(port)) ? true : undefined;
-      },
-      { timeoutMs: 20_000 },
-    );
-  };
-
-  await launch();
+    ],
+    dir,
+    ready: () => canConnect(port),
+    timeoutMs: 20_000,
+  });
   const client = new Etcd3({ hosts: endpoint });
   await waitFor("etcd to answer", async () => {
     await client.get("ogygia-test-probe").string();
@@ -76,24 +65,10 @@ export async function startEtcd(): Promise<EtcdServer> {
     port,
     dataDir: dir,
     client,
-    freeze() {
-      proc?.child.kill("SIGSTOP");
-    },
-    thaw() {
-      proc?.child.kill("SIGCONT");
-    },
-    async pause() {
-      proc?.child.kill("SIGCONT");
-      await proc?.stop("SIGTERM");
-    },
-    async resume() {
-      await launch();
-    },
+    ...control,
     async stop() {
       client.close();
-      proc?.child.kill("SIGCONT");
-      await proc?.stop("SIGTERM");
-      await removeDir(dir);
+      await control.stop();
     },
   };
 }

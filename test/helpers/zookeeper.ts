@@ -8,15 +8,7 @@ import net from "node:net";
 
 import zookeeper from "node-zookeeper-client";
 
-import {
-  freePort,
-  removeDir,
-  startProcess,
-  tempDir,
-  waitFor,
-  type ManagedProcess,
-  type ServerControl,
-} from "./process.js";
+import { freePort, startServer, tempDir, type ServerControl } from "./process.js";
 
 export interface ZooKeeperServer extends ServerControl {
   /** `127.0.0.1:<port>` */
@@ -96,30 +88,22 @@ export async function startZooKeeper(): Promise<ZooKeeperServer> {
     "4lw.commands.whitelist=ruok,stat,srvr",
   ].join("\n");
   await writeFile(`${dir}/zoo.cfg`, `${config}\n`);
-  let proc: ManagedProcess | undefined;
-
-  const launch = async (): Promise<void> => {
-    const started = startProcess("java", [
+  const control = await startServer({
+    name: "ZooKeeper",
+    port,
+    command: "java",
+    args: [
       "-Xmx256m",
       "-cp",
       "/usr/share/java/*",
       "org.apache.zookeeper.server.ZooKeeperServerMain",
       `${dir}/zoo.cfg`,
-    ]);
-    proc = started;
-    await waitFor(
-      `ZooKeeper on port ${port}`,
-      async () => {
-        if (started.child.exitCode !== null) {
-          throw new Error(`ZooKeeper exited early:\n${started.output()}`);
-        }
-        return (await fourLetterWord(port, "ruok")) === "imok" ? true : undefined;
-      },
-      { timeoutMs: 30_000, intervalMs: 200 },
-    );
-  };
-
-  await launch();
+    ],
+    dir,
+    ready: async () => (await fourLetterWord(port, "ruok")) === "imok",
+    timeoutMs: 30_000,
+    intervalMs: 200,
+  });
 
   return {
     endpoint,
@@ -206,23 +190,6 @@ export async function startZooKeeper(): Promise<ZooKeeperServer> {
         });
       });
     },
-    freeze() {
-      proc?.child.kill("SIGSTOP");
-    },
-    thaw() {
-      proc?.child.kill("SIGCONT");
-    },
-    async pause() {
-      proc?.child.kill("SIGCONT");
-      await proc?.stop("SIGTERM");
-    },
-    async resume() {
-      await launch();
-    },
-    async stop() {
-      proc?.child.kill("SIGCONT");
-      await proc?.stop("SIGTERM");
-      await removeDir(dir);
-    },
+    ...control,
   };
 }
