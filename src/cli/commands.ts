@@ -4,6 +4,7 @@
  * costs nothing and `ogygia status` never loads another command's code.
  */
 
+import { backendPrecedence, describeBackends } from "../fleet/index.js";
 import { DEFAULT_CONFIG_PATH, detectHostname } from "../system/index.js";
 import { usageError, type CommandSpec } from "./args.js";
 import { writeLine, writeLines } from "./output.js";
@@ -28,15 +29,17 @@ const CONFIG_ENVIRONMENT = [
   ["OGYGIA_HOSTNAME", "this host's name, instead of detecting it"],
 ] as const;
 
+/** "etcd or ZooKeeper": every registered backend, for the help. */
+const BACKEND_NAMES = describeBackends("label", "or");
+
 const PUBLISH: CommandSpec = {
   path: ["publish"],
-  summary:
-    "keep etcd or ZooKeeper current with this host's states, liveness and reboot-needed flag",
+  summary: `keep ${BACKEND_NAMES} current with this host's states, liveness and reboot-needed flag`,
   description:
     "Publish this host's system states (current, booted, next boot), whether it needs a\n" +
-    "reboot, and when it last confirmed them, under <namespace>/<host>/ in etcd or ZooKeeper.\n" +
+    `reboot, and when it last confirmed them, under <namespace>/<host>/ in ${BACKEND_NAMES}.\n` +
     "The daemon republishes within a second of a state link changing, keeps an `alive` key\n" +
-    "tied to an etcd lease or ZooKeeper session, and revokes it on SIGTERM or SIGINT.\n" +
+    `tied to an ${describeBackends("liveness", "or")}, and revokes it on SIGTERM or SIGINT.\n` +
     "Logs are JSON lines on stderr. The host key is the detected host name.",
   options: {
     once: {
@@ -73,7 +76,8 @@ const PUBLISH: CommandSpec = {
     if (values.once === true) {
       const result = await publish.publishOnce(options);
       if (values.json === true) {
-        writeLine("stdout", JSON.stringify(publish.publishJson(result), null, 2));
+        const { jsonOutput } = await import("../command/index.js");
+        writeLines([jsonOutput(publish.publishJson(result))]);
       } else {
         writeLines(await publish.renderPublishText(result));
       }
@@ -230,7 +234,7 @@ const CONFIG_CHECK: CommandSpec = {
   summary: "validate an ogygia configuration file and say which fleet backend it selects",
   description:
     "Read a configuration file with the same strict parser every command uses, and report\n" +
-    "the fleet backend it selects (etcd wins when both etcd and ZooKeeper are set). The file\n" +
+    `the fleet backend it selects (${backendPrecedence()}). The file\n` +
     "must exist: unlike the other commands, a missing file is an error, not local-only mode.\n" +
     "Nothing is contacted. Exits 1 for an invalid or missing file, naming the file, the line\n" +
     "and the dotted key; the NixOS module runs it at build time on the rendered file.",
@@ -254,12 +258,16 @@ const CONFIG_CHECK: CommandSpec = {
     "ogygia config check --json ./config.toml",
   ],
   async run({ values, positionals }) {
-    const { checkConfigFile, renderConfigCheck } = await import("./config-check.js");
+    const [{ checkConfigFile, renderConfigCheck }, { jsonOutput }] = await Promise.all([
+      import("./config-check.js"),
+      import("../command/index.js"),
+    ]);
     const result = await checkConfigFile({ file: positionals[0], env: process.env });
-    writeLine(
-      "stdout",
-      values.json === true ? JSON.stringify(result, null, 2) : renderConfigCheck(result),
-    );
+    writeLines([
+      values.json === true
+        ? jsonOutput(result)
+        : { stream: "stdout", text: renderConfigCheck(result) },
+    ]);
     return 0;
   },
 };
@@ -294,7 +302,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "show which revision built each system state, here or across the fleet",
     description:
       "Show the git revision that built each system state (current, booted, next boot),\n" +
-      "for this host alone or for the whole fleet read from etcd or ZooKeeper.",
+      `for this host alone or for the whole fleet read from ${BACKEND_NAMES}.`,
     options: {
       json: {
         type: "boolean",
@@ -355,7 +363,8 @@ export const COMMANDS: readonly CommandSpec[] = [
       }
       const report = await status.collectStatus(options);
       if (values.json === true) {
-        writeLine("stdout", JSON.stringify(status.statusJson(report), null, 2));
+        const { jsonOutput } = await import("../command/index.js");
+        writeLines([jsonOutput(status.statusJson(report))]);
         return 0;
       }
       writeLines(await status.renderStatusText(report));

@@ -5,17 +5,17 @@
  * backend is contacted.
  */
 
+import { configSource } from "../command/index.js";
 import { loadConfig, type OgygiaConfig } from "../config/index.js";
 import { OgygiaError, escapeForTerminal, redactUrl } from "../core/index.js";
-import type { BackendKind } from "../fleet/index.js";
-import { configSource } from "../status/index.js";
+import { configuredBackend, type BackendKind } from "../fleet/index.js";
 
 /** What a valid file configures. Invalid files are reported by the loader's error instead. */
 export interface ConfigCheckResult {
   /** The file as the user named it (or the default path). */
   file: string;
   valid: true;
-  /** The backend the other commands would use (etcd wins over ZooKeeper); null: local-only. */
+  /** The backend the other commands would use (the first registered one configured); null: local-only. */
   backend: BackendKind | null;
   namespace: string | null;
   /** The backend's endpoints, credentials redacted. */
@@ -24,17 +24,13 @@ export interface ConfigCheckResult {
 
 /** Summarises a loaded configuration: the backend the other commands would pick. */
 export function summarizeConfig(config: OgygiaConfig): ConfigCheckResult {
-  const [backend, settings] = config.etcd
-    ? (["etcd", config.etcd] as const)
-    : config.zookeeper
-      ? (["zookeeper", config.zookeeper] as const)
-      : [null, undefined];
+  const selected = configuredBackend(config);
   return {
     file: config.path,
     valid: true,
-    backend,
-    namespace: settings?.namespace ?? null,
-    endpoints: settings?.endpoints.map(redactUrl) ?? [],
+    backend: selected?.entry.kind ?? null,
+    namespace: selected?.settings.namespace ?? null,
+    endpoints: selected?.settings.endpoints.map(redactUrl) ?? [],
   };
 }
 

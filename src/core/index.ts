@@ -17,3 +17,4 @@ export {
 } from "./text.js";
 export { checkHttpUrl, type HttpUrlRules } from "./url.js";
 export { packageVersion } from "./version.js";
+export { compareText, fastSortKey, naturalCompare, naturalSortBy } from "./natural-sort.js";

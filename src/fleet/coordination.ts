@@ -24,7 +24,7 @@
  *   `ERR_OGYGIA_FLEET_READ` / `_WRITE` when it refuses.
  */
 
-import type { BackendConfig } from "../config/index.js";
+import type { BackendConfig } from "./types.js";
 import type { BackendKind } from "./types.js";
 
 /** A position in the store's history; see the module comment. */

@@ -2,9 +2,9 @@
  * Fleet backend failures, worded as the reference README words them.
  */
 
-import type { BackendConfig } from "../config/index.js";
 import { OgygiaError, errorMessage, redactUrl } from "../core/index.js";
-import { backendLabel, type BackendKind } from "./types.js";
+import { backendLabel, type BackendKind } from "./registry.js";
+import type { BackendConfig } from "./types.js";
 
 /** `["http://etcd1:2379", "http://etcd2:2379"]`, credentials redacted. */
 export function formatEndpoints(endpoints: readonly string[]): string {

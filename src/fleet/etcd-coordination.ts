@@ -6,7 +6,7 @@
  * etcd replays from its history.
  */
 
-import type { BackendConfig } from "../config/index.js";
+import type { BackendConfig } from "./types.js";
 import type { OgygiaError } from "../core/index.js";
 import {
   checkKey,

@@ -15,7 +15,7 @@ import {
   type Watcher,
 } from "etcd3";
 
-import type { BackendConfig } from "../config/index.js";
+import type { BackendConfig } from "./types.js";
 import { OgygiaError } from "../core/index.js";
 import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
 import { fieldKey, namespacePrefix, snapshotFromPairs } from "./keys.js";

@@ -1,10 +1,10 @@
 /**
- * Fleet backends behind one interface. Adapters are loaded lazily: the etcd
- * and ZooKeeper clients cost hundreds of milliseconds to import, and local
- * mode must not pay for them.
+ * Fleet backends behind one interface, chosen from the registry
+ * (`registry.ts`). Adapters are loaded lazily: the backends' clients cost
+ * hundreds of milliseconds to import, and local mode must not pay for them.
  */
 
-import type { OgygiaConfig } from "../config/index.js";
+import { configuredBackend, type FleetConfig } from "./registry.js";
 import type { FleetBackend, FleetPublisher, PublisherOptions } from "./types.js";
 
 export {
@@ -12,8 +12,7 @@ export {
   PUBLISHER_FIELDS,
   STATE_FIELDS,
   STORED_FIELDS,
-  backendLabel,
-  type BackendKind,
+  type BackendConfig,
   type FleetBackend,
   type FleetField,
   type FleetPublisher,
@@ -25,6 +24,18 @@ export {
   type PublisherOptions,
   type StoredField,
 } from "./types.js";
+export {
+  BACKENDS,
+  backendEntry,
+  backendLabel,
+  backendPrecedence,
+  configuredBackend,
+  describeBackends,
+  type BackendAdapter,
+  type BackendEntry,
+  type BackendKind,
+  type FleetConfig,
+} from "./registry.js";
 export {
   fieldKey,
   isFleetField,
@@ -44,38 +55,26 @@ export {
 export { Backoff, delay, type BackoffOptions } from "./retry.js";
 
 /**
- * Opens the configured backend: etcd when configured (it wins over ZooKeeper),
- * else ZooKeeper, else undefined.
+ * Opens the configured backend (the first registered one the configuration
+ * has a section for), or undefined when none is configured.
  */
-export async function openFleetBackend(config: OgygiaConfig): Promise<FleetBackend | undefined> {
-  if (config.etcd) {
-    const { openEtcd } = await import("./etcd.js");
-    return openEtcd(config.etcd);
-  }
-  if (config.zookeeper) {
-    const { openZooKeeper } = await import("./zookeeper.js");
-    return openZooKeeper(config.zookeeper);
-  }
-  return undefined;
+export async function openFleetBackend(config: FleetConfig): Promise<FleetBackend | undefined> {
+  const selected = configuredBackend(config);
+  if (!selected) return undefined;
+  return (await selected.entry.load()).open(selected.settings);
 }
 
 /**
- * Opens a publisher for one host on the configured backend (etcd wins over
- * ZooKeeper, as for reading), or undefined when neither is configured.
+ * Opens a publisher for one host on the configured backend (chosen as for
+ * reading), or undefined when none is configured.
  */
 export async function openFleetPublisher(
-  config: OgygiaConfig,
+  config: FleetConfig,
   options: PublisherOptions,
 ): Promise<FleetPublisher | undefined> {
-  if (config.etcd) {
-    const { openEtcdPublisher } = await import("./etcd.js");
-    return openEtcdPublisher(config.etcd, options);
-  }
-  if (config.zookeeper) {
-    const { openZooKeeperPublisher } = await import("./zookeeper.js");
-    return openZooKeeperPublisher(config.zookeeper, options);
-  }
-  return undefined;
+  const selected = configuredBackend(config);
+  if (!selected) return undefined;
+  return (await selected.entry.load()).openPublisher(selected.settings, options);
 }
 export {
   openCoordinator,

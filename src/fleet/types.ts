@@ -3,9 +3,17 @@
  * Layout (the reference's, unchanged): `<namespace>/<host>/<field>`.
  */
 
-import type { BackendConfig } from "../config/index.js";
+import type { BackendKind } from "./registry.js";
 
-export type BackendKind = "etcd" | "zookeeper";
+export type { BackendKind } from "./registry.js";
+
+/** What a backend needs from its configuration section, defaults filled in. */
+export interface BackendConfig {
+  endpoints: string[];
+  /** Without a trailing slash. */
+  namespace: string;
+  timeoutSeconds: number;
+}
 
 /** The reference's three state keys. */
 export const STATE_FIELDS = ["current", "booted", "nextboot"] as const;
@@ -126,9 +134,4 @@ export interface FleetPublisher {
    * session so that `alive` disappears at once (bounded by the timeout).
    */
   close(options: { revoke: boolean }): Promise<void>;
-}
-
-/** The human name of a backend, as used in messages. */
-export function backendLabel(kind: BackendKind): string {
-  return kind === "etcd" ? "etcd" : "ZooKeeper";
 }

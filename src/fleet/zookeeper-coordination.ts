@@ -6,7 +6,7 @@
  * its keys; a watch re-reads the key each time a one-shot watcher fires.
  */
 
-import type { BackendConfig } from "../config/index.js";
+import type { BackendConfig } from "./types.js";
 import { OgygiaError, errorMessage } from "../core/index.js";
 import {
   checkKey,

@@ -3,7 +3,7 @@
  * (`zookeeper-session.ts`, the only importer of `node-zookeeper-client`).
  */
 
-import type { BackendConfig } from "../config/index.js";
+import type { BackendConfig } from "./types.js";
 import { OgygiaError, errorMessage } from "../core/index.js";
 import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
 import { fieldKey, isFleetField, isValidHostSegment } from "./keys.js";

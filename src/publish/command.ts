@@ -4,28 +4,21 @@
  * the daemon until SIGTERM or SIGINT.
  */
 
-import { loadConfig, type OgygiaConfig } from "../config/index.js";
+import { loadContext, openPublisher, type CommandOptions } from "../command/index.js";
+import type { OgygiaConfig } from "../config/index.js";
 import { OgygiaError } from "../core/index.js";
 import {
+  describeBackends,
   isValidHostSegment,
-  openFleetPublisher,
   type BackendKind,
   type FleetPublisher,
   type StoredField,
 } from "../fleet/index.js";
-import { configSource } from "../status/index.js";
-import { DEFAULT_CONFIG_PATH, detectHostname, type DetectedHostname } from "../system/index.js";
+import { DEFAULT_CONFIG_PATH, type DetectedHostname } from "../system/index.js";
 import { PublishDaemon, type DaemonLogger } from "./daemon.js";
 import { planPublication, readLocalPublication, storedValues, type Change } from "./plan.js";
 
-export interface PublishOptions {
-  /** Root under which system paths are resolved (`--root`). */
-  root: string;
-  /** `--config`, if given. */
-  configFile?: string | undefined;
-  env: NodeJS.ProcessEnv;
-  /** Detection already under way (the CLI starts it while this module loads). */
-  hostname?: Promise<DetectedHostname>;
+export interface PublishOptions extends CommandOptions {
   /** For tests: the clock that stamps `updated_at`. */
   now?: () => Date;
 }
@@ -59,18 +52,14 @@ interface Target {
 
 /** Loads the configuration, checks the host name and opens the publisher. */
 async function openTarget(options: PublishOptions): Promise<Target> {
-  const source = await configSource(options);
-  const [config, detected] = await Promise.all([
-    loadConfig(source),
-    options.hostname ?? detectHostname({ env: options.env }),
-  ]);
+  const { source, config, detected } = await loadContext(options);
   if (!config) {
     throw new OgygiaError(
       "ERR_OGYGIA_PUBLISH",
-      `no configuration file at ${source.displayPath}; the publisher needs one with [ogygia.etcd] or [ogygia.zookeeper]`,
+      `no configuration file at ${source.displayPath}; the publisher needs one with ${describeBackends("section", "or")}`,
       {
         hint:
-          `Enable ogygia with etcd or ZooKeeper in the NixOS configuration (it writes ${DEFAULT_CONFIG_PATH}), ` +
+          `Enable ogygia with ${describeBackends("label", "or")} in the NixOS configuration (it writes ${DEFAULT_CONFIG_PATH}), ` +
           "or pass --config FILE.",
       },
     );
@@ -83,15 +72,15 @@ async function openTarget(options: PublishOptions): Promise<Target> {
       { hint: "Set OGYGIA_HOSTNAME to this host's name." },
     );
   }
-  const publisher = await openFleetPublisher(config, {
+  const publisher = await openPublisher(config, {
     host,
     leaseTtlSeconds: config.publish.leaseTtlSeconds,
   });
   if (!publisher) {
     throw new OgygiaError(
       "ERR_OGYGIA_PUBLISH",
-      `nothing to publish to: ${config.path} configures neither [ogygia.etcd] nor [ogygia.zookeeper]`,
-      { hint: "Add an [ogygia.etcd] or [ogygia.zookeeper] section with its endpoints." },
+      `nothing to publish to: ${config.path} configures ${describeBackends("section", "nor")}`,
+      { hint: `Add an ${describeBackends("section", "or")} section with its endpoints.` },
     );
   }
   return { config, host, hostnameSource: detected.source, publisher };

@@ -1,5 +1,5 @@
 /**
- * `ogygia publish`: keeps etcd or ZooKeeper current with this host's states,
+ * `ogygia publish`: keeps the fleet backend current with this host's states,
  * liveness and reboot-needed flag. See docs/publish.md.
  */
 

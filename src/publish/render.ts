@@ -2,9 +2,9 @@
  * Rendering of `ogygia publish --once`: a short table, or JSON.
  */
 
+import { REVISION_WIDTH, formatTable, type OutputLine } from "../command/index.js";
 import { escapeForTerminal, prepareDisplayWidth } from "../core/index.js";
 import { backendLabel } from "../fleet/index.js";
-import { REVISION_WIDTH, formatTable, type OutputLine } from "../status/index.js";
 import type { PublishResult } from "./command.js";
 
 function valueCell(field: string, value: string | null): string {

@@ -15,7 +15,7 @@ import {
   trimDomain,
   type HostStatus,
 } from "./index.js";
-import { fastSortKey } from "./collect.js";
+import { fastSortKey } from "../core/index.js";
 
 describe("trimDomain", () => {
   it("removes the domain suffix, ignoring case", () => {
@@ -99,18 +99,6 @@ describe("collectStatus in local-only mode", () => {
         },
       ],
     });
-  });
-});
-
-describe("naturalCompare", () => {
-  it("compares digit runs by value and text without case", async () => {
-    const { naturalCompare } = await import("./index.js");
-    const sorted = ["host10", "host9", "Host1", "host01a", "alpha", "host1b", "host100"].sort(
-      naturalCompare,
-    );
-    expect(sorted).toEqual(["alpha", "Host1", "host01a", "host1b", "host9", "host10", "host100"]);
-    expect(naturalCompare("a", "a")).toBe(0);
-    expect(naturalCompare("a", "a1")).toBeLessThan(0);
   });
 });
 

@@ -3,12 +3,18 @@
  * fleet's, into one report. Printing is `render.ts`'s job.
  */
 
-import { loadConfig, type ConfigSource, type OgygiaConfig } from "../config/index.js";
-import { OgygiaError, errorMessage } from "../core/index.js";
+import { openBackend, startContext, type CommandOptions } from "../command/index.js";
+import type { OgygiaConfig } from "../config/index.js";
+import {
+  OgygiaError,
+  compareText,
+  errorMessage,
+  naturalCompare,
+  naturalSortBy,
+} from "../core/index.js";
 import {
   backendLabel,
   fieldKey,
-  openFleetBackend,
   PUBLISHER_FIELDS,
   STATE_FIELDS,
   type BackendKind,
@@ -17,14 +23,9 @@ import {
   type HostValues,
 } from "../fleet/index.js";
 import {
-  DEFAULT_CONFIG_PATH,
-  detectHostname,
-  displayPathInRoot,
   parseRevision,
   readLocalStates,
-  resolveInRoot,
   type DetectedHostname,
-  type HostnameEnvironment,
   type LocalStates,
 } from "../system/index.js";
 
@@ -70,29 +71,7 @@ export interface StatusReport {
   hostnameSource: DetectedHostname["source"];
 }
 
-export interface StatusOptions {
-  /** Root under which system paths are resolved (`--root`). */
-  root: string;
-  /** `--config`, if given. */
-  configFile?: string | undefined;
-  env: NodeJS.ProcessEnv;
-  /** For tests: how to detect the host name. */
-  hostnameEnvironment?: Partial<HostnameEnvironment>;
-  /** Detection already under way (the CLI starts it while this module loads). */
-  hostname?: Promise<DetectedHostname>;
-}
-
-/** Where to read the configuration: `--config`, `$OGYGIA_CONFIG`, else the default under root. */
-export async function configSource(options: StatusOptions): Promise<ConfigSource> {
-  const fromEnv = options.env.OGYGIA_CONFIG?.trim();
-  const explicit = options.configFile ?? (fromEnv === "" ? undefined : fromEnv);
-  if (explicit !== undefined) return { path: explicit, displayPath: explicit, explicit: true };
-  return {
-    path: await resolveInRoot(options.root, DEFAULT_CONFIG_PATH),
-    displayPath: displayPathInRoot(options.root, DEFAULT_CONFIG_PATH),
-    explicit: false,
-  };
-}
+export type StatusOptions = CommandOptions;
 
 /** Removes `.domain` from the end of `host`, ignoring case. */
 export function trimDomain(host: string, domain: string | undefined): string {
@@ -252,123 +231,22 @@ function pickOwnEntry(entries: readonly [string, HostValues][]): [string, HostVa
   );
 }
 
-type SortKey = (string | number)[];
-
-/**
- * The key `naturalCompare` orders by: lower-cased text runs and digit runs as
- * numbers (`web2` before `web10`). Digit runs too long for a number compare as
- * zero-stripped text, longer first being larger.
- */
-function sortKey(name: string): SortKey {
-  const key: SortKey = [];
-  for (const part of name.toLowerCase().match(/\d+|\D+/g) ?? []) {
-    const code = part.charCodeAt(0);
-    if (code >= 48 && code <= 57) {
-      const digits = part.replace(/^0+/, "");
-      key.push(digits.length <= 15 ? Number(digits) : `\uffff${digits.length}:${digits}`);
-    } else {
-      key.push(part);
-    }
-  }
-  return key;
-}
-
-function compareKeys(a: SortKey, b: SortKey): number {
-  for (const [i, x] of a.entries()) {
-    const y = b[i];
-    if (y === undefined) break;
-    if (x === y) continue;
-    if (typeof x === "number" && typeof y === "number") return x - y;
-    // A number sorts before text at the same position.
-    if (typeof x === "number") return -1;
-    if (typeof y === "number") return 1;
-    return x < y ? -1 : 1;
-  }
-  return a.length - b.length;
-}
-
-function compareText(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/**
- * Compares names case-insensitively with runs of digits compared as numbers
- * (`web2` before `web10`). Hand-written: `Intl.Collator` costs ~15 ms to
- * create, a tenth of the CLI's whole start-up.
- */
-export function naturalCompare(a: string, b: string): number {
-  return compareKeys(sortKey(a), sortKey(b)) || compareText(a, b);
-}
-
 /** Orders fleet rows by displayed name (numbers in names compare as numbers). */
 export function compareRows(a: HostStatus, b: HostStatus): number {
   return naturalCompare(a.displayName, b.displayName) || compareText(a.host, b.host);
 }
 
-/**
- * `sortKey` as one string whose plain string order is `compareKeys`'s order,
- * or undefined outside the fast case: a name that is not printable ASCII, or
- * that has a digit run of more than 15 digits after its leading zeros (those
- * compare as text in `sortKey`). Text runs are kept as they are (every
- * character >= 0x20). A digit run becomes 0x01, a character for its length
- * without leading zeros, and those digits: a number sorts before text at the
- * same position, a shorter number before a longer one, and equal lengths
- * digit by digit. Text and digit runs alternate, so where one key's text run
- * is a prefix of the other's, what follows it (0x01 or the end) sorts first,
- * as the shorter text does in `compareKeys`. Exported for tests.
- */
-export function fastSortKey(name: string): string | undefined {
-  if (!PRINTABLE_ASCII.test(name) || LONG_NUMBER.test(name)) return undefined;
-  return name.toLowerCase().replace(DIGIT_RUN, (run) => {
-    let zeros = 0;
-    while (run.charCodeAt(zeros) === 48) zeros += 1;
-    return `\u0001${String.fromCharCode(0x40 + run.length - zeros)}${run.slice(zeros)}`;
-  });
-}
-
-const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
-const DIGIT_RUN = /\d+/g;
-/** A digit run of more than 15 digits after its leading zeros. */
-const LONG_NUMBER = /[1-9]\d{15}/;
-
 /** Sorts rows as `compareRows` does, computing each row's key once. */
 export function sortRows(rows: readonly HostStatus[]): HostStatus[] {
-  // Fast case: one string per row, sorted by the engine's own string
-  // comparison. The key, then the display name, then the host (both
-  // printable ASCII in this case), each ended by 0x00, which is below
-  // anything that can follow; then the row's index, which keeps the sort
-  // stable.
-  const keys: string[] = [];
-  let i = 0;
-  for (const row of rows) {
-    const key = fastSortKey(row.displayName);
-    if (key === undefined || (row.host !== row.displayName && !PRINTABLE_ASCII.test(row.host))) {
-      return sortRowsSlowly(rows);
-    }
-    keys.push(
-      `${key}\0${row.displayName}\0${row.host}\0${String.fromCharCode(i >>> 16, i & 0xffff)}`,
-    );
-    i += 1;
-  }
-  keys.sort();
-  const sorted: HostStatus[] = [];
-  for (const key of keys) {
-    const row = rows[(key.charCodeAt(key.length - 2) << 16) | key.charCodeAt(key.length - 1)];
-    if (row) sorted.push(row);
-  }
-  return sorted;
+  return naturalSortBy(rows, displayNameOf, hostOf);
 }
 
-function sortRowsSlowly(rows: readonly HostStatus[]): HostStatus[] {
-  return rows
-    .map((row) => ({ row, key: sortKey(row.displayName) }))
-    .sort(
-      (a, b) =>
-        compareKeys(a.key, b.key) ||
-        compareText(a.row.displayName, b.row.displayName) ||
-        compareText(a.row.host, b.row.host),
-    )
-    .map(({ row }) => row);
+function displayNameOf(row: HostStatus): string {
+  return row.displayName;
+}
+
+function hostOf(row: HostStatus): string {
+  return row.host;
 }
 
 /** The fleet part of a report: read, failed, or not configured (undefined). */
@@ -377,7 +255,7 @@ export type FleetReading =
   | { kind: BackendKind; namespace: string; snapshot: null; error: string };
 
 async function readFleet(config: OgygiaConfig): Promise<FleetReading | undefined> {
-  const backend = await openFleetBackend(config);
+  const backend = await openBackend(config);
   if (!backend) return undefined;
   const { kind } = backend;
   const { namespace } = backend.config;
@@ -471,16 +349,15 @@ export function buildReport({ config, detected, states, fleet }: ReportInputs): 
 
 /** Builds the status report. Throws `OgygiaError` only for a broken configuration. */
 export async function collectStatus(options: StatusOptions): Promise<StatusReport> {
-  const source = await configSource(options);
-  const loaded = loadConfig(source);
+  const context = await startContext(options);
   // The fleet read starts as soon as the configuration says where: loading
   // the etcd client takes a few hundred milliseconds, which the local reads
   // and host name detection then overlap.
   const [config, states, detected, fleet] = await Promise.all([
-    loaded,
+    context.config,
     readLocalStates(options.root),
-    options.hostname ?? detectHostname({ env: options.env, ...options.hostnameEnvironment }),
-    loaded.then((config) => (config ? readFleet(config) : undefined)),
+    context.detected,
+    context.config.then((config) => (config ? readFleet(config) : undefined)),
   ]);
   return buildReport({ config, detected, states, fleet });
 }

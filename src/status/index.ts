@@ -2,11 +2,9 @@ export {
   buildReport,
   collectStatus,
   compareRows,
-  configSource,
   isLocalHost,
   localHostMatcher,
   sortRows,
-  naturalCompare,
   trimDomain,
   type FleetReading,
   type HostStatus,
@@ -15,12 +13,5 @@ export {
   type StatusOptions,
   type StatusReport,
 } from "./collect.js";
-export {
-  REVISION_WIDTH,
-  bannerLine,
-  formatTable,
-  renderStatusText,
-  statusJson,
-  type OutputLine,
-} from "./render.js";
+export { bannerLine, renderStatusText, statusJson } from "./render.js";
 export { watchPrinter, watchStatus, type WatchOptions, type WatchPrinter } from "./watch.js";

@@ -2,29 +2,13 @@
  * Rendering of a status report: the reference's table, or JSON.
  */
 
-import { displayWidth, escapeForTerminal, prepareDisplayWidth } from "../core/index.js";
-import { backendLabel } from "../fleet/index.js";
+import { REVISION_WIDTH, layoutTable, type Cell, type OutputLine } from "../command/index.js";
+import { escapeForTerminal, prepareDisplayWidth } from "../core/index.js";
+import { backendLabel, describeBackends } from "../fleet/index.js";
 import type { HostStatus, StatusReport } from "./collect.js";
 
-/** Revisions are shown cut to this many characters. */
-export const REVISION_WIDTH = 12;
-
 const HEADERS = ["Host", "⚡ current", "🥾 booted", "🔜 next boot"] as const;
-const GUTTER = "  ";
-
-/** A piece of output and the stream it belongs on. */
-export interface OutputLine {
-  stream: "stdout" | "stderr";
-  text: string;
-}
-
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
-
-/** A cell's text, and its display width when it is printable ASCII (else -1: ask `displayWidth`). */
-interface Cell {
-  text: string;
-  width: number;
-}
 
 function revisionCell(row: HostStatus, state: "current" | "booted" | "nextboot"): Cell {
   if (row.unreadable.length > 0 && row.unreadable.includes(state)) {
@@ -80,54 +64,10 @@ export function bannerLine(report: StatusReport): string {
   if (report.mode === "local") {
     return report.configPath === null
       ? "Ogygia config not found; showing local data only."
-      : `No etcd or ZooKeeper configured in ${escapeForTerminal(report.configPath)}; showing local data only.`;
+      : `No ${describeBackends("label", "or")} configured in ${escapeForTerminal(report.configPath)}; showing local data only.`;
   }
   const path = escapeForTerminal(report.configPath ?? "");
   return `${backendLabel(report.mode)} fleet state (${escapeForTerminal(report.namespace ?? "")} via ${path}):`;
-}
-
-/** Lays out rows so that columns line up by display width. */
-export function formatTable(rows: readonly (readonly string[])[]): string[] {
-  return layoutTable(rows.map((row) => row.map((text) => ({ text, width: -1 }))));
-}
-
-const SPACES: string[] = [];
-
-function spaces(count: number): string {
-  return (SPACES[count] ??= " ".repeat(count));
-}
-
-/**
- * `formatTable` for cells whose widths may be known already (-1: not yet).
- * Every column but the last is padded to its widest cell; the rule under the
- * first row spans them all.
- */
-function layoutTable(rows: readonly (readonly Cell[])[]): string[] {
-  const widths: number[] = [];
-  for (const row of rows) {
-    let i = 0;
-    for (const cell of row) {
-      if (cell.width < 0) cell.width = displayWidth(cell.text);
-      widths[i] = Math.max(widths[i] ?? 0, cell.width);
-      i += 1;
-    }
-  }
-  const lines: string[] = [];
-  for (const row of rows) {
-    let line = "";
-    let i = 0;
-    for (const cell of row) {
-      line +=
-        i === row.length - 1
-          ? cell.text
-          : cell.text + spaces(Math.max((widths[i] ?? 0) - cell.width, 0)) + GUTTER;
-      i += 1;
-    }
-    lines.push(line);
-  }
-  const ruleWidth = widths.reduce((sum, w) => sum + w, 0) + GUTTER.length * (widths.length - 1);
-  const [header, ...body] = lines;
-  return [header ?? "", "-".repeat(ruleWidth), ...body];
 }
 
 /** The human-readable report: banner, diagnostics and table. */

@@ -3,12 +3,12 @@
  * ZooKeeper watches whenever the fleet changes, until stopped.
  */
 
-import { loadConfig } from "../config/index.js";
+import { jsonOutput, loadContext, openBackend, type OutputLine } from "../command/index.js";
 import { OgygiaError, errorMessage } from "../core/index.js";
-import { openFleetBackend, type FleetSnapshot } from "../fleet/index.js";
-import { detectHostname, readLocalStates } from "../system/index.js";
-import { buildReport, configSource, type StatusOptions, type StatusReport } from "./collect.js";
-import { renderStatusText, statusJson, type OutputLine } from "./render.js";
+import { describeBackends, type FleetSnapshot } from "../fleet/index.js";
+import { readLocalStates } from "../system/index.js";
+import { buildReport, type StatusOptions, type StatusReport } from "./collect.js";
+import { renderStatusText, statusJson } from "./render.js";
 
 /** Clears a terminal and puts the cursor at the top left. */
 const CLEAR_SCREEN = "\u001b[H\u001b[2J";
@@ -29,17 +29,13 @@ export interface WatchOptions extends StatusOptions {
  * or when no backend is configured.
  */
 export async function watchStatus(options: WatchOptions): Promise<void> {
-  const source = await configSource(options);
-  const [config, detected] = await Promise.all([
-    loadConfig(source),
-    options.hostname ?? detectHostname({ env: options.env, ...options.hostnameEnvironment }),
-  ]);
-  const backend = config ? await openFleetBackend(config) : undefined;
+  const { source, config, detected } = await loadContext(options);
+  const backend = await openBackend(config);
   if (!config || !backend) {
     throw new OgygiaError(
       "ERR_OGYGIA_USAGE",
       config
-        ? `--watch needs a fleet to watch, and ${source.displayPath} configures neither etcd nor ZooKeeper`
+        ? `--watch needs a fleet to watch, and ${source.displayPath} configures ${describeBackends("label", "nor")}`
         : `--watch needs a fleet to watch, and there is no configuration file at ${source.displayPath}`,
       { hint: "Run 'ogygia status' without --watch for this host alone.", exitCode: 2 },
     );
@@ -120,7 +116,7 @@ export function watchPrinter(mode: { json: boolean; tty: boolean }): WatchPrinte
   return {
     async print(report) {
       const lines: OutputLine[] = mode.json
-        ? [{ stream: "stdout", text: JSON.stringify(statusJson(report)) }]
+        ? [jsonOutput(statusJson(report), "line")]
         : await renderStatusText(report);
       const key = JSON.stringify(lines);
       if (key === last) return [];

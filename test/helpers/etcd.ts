@@ -8,26 +8,19 @@ import { Etcd3 } from "etcd3";
 import {
   canConnect,
   freePort,
-  removeDir,
-  startProcess,
+  startServer,
   tempDir,
   waitFor,
-  type ManagedProcess,
+  type ServerControl,
 } from "./process.js";
 
-export interface EtcdServer {
+export interface EtcdServer extends ServerControl {
   /** `http://127.0.0.1:<port>` */
   endpoint: string;
   port: number;
   dataDir: string;
   /** A client for seeding and inspecting data; closed by `stop`. */
   client: Etcd3;
-  /** Stops the server, keeping its data. */
-  pause(): Promise<void>;
-  /** Starts the server again on the same ports and data. */
-  resume(): Promise<void>;
-  /** Stops the server and removes its data. */
-  stop(): Promise<void>;
 }
 
 export async function startEtcd(): Promise<EtcdServer> {
@@ -35,10 +28,11 @@ export async function startEtcd(): Promise<EtcdServer> {
   const port = await freePort();
   const peerPort = await freePort();
   const endpoint = `http://127.0.0.1:${port}`;
-  let proc: ManagedProcess | undefined;
-
-  const launch = async (): Promise<void> => {
-    const started = startProcess("etcd", [
+  const control = await startServer({
+    name: "etcd",
+    port,
+    command: "etcd",
+    args: [
       "--name",
       "ogygia-test",
       "--data-dir",
@@ -55,21 +49,11 @@ export async function startEtcd(): Promise<EtcdServer> {
       `ogygia-test=http://127.0.0.1:${peerPort}`,
       "--log-level",
       "warn",
-    ]);
-    proc = started;
-    await waitFor(
-      `etcd on port ${port}`,
-      async () => {
-        if (started.child.exitCode !== null) {
-          throw new Error(`etcd exited early:\n${started.output()}`);
-        }
-        return (await canConnect(port)) ? true : undefined;
-      },
-      { timeoutMs: 20_000 },
-    );
-  };
-
-  await launch();
+    ],
+    dir,
+    ready: () => canConnect(port),
+    timeoutMs: 20_000,
+  });
   const client = new Etcd3({ hosts: endpoint });
   await waitFor("etcd to answer", async () => {
     await client.get("ogygia-test-probe").string();
@@ -81,16 +65,10 @@ export async function startEtcd(): Promise<EtcdServer> {
     port,
     dataDir: dir,
     client,
-    async pause() {
-      await proc?.stop("SIGTERM");
-    },
-    async resume() {
-      await launch();
-    },
+    ...control,
     async stop() {
       client.close();
-      await proc?.stop("SIGTERM");
-      await removeDir(dir);
+      await control.stop();
     },
   };
 }

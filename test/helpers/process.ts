@@ -123,3 +123,73 @@ export function startProcess(
     },
   };
 }
+
+/** A test server process that can be frozen, stopped and started again. */
+export interface ServerControl {
+  /** Freezes the server process (SIGSTOP): it keeps its socket but answers nothing. */
+  freeze(): void;
+  /** Thaws a frozen server (SIGCONT). */
+  thaw(): void;
+  /** Stops the server, keeping its data. */
+  pause(): Promise<void>;
+  /** Starts the server again on the same port and data. */
+  resume(): Promise<void>;
+  /** Stops the server and removes its data. */
+  stop(): Promise<void>;
+}
+
+/** How to run one test server: its command, and how to tell that it answers. */
+export interface ServerLaunch {
+  /** Names the server in failure messages, like "etcd". */
+  name: string;
+  port: number;
+  command: string;
+  args: readonly string[];
+  /** Its data folder, removed by `stop`. */
+  dir: string;
+  /** Whether the server answers yet. */
+  ready(): Promise<boolean>;
+  timeoutMs: number;
+  intervalMs?: number;
+}
+
+/**
+ * Starts a server process and waits until it answers; the result freezes,
+ * pauses, restarts (same command, ports and data) and stops it.
+ */
+export async function startServer(launch: ServerLaunch): Promise<ServerControl> {
+  let proc: ManagedProcess | undefined;
+  const start = async (): Promise<void> => {
+    const started = startProcess(launch.command, launch.args);
+    proc = started;
+    await waitFor(
+      `${launch.name} on port ${launch.port}`,
+      async () => {
+        if (started.child.exitCode !== null) {
+          throw new Error(`${launch.name} exited early:\n${started.output()}`);
+        }
+        return (await launch.ready()) ? true : undefined;
+      },
+      { timeoutMs: launch.timeoutMs, intervalMs: launch.intervalMs ?? 50 },
+    );
+  };
+  await start();
+  return {
+    freeze() {
+      proc?.child.kill("SIGSTOP");
+    },
+    thaw() {
+      proc?.child.kill("SIGCONT");
+    },
+    async pause() {
+      proc?.child.kill("SIGCONT");
+      await proc?.stop("SIGTERM");
+    },
+    resume: start,
+    async stop() {
+      proc?.child.kill("SIGCONT");
+      await proc?.stop("SIGTERM");
+      await removeDir(launch.dir);
+    },
+  };
+}

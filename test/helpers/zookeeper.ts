@@ -8,16 +8,9 @@ import net from "node:net";
 
 import zookeeper from "node-zookeeper-client";
 
-import {
-  freePort,
-  removeDir,
-  startProcess,
-  tempDir,
-  waitFor,
-  type ManagedProcess,
-} from "./process.js";
+import { freePort, startServer, tempDir, type ServerControl } from "./process.js";
 
-export interface ZooKeeperServer {
+export interface ZooKeeperServer extends ServerControl {
   /** `127.0.0.1:<port>` */
   endpoint: string;
   port: number;
@@ -35,16 +28,8 @@ export interface ZooKeeperServer {
    * node), or null when the node does not exist.
    */
   ephemeralOwner(path: string): Promise<string | null>;
-  /** Freezes the server process (SIGSTOP): it keeps its socket but answers nothing. */
-  freeze(): void;
-  /** Thaws a frozen server (SIGCONT). */
-  thaw(): void;
-  /** Stops the server, keeping its data. */
-  pause(): Promise<void>;
-  /** Starts the server again on the same port and data. */
-  resume(): Promise<void>;
-  /** Stops the server and removes its data. */
-  stop(): Promise<void>;
+  /** The zxid of a node's last change (hex), or undefined when it does not exist. */
+  modifiedZxid(path: string): Promise<string | undefined>;
 }
 
 /** Sends a four-letter word and returns the answer. */
@@ -103,30 +88,22 @@ export async function startZooKeeper(): Promise<ZooKeeperServer> {
     "4lw.commands.whitelist=ruok,stat,srvr",
   ].join("\n");
   await writeFile(`${dir}/zoo.cfg`, `${config}\n`);
-  let proc: ManagedProcess | undefined;
-
-  const launch = async (): Promise<void> => {
-    const started = startProcess("java", [
+  const control = await startServer({
+    name: "ZooKeeper",
+    port,
+    command: "java",
+    args: [
       "-Xmx256m",
       "-cp",
       "/usr/share/java/*",
       "org.apache.zookeeper.server.ZooKeeperServerMain",
       `${dir}/zoo.cfg`,
-    ]);
-    proc = started;
-    await waitFor(
-      `ZooKeeper on port ${port}`,
-      async () => {
-        if (started.child.exitCode !== null) {
-          throw new Error(`ZooKeeper exited early:\n${started.output()}`);
-        }
-        return (await fourLetterWord(port, "ruok")) === "imok" ? true : undefined;
-      },
-      { timeoutMs: 30_000, intervalMs: 200 },
-    );
-  };
-
-  await launch();
+    ],
+    dir,
+    ready: async () => (await fourLetterWord(port, "ruok")) === "imok",
+    timeoutMs: 30_000,
+    intervalMs: 200,
+  });
 
   return {
     endpoint,
@@ -204,23 +181,15 @@ export async function startZooKeeper(): Promise<ZooKeeperServer> {
         });
       });
     },
-    freeze() {
-      proc?.child.kill("SIGSTOP");
+    modifiedZxid(path) {
+      return withClient<string | undefined>(endpoint, (client, done) => {
+        client.exists(path, (err, stat) => {
+          // `exists` answers null for a missing node (the typings say otherwise).
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
+          done(err, stat ? stat.mzxid.toString("hex") : undefined);
+        });
+      });
     },
-    thaw() {
-      proc?.child.kill("SIGCONT");
-    },
-    async pause() {
-      proc?.child.kill("SIGCONT");
-      await proc?.stop("SIGTERM");
-    },
-    async resume() {
-      await launch();
-    },
-    async stop() {
-      proc?.child.kill("SIGCONT");
-      await proc?.stop("SIGTERM");
-      await removeDir(dir);
-    },
+    ...control,
   };
 }
