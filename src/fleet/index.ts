@@ -6,6 +6,7 @@
 
 import { configuredBackend, type FleetConfig } from "./registry.js";
 import type { FleetBackend, FleetPublisher, PublisherOptions } from "./types.js";
+import type { ZkSession } from "./zookeeper-session.js";
 
 export {
   FLEET_FIELDS,
@@ -76,6 +77,21 @@ export async function openFleetPublisher(
   if (!selected) return undefined;
   return (await selected.entry.load()).openPublisher(selected.settings, options);
 }
+export type { ZkSession } from "./zookeeper-session.js";
+
+/**
+ * Connects a raw ZooKeeper session, for tests and benchmarks that drive the
+ * server directly. Loaded on call, like the adapters, to keep the client out
+ * of start-up.
+ */
+export async function connectZkSession(
+  endpoints: readonly string[],
+  timeoutMs: number,
+): Promise<ZkSession> {
+  const session = await import("./zookeeper-session.js");
+  return session.ZkSession.connect(endpoints, timeoutMs);
+}
+
 export {
   openCoordinator,
   type AcquireOptions,
