@@ -9,17 +9,13 @@ import type { FleetBackend, FleetPublisher, PublisherOptions } from "./types.js"
 import type { ZkSession } from "./zookeeper-session.js";
 
 export {
-  FLEET_FIELDS,
   PUBLISHER_FIELDS,
   STATE_FIELDS,
   STORED_FIELDS,
-  type BackendConfig,
   type FleetBackend,
   type FleetField,
   type FleetPublisher,
   type FleetSnapshot,
-  type FleetWatch,
-  type FleetWatchHandlers,
   type HostChanges,
   type HostValues,
   type PublisherOptions,
@@ -27,32 +23,14 @@ export {
 } from "./types.js";
 export {
   BACKENDS,
-  backendEntry,
   backendLabel,
   backendPrecedence,
   configuredBackend,
   describeBackends,
-  type BackendAdapter,
-  type BackendEntry,
   type BackendKind,
-  type FleetConfig,
 } from "./registry.js";
-export {
-  fieldKey,
-  isFleetField,
-  isValidHostSegment,
-  namespacePrefix,
-  snapshotFromPairs,
-  splitHostKey,
-} from "./keys.js";
-export {
-  DeadlineError,
-  connectError,
-  formatEndpoints,
-  readError,
-  withDeadline,
-  writeError,
-} from "./errors.js";
+export { fieldKey, isValidHostSegment } from "./keys.js";
+export { connectError } from "./errors.js";
 export { Backoff, delay, type BackoffOptions } from "./retry.js";
 
 /**
@@ -94,20 +72,7 @@ export async function connectZkSession(
 
 export {
   openCoordinator,
-  type AcquireOptions,
-  type CallOptions,
-  type CasResult,
   type Coordinator,
-  type Entry,
-  type Expected,
-  type Lease,
-  type LeaseOptions,
-  type Lock,
-  type LockHolder,
-  type LockOptions,
-  type Read,
   type Revision,
-  type SetOptions,
   type WatchEvent,
-  type WatchOptions,
 } from "./coordination.js";
