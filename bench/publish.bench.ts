@@ -14,7 +14,7 @@
 
 import { readFile } from "node:fs/promises";
 
-import { ZkSession } from "../src/fleet/zookeeper.js";
+import { connectZkSession, type ZkSession } from "../src/fleet/index.js";
 import { startEtcd, type EtcdServer } from "../test/helpers/etcd.js";
 import { sleep, waitFor, type ManagedProcess } from "../test/helpers/process.js";
 import { startZooKeeper, type ZooKeeperServer } from "../test/helpers/zookeeper.js";
@@ -68,7 +68,7 @@ async function etcdValueWatch(etcd: EtcdServer): Promise<ValueWatch> {
 async function zkValueWatch(
   zk: ZooKeeperServer,
 ): Promise<{ watch: ValueWatch; session: ZkSession }> {
-  const session = await ZkSession.connect([zk.endpoint], 10_000);
+  const session = await connectZkSession([zk.endpoint], 10_000);
   let wanted: { value: string; resolve: (at: number) => void } | undefined;
   // ZooKeeper watches fire once: read again (setting the watch again) on
   // each. One watcher function, so the client keeps one watch on the path.
@@ -237,7 +237,7 @@ async function main(): Promise<void> {
       zkPublisher,
     );
     const { watch: zkWatch, session } = await zkValueWatch(zk);
-    const writer = await ZkSession.connect([zk.endpoint], 10_000);
+    const writer = await connectZkSession([zk.endpoint], 10_000);
     rows.push(
       latencyRow(
         "ZooKeeper: raw setData -> watch (baseline)",

@@ -8,7 +8,7 @@ import net from "node:net";
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
-import { ZkSession } from "../src/fleet/zookeeper.js";
+import { connectZkSession } from "../src/fleet/index.js";
 import { OGYGIA_BIN, runCli, runCommand, type CliResult } from "./helpers/cli.js";
 import { FLEET_HARNESSES, type FleetServer } from "./helpers/fleet.js";
 import { freePort, sleep } from "./helpers/process.js";
@@ -430,7 +430,7 @@ describe.each(FLEET_HARNESSES)("ogygia status with an unreachable $label", (harn
       it("fails calls on a lost session at once instead of hanging", async () => {
         server = await harness.start();
         await server.put([["/probe/value", "x"]]);
-        const session = await ZkSession.connect([server.endpoint], 10_000);
+        const session = await connectZkSession([server.endpoint], 10_000);
         try {
           expect((await session.getData("/probe/value"))?.toString()).toBe("x");
           await server.pause();

@@ -10,9 +10,7 @@ export {
   openBackend,
   openPublisher,
   startContext,
-  type CommandContext,
   type CommandOptions,
-  type PendingContext,
 } from "./context.js";
 export {
   REVISION_WIDTH,

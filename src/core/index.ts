@@ -9,12 +9,11 @@ export {
 } from "./errors.js";
 export {
   escapeForTerminal,
-  hasUnsafeCharacters,
   prepareDisplayWidth,
   displayWidth,
   padEndDisplay,
   redactUrl,
 } from "./text.js";
-export { checkHttpUrl, type HttpUrlRules } from "./url.js";
+export { checkHttpUrl } from "./url.js";
 export { packageVersion } from "./version.js";
 export { compareText, fastSortKey, naturalCompare, naturalSortBy } from "./natural-sort.js";

@@ -7,7 +7,7 @@ import {
   padEndDisplay,
   prepareDisplayWidth,
   redactUrl,
-} from "./index.js";
+} from "./text.js";
 
 describe("escapeForTerminal", () => {
   it("makes control and bidi characters visible", () => {

@@ -6,19 +6,16 @@
 
 import { configuredBackend, type FleetConfig } from "./registry.js";
 import type { FleetBackend, FleetPublisher, PublisherOptions } from "./types.js";
+import type { ZkSession } from "./zookeeper-session.js";
 
 export {
-  FLEET_FIELDS,
   PUBLISHER_FIELDS,
   STATE_FIELDS,
   STORED_FIELDS,
-  type BackendConfig,
   type FleetBackend,
   type FleetField,
   type FleetPublisher,
   type FleetSnapshot,
-  type FleetWatch,
-  type FleetWatchHandlers,
   type HostChanges,
   type HostValues,
   type PublisherOptions,
@@ -26,32 +23,14 @@ export {
 } from "./types.js";
 export {
   BACKENDS,
-  backendEntry,
   backendLabel,
   backendPrecedence,
   configuredBackend,
   describeBackends,
-  type BackendAdapter,
-  type BackendEntry,
   type BackendKind,
-  type FleetConfig,
 } from "./registry.js";
-export {
-  fieldKey,
-  isFleetField,
-  isValidHostSegment,
-  namespacePrefix,
-  snapshotFromPairs,
-  splitHostKey,
-} from "./keys.js";
-export {
-  DeadlineError,
-  connectError,
-  formatEndpoints,
-  readError,
-  withDeadline,
-  writeError,
-} from "./errors.js";
+export { fieldKey, isValidHostSegment } from "./keys.js";
+export { connectError } from "./errors.js";
 export { Backoff, delay, type BackoffOptions } from "./retry.js";
 
 /**
@@ -76,22 +55,24 @@ export async function openFleetPublisher(
   if (!selected) return undefined;
   return (await selected.entry.load()).openPublisher(selected.settings, options);
 }
+export type { ZkSession } from "./zookeeper-session.js";
+
+/**
+ * Connects a raw ZooKeeper session, for tests and benchmarks that drive the
+ * server directly. Loaded on call, like the adapters, to keep the client out
+ * of start-up.
+ */
+export async function connectZkSession(
+  endpoints: readonly string[],
+  timeoutMs: number,
+): Promise<ZkSession> {
+  const session = await import("./zookeeper-session.js");
+  return session.ZkSession.connect(endpoints, timeoutMs);
+}
+
 export {
   openCoordinator,
-  type AcquireOptions,
-  type CallOptions,
-  type CasResult,
   type Coordinator,
-  type Entry,
-  type Expected,
-  type Lease,
-  type LeaseOptions,
-  type Lock,
-  type LockHolder,
-  type LockOptions,
-  type Read,
   type Revision,
-  type SetOptions,
   type WatchEvent,
-  type WatchOptions,
 } from "./coordination.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { fieldKey, snapshotFromPairs, splitHostKey } from "./index.js";
+import { fieldKey, snapshotFromPairs, splitHostKey } from "./keys.js";
 
 const value = (text: string): Uint8Array => Buffer.from(text);
 

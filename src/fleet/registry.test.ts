@@ -6,8 +6,8 @@ import {
   backendPrecedence,
   configuredBackend,
   describeBackends,
-  type BackendConfig,
 } from "./index.js";
+import type { BackendConfig } from "./types.js";
 
 const settings = (namespace: string): BackendConfig => ({
   endpoints: ["127.0.0.1:1"],

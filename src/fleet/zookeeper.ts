@@ -23,13 +23,6 @@ import { ZkSession, isConnectionFailure } from "./zookeeper-session.js";
 /** How many hosts are read at once; ZooKeeper pipelines the reads on one socket. */
 const READ_CONCURRENCY = 500;
 
-export {
-  ZkSession,
-  ZkSessionLostError,
-  type ZkConnectOptions,
-  type ZkNodeStat,
-} from "./zookeeper-session.js";
-
 /** Runs `fn` over `items` with at most `limit` calls in flight. */
 async function forEachLimit<T>(
   items: readonly T[],

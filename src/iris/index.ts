@@ -5,9 +5,7 @@
  */
 
 export {
-  DEFAULT_IRISD_PORT,
   DEFAULT_IRISD_URL,
-  DEFAULT_LISTEN,
   type Provider,
   type ProvidersAnswer,
   type RescanAnswer,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import { OgygiaError } from "../core/index.js";
-import { irisdBaseUrl, parseProvidersAnswer, parseRescanAnswer } from "./index.js";
+import { irisdBaseUrl, parseProvidersAnswer, parseRescanAnswer } from "./client.js";
 
 const HASH = "0c2g1lqlkpn6gyxxk6cyqk0m1yhirw5a";
 const PATH = `/nix/store/${HASH}-hello-2.12`;

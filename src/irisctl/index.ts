@@ -5,25 +5,6 @@
  * server, metrics or logging code.
  */
 
-export {
-  DEFAULT_IRISD_URL,
-  IRISD_URL_ENV,
-  fetchProviders,
-  irisdBaseUrl,
-  parseProvidersAnswer,
-  parseRescanAnswer,
-  requestRescan,
-  type Provider,
-  type ProvidersAnswer,
-  type RescanAnswer,
-} from "./client.js";
-export { queryProviders, renderProviders, resolveHashPart } from "./providers.js";
-export {
-  closureOf,
-  hasValidSignature,
-  pushPaths,
-  renderPushResult,
-  type PushFailure,
-  type PushOptions,
-  type PushResult,
-} from "./push.js";
+export { irisdBaseUrl } from "./client.js";
+export { queryProviders, renderProviders } from "./providers.js";
+export { pushPaths, renderPushResult } from "./push.js";

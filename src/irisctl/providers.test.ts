@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { renderProviders, resolveHashPart } from "./index.js";
+import { renderProviders, resolveHashPart } from "./providers.js";
 
 const HASH = "0c2g1lqlkpn6gyxxk6cyqk0m1yhirw5a";
 

@@ -14,7 +14,7 @@ import {
   sortRows,
   trimDomain,
   type HostStatus,
-} from "./index.js";
+} from "./collect.js";
 import { fastSortKey } from "../core/index.js";
 
 describe("trimDomain", () => {
@@ -104,7 +104,7 @@ describe("collectStatus in local-only mode", () => {
 
 describe("sortRows", () => {
   it("orders rows exactly as compareRows does", async () => {
-    const { sortRows } = await import("./index.js");
+    const { sortRows } = await import("./collect.js");
     const names = [
       "web10",
       "web2",

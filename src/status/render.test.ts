@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import type { HostStatus, StatusReport } from "./index.js";
+import type { HostStatus, StatusReport } from "./collect.js";
 import { renderStatusText, statusJson } from "./index.js";
 
 function report(overrides: Partial<StatusReport>): StatusReport {

@@ -49,7 +49,7 @@ export const COORDINATION_BACKENDS: CoordinationBackend[] = [
 ];
 
 /** The built module the holder process imports (`npm run build`). */
-const COORDINATION_MODULE = path.join(REPO_ROOT, "dist/src/fleet/coordination.js");
+const COORDINATION_MODULE = path.join(REPO_ROOT, "dist/src/fleet/index.js");
 
 const HOLDER_SCRIPT = `
 const o = JSON.parse(process.env.OGYGIA_TEST_HOLDER);
