@@ -84,15 +84,20 @@ const PUBLISH: CommandSpec = {
       return 0;
     }
     const level = typeof values["log-level"] === "string" ? values["log-level"] : "info";
-    if (!publish.isLogLevel(level)) {
+    const log = await import("../log/index.js");
+    if (!log.isLogLevel(level)) {
       throw usageError(
-        `unknown log level '${level}' (use one of ${publish.LOG_LEVELS.join(", ")})`,
+        `unknown log level '${level}' (use one of ${log.LOG_LEVELS.join(", ")})`,
         PUBLISH,
       );
     }
     await publish.runDaemon({
       ...options,
-      log: publish.createLogger(level, (await hostname).hostname),
+      log: log.createLogger({
+        name: "ogygia-publish",
+        level,
+        base: { host: (await hostname).hostname },
+      }),
       onStart: (stop) => {
         process.once("SIGTERM", stop);
         process.once("SIGINT", stop);

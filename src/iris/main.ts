@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { OgygiaError, errorMessage, escapeForTerminal, packageVersion } from "../core/index.js";
 import { irisdConfigSource, loadIrisdConfig, CONFIG_ENV, DEFAULT_CONFIG_PATH } from "./config.js";
 import { startDaemon } from "./daemon.js";
-import { createIrisLogger, errorFields, type IrisLogger } from "./log/index.js";
+import { createLogger, errorFields, type Logger, type LogThreshold } from "../log/index.js";
 import { notifySystemd } from "./notify.js";
 import { lowerHelperThreadsLogged } from "./thread-priority.js";
 import { loadSigningKeys } from "./store/index.js";
@@ -51,7 +51,11 @@ function printError(err: unknown): number {
   return EXIT_BUG;
 }
 
-function logFatal(log: IrisLogger, err: unknown): number {
+function irisdLogger(level: LogThreshold): Logger {
+  return createLogger({ name: "ogygia-irisd", level });
+}
+
+function logFatal(log: Logger, err: unknown): number {
   if (err instanceof OgygiaError) {
     log.fatal(errorFields(err), `cannot start: ${err.message}`);
     return err.exitCode;
@@ -82,14 +86,14 @@ async function checkConfig(
 
 /** Runs until SIGTERM/SIGINT; resolves with the exit status. */
 async function serve(configFlag: string | undefined): Promise<number> {
-  let log = createIrisLogger("info");
+  let log = irisdLogger("info");
   let config;
   try {
     config = await loadIrisdConfig(irisdConfigSource(configFlag, process.env));
   } catch (err) {
     return logFatal(log, err);
   }
-  log = createIrisLogger(config.server.logLevel);
+  log = irisdLogger(config.server.logLevel);
   if (config.path === undefined) {
     log.info({ config: DEFAULT_CONFIG_PATH }, "no configuration file: using the defaults");
   }

@@ -30,7 +30,7 @@ import { isHashPart, type TrustedKeys } from "../../nix/index.js";
 import { createBackoff, type Backoff } from "./backoff.js";
 import { DEFAULT_MAX_BLOOM_BYTES, bloomEtag, parseBloom, type BloomFilter } from "./bloom.js";
 import { continuationOf, rangeHeaders } from "./continuation.js";
-import { errorFields, type IrisLogger } from "../log/index.js";
+import { errorFields, type Logger } from "../../log/index.js";
 import type { P2pMetrics, PeerRequestKind } from "./metrics.js";
 import {
   describeFailure,
@@ -113,7 +113,7 @@ export interface PeerSetOptions {
   trusted: TrustedKeys;
   storeDir: string;
   peerTtlMs: number;
-  log: IrisLogger;
+  log: Logger;
   metrics?: P2pMetrics | undefined;
   /** Monotonic clock in ms (tests). */
   now?: () => number;
@@ -154,7 +154,7 @@ class Peers implements PeerSet {
   readonly peers: Peer[];
   readonly now: () => number;
   private readonly http: PeerHttp;
-  readonly log: IrisLogger;
+  readonly log: Logger;
   private readonly metrics: P2pMetrics | undefined;
   private readonly lastWarned = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
