@@ -17,4 +17,5 @@ export {
 } from "./text.js";
 export { checkHttpUrl, type HttpUrlRules } from "./url.js";
 export { packageVersion } from "./version.js";
+export { Backoff, BackoffGate, backoffDelay, delay, type BackoffOptions } from "./backoff.js";
 export { compareText, fastSortKey, naturalCompare, naturalSortBy } from "./natural-sort.js";

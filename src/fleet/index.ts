@@ -52,7 +52,6 @@ export {
   withDeadline,
   writeError,
 } from "./errors.js";
-export { Backoff, delay, type BackoffOptions } from "./retry.js";
 
 /**
  * Opens the configured backend (the first registered one the configuration
