@@ -10,7 +10,14 @@
 
 import { parseArgs } from "node:util";
 
-import { OgygiaError, errorMessage, escapeForTerminal, packageVersion } from "../core/index.js";
+import {
+  EXIT_BUG,
+  OgygiaError,
+  errorMessage,
+  errorReport,
+  escapeForTerminal,
+  packageVersion,
+} from "../core/index.js";
 import { irisdConfigSource, loadIrisdConfig, CONFIG_ENV, DEFAULT_CONFIG_PATH } from "./config.js";
 import { startDaemon } from "./daemon.js";
 import { createLogger, errorFields, type Logger, type LogThreshold } from "../log/index.js";
@@ -19,7 +26,6 @@ import { lowerHelperThreadsLogged } from "./thread-priority.js";
 import { loadSigningKeys } from "./store/index.js";
 
 const EXIT_USAGE = 2;
-const EXIT_BUG = 70;
 
 const HELP = `Usage: ogygia-irisd [--config FILE] [--check-config] [--no-key-files]
 
@@ -41,14 +47,9 @@ Logs are JSON lines on stderr. SIGTERM or SIGINT stops it gracefully.
 See docs/irisd.md for the configuration reference.`;
 
 function printError(err: unknown): number {
-  if (err instanceof OgygiaError) {
-    process.stderr.write(`ogygia-irisd: error: ${escapeForTerminal(err.message)}\n`);
-    if (err.hint !== undefined) process.stderr.write(`hint: ${err.hint}\n`);
-    return err.exitCode;
-  }
-  process.stderr.write(`ogygia-irisd: internal error (a bug; please report it):\n`);
-  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  return EXIT_BUG;
+  const report = errorReport(err, { prefix: "ogygia-irisd: " });
+  process.stderr.write(report.lines.map((line) => `${line}\n`).join(""));
+  return report.exitCode;
 }
 
 function irisdLogger(level: LogThreshold): Logger {
