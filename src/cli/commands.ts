@@ -5,6 +5,7 @@
  */
 
 import { backendPrecedence, describeBackends } from "../fleet/index.js";
+import { DEFAULT_IRISD_URL } from "../iris/index.js";
 import { DEFAULT_CONFIG_PATH, detectHostname } from "../system/index.js";
 import { usageError, type CommandSpec } from "./args.js";
 import { writeLine, writeLines } from "./output.js";
@@ -110,7 +111,7 @@ const PUBLISH: CommandSpec = {
 const IRISD_OPTION = {
   type: "string",
   valueName: "url",
-  description: "the ogygia-irisd to ask (default: $OGYGIA_IRISD_URL, else http://127.0.0.1:35742)",
+  description: `the ogygia-irisd to ask (default: $OGYGIA_IRISD_URL, else ${DEFAULT_IRISD_URL})`,
 } as const;
 
 const IRIS_ENVIRONMENT = [
