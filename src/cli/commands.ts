@@ -5,6 +5,7 @@
  */
 
 import { backendPrecedence, describeBackends } from "../fleet/index.js";
+import { DEFAULT_IRISD_URL } from "../iris/index.js";
 import { DEFAULT_CONFIG_PATH, detectHostname } from "../system/index.js";
 import { usageError, type CommandSpec } from "./args.js";
 import { writeLine, writeLines } from "./output.js";
@@ -84,15 +85,20 @@ const PUBLISH: CommandSpec = {
       return 0;
     }
     const level = typeof values["log-level"] === "string" ? values["log-level"] : "info";
-    if (!publish.isLogLevel(level)) {
+    const log = await import("../log/index.js");
+    if (!log.isLogLevel(level)) {
       throw usageError(
-        `unknown log level '${level}' (use one of ${publish.LOG_LEVELS.join(", ")})`,
+        `unknown log level '${level}' (use one of ${log.LOG_LEVELS.join(", ")})`,
         PUBLISH,
       );
     }
     await publish.runDaemon({
       ...options,
-      log: publish.createLogger(level, (await hostname).hostname),
+      log: log.createLogger({
+        name: "ogygia-publish",
+        level,
+        base: { host: (await hostname).hostname },
+      }),
       onStart: (stop) => {
         process.once("SIGTERM", stop);
         process.once("SIGINT", stop);
@@ -105,7 +111,7 @@ const PUBLISH: CommandSpec = {
 const IRISD_OPTION = {
   type: "string",
   valueName: "url",
-  description: "the ogygia-irisd to ask (default: $OGYGIA_IRISD_URL, else http://127.0.0.1:35742)",
+  description: `the ogygia-irisd to ask (default: $OGYGIA_IRISD_URL, else ${DEFAULT_IRISD_URL})`,
 } as const;
 
 const IRIS_ENVIRONMENT = [

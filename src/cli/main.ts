@@ -3,7 +3,7 @@
  * it, and maps errors to messages and exit codes in one place.
  */
 
-import { OgygiaError, escapeForTerminal, packageVersion } from "../core/index.js";
+import { OgygiaError, errorReport, packageVersion } from "../core/index.js";
 import {
   checkOptionPaths,
   commandGroups,
@@ -87,19 +87,16 @@ function wantsJson(argv: readonly string[]): boolean {
  * `hint` null when there is none.
  */
 function reportError(err: unknown, { json }: { json: boolean }): number {
-  if (err instanceof OgygiaError) {
-    if (json) writeJsonError(err.code, err.message, err.hint);
-    writeLine("stderr", `error: ${escapeForTerminal(err.message)}`);
-    if (err.hint) writeLine("stderr", `hint: ${err.hint}`);
-    return err.exitCode;
-  }
   if (json) {
-    const message = err instanceof Error ? err.message : String(err);
-    writeJsonError("ERR_OGYGIA_INTERNAL", message, "a bug in ogygia; please report it");
+    if (err instanceof OgygiaError) writeJsonError(err.code, err.message, err.hint);
+    else {
+      const message = err instanceof Error ? err.message : String(err);
+      writeJsonError("ERR_OGYGIA_INTERNAL", message, "a bug in ogygia; please report it");
+    }
   }
-  writeLine("stderr", "internal error (a bug in ogygia; please report it):");
-  writeLine("stderr", err instanceof Error ? (err.stack ?? err.message) : String(err));
-  return 70;
+  const report = errorReport(err, { bug: "a bug in ogygia" });
+  for (const line of report.lines) writeLine("stderr", line);
+  return report.exitCode;
 }
 
 function writeJsonError(code: string, message: string, hint: string | undefined): void {

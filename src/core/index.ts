@@ -16,4 +16,6 @@ export {
 } from "./text.js";
 export { checkHttpUrl } from "./url.js";
 export { packageVersion } from "./version.js";
+export { EXIT_BUG, errorReport, type ErrorReport, type ErrorReportOptions } from "./report.js";
+export { Backoff, BackoffGate, backoffDelay, delay, type BackoffOptions } from "./backoff.js";
 export { compareText, fastSortKey, naturalCompare, naturalSortBy } from "./natural-sort.js";

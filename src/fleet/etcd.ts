@@ -16,10 +16,9 @@ import {
 } from "etcd3";
 
 import type { BackendConfig } from "./types.js";
-import { OgygiaError } from "../core/index.js";
+import { OgygiaError, delay } from "../core/index.js";
 import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
 import { fieldKey, namespacePrefix, snapshotFromPairs } from "./keys.js";
-import { delay } from "./retry.js";
 import type {
   FleetBackend,
   FleetPublisher,

@@ -31,7 +31,6 @@ export {
 } from "./registry.js";
 export { fieldKey, isValidHostSegment } from "./keys.js";
 export { connectError } from "./errors.js";
-export { Backoff, delay, type BackoffOptions } from "./retry.js";
 
 /**
  * Opens the configured backend (the first registered one the configuration

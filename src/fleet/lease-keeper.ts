@@ -7,9 +7,8 @@
  * received it, which is later).
  */
 
-import { OgygiaError } from "../core/index.js";
+import { OgygiaError, delay } from "../core/index.js";
 import { DeadlineError, withDeadline } from "./errors.js";
-import { delay } from "./retry.js";
 
 export interface LeaseKeeperOptions {
   /** The TTL the store granted, in milliseconds. */

@@ -5,8 +5,7 @@
  * stay bounded however fast notifications arrive.
  */
 
-import { OgygiaError } from "../core/index.js";
-import { Backoff, delay } from "./retry.js";
+import { Backoff, OgygiaError, delay } from "../core/index.js";
 import type { FleetSnapshot, FleetWatchHandlers } from "./types.js";
 
 /** How long to wait after a notification for the ones that usually follow it. */

@@ -30,7 +30,7 @@ import { OgygiaError, checkHttpUrl, errorMessage, hasErrorCode } from "../core/i
 import { parsePublicKey } from "../nix/index.js";
 import { DEFAULT_IRISD_PORT, DEFAULT_LISTEN } from "./contract.js";
 import type { ListenAddress } from "./http/index.js";
-import { LOG_LEVELS, type LogLevel } from "./log/index.js";
+import { LOG_THRESHOLDS, isLogThreshold, type LogThreshold } from "../log/index.js";
 
 export const DEFAULT_CONFIG_PATH = "/etc/ogygia-irisd/config.toml";
 export const CONFIG_ENV = "OGYGIA_IRISD_CONFIG";
@@ -39,7 +39,7 @@ export const DEFAULT_PRIORITY = 30;
 /** Exit status for a configuration the daemon refuses (sysexits' EX_CONFIG). */
 export const EXIT_CONFIG = 78;
 
-export { DEFAULT_LISTEN, LOG_LEVELS, type LogLevel, type ListenAddress };
+export { DEFAULT_LISTEN, type ListenAddress };
 
 const CONFIG_HINT = "Fix the configuration file and start ogygia-irisd again.";
 
@@ -93,12 +93,10 @@ export const irisdConfigSchema = table({
           max: 10_000,
         }),
         log_level: string({
-          description: `Least severe log level written: ${LOG_LEVELS.join(", ")}.`,
+          description: `Least severe log level written: ${LOG_THRESHOLDS.join(", ")}.`,
           default: "info",
           check: (v) =>
-            (LOG_LEVELS as readonly string[]).includes(v)
-              ? undefined
-              : `must be one of ${LOG_LEVELS.join(", ")}`,
+            isLogThreshold(v) ? undefined : `must be one of ${LOG_THRESHOLDS.join(", ")}`,
         }),
         shutdown_timeout_secs: integer({
           description:
@@ -235,7 +233,7 @@ export interface IrisdConfig {
   server: {
     listen: ListenAddress[];
     priority: number;
-    logLevel: LogLevel;
+    logLevel: LogThreshold;
     shutdownTimeoutSecs: number;
     helperThreadNice: number;
   };
@@ -313,7 +311,7 @@ export async function parseIrisdConfig(
     server: {
       listen: raw.server.listen.map(toListen),
       priority: raw.server.priority,
-      logLevel: raw.server.log_level as LogLevel,
+      logLevel: raw.server.log_level as LogThreshold,
       shutdownTimeoutSecs: raw.server.shutdown_timeout_secs,
       helperThreadNice: raw.server.helper_thread_nice,
     },

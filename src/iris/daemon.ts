@@ -21,7 +21,7 @@ import {
   type ResolverChain,
   type Route,
 } from "./http/index.js";
-import type { IrisLogger } from "./log/index.js";
+import type { Logger } from "../log/index.js";
 import {
   bloomRoute,
   createCacheResolver,
@@ -64,7 +64,7 @@ async function openPeerLayer(
   context: {
     storeDir: string;
     trusted: TrustedKeys;
-    log: IrisLogger;
+    log: Logger;
     metrics: P2pMetrics;
     isLocal: (hashPart: string) => boolean;
   },
@@ -149,7 +149,7 @@ function peerFields(
  * Starts serving. Throws OgygiaError when a key cannot be read, the store
  * database is missing or an address cannot be bound (nothing is left open).
  */
-export async function startDaemon(config: IrisdConfig, log: IrisLogger): Promise<IrisDaemon> {
+export async function startDaemon(config: IrisdConfig, log: Logger): Promise<IrisDaemon> {
   const signingKeys = await loadSigningKeys(config.signing.secretKeyFiles);
   const local = openLocalStore({
     root: config.store.root,

@@ -1,7 +1,8 @@
 /**
  * ogygia-irisd, the binary-cache daemon. Other folders need only its wire
  * contract (`contract.ts`); the program is `main.ts`, and the daemon's
- * layers (`http/`, `store/`, `p2p/`, `log/`) are wired in `daemon.ts`.
+ * layers (`http/`, `store/`, `p2p/`) are wired in `daemon.ts`; it logs
+ * through `src/log`.
  */
 
 export {

@@ -10,16 +10,22 @@
 
 import { parseArgs } from "node:util";
 
-import { OgygiaError, errorMessage, escapeForTerminal, packageVersion } from "../core/index.js";
+import {
+  EXIT_BUG,
+  OgygiaError,
+  errorMessage,
+  errorReport,
+  escapeForTerminal,
+  packageVersion,
+} from "../core/index.js";
 import { irisdConfigSource, loadIrisdConfig, CONFIG_ENV, DEFAULT_CONFIG_PATH } from "./config.js";
 import { startDaemon } from "./daemon.js";
-import { createIrisLogger, errorFields, type IrisLogger } from "./log/index.js";
+import { createLogger, errorFields, type Logger, type LogThreshold } from "../log/index.js";
 import { notifySystemd } from "./notify.js";
 import { lowerHelperThreadsLogged } from "./thread-priority.js";
 import { loadSigningKeys } from "./store/index.js";
 
 const EXIT_USAGE = 2;
-const EXIT_BUG = 70;
 
 const HELP = `Usage: ogygia-irisd [--config FILE] [--check-config] [--no-key-files]
 
@@ -41,17 +47,16 @@ Logs are JSON lines on stderr. SIGTERM or SIGINT stops it gracefully.
 See docs/irisd.md for the configuration reference.`;
 
 function printError(err: unknown): number {
-  if (err instanceof OgygiaError) {
-    process.stderr.write(`ogygia-irisd: error: ${escapeForTerminal(err.message)}\n`);
-    if (err.hint !== undefined) process.stderr.write(`hint: ${err.hint}\n`);
-    return err.exitCode;
-  }
-  process.stderr.write(`ogygia-irisd: internal error (a bug; please report it):\n`);
-  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  return EXIT_BUG;
+  const report = errorReport(err, { prefix: "ogygia-irisd: " });
+  process.stderr.write(report.lines.map((line) => `${line}\n`).join(""));
+  return report.exitCode;
 }
 
-function logFatal(log: IrisLogger, err: unknown): number {
+function irisdLogger(level: LogThreshold): Logger {
+  return createLogger({ name: "ogygia-irisd", level });
+}
+
+function logFatal(log: Logger, err: unknown): number {
   if (err instanceof OgygiaError) {
     log.fatal(errorFields(err), `cannot start: ${err.message}`);
     return err.exitCode;
@@ -82,14 +87,14 @@ async function checkConfig(
 
 /** Runs until SIGTERM/SIGINT; resolves with the exit status. */
 async function serve(configFlag: string | undefined): Promise<number> {
-  let log = createIrisLogger("info");
+  let log = irisdLogger("info");
   let config;
   try {
     config = await loadIrisdConfig(irisdConfigSource(configFlag, process.env));
   } catch (err) {
     return logFatal(log, err);
   }
-  log = createIrisLogger(config.server.logLevel);
+  log = irisdLogger(config.server.logLevel);
   if (config.path === undefined) {
     log.info({ config: DEFAULT_CONFIG_PATH }, "no configuration file: using the defaults");
   }

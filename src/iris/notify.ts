@@ -13,7 +13,7 @@
 import { spawn } from "node:child_process";
 
 import { errorMessage } from "../core/index.js";
-import type { IrisLogger } from "./log/index.js";
+import type { Logger } from "../log/index.js";
 
 const NOTIFY_TIMEOUT_MS = 5000;
 
@@ -22,7 +22,7 @@ export type NotifyState = "READY=1" | "STOPPING=1";
 /** Tells systemd `state` when `NOTIFY_SOCKET` is set; resolves true when the message went out. */
 export function notifySystemd(
   state: NotifyState,
-  options: { env?: NodeJS.ProcessEnv; log: IrisLogger; command?: string },
+  options: { env?: NodeJS.ProcessEnv; log: Logger; command?: string },
 ): Promise<boolean> {
   const env = options.env ?? process.env;
   const socket = env.NOTIFY_SOCKET;

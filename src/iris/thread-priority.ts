@@ -21,7 +21,7 @@ import { access, readdir } from "node:fs/promises";
 import os from "node:os";
 
 import { errorMessage } from "../core/index.js";
-import type { IrisLogger } from "./log/index.js";
+import type { Logger } from "../log/index.js";
 
 export interface HelperPriorityResult {
   /** Threads given the nice value. */
@@ -58,7 +58,7 @@ export async function lowerHelperThreads(nice: number): Promise<HelperPriorityRe
 }
 
 /** `lowerHelperThreads`, logged when it did (or tried) anything. */
-export async function lowerHelperThreadsLogged(nice: number, log: IrisLogger): Promise<void> {
+export async function lowerHelperThreadsLogged(nice: number, log: Logger): Promise<void> {
   try {
     const result = await lowerHelperThreads(nice);
     if (result.changed + result.failed > 0) {

@@ -59,8 +59,22 @@ export interface PushOptions {
   irisd: URL;
   /** Called with short progress messages ("signing 12/340"). */
   progress?: (message: string) => void;
-  /** Runs `nix` with arguments; for tests. Resolves to stderr, rejects on failure. */
+  /**
+   * Runs `nix` with arguments; for tests. Resolves to stderr; rejects with an
+   * `OgygiaError` when the process fails (anything else is a bug).
+   */
   runNix?: (args: string[]) => Promise<string>;
+  /** Opens the store database under `root`; for tests. */
+  openStore?: (root: string) => StoreDb;
+}
+
+const NIX_HINT =
+  "`nix store sign` needs nix on PATH and write access to the store's database (root or a trusted user).";
+const STORE_PATH_HINT = "Give store paths, or links into the store such as ./result.";
+
+/** A path argument that names no store path, with the reason. */
+function notAStorePath(message: string, cause?: unknown): OgygiaError {
+  return new OgygiaError("ERR_OGYGIA_NIX_STORE_PATH", message, { hint: STORE_PATH_HINT, cause });
 }
 
 function runNixCommand(args: string[]): Promise<string> {
@@ -70,9 +84,11 @@ function runNixCommand(args: string[]): Promise<string> {
       args,
       { encoding: "utf8", maxBuffer: 16 * 1024 * 1024, timeout: 10 * 60_000 },
       (err, _stdout, stderr) => {
+        // execFile reports here every way the process can fail: not found
+        // (ENOENT), a non-zero exit, killed by the timeout, too much output.
         if (err) {
           const detail = stderr.trim().split("\n").slice(-3).join(" ") || err.message;
-          reject(new Error(detail));
+          reject(new OgygiaError("ERR_OGYGIA_NIX_COMMAND", detail, { hint: NIX_HINT, cause: err }));
         } else {
           resolve(stderr);
         }
@@ -95,14 +111,17 @@ async function storePathFor(input: string, root: string): Promise<string> {
     if (hasErrorCode(err, "ENOENT", "ENOTDIR")) {
       // A logical store path under a chroot store need not exist on this machine's /nix.
       if (input.startsWith(logicalPrefix)) return firstComponent(input.slice(logicalPrefix.length));
-      throw new Error("no such file or store path");
+      throw notAStorePath("no such file or store path", err);
+    }
+    if (hasErrorCode(err, "EACCES", "EPERM", "ELOOP", "ENAMETOOLONG")) {
+      throw notAStorePath(errorMessage(err), err);
     }
     throw err;
   }
   const physicalPrefix = `${realStoreDir(storeLocation({ root }))}/`;
   if (real.startsWith(physicalPrefix)) return firstComponent(real.slice(physicalPrefix.length));
   if (input.startsWith(logicalPrefix)) return firstComponent(input.slice(logicalPrefix.length));
-  throw new Error(`resolves to ${real}, which is not in the store at ${physicalPrefix}`);
+  throw notAStorePath(`resolves to ${real}, which is not in the store at ${physicalPrefix}`);
 }
 
 /** The closure of `roots` under the store's references, sorted. */
@@ -125,7 +144,10 @@ export function hasValidSignature(info: PathInfo, key: SecretKey): boolean {
   return info.sigs.some((sig) => verifyFingerprint(fingerprint, sig, trusted));
 }
 
-/** Runs the push; never throws for a single path's failure (see `failed`). */
+/**
+ * Runs the push. A path's expected failure (not a store path, `nix store
+ * sign` failing, not served) is reported in `failed`; a bug throws.
+ */
 export async function pushPaths(options: PushOptions): Promise<PushResult> {
   const runNix = options.runNix ?? runNixCommand;
   const progress = options.progress ?? (() => undefined);
@@ -139,14 +161,16 @@ export async function pushPaths(options: PushOptions): Promise<PushResult> {
     try {
       roots.push(await storePathFor(input, options.root));
     } catch (err) {
+      if (!(err instanceof OgygiaError)) throw err;
       failed.push({ path: input, error: errorMessage(err) });
     }
   }
 
   let db: StoreDb;
   try {
-    db = openStoreDb({ root: options.root });
+    db = options.openStore ? options.openStore(options.root) : openStoreDb({ root: options.root });
   } catch (err) {
+    if (!(err instanceof OgygiaError)) throw err;
     throw new OgygiaError("ERR_OGYGIA_NIX_DB", errorMessage(err), {
       hint: "Pass --store DIR for a store whose files are under DIR/nix/store.",
       cause: err,
@@ -240,12 +264,14 @@ async function signAll(ctx: {
     progress(`signing ${done}/${toSign.length}`);
     try {
       await runNix([...base, "--", ...batch]);
-    } catch {
+    } catch (err) {
+      if (!(err instanceof OgygiaError)) throw err;
       // Sign one by one to tell which path failed, and why.
       for (const path of batch) {
         try {
           await runNix([...base, "--", path]);
         } catch (err) {
+          if (!(err instanceof OgygiaError)) throw err;
           failed.push({
             path,
             error: `nix store sign failed: ${escapeForTerminal(errorMessage(err))}`,

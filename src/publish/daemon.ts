@@ -7,8 +7,8 @@
  * resync, and publishes the newest state once the backend answers again.
  */
 
-import { OgygiaError, errorMessage } from "../core/index.js";
-import { Backoff, delay, type FleetPublisher, type StoredField } from "../fleet/index.js";
+import { Backoff, OgygiaError, delay, errorMessage } from "../core/index.js";
+import type { FleetPublisher, StoredField } from "../fleet/index.js";
 import {
   applyChanges,
   changesState,

@@ -11,7 +11,6 @@ export {
   type PublishResult,
 } from "./command.js";
 export { PublishDaemon, type DaemonLogger, type DaemonOptions } from "./daemon.js";
-export { LOG_LEVELS, createLogger, isLogLevel } from "./log.js";
 export {
   LOCAL_FIELDS,
   applyChanges,

@@ -21,7 +21,7 @@ import {
   type SecretKey,
   type TrustedKeys,
 } from "../../src/nix/index.js";
-import type { IrisLogger } from "../../src/iris/log/index.js";
+import type { Logger } from "../../src/log/index.js";
 import {
   openNarCache,
   renderPeerNarInfo,
@@ -31,7 +31,7 @@ import {
 import { dirNode, fileNode, nar } from "./nix.js";
 
 /** A logger that says nothing, for tests that assert on behaviour, not logs. */
-export const QUIET_LOG: IrisLogger = {
+export const QUIET_LOG: Logger = {
   fatal: () => undefined,
   error: () => undefined,
   warn: () => undefined,

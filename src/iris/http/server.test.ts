@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 
 import { OgygiaError } from "../../core/index.js";
 import { HttpError } from "./http-error.js";
-import type { IrisLogger } from "../log/index.js";
+import type { Logger } from "../../log/index.js";
 import { createHttpMetrics } from "./metrics.js";
 import { exactPath, type Route } from "./router.js";
 import { sendBody } from "./routes.js";
@@ -17,7 +17,7 @@ interface Logged {
   message: string;
 }
 
-function memoryLogger(): IrisLogger & { lines: Logged[] } {
+function memoryLogger(): Logger & { lines: Logged[] } {
   const lines: Logged[] = [];
   const at =
     (level: string) =>

@@ -20,7 +20,7 @@ import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 
 import { OgygiaError, errorMessage, hasErrorCode } from "../../core/index.js";
-import { errorFields, type IrisLogger } from "../log/index.js";
+import { errorFields, type Logger } from "../../log/index.js";
 import { HttpError } from "./http-error.js";
 import type { HttpMetrics } from "./metrics.js";
 import { createRouter, type Route, type RouteOutcome, type Router } from "./router.js";
@@ -37,7 +37,7 @@ export interface ListenAddress {
 
 export interface IrisServerOptions {
   routes: readonly Route[];
-  log: IrisLogger;
+  log: Logger;
   metrics: HttpMetrics;
   /** On close, how long requests in flight may take before their connections are cut. */
   shutdownTimeoutMs: number;
@@ -120,7 +120,7 @@ const CLIENT_ERROR_RESPONSES: Record<string, string> = {
 
 export class IrisServer {
   private readonly router: Router;
-  private readonly log: IrisLogger;
+  private readonly log: Logger;
   private readonly metrics: HttpMetrics;
   private readonly options: IrisServerOptions;
   private readonly servers: http.Server[] = [];

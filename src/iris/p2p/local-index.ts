@@ -30,7 +30,7 @@
 import { OgygiaError } from "../../core/index.js";
 import { parseStorePath, type PathInfo, type StoreDb } from "../../nix/index.js";
 import type { RescanAnswer } from "../index.js";
-import { errorFields, type IrisLogger } from "../log/index.js";
+import { errorFields, type Logger } from "../../log/index.js";
 import { isServeable } from "../store/index.js";
 import { bloomEtag, buildBloom, serializeBloom, type BloomFilter } from "./bloom.js";
 import type { P2pMetrics } from "./metrics.js";
@@ -71,7 +71,7 @@ export interface LocalIndexOptions {
   falsePositiveRate: number;
   /** Hash parts served locally besides the store's (the NAR cache). */
   extraHashParts?: () => Iterable<string>;
-  log: IrisLogger;
+  log: Logger;
   metrics?: P2pMetrics | undefined;
   pollMs?: number;
   rebuildDelayMs?: number;
@@ -121,7 +121,7 @@ class StoreIndex implements LocalIndex {
   private readonly readyPromise: Promise<void>;
   private lock: Promise<unknown> = Promise.resolve();
   private readonly db: StoreDb;
-  private readonly log: IrisLogger;
+  private readonly log: Logger;
   private readonly metrics: P2pMetrics | undefined;
   private readonly storeDir: string;
   private readonly pollMs: number;

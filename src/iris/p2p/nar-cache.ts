@@ -42,7 +42,7 @@ import path from "node:path";
 
 import { OgygiaError, errorMessage, hasErrorCode } from "../../core/index.js";
 import type { TrustedKeys } from "../../nix/index.js";
-import { errorFields, type IrisLogger } from "../log/index.js";
+import { errorFields, type Logger } from "../../log/index.js";
 import type { P2pMetrics } from "./metrics.js";
 import { createByteLru } from "../store/index.js";
 import { verifyPeerNarInfo } from "./peer-narinfo.js";
@@ -73,7 +73,7 @@ export interface NarCacheOptions {
   timeToIdleMs: number;
   trusted: TrustedKeys;
   storeDir: string;
-  log: IrisLogger;
+  log: Logger;
   metrics?: P2pMetrics | undefined;
   /** Wall clock in ms (tests). */
   now?: () => number;

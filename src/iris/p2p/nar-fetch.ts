@@ -37,7 +37,7 @@ import {
   hashFromDigest,
   type Hash,
 } from "../../nix/index.js";
-import { errorFields, type IrisLogger } from "../log/index.js";
+import { errorFields, type Logger } from "../../log/index.js";
 import { SMALL_NAR_BYTES, type NarCache, type TempEntry } from "./nar-cache.js";
 import type { P2pMetrics } from "./metrics.js";
 import type { ContentCheck } from "./peer-narinfo.js";
@@ -254,7 +254,7 @@ export function createNarCheck(options: {
 
 interface FetcherEnv {
   cache: NarCache;
-  log: IrisLogger;
+  log: Logger;
   metrics?: P2pMetrics | undefined;
 }
 
@@ -582,7 +582,7 @@ async function sendTo(
 
 export function createNarFetcher(options: {
   cache: NarCache;
-  log: IrisLogger;
+  log: Logger;
   metrics?: P2pMetrics | undefined;
   /** Defaults: `MEMORY_NAR_BYTES`, `MEMORY_BUDGET`. */
   memoryNarBytes?: number;

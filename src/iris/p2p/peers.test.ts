@@ -3,7 +3,7 @@ import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 
 import { buildBloom, bloomEtag, serializeBloom } from "./bloom.js";
-import type { IrisLogger } from "../log/index.js";
+import type { Logger } from "../../log/index.js";
 import {
   hashPartOf,
   narInfoText,
@@ -24,7 +24,7 @@ interface Logged {
   fields: object;
 }
 
-function logger(lines: Logged[]): IrisLogger {
+function logger(lines: Logged[]): Logger {
   const at =
     (level: string) =>
     (fields: object, msg: string): void => {

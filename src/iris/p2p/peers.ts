@@ -25,12 +25,11 @@
 
 import type { IncomingHttpHeaders } from "node:http";
 
-import { errorMessage } from "../../core/index.js";
+import { BackoffGate, errorMessage, type BackoffOptions } from "../../core/index.js";
+import { errorFields, type Logger } from "../../log/index.js";
 import { isHashPart, type TrustedKeys } from "../../nix/index.js";
-import { createBackoff, type Backoff } from "./backoff.js";
 import { DEFAULT_MAX_BLOOM_BYTES, bloomEtag, parseBloom, type BloomFilter } from "./bloom.js";
 import { continuationOf, rangeHeaders } from "./continuation.js";
-import { errorFields, type IrisLogger } from "../log/index.js";
 import type { P2pMetrics, PeerRequestKind } from "./metrics.js";
 import {
   describeFailure,
@@ -41,6 +40,8 @@ import {
 } from "./peer-http.js";
 import { verifyPeerNarInfo, type PeerNarInfoVerdict } from "./peer-narinfo.js";
 
+/** A peer that failed: left alone for 1 s, 2 s, 4 s, ... up to 30 s, ±20 %. */
+const PEER_BACKOFF: BackoffOptions = { initialMs: 1000, maxMs: 30_000, jitter: 0.2 };
 /** One request to a peer: headers (and a narinfo body) within this time. */
 export const PEER_REQUEST_TIMEOUT_MS = 1500;
 /** A narinfo lookup through peers answers within this time (the documented bound is 2 s). */
@@ -60,7 +61,7 @@ export interface Peer {
   readonly base: PeerBase;
   /** Redacted base URL. */
   readonly label: string;
-  readonly backoff: Backoff;
+  readonly backoff: BackoffGate;
   filter: BloomFilter | undefined;
   etag: string | undefined;
   /** When the filter was last fetched or confirmed (performance.now()). */
@@ -113,7 +114,7 @@ export interface PeerSetOptions {
   trusted: TrustedKeys;
   storeDir: string;
   peerTtlMs: number;
-  log: IrisLogger;
+  log: Logger;
   metrics?: P2pMetrics | undefined;
   /** Monotonic clock in ms (tests). */
   now?: () => number;
@@ -135,7 +136,7 @@ function newPeer(url: string): Peer {
   return {
     base,
     label: base.label,
-    backoff: createBackoff(),
+    backoff: new BackoffGate(PEER_BACKOFF),
     filter: undefined,
     etag: undefined,
     checkedAt: -Infinity,
@@ -154,7 +155,7 @@ class Peers implements PeerSet {
   readonly peers: Peer[];
   readonly now: () => number;
   private readonly http: PeerHttp;
-  readonly log: IrisLogger;
+  readonly log: Logger;
   private readonly metrics: P2pMetrics | undefined;
   private readonly lastWarned = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;

@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
 
-import { Backoff, delay } from "./retry.js";
+import { Backoff, BackoffGate, backoffDelay, delay } from "./backoff.js";
+
+/** irisd's peers: 1 s, 2 s, 4 s, ... up to 30 s, ±20 %. */
+const PEER_BACKOFF = { initialMs: 1000, maxMs: 30_000, jitter: 0.2 };
 
 describe("Backoff", () => {
   it("doubles from the initial delay up to the bound, without jitter", () => {
@@ -34,6 +37,41 @@ describe("Backoff", () => {
 
   it("refuses a bound below the initial delay", () => {
     expect(() => new Backoff({ initialMs: 100, maxMs: 10 })).toThrow(RangeError);
+  });
+});
+
+describe("backoffDelay", () => {
+  it("doubles from the base delay up to the maximum", () => {
+    const policy = { initialMs: 1000, maxMs: 30_000 };
+    expect([0, 1, 2, 3, 4, 5, 6, 100].map((n) => backoffDelay(n, policy))).toEqual([
+      0, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000,
+    ]);
+  });
+});
+
+describe("BackoffGate", () => {
+  it("leaves a failed peer alone until its delay has passed, and forgets on success", () => {
+    const backoff = new BackoffGate({ initialMs: 1000, maxMs: 30_000, jitter: 0 });
+    expect(backoff.available(0)).toBe(true);
+    expect(backoff.failure(10_000)).toBe(1000);
+    expect(backoff.available(10_999)).toBe(false);
+    expect(backoff.available(11_000)).toBe(true);
+    expect(backoff.failure(11_000)).toBe(2000);
+    expect(backoff.failures).toBe(2);
+    expect(backoff.retryAt).toBe(13_000);
+    backoff.success();
+    expect(backoff.failures).toBe(0);
+    expect(backoff.available(11_001)).toBe(true);
+    expect(backoff.failure(20_000)).toBe(1000);
+  });
+
+  it("spreads delays by the jitter, never past the maximum", () => {
+    const low = new BackoffGate({ ...PEER_BACKOFF, random: () => 0 });
+    const high = new BackoffGate({ ...PEER_BACKOFF, random: () => 1 });
+    expect(low.failure(0)).toBe(800);
+    expect(high.failure(0)).toBe(1200);
+    for (let i = 0; i < 10; i++) high.failure(0);
+    expect(high.failure(0)).toBe(PEER_BACKOFF.maxMs);
   });
 });
 
