@@ -25,7 +25,7 @@
  */
 
 import type { BackendConfig } from "./types.js";
-import type { BackendKind } from "./types.js";
+import type { BackendKind } from "./backends.js";
 
 /** A position in the store's history; see the module comment. */
 export type Revision = bigint;
@@ -231,26 +231,6 @@ export interface Coordinator {
    * more than once.
    */
   close(): Promise<void>;
-}
-
-/**
- * Opens a coordinator on one backend, importing its adapter only now (the
- * clients cost hundreds of milliseconds to load). Connects on first use.
- */
-export async function openCoordinator(
-  kind: BackendKind,
-  config: BackendConfig,
-): Promise<Coordinator> {
-  switch (kind) {
-    case "etcd": {
-      const { openEtcdCoordinator } = await import("./etcd-coordination.js");
-      return openEtcdCoordinator(config);
-    }
-    case "zookeeper": {
-      const { openZooKeeperCoordinator } = await import("./zookeeper-coordination.js");
-      return openZooKeeperCoordinator(config);
-    }
-  }
 }
 
 /** Throws a programmer error unless `key` is a valid coordination key (see the module comment). */

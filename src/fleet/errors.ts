@@ -3,7 +3,7 @@
  */
 
 import { OgygiaError, errorMessage, redactUrl } from "../core/index.js";
-import { backendLabel, type BackendKind } from "./registry.js";
+import { backendLabel, type BackendKind } from "./backends.js";
 import type { BackendConfig } from "./types.js";
 
 /** `["http://etcd1:2379", "http://etcd2:2379"]`, credentials redacted. */

@@ -69,9 +69,5 @@ export async function connectZkSession(
   return session.ZkSession.connect(endpoints, timeoutMs);
 }
 
-export {
-  openCoordinator,
-  type Coordinator,
-  type Revision,
-  type WatchEvent,
-} from "./coordination.js";
+export { openCoordinator } from "./registry.js";
+export { type Coordinator, type Revision, type WatchEvent } from "./coordination.js";

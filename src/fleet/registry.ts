@@ -6,7 +6,11 @@
  * backend wins).
  */
 
+import { BACKEND_NAMES, type BackendKind } from "./backends.js";
+import type { Coordinator } from "./coordination.js";
 import type { BackendConfig, FleetBackend, FleetPublisher, PublisherOptions } from "./types.js";
+
+export { backendLabel, type BackendKind } from "./backends.js";
 
 /** What a backend's adapter module offers, once loaded. */
 export interface BackendAdapter {
@@ -29,33 +33,37 @@ export interface BackendEntry {
   readonly liveness: string;
   /** Imports the adapter, and with it the client library, on first use only. */
   load(): Promise<BackendAdapter>;
+  /** Imports the backend's `Coordinator` implementation, on first use only. */
+  loadCoordinator(): Promise<(config: BackendConfig) => Coordinator>;
 }
 
-/** Every backend, the preferred first. */
-export const BACKENDS = [
-  {
-    kind: "etcd",
-    label: "etcd",
-    section: "[ogygia.etcd]",
-    liveness: "etcd lease",
+type Loaders = Pick<BackendEntry, "load" | "loadCoordinator">;
+
+/** How to load each backend: one entry per kind, which the type checker enforces. */
+const LOADERS: Readonly<Record<BackendKind, Loaders>> = {
+  etcd: {
     async load() {
       const { openEtcd, openEtcdPublisher } = await import("./etcd.js");
       return { open: openEtcd, openPublisher: openEtcdPublisher };
     },
+    async loadCoordinator() {
+      return (await import("./etcd-coordination.js")).openEtcdCoordinator;
+    },
   },
-  {
-    kind: "zookeeper",
-    label: "ZooKeeper",
-    section: "[ogygia.zookeeper]",
-    liveness: "ZooKeeper session",
+  zookeeper: {
     async load() {
       const { openZooKeeper, openZooKeeperPublisher } = await import("./zookeeper.js");
       return { open: openZooKeeper, openPublisher: openZooKeeperPublisher };
     },
+    async loadCoordinator() {
+      return (await import("./zookeeper-coordination.js")).openZooKeeperCoordinator;
+    },
   },
-] as const satisfies readonly BackendEntry[];
+};
 
-export type BackendKind = (typeof BACKENDS)[number]["kind"];
+/** Every backend, the preferred first. */
+export const BACKENDS: readonly (BackendEntry & { readonly kind: BackendKind })[] =
+  BACKEND_NAMES.map((names) => ({ ...names, ...LOADERS[names.kind] }));
 
 /** The backend sections of a configuration: `kind` → its settings, when configured. */
 export type FleetConfig = Partial<Readonly<Record<BackendKind, BackendConfig | undefined>>>;
@@ -67,9 +75,16 @@ export function backendEntry(kind: BackendKind): BackendEntry {
   return entry;
 }
 
-/** The human name of a backend, as used in messages. */
-export function backendLabel(kind: BackendKind): string {
-  return backendEntry(kind).label;
+/**
+ * Opens a coordinator on one backend, importing its implementation only now
+ * (the clients cost hundreds of milliseconds to load). Connects on first use.
+ */
+export async function openCoordinator(
+  kind: BackendKind,
+  config: BackendConfig,
+): Promise<Coordinator> {
+  const open = await backendEntry(kind).loadCoordinator();
+  return open(config);
 }
 
 /** The backend a configuration selects (the first registered one it configures), if any. */

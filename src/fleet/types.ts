@@ -3,9 +3,9 @@
  * Layout (the reference's, unchanged): `<namespace>/<host>/<field>`.
  */
 
-import type { BackendKind } from "./registry.js";
+import type { BackendKind } from "./backends.js";
 
-export type { BackendKind } from "./registry.js";
+export type { BackendKind } from "./backends.js";
 
 /** What a backend needs from its configuration section, defaults filled in. */
 export interface BackendConfig {

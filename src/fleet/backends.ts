@@ -1,0 +1,26 @@
+/**
+ * The names of the registered fleet backends: what each is called in
+ * messages, its configuration section and what its liveness is called. Plain
+ * data with no imports, so that every module of the folder (errors, types)
+ * can name a backend without importing the registry and its adapters.
+ */
+
+/** Every backend, the preferred first. `registry.ts` adds how to load each. */
+export const BACKEND_NAMES = [
+  { kind: "etcd", label: "etcd", section: "[ogygia.etcd]", liveness: "etcd lease" },
+  {
+    kind: "zookeeper",
+    label: "ZooKeeper",
+    section: "[ogygia.zookeeper]",
+    liveness: "ZooKeeper session",
+  },
+] as const;
+
+export type BackendKind = (typeof BACKEND_NAMES)[number]["kind"];
+
+/** The human name of a backend, as used in messages. */
+export function backendLabel(kind: BackendKind): string {
+  const names = BACKEND_NAMES.find((b) => b.kind === kind);
+  if (!names) throw new Error(`unregistered fleet backend ${kind}`);
+  return names.label;
+}
