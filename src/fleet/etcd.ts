@@ -221,16 +221,8 @@ class EtcdPublisher implements FleetPublisher {
   }
 
   /** Runs `fn` under the deadline, mapping failures to `OgygiaError`. */
-  private async call<T>(fn: () => Promise<T>, what: "read" | "write"): Promise<T> {
-    try {
-      return await withDeadline(fn(), this.timeoutMs);
-    } catch (err) {
-      if (err instanceof OgygiaError) throw err;
-      if (isTransientFailure(err)) throw connectError("etcd", this.config, err);
-      throw what === "read"
-        ? readError("etcd", this.config, err)
-        : writeError("etcd", this.config, err);
-    }
+  private call<T>(fn: () => Promise<T>, what: "read" | "write"): Promise<T> {
+    return etcdCall(this.config, fn, this.timeoutMs, what);
   }
 
   async readHost(): Promise<HostValues> {
@@ -364,6 +356,22 @@ export interface EtcdCoordinationClient {
   close(): void;
 }
 
+/** Runs `fn` under a deadline, mapping its failures to the fleet's `OgygiaError`s. */
+async function etcdCall<T>(
+  config: BackendConfig,
+  fn: () => Promise<T>,
+  timeoutMs: number,
+  what: "read" | "write",
+): Promise<T> {
+  try {
+    return await withDeadline(fn(), timeoutMs);
+  } catch (err) {
+    if (err instanceof OgygiaError) throw err;
+    if (isTransientFailure(err)) throw connectError("etcd", config, err);
+    throw what === "read" ? readError("etcd", config, err) : writeError("etcd", config, err);
+  }
+}
+
 class EtcdCoordinationClientImpl implements EtcdCoordinationClient {
   private readonly client: Etcd3;
 
@@ -371,20 +379,8 @@ class EtcdCoordinationClientImpl implements EtcdCoordinationClient {
     this.client = createClient(config);
   }
 
-  private async call<T>(
-    fn: () => Promise<T>,
-    timeoutMs: number,
-    what: "read" | "write",
-  ): Promise<T> {
-    try {
-      return await withDeadline(fn(), timeoutMs);
-    } catch (err) {
-      if (err instanceof OgygiaError) throw err;
-      if (isTransientFailure(err)) throw connectError("etcd", this.config, err);
-      throw what === "read"
-        ? readError("etcd", this.config, err)
-        : writeError("etcd", this.config, err);
-    }
+  private call<T>(fn: () => Promise<T>, timeoutMs: number, what: "read" | "write"): Promise<T> {
+    return etcdCall(this.config, fn, timeoutMs, what);
   }
 
   async get(
