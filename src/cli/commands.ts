@@ -4,6 +4,7 @@
  * costs nothing and `ogygia status` never loads another command's code.
  */
 
+import * as status from "../status/index.js";
 import { backendPrecedence, describeBackends } from "../fleet/index.js";
 import { DEFAULT_IRISD_URL } from "../iris/index.js";
 import { DEFAULT_CONFIG_PATH, detectHostname } from "../system/index.js";
@@ -331,9 +332,8 @@ export const COMMANDS: readonly CommandSpec[] = [
       "ogygia status --root /mnt",
     ],
     async run({ values }) {
-      // `hostname -f` takes as long as loading the status module: overlap them.
+      // `hostname -f` runs while the rest (config, backend) loads.
       const hostname = detectHostname({ env: process.env });
-      const status = await import("../status/index.js");
       const options = {
         hostname,
         root: typeof values.root === "string" ? values.root : "/",
