@@ -10,32 +10,23 @@ import type { BackendConfig } from "./types.js";
 import type { OgygiaError } from "../core/index.js";
 import {
   checkKey,
-  type AcquireOptions,
   type CallOptions,
   type CasResult,
   type Coordinator,
   type Expected,
   type Lease,
   type LeaseOptions,
-  type Lock,
-  type LockHolder,
-  type LockOptions,
   type Read,
   type Revision,
   type SetOptions,
   type WatchEvent,
   type WatchOptions,
 } from "./coordination.js";
-import { readError } from "./errors.js";
+import { CoordinatorBase, type TrackedLease } from "./coordinator-base.js";
 import { openEtcdCoordinationClient, type EtcdCoordinationClient } from "./etcd.js";
-import { eventStream } from "./event-stream.js";
 import { LeaseKeeper } from "./lease-keeper.js";
-import { acquireLock, lockHolder, tryAcquireLock } from "./lock.js";
 
-/** Events held for a slow consumer of one watch before it fails. */
-const MAX_BUFFERED_EVENTS = 10_000;
-
-class EtcdLease implements Lease {
+class EtcdLease implements TrackedLease {
   readonly id: string;
   readonly ttlMs: number;
   /** etcd's id, in decimal, as the client sends it. */
@@ -74,26 +65,13 @@ class EtcdLease implements Lease {
   }
 }
 
-class EtcdCoordinator implements Coordinator {
+class EtcdCoordinator extends CoordinatorBase<EtcdLease> {
   readonly kind = "etcd" as const;
-  readonly config: BackendConfig;
   private readonly client: EtcdCoordinationClient;
-  private readonly timeoutMs: number;
-  private readonly leases = new Set<EtcdLease>();
-  private readonly stop = new AbortController();
 
   constructor(config: BackendConfig) {
-    this.config = config;
-    this.timeoutMs = config.timeoutSeconds * 1000;
+    super(config);
     this.client = openEtcdCoordinationClient(config);
-  }
-
-  private deadline(options?: CallOptions): number {
-    return options?.timeoutMs ?? this.timeoutMs;
-  }
-
-  private checkOpen(): void {
-    if (this.stop.signal.aborted) throw new Error("the coordinator is closed");
   }
 
   async get(key: string, options?: CallOptions): Promise<Read> {
@@ -138,7 +116,7 @@ class EtcdCoordinator implements Coordinator {
   }
 
   private ownLease(lease: Lease, expected: Expected): EtcdLease {
-    if (!(lease instanceof EtcdLease) || !this.leases.has(lease)) {
+    if (!(lease instanceof EtcdLease) || !this.owns(lease)) {
       throw new Error("the lease was not granted by this coordinator");
     }
     if (expected !== "absent") throw new Error("a lease can only be given when creating a key");
@@ -150,64 +128,32 @@ class EtcdCoordinator implements Coordinator {
     const timeoutMs = this.deadline(options);
     const grantedAt = Date.now();
     const grant = await this.client.grantLease(Math.ceil(options.ttlMs / 1000), timeoutMs);
-    const lease = new EtcdLease(this.client, { ...grant, grantedAt, timeoutMs });
-    this.leases.add(lease);
-    lease.lost.addEventListener("abort", () => this.leases.delete(lease), { once: true });
-    if (this.stop.signal.aborted) lease.abandon("the coordinator is closed");
-    return lease;
+    return this.track(new EtcdLease(this.client, { ...grant, grantedAt, timeoutMs }));
   }
 
   watch(key: string, options: WatchOptions): AsyncIterable<WatchEvent> {
     checkKey(key);
     this.checkOpen();
-    return eventStream<WatchEvent>(
-      {
-        signal: AbortSignal.any([options.signal, this.stop.signal]),
-        maxBuffered: MAX_BUFFERED_EVENTS,
-        overflowError: () =>
-          readError(
-            "etcd",
-            this.config,
-            new Error(`the watch of ${key} fell ${MAX_BUFFERED_EVENTS} events behind`),
-          ),
-      },
-      (sink) =>
-        this.client.watch(key, options.after + 1n, {
-          onChanges: (changes) => {
-            for (const change of changes) {
-              sink.push(
-                change.type === "put"
-                  ? { type: "put", key, value: change.value, version: change.modRevision }
-                  : { type: "delete", key, revision: change.modRevision },
-              );
-            }
-          },
-          onError: (error: OgygiaError) => {
-            sink.fail(error);
-          },
-        }),
+    return this.watchStream(key, options, (sink) =>
+      this.client.watch(key, options.after + 1n, {
+        onChanges: (changes) => {
+          for (const change of changes) {
+            sink.push(
+              change.type === "put"
+                ? { type: "put", key, value: change.value, version: change.modRevision }
+                : { type: "delete", key, revision: change.modRevision },
+            );
+          }
+        },
+        onError: (error: OgygiaError) => {
+          sink.fail(error);
+        },
+      }),
     );
   }
 
-  tryAcquireLock(key: string, options: LockOptions): Promise<Lock | null> {
-    return tryAcquireLock(this, key, options);
-  }
-
-  acquireLock(key: string, options: AcquireOptions): Promise<Lock> {
-    return acquireLock(this, key, options);
-  }
-
-  lockHolder(key: string, options?: CallOptions): Promise<LockHolder | null> {
-    return lockHolder(this, key, options);
-  }
-
-  close(): Promise<void> {
-    if (!this.stop.signal.aborted) {
-      this.stop.abort();
-      for (const lease of [...this.leases]) lease.abandon("the coordinator is closed");
-      this.client.close();
-    }
-    return Promise.resolve();
+  protected closeConnections(): void {
+    this.client.close();
   }
 }
 

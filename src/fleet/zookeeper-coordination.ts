@@ -7,36 +7,29 @@
  */
 
 import type { BackendConfig } from "./types.js";
-import { OgygiaError, errorMessage } from "../core/index.js";
+import type { OgygiaError } from "../core/index.js";
 import {
   checkKey,
   parentKey,
-  type AcquireOptions,
   type CallOptions,
   type CasResult,
   type Coordinator,
   type Expected,
   type Lease,
   type LeaseOptions,
-  type Lock,
-  type LockHolder,
-  type LockOptions,
   type Read,
   type Revision,
   type SetOptions,
   type WatchEvent,
   type WatchOptions,
 } from "./coordination.js";
-import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
-import { eventStream, type EventSink } from "./event-stream.js";
+import { CoordinatorBase, type TrackedLease } from "./coordinator-base.js";
+import { DeadlineError, connectError, withDeadline, writeError } from "./errors.js";
+import type { EventSink } from "./event-stream.js";
 import { LeaseKeeper } from "./lease-keeper.js";
-import { acquireLock, lockHolder, tryAcquireLock } from "./lock.js";
-import { ZkSession, isConnectionFailure, isNoNode } from "./zookeeper-session.js";
+import { ZkSession, isConnectionFailure, isNoNode, sessionFailure } from "./zookeeper-session.js";
 
-/** Events held for a slow consumer of one watch before it fails. */
-const MAX_BUFFERED_EVENTS = 10_000;
-
-class ZkLease implements Lease {
+class ZkLease implements TrackedLease {
   readonly id: string;
   readonly ttlMs: number;
   private readonly keeper: LeaseKeeper;
@@ -96,27 +89,10 @@ class ZkLease implements Lease {
   }
 }
 
-class ZooKeeperCoordinator implements Coordinator {
+class ZooKeeperCoordinator extends CoordinatorBase<ZkLease> {
   readonly kind = "zookeeper" as const;
-  readonly config: BackendConfig;
-  private readonly timeoutMs: number;
   private session: ZkSession | undefined;
   private connecting: Promise<ZkSession> | undefined;
-  private readonly leases = new Set<ZkLease>();
-  private readonly stop = new AbortController();
-
-  constructor(config: BackendConfig) {
-    this.config = config;
-    this.timeoutMs = config.timeoutSeconds * 1000;
-  }
-
-  private deadline(options?: CallOptions): number {
-    return options?.timeoutMs ?? this.timeoutMs;
-  }
-
-  private checkOpen(): void {
-    if (this.stop.signal.aborted) throw new Error("the coordinator is closed");
-  }
 
   /** The shared session for everything but leases; a lost one is replaced. */
   private async current(): Promise<ZkSession> {
@@ -153,19 +129,12 @@ class ZooKeeperCoordinator implements Coordinator {
   }
 
   private mapError(err: unknown, what: "read" | "write", session?: ZkSession): OgygiaError {
-    if (err instanceof OgygiaError) return err;
-    if (isConnectionFailure(err)) {
-      // A server that stopped answering may never tell the client: start over.
-      if (err instanceof DeadlineError && session && this.session === session) {
+    return sessionFailure(err, what, this.config, () => {
+      if (session && this.session === session) {
         this.session = undefined;
         session.close();
       }
-      return connectError("zookeeper", this.config, err);
-    }
-    const cause = new Error(errorMessage(err));
-    return what === "read"
-      ? readError("zookeeper", this.config, cause)
-      : writeError("zookeeper", this.config, cause);
+    });
   }
 
   async get(key: string, options?: CallOptions): Promise<Read> {
@@ -247,7 +216,7 @@ class ZooKeeperCoordinator implements Coordinator {
   }
 
   private ownLease(lease: Lease): ZkLease {
-    if (!(lease instanceof ZkLease) || !this.leases.has(lease)) {
+    if (!(lease instanceof ZkLease) || !this.owns(lease)) {
       throw new Error("the lease was not granted by this coordinator, or has ended");
     }
     return lease;
@@ -283,40 +252,18 @@ class ZooKeeperCoordinator implements Coordinator {
     } catch (err) {
       throw this.mapError(err, "write");
     }
-    const lease = new ZkLease(session, { grantedAt, timeoutMs });
-    this.leases.add(lease);
-    lease.lost.addEventListener(
-      "abort",
-      () => {
-        this.leases.delete(lease);
-      },
-      { once: true },
-    );
-    if (this.stop.signal.aborted) lease.abandon("the coordinator is closed");
-    return lease;
+    return this.track(new ZkLease(session, { grantedAt, timeoutMs }));
   }
 
   watch(key: string, options: WatchOptions): AsyncIterable<WatchEvent> {
     checkKey(key);
     this.checkOpen();
-    return eventStream<WatchEvent>(
-      {
-        signal: AbortSignal.any([options.signal, this.stop.signal]),
-        maxBuffered: MAX_BUFFERED_EVENTS,
-        overflowError: () =>
-          readError(
-            "zookeeper",
-            this.config,
-            new Error(`the watch of ${key} fell ${MAX_BUFFERED_EVENTS} events behind`),
-          ),
-      },
-      (sink, signal) => {
-        const running = this.watchLoop(key, options.after, sink, signal).catch((err: unknown) => {
-          sink.fail(err);
-        });
-        return () => running;
-      },
-    );
+    return this.watchStream(key, options, (sink, signal) => {
+      const running = this.watchLoop(key, options.after, sink, signal).catch((err: unknown) => {
+        sink.fail(err);
+      });
+      return () => running;
+    });
   }
 
   /**
@@ -378,26 +325,9 @@ class ZooKeeperCoordinator implements Coordinator {
     signal.removeEventListener("abort", notify);
   }
 
-  tryAcquireLock(key: string, options: LockOptions): Promise<Lock | null> {
-    return tryAcquireLock(this, key, options);
-  }
-
-  acquireLock(key: string, options: AcquireOptions): Promise<Lock> {
-    return acquireLock(this, key, options);
-  }
-
-  lockHolder(key: string, options?: CallOptions): Promise<LockHolder | null> {
-    return lockHolder(this, key, options);
-  }
-
-  close(): Promise<void> {
-    if (!this.stop.signal.aborted) {
-      this.stop.abort();
-      for (const lease of [...this.leases]) lease.abandon("the coordinator is closed");
-      this.session?.close();
-      this.session = undefined;
-    }
-    return Promise.resolve();
+  protected closeConnections(): void {
+    this.session?.close();
+    this.session = undefined;
   }
 }
 

@@ -14,7 +14,9 @@ import type net from "node:net";
 
 import zookeeper from "node-zookeeper-client";
 
-import { DeadlineError, withDeadline } from "./errors.js";
+import { OgygiaError, errorMessage } from "../core/index.js";
+import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
+import type { BackendConfig } from "./types.js";
 
 /** How long a closing session may wait for the server's answer before its socket is dropped. */
 const CLOSE_GRACE_MS = 1000;
@@ -453,4 +455,27 @@ export function isConnectionFailure(err: unknown): boolean {
   return (
     code === zookeeper.Exception.CONNECTION_LOSS || code === zookeeper.Exception.SESSION_EXPIRED
   );
+}
+
+/**
+ * A failed call on `session` as the user sees it. A call that timed out
+ * drops the session through `drop` first: a server that stopped answering
+ * may never tell the client, and a new session may reach another server of
+ * the ensemble.
+ */
+export function sessionFailure(
+  err: unknown,
+  what: "read" | "write",
+  config: BackendConfig,
+  drop: () => void,
+): OgygiaError {
+  if (err instanceof OgygiaError) return err;
+  if (isConnectionFailure(err)) {
+    if (err instanceof DeadlineError) drop();
+    return connectError("zookeeper", config, err);
+  }
+  const cause = new Error(errorMessage(err));
+  return what === "read"
+    ? readError("zookeeper", config, cause)
+    : writeError("zookeeper", config, cause);
 }

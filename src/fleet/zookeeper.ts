@@ -5,7 +5,7 @@
 
 import type { BackendConfig } from "./types.js";
 import { OgygiaError, errorMessage } from "../core/index.js";
-import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
+import { connectError, readError, withDeadline } from "./errors.js";
 import { fieldKey, isFleetField, isValidHostSegment } from "./keys.js";
 import type {
   FleetBackend,
@@ -18,7 +18,7 @@ import type {
   PublisherOptions,
 } from "./types.js";
 import { SnapshotRefresher } from "./watch.js";
-import { ZkSession, isConnectionFailure } from "./zookeeper-session.js";
+import { ZkSession, isConnectionFailure, sessionFailure } from "./zookeeper-session.js";
 
 /** How many hosts are read at once; ZooKeeper pipelines the reads on one socket. */
 const READ_CONCURRENCY = 500;
@@ -250,18 +250,12 @@ class ZooKeeperPublisher implements FleetPublisher {
       session = await this.current();
       return await withDeadline(fn(session), this.timeoutMs);
     } catch (err) {
-      if (err instanceof OgygiaError) throw err;
-      if (isConnectionFailure(err)) {
-        if (err instanceof DeadlineError && session && this.session === session) {
+      throw sessionFailure(err, what, this.config, () => {
+        if (session && this.session === session) {
           this.session = undefined;
           session.close();
         }
-        throw connectError("zookeeper", this.config, err);
-      }
-      const cause = new Error(errorMessage(err));
-      throw what === "read"
-        ? readError("zookeeper", this.config, cause)
-        : writeError("zookeeper", this.config, cause);
+      });
     }
   }
 
