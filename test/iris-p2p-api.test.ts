@@ -19,11 +19,10 @@ import { httpRequest, startIrisd, stopAllIrisd, type IrisdProcess } from "./help
 import {
   hashPartOf,
   buildClosure,
-  generateKeys,
   makeChrootStore,
   pathInfoJson,
   runNix,
-  signPaths,
+  signedClosureStore,
   uniqueSalt,
   type ChrootStore,
   type TestClosure,
@@ -68,13 +67,14 @@ let nodeC: IrisdProcess;
 
 beforeAll(async () => {
   dir = await tempDir("iris-p2p-api");
-  [closure, unsigned, keys] = await Promise.all([
-    buildClosure(dir, uniqueSalt("p2p-api")),
-    buildClosure(dir, uniqueSalt("p2p-api-unsigned")),
-    generateKeys(dir, "p2p-api-1"),
-  ]);
-  storeB = await makeChrootStore([...closure.paths, unsigned.leaf], { root: path.join(dir, "b") });
-  await signPaths(keys, [closure.top], { store: storeB.root });
+  unsigned = await buildClosure(dir, uniqueSalt("p2p-api-unsigned"));
+  ({
+    closure,
+    keys,
+    store: storeB,
+  } = await signedClosureStore(dir, "p2p-api", {
+    extraPaths: [unsigned.leaf],
+  }));
   const storeC = await makeChrootStore([unsigned.mid], { root: path.join(dir, "c") });
   nodeB = await startIrisd({ storeRoot: storeB.root });
   nodeC = await startIrisd({

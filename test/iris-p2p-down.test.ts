@@ -16,10 +16,9 @@ import { httpRequest, startIrisd, stopAllIrisd, type IrisdProcess } from "./help
 import {
   hashPartOf,
   buildClosure,
-  generateKeys,
   makeChrootStore,
   nixCopy,
-  signPaths,
+  signedClosureStore,
   uniqueSalt,
   type ChrootStore,
   type TestClosure,
@@ -54,13 +53,15 @@ let blackhole: Awaited<ReturnType<typeof startBlackhole>>;
 
 beforeAll(async () => {
   dir = await tempDir("iris-p2p-down");
-  [closure, keys] = await Promise.all([
-    buildClosure(dir, uniqueSalt("p2p-down")),
-    generateKeys(dir, "p2p-down-1"),
-  ]);
   spare = (await buildClosure(dir, uniqueSalt("p2p-down-spare"))).leaf;
-  storeB = await makeChrootStore([...closure.paths, spare], { root: path.join(dir, "b") });
-  await signPaths(keys, [closure.top, spare], { store: storeB.root });
+  ({
+    closure,
+    keys,
+    store: storeB,
+  } = await signedClosureStore(dir, "p2p-down", {
+    extraPaths: [spare],
+    signExtra: true,
+  }));
   const storeC = await makeChrootStore([closure.leaf], { root: path.join(dir, "c") });
   portB = await freePort();
   nodeB = await startIrisd({ storeRoot: storeB.root, listen: [`127.0.0.1:${portB}`] });

@@ -17,13 +17,13 @@ import {
   hashPartOf,
   addToStore,
   buildClosure,
-  generateKeys,
   makeChrootStore,
   nix,
   nixCopy,
   pathInfoJson,
   runNix,
   signPaths,
+  signedClosureStore,
   uniqueSalt,
   type ChrootStore,
   type TestClosure,
@@ -65,15 +65,10 @@ async function verify(store: string, paths: readonly string[]): Promise<void> {
 beforeAll(async () => {
   dir = await tempDir("iris-p2p-fleet");
   const other = await buildClosure(dir, uniqueSalt("p2p-a"));
-  [closure, keys] = await Promise.all([
-    buildClosure(dir, uniqueSalt("p2p-b")),
-    generateKeys(dir, "p2p-fleet-1"),
-  ]);
+  ({ closure, keys, store: storeB } = await signedClosureStore(dir, "p2p-fleet"));
   onlyOnA = other.leaf;
   storeA = await makeChrootStore([onlyOnA], { root: path.join(dir, "a") });
-  storeB = await makeChrootStore(closure.paths, { root: path.join(dir, "b") });
   await signPaths(keys, [onlyOnA], { store: storeA.root });
-  await signPaths(keys, [closure.top], { store: storeB.root });
   const marker = path.join(dir, "marker-c");
   await writeFile(marker, uniqueSalt("marker-c"));
   storeC = await makeChrootStore([await addToStore(marker)], { root: path.join(dir, "c") });

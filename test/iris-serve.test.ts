@@ -31,6 +31,7 @@ import {
   pathInfoJson,
   runNix,
   signPaths,
+  signedClosureStore,
   uniqueSalt,
   type ChrootStore,
   type TestClosure,
@@ -80,14 +81,11 @@ let caPath: string;
 
 beforeAll(async () => {
   dir = await tempDir("iris-serve");
-  [closure, unsigned, keys, signer] = await Promise.all([
-    buildClosure(dir, uniqueSalt("iris")),
+  [unsigned, signer] = await Promise.all([
     buildClosure(dir, uniqueSalt("iris-unsigned")),
-    generateKeys(dir, "iris-test-1"),
     generateKeys(dir, "irisd-signer-1"),
   ]);
-  store = await makeChrootStore(closure.paths, { root: path.join(dir, "store") });
-  await signPaths(keys, [closure.top], { store: store.root });
+  ({ closure, keys, store } = await signedClosureStore(dir, "iris-serve", { storeName: "store" }));
   const tree = path.join(dir, "ca-tree");
   await makeLargeTree(tree, { files: 3, fileBytes: 1000, seed: uniqueSalt("ca") });
   caPath = await addToChroot(store.root, tree);

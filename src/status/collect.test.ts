@@ -14,6 +14,7 @@ import {
   sortRows,
   trimDomain,
   type HostStatus,
+  type ReportInputs,
 } from "./collect.js";
 import { fastSortKey } from "../core/index.js";
 
@@ -279,7 +280,8 @@ describe("buildReport with publisher keys", () => {
       ["broken", host({ alive: "x", reboot_required: "yes", updated_at: "yesterday" })],
     ]),
   };
-  const report = buildReport({
+  /** What `buildReport` gets besides the fleet: an etcd config, web01, its states. */
+  const etcdInput: Omit<ReportInputs, "fleet"> = {
     config: {
       path: "/c.toml",
       domain: undefined,
@@ -289,6 +291,9 @@ describe("buildReport with publisher keys", () => {
     },
     detected: { hostname: "web01", source: "OGYGIA_HOSTNAME" },
     states,
+  };
+  const report = buildReport({
+    ...etcdInput,
     fleet: { kind: "etcd", namespace: "/ns", snapshot, error: null },
   });
   const row = (name: string) => report.hosts.find((h) => h.host === name);
@@ -312,15 +317,7 @@ describe("buildReport with publisher keys", () => {
 
   it("leaves liveness unknown in a namespace no publisher ever wrote to", () => {
     const legacyOnly = buildReport({
-      config: {
-        path: "/c.toml",
-        domain: undefined,
-        etcd: { endpoints: ["http://e:2379"], namespace: "/ns", timeoutSeconds: 1 },
-        zookeeper: undefined,
-        publish: { leaseTtlSeconds: 10, resyncIntervalSeconds: 300 },
-      },
-      detected: { hostname: "web01", source: "OGYGIA_HOSTNAME" },
-      states,
+      ...etcdInput,
       fleet: {
         kind: "etcd",
         namespace: "/ns",

@@ -286,6 +286,36 @@ export async function signPaths(
   await nix(["store", "sign", ...storeArgs, "-r", "--key-file", keys.secretKeyFile, ...paths]);
 }
 
+/** The usual fixture of a daemon test; see `signedClosureStore`. */
+export interface SignedClosureStore {
+  closure: TestClosure;
+  keys: TestKeys;
+  store: ChrootStore;
+}
+
+/**
+ * A closure salted with `name` and a key `<name>-1`, made together, and a
+ * chroot store at `dir/<storeName>` holding the closure and `extraPaths`,
+ * the closure signed by the key (and `extraPaths` too with `signExtra`).
+ */
+export async function signedClosureStore(
+  dir: string,
+  name: string,
+  options: { storeName?: string; extraPaths?: readonly string[]; signExtra?: boolean } = {},
+): Promise<SignedClosureStore> {
+  const extra = options.extraPaths ?? [];
+  const [closure, keys] = await Promise.all([
+    buildClosure(dir, uniqueSalt(name)),
+    generateKeys(dir, `${name}-1`),
+  ]);
+  const store = await makeChrootStore([...closure.paths, ...extra], {
+    root: path.join(dir, options.storeName ?? "b"),
+  });
+  const signed = options.signExtra === true ? [closure.top, ...extra] : [closure.top];
+  await signPaths(keys, signed, { store: store.root });
+  return { closure, keys, store };
+}
+
 /** One element of `nix path-info --json --sigs` (Nix 2.8). */
 export interface NixPathInfoJson {
   path: string;
