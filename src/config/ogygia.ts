@@ -7,6 +7,7 @@
 import { readFile } from "node:fs/promises";
 
 import { OgygiaError, checkHttpUrl, hasErrorCode } from "../core/index.js";
+import { BACKEND_NAMES, type BackendKind } from "../fleet/index.js";
 import {
   integer,
   locateKeys,
@@ -15,7 +16,7 @@ import {
   string,
   stringList,
   table,
-  type FieldType,
+  type Field,
   type SchemaContext,
 } from "./schema.js";
 
@@ -42,11 +43,13 @@ export function parseHostPort(value: string): { host: string; port: number } | u
   return { host: match[1] ?? match[2] ?? "", port };
 }
 
-function checkZooKeeperEndpoint(value: string): string | undefined {
-  return parseHostPort(value)
-    ? undefined
-    : `${JSON.stringify(value)} must be "host:port", like "zk1.internal:2181"`;
-}
+const ENDPOINT_CHECKS = {
+  url: (example: string) => (value: string) => checkHttpUrl(value, { example, originOnly: true }),
+  "host:port": (example: string) => (value: string) =>
+    parseHostPort(value)
+      ? undefined
+      : `${JSON.stringify(value)} must be "host:port", like "${example}"`,
+};
 
 const timeoutField = integer({
   description: "Seconds to wait for the backend before falling back to local data.",
@@ -60,6 +63,37 @@ const namespaceField = string({
   default: DEFAULT_NAMESPACE,
   check: checkNamespace,
 });
+
+/** A backend's section as written in the file. */
+interface RawBackend {
+  endpoints: string[];
+  namespace: string;
+  timeout_seconds: number;
+}
+
+/** `[ogygia.<kind>]` for every registered backend, the first preferred over the others. */
+const backendSections = Object.fromEntries(
+  BACKEND_NAMES.map((backend, index) => {
+    const others = BACKEND_NAMES.filter((b) => b !== backend).map((b) => b.label);
+    const preferred =
+      index === 0 && others.length > 0 ? ` Preferred over ${others.join(", ")}.` : "";
+    const section: Field<RawBackend | undefined> = optional(
+      table({
+        description: `Read (and publish) fleet state in ${backend.label}.${preferred}`,
+        fields: {
+          endpoints: stringList({
+            description: backend.endpoints.description,
+            minItems: 1,
+            check: ENDPOINT_CHECKS[backend.endpoints.form](backend.endpoints.example),
+          }),
+          namespace: namespaceField,
+          timeout_seconds: timeoutField,
+        },
+      }),
+    );
+    return [backend.kind, section];
+  }),
+) as Record<BackendKind, Field<RawBackend | undefined>>;
 
 export const configSchema = table({
   description: "The ogygia configuration file.",
@@ -76,35 +110,7 @@ export const configSchema = table({
                 : `${JSON.stringify(v)} is not a domain name`,
           }),
         ),
-        etcd: optional(
-          table({
-            description: "Read (and publish) fleet state in etcd. Preferred over ZooKeeper.",
-            fields: {
-              endpoints: stringList({
-                description: "etcd client URLs, like http://etcd1.internal:2379.",
-                minItems: 1,
-                check: (value: string) =>
-                  checkHttpUrl(value, { example: "http://etcd1.internal:2379", originOnly: true }),
-              }),
-              namespace: namespaceField,
-              timeout_seconds: timeoutField,
-            },
-          }),
-        ),
-        zookeeper: optional(
-          table({
-            description: "Read (and publish) fleet state in ZooKeeper.",
-            fields: {
-              endpoints: stringList({
-                description: "ZooKeeper servers as host:port.",
-                minItems: 1,
-                check: checkZooKeeperEndpoint,
-              }),
-              namespace: namespaceField,
-              timeout_seconds: timeoutField,
-            },
-          }),
-        ),
+        ...backendSections,
         publish: table({
           description: "Settings of the `ogygia publish` daemon.",
           fields: {
@@ -132,7 +138,6 @@ export const configSchema = table({
   },
 });
 
-type RawConfig = FieldType<typeof configSchema>;
 
 export interface BackendConfig {
   endpoints: string[];
@@ -147,19 +152,18 @@ export interface PublishConfig {
   resyncIntervalSeconds: number;
 }
 
-export interface OgygiaConfig {
+export interface OgygiaSettings {
   /** The file this configuration was read from. */
   path: string;
   /** Domain suffix to trim from displayed host names, without a leading dot. */
   domain: string | undefined;
-  etcd: BackendConfig | undefined;
-  zookeeper: BackendConfig | undefined;
   publish: PublishConfig;
 }
 
-function toBackend(
-  raw: NonNullable<RawConfig["ogygia"]["etcd"]> | undefined,
-): BackendConfig | undefined {
+/** Each registered backend's section, undefined when the file has none. */
+export type OgygiaConfig = OgygiaSettings & Record<BackendKind, BackendConfig | undefined>;
+
+function toBackend(raw: RawBackend | undefined): BackendConfig | undefined {
   if (!raw) return undefined;
   return {
     endpoints: raw.endpoints,
@@ -174,11 +178,13 @@ export async function parseConfig(text: string, file: string): Promise<OgygiaCon
   const ctx: SchemaContext = { file, lines: locateKeys(text) };
   const raw = configSchema.parse(data, [], ctx);
   const domain = raw.ogygia.domain?.replace(/^\.+|\.+$/g, "");
+  const backends = Object.fromEntries(
+    BACKEND_NAMES.map((b) => [b.kind, toBackend(raw.ogygia[b.kind])]),
+  ) as Record<BackendKind, BackendConfig | undefined>;
   return {
     path: file,
     domain: domain === "" ? undefined : domain,
-    etcd: toBackend(raw.ogygia.etcd),
-    zookeeper: toBackend(raw.ogygia.zookeeper),
+    ...backends,
     publish: {
       leaseTtlSeconds: raw.ogygia.publish.lease_ttl_seconds,
       resyncIntervalSeconds: raw.ogygia.publish.resync_interval_seconds,

@@ -5,14 +5,33 @@
  * can name a backend without importing the registry and its adapters.
  */
 
-/** Every backend, the preferred first. `registry.ts` adds how to load each. */
+/**
+ * Every backend, the preferred first. `registry.ts` adds how to load each;
+ * the configuration builds each one's section from `endpoints` (`url`:
+ * http(s) origins; `host:port`: server addresses).
+ */
 export const BACKEND_NAMES = [
-  { kind: "etcd", label: "etcd", section: "[ogygia.etcd]", liveness: "etcd lease" },
+  {
+    kind: "etcd",
+    label: "etcd",
+    section: "[ogygia.etcd]",
+    liveness: "etcd lease",
+    endpoints: {
+      form: "url",
+      description: "etcd client URLs, like http://etcd1.internal:2379.",
+      example: "http://etcd1.internal:2379",
+    },
+  },
   {
     kind: "zookeeper",
     label: "ZooKeeper",
     section: "[ogygia.zookeeper]",
     liveness: "ZooKeeper session",
+    endpoints: {
+      form: "host:port",
+      description: "ZooKeeper servers as host:port.",
+      example: "zk1.internal:2181",
+    },
   },
 ] as const;
 

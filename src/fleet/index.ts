@@ -21,6 +21,7 @@ export {
   type PublisherOptions,
   type StoredField,
 } from "./types.js";
+export { BACKEND_NAMES } from "./backends.js";
 export {
   BACKENDS,
   backendLabel,
