@@ -6,41 +6,41 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 
 import { Debouncer, StateLinkWatcher } from "./watch.js";
 
+/** A debouncer (settle 100 ms, at most 500 ms) on fake timers, and how often it fired. */
+function fakeTimedDebouncer(): { debouncer: Debouncer; fired: () => number } {
+  vi.useFakeTimers();
+  let count = 0;
+  const debouncer = new Debouncer(() => (count += 1), {
+    settleMs: 100,
+    maxMs: 500,
+    now: () => Date.now(),
+  });
+  return { debouncer, fired: () => count };
+}
+
 describe("Debouncer", () => {
   afterEach(() => {
     vi.useRealTimers();
   });
 
   it("fires once for a burst, after it settles", () => {
-    vi.useFakeTimers();
-    let fired = 0;
-    const debouncer = new Debouncer(() => (fired += 1), {
-      settleMs: 100,
-      maxMs: 500,
-      now: () => Date.now(),
-    });
+    const { debouncer, fired } = fakeTimedDebouncer();
     debouncer.trigger();
     vi.advanceTimersByTime(50);
     debouncer.trigger();
     vi.advanceTimersByTime(99);
-    expect(fired).toBe(0);
+    expect(fired()).toBe(0);
     vi.advanceTimersByTime(1);
-    expect(fired).toBe(1);
+    expect(fired()).toBe(1);
   });
 
   it("fires within maxMs however often it is triggered", () => {
-    vi.useFakeTimers();
-    let fired = 0;
-    const debouncer = new Debouncer(() => (fired += 1), {
-      settleMs: 100,
-      maxMs: 500,
-      now: () => Date.now(),
-    });
+    const { debouncer, fired } = fakeTimedDebouncer();
     for (let t = 0; t < 500; t += 50) {
       debouncer.trigger();
       vi.advanceTimersByTime(50);
     }
-    expect(fired).toBe(1);
+    expect(fired()).toBe(1);
   });
 
   it("does not fire after cancel", () => {

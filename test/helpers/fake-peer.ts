@@ -94,12 +94,8 @@ export async function startFakePeer(paths: readonly FakePath[]): Promise<FakePee
     }
     serveNar(req, res, entry.nar.bytes, entry.nar.behaviour);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  const port = typeof address === "object" && address !== null ? address.port : 0;
   return {
-    url: `http://127.0.0.1:${port}`,
-    port,
+    ...(await listenOnLoopback(server)),
     requests,
     async stop() {
       server.closeAllConnections();
@@ -110,6 +106,14 @@ export async function startFakePeer(paths: readonly FakePath[]): Promise<FakePee
       );
     },
   };
+}
+
+/** Listens on a free loopback port; the server's URL and port. */
+async function listenOnLoopback(server: net.Server): Promise<{ url: string; port: number }> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  const port = typeof address === "object" && address !== null ? address.port : 0;
+  return { url: `http://127.0.0.1:${port}`, port };
 }
 
 function serveNar(
@@ -154,12 +158,8 @@ export async function startBlackhole(): Promise<{
     socket.on("error", () => undefined);
     socket.on("close", () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  const port = typeof address === "object" && address !== null ? address.port : 0;
   return {
-    url: `http://127.0.0.1:${port}`,
-    port,
+    ...(await listenOnLoopback(server)),
     async stop() {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) =>

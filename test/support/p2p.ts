@@ -62,25 +62,13 @@ export function testKey(name: string): { secret: SecretKey; trusted: TrustedKeys
 
 /** A made-up input-addressed path with this NAR, signed by `key` (unsigned without one). */
 export function signedInfo(nar: Buffer, key?: SecretKey, name = "thing"): NarInfo {
-  const storePath = `/nix/store/${encodeNix32(randomBytes(20))}-${name}`;
-  const info: NarInfo = {
-    storePath,
-    url: "unused",
-    compression: "none",
-    narHash: hashFromDigest("sha256", sha256(nar)),
-    narSize: nar.length,
-    references: [],
-    sigs: [],
-  };
+  const info = unsignedInfo(`/nix/store/${encodeNix32(randomBytes(20))}-${name}`, nar);
   if (key !== undefined) info.sigs = [signPath(key, info)];
   return info;
 }
 
-/** A text content-addressed path (as a .drv is) holding `contents`. */
-export function textInfo(contents: Buffer, name = "thing.drv"): NarInfo {
-  const ca = { method: "text" as const, hash: hashFromDigest("sha256", sha256(contents)) };
-  const storePath = contentAddressedPath(ca, name, []) ?? "";
-  const nar = narOfFile(contents);
+/** The narinfo of `storePath` with this NAR, no references and no signature. */
+function unsignedInfo(storePath: string, nar: Buffer): NarInfo {
   return {
     storePath,
     url: "unused",
@@ -89,8 +77,14 @@ export function textInfo(contents: Buffer, name = "thing.drv"): NarInfo {
     narSize: nar.length,
     references: [],
     sigs: [],
-    ca: formatContentAddress(ca),
   };
+}
+
+/** A text content-addressed path (as a .drv is) holding `contents`. */
+export function textInfo(contents: Buffer, name = "thing.drv"): NarInfo {
+  const ca = { method: "text" as const, hash: hashFromDigest("sha256", sha256(contents)) };
+  const storePath = contentAddressedPath(ca, name, []) ?? "";
+  return { ...unsignedInfo(storePath, narOfFile(contents)), ca: formatContentAddress(ca) };
 }
 
 /** A narinfo as a peer serves it. */
