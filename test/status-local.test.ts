@@ -72,6 +72,37 @@ describe("ogygia status (local-only mode)", () => {
     });
   });
 
+  it("says once, on stderr, when no state has a build-revision file, and names the option", async () => {
+    const { root } = await systemRoot({ current: null, booted: null, nextboot: null });
+    const text = await runCli(["status", "--root", root], {
+      env: { OGYGIA_HOSTNAME: "fresh" },
+    });
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain("fresh  unknown     unknown    unknown");
+    const lines = text.stderr.trimEnd().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(
+      /^warning: no build-revision file in any system state \(like .*\/run\/current-system\/sw\/share\/ogygia\/build-revision\)/,
+    );
+    expect(lines[0]).toContain("ogygia.versions.build_revision.enable");
+
+    const json = await runCli(["status", "--root", root, "--json"], {
+      env: { OGYGIA_HOSTNAME: "fresh" },
+    });
+    expect(json.code).toBe(0);
+    expect(json.stderr).toBe("");
+    const warnings = (JSON.parse(json.stdout) as { warnings: string[] }).warnings;
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain("ogygia.versions.build_revision.enable");
+
+    // One state with a file is enough to stay quiet.
+    const partial = await systemRoot({ current: null, booted: null, nextboot: REV_B });
+    const quiet = await runCli(["status", "--root", partial.root], {
+      env: { OGYGIA_HOSTNAME: "fresh" },
+    });
+    expect(quiet.stderr).toBe("");
+  });
+
   it("follows a link change made by atomic replacement", async () => {
     const sys = await systemRoot({ current: REV_A });
     await sys.setState("current", REV_B);

@@ -277,6 +277,24 @@ function hasPublisherKeys(snapshot: FleetSnapshot): boolean {
   return false;
 }
 
+/** The NixOS option that writes the `build-revision` files. */
+export const REVISION_OPTION = "ogygia.versions.build_revision.enable";
+
+/**
+ * A warning when none of the three states has a `build-revision` file at
+ * all (a host not built with Ogygia's module yet), else undefined. Files
+ * that exist but cannot be read have warnings of their own.
+ */
+export function missingRevisionFiles(states: LocalStates): string | undefined {
+  const readings = STATE_FIELDS.map((s) => states[s]);
+  if (readings.some((r) => r.revision !== null || r.problem !== undefined)) return undefined;
+  return (
+    `no build-revision file in any system state (like ${states.current.path}): ` +
+    `build this host with the NixOS option ${REVISION_OPTION} (on by default with ogygia.enable) ` +
+    "to record its revisions"
+  );
+}
+
 /** Everything a report is built from. */
 export interface ReportInputs {
   config: OgygiaConfig | undefined;
@@ -288,6 +306,8 @@ export interface ReportInputs {
 /** Builds the report from what was read: the local row first, then the fleet's, sorted. */
 export function buildReport({ config, detected, states, fleet }: ReportInputs): StatusReport {
   const warnings = STATE_FIELDS.flatMap((s) => states[s].problem ?? []);
+  const noRevisionFiles = missingRevisionFiles(states);
+  if (noRevisionFiles !== undefined) warnings.push(noRevisionFiles);
   const domain = config?.domain;
   const local = localRow(detected.hostname, domain, states);
   const base = {
