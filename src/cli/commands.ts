@@ -279,6 +279,46 @@ const CONFIG_CHECK: CommandSpec = {
   },
 };
 
+const DOCTOR: CommandSpec = {
+  path: ["doctor"],
+  summary: "check each moving part (config, backend, publisher, irisd, Nix) and say how to fix it",
+  description:
+    "Check, each with ok / warn / fail, what was found and the fix: the configuration, each\n" +
+    `${BACKEND_NAMES} endpoint (reachable, latency, the namespace readable), this host's name\n` +
+    "as the fleet knows it, the local build-revision files, this host's publisher (alive,\n" +
+    "updated_at, clock skew), ogygia-irisd, whether Nix uses and trusts it, and its peers.\n" +
+    "Every check has a deadline. Exits 1 when a check fails.",
+  options: {
+    json: { type: "boolean", description: "print the checks as JSON" },
+    root: ROOT_OPTION,
+    config: CONFIG_OPTION,
+    irisd: IRISD_OPTION,
+  },
+  environment: [...CONFIG_ENVIRONMENT, ...IRIS_ENVIRONMENT],
+  examples: ["ogygia doctor", "ogygia doctor --json"],
+  async run({ values }) {
+    const hostname = detectHostname({ env: process.env });
+    const [{ runDoctor, renderDoctorText, doctorJson }, { irisdBaseUrl }, { jsonOutput }] =
+      await Promise.all([
+        import("../doctor/index.js"),
+        import("../irisctl/index.js"),
+        import("../command/index.js"),
+      ]);
+    const report = await runDoctor({
+      hostname,
+      root: typeof values.root === "string" ? values.root : "/",
+      configFile: typeof values.config === "string" ? values.config : undefined,
+      env: process.env,
+      irisdUrl: irisdBaseUrl(
+        typeof values.irisd === "string" ? values.irisd : undefined,
+        process.env,
+      ),
+    });
+    writeLines(values.json === true ? [jsonOutput(doctorJson(report))] : renderDoctorText(report));
+    return report.ok ? 0 : 1;
+  },
+};
+
 const COMPLETION: CommandSpec = {
   path: ["completion"],
   summary: "print a shell completion script for bash, zsh or fish",
@@ -381,5 +421,6 @@ export const COMMANDS: readonly CommandSpec[] = [
   IRIS_PUSH,
   IRIS_PROVIDERS,
   CONFIG_CHECK,
+  DOCTOR,
   COMPLETION,
 ];

@@ -28,12 +28,17 @@ import {
 } from "../config/index.js";
 import { OgygiaError, checkHttpUrl, errorMessage, hasErrorCode } from "../core/index.js";
 import { parsePublicKey } from "../nix/index.js";
-import { DEFAULT_IRISD_PORT, DEFAULT_LISTEN } from "./contract.js";
+import {
+  DEFAULT_IRISD_CONFIG_PATH,
+  DEFAULT_IRISD_PORT,
+  DEFAULT_LISTEN,
+  IRISD_CONFIG_ENV,
+} from "./contract.js";
 import type { ListenAddress } from "./http/index.js";
 import { LOG_THRESHOLDS, isLogThreshold, type LogThreshold } from "../log/index.js";
 
-export const DEFAULT_CONFIG_PATH = "/etc/ogygia-irisd/config.toml";
-export const CONFIG_ENV = "OGYGIA_IRISD_CONFIG";
+export const DEFAULT_CONFIG_PATH = DEFAULT_IRISD_CONFIG_PATH;
+export const CONFIG_ENV = IRISD_CONFIG_ENV;
 export const DEFAULT_PRIORITY = 30;
 
 /** Exit status for a configuration the daemon refuses (sysexits' EX_CONFIG). */

@@ -14,6 +14,12 @@ export const DEFAULT_LISTEN = `127.0.0.1:${DEFAULT_IRISD_PORT}`;
 /** Where the CLI finds the local daemon unless told otherwise. */
 export const DEFAULT_IRISD_URL = `http://127.0.0.1:${DEFAULT_IRISD_PORT}`;
 
+/** The daemon's configuration file unless `--config` or `$OGYGIA_IRISD_CONFIG` names another. */
+export const DEFAULT_IRISD_CONFIG_PATH = "/etc/ogygia-irisd/config.toml";
+
+/** The environment variable naming the daemon's configuration file. */
+export const IRISD_CONFIG_ENV = "OGYGIA_IRISD_CONFIG";
+
 /** One peer's verified answer in `GET /providers/<hash>`. */
 export interface Provider {
   /** The peer's base URL, as the daemon is configured with it. */

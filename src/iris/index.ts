@@ -6,7 +6,9 @@
  */
 
 export {
+  DEFAULT_IRISD_CONFIG_PATH,
   DEFAULT_IRISD_URL,
+  IRISD_CONFIG_ENV,
   type Provider,
   type ProvidersAnswer,
   type RescanAnswer,
