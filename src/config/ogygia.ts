@@ -138,7 +138,6 @@ export const configSchema = table({
   },
 });
 
-
 export interface BackendConfig {
   endpoints: string[];
   namespace: string;
