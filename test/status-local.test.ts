@@ -3,7 +3,7 @@
  * a separate process against fake system roots.
  */
 
-import { chmod, readlink } from "node:fs/promises";
+import { chmod, readlink, rm, symlink } from "node:fs/promises";
 import path from "node:path";
 
 import { afterEach, describe, expect, it } from "vitest";
@@ -101,6 +101,24 @@ describe("ogygia status (local-only mode)", () => {
       env: { OGYGIA_HOSTNAME: "fresh" },
     });
     expect(quiet.stderr).toBe("");
+  });
+
+  it("warns, not crashes, when the current system under --root is a symbolic link loop", async () => {
+    const { root } = await systemRoot({ current: REV_A });
+    const link = path.join(root, "run/current-system");
+    await rm(link, { recursive: true, force: true });
+    await symlink("/run/current-system", link);
+    const result = await runCli(["status", "--root", root, "--json"]);
+    expect(result.code).toBe(0);
+    const report = JSON.parse(result.stdout) as { warnings: string[]; hosts: unknown[] };
+    expect(report.warnings[0]).toBe(
+      `cannot read the default configuration ${root}/run/current-system/sw/share/ogygia/config.toml: ` +
+        "too many levels of symbolic links; showing local data only",
+    );
+    expect(report.warnings).toContain(
+      `too many symbolic links resolving ${root}/run/current-system/sw/share/ogygia/build-revision`,
+    );
+    expect(report.hosts).toHaveLength(1);
   });
 
   it("follows a link change made by atomic replacement", async () => {

@@ -5,6 +5,7 @@
  * backend is opened, so local-only mode never loads them.
  */
 
+import { hasErrorCode } from "../core/index.js";
 import { loadConfig, type ConfigSource, type OgygiaConfig } from "../config/index.js";
 import {
   openFleetBackend,
@@ -42,11 +43,24 @@ export async function configSource(
   const fromEnv = options.env.OGYGIA_CONFIG?.trim();
   const explicit = options.configFile ?? (fromEnv === "" ? undefined : fromEnv);
   if (explicit !== undefined) return { path: explicit, displayPath: explicit, explicit: true };
-  return {
-    path: await resolveInRoot(options.root, DEFAULT_CONFIG_PATH),
-    displayPath: displayPathInRoot(options.root, DEFAULT_CONFIG_PATH),
-    explicit: false,
-  };
+  const displayPath = displayPathInRoot(options.root, DEFAULT_CONFIG_PATH);
+  try {
+    return {
+      path: await resolveInRoot(options.root, DEFAULT_CONFIG_PATH),
+      displayPath,
+      explicit: false,
+    };
+  } catch (err) {
+    // A loop under --root (a broken image, a bad mount): no configuration, as
+    // the states in that tree are unreadable too; said, not a crash.
+    if (!hasErrorCode(err, "ELOOP")) throw err;
+    return {
+      path: displayPath,
+      displayPath,
+      explicit: false,
+      unreadable: `cannot read the default configuration ${displayPath}: too many levels of symbolic links; showing local data only`,
+    };
+  }
 }
 
 /** The configuration and the host name, both under way: await them when needed. */

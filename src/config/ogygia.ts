@@ -198,6 +198,12 @@ export interface ConfigSource {
   displayPath: string;
   /** Whether the user named this file (flag or environment): then it must exist. */
   explicit: boolean;
+  /**
+   * Why the default path could not be resolved under `--root` (a symbolic
+   * link loop): then there is no configuration to read, as for a missing
+   * default file, and commands show this as a warning.
+   */
+  unreadable?: string;
 }
 
 /**
@@ -205,6 +211,7 @@ export interface ConfigSource {
  * exist (local-only mode); an explicitly named file must exist.
  */
 export async function loadConfig(source: ConfigSource): Promise<OgygiaConfig | undefined> {
+  if (source.unreadable !== undefined) return undefined;
   let text: string;
   try {
     text = await readFile(source.path, "utf8");

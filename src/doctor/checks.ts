@@ -129,6 +129,18 @@ export async function checkConfig(options: DoctorOptions): Promise<ConfigOutcome
       ),
     };
   }
+  if (config === undefined && source.unreadable !== undefined) {
+    return {
+      config,
+      check: result(
+        "config",
+        title,
+        "fail",
+        source.unreadable,
+        `Fix the symbolic links under --root, or name the file with --config.`,
+      ),
+    };
+  }
   if (config === undefined) {
     return {
       config,

@@ -379,5 +379,7 @@ export async function collectStatus(options: StatusOptions): Promise<StatusRepor
     context.detected,
     context.config.then((config) => (config ? readFleet(config) : undefined)),
   ]);
-  return buildReport({ config, detected, states, fleet });
+  const report = buildReport({ config, detected, states, fleet });
+  if (context.source.unreadable !== undefined) report.warnings.unshift(context.source.unreadable);
+  return report;
 }
