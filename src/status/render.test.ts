@@ -260,6 +260,40 @@ describe("renderStatusText column widths", () => {
   });
 });
 
+describe("renderStatusText with very long host names", () => {
+  it("cuts names over 64 characters in the table, says so once, and keeps them whole in JSON", async () => {
+    const long = "h".repeat(100_000);
+    const wide = "東".repeat(70);
+    const row = (name: string): HostStatus => ({
+      host: name,
+      displayName: name,
+      local: false,
+      current: "a1b2c3d4e5f6a7b8",
+      booted: null,
+      nextboot: null,
+      unreadable: [],
+      online: true,
+      rebootRequired: null,
+      updatedAt: null,
+    });
+    const r = report({
+      mode: "etcd",
+      namespace: "/n",
+      configPath: "/c",
+      hosts: [row(long), row(wide), row("web01")],
+    });
+    const lines = await stdoutOf(r);
+    expect(lines[3]).toMatch(new RegExp(`^${"h".repeat(63)}… +a1b2c3d4e5f6  unknown    unknown$`));
+    expect(Math.max(...lines.map((l) => l.length))).toBeLessThan(200);
+    expect(lines[4]?.startsWith(`${"東".repeat(63)}…`)).toBe(true);
+    expect(await stderrOf(r)).toEqual([
+      "warning: 2 host names are longer than 64 characters, cut in the table (--json has them whole)",
+    ]);
+    const json = statusJson(r) as { hosts: { host: string }[] };
+    expect(json.hosts[0]?.host).toBe(long);
+  });
+});
+
 describe("statusJson", () => {
   it("keeps full revisions and nulls", () => {
     const json = statusJson(report({ hosts: [{ ...local, nextboot: null, unreadable: [] }] }));

@@ -40,10 +40,23 @@ const UNKNOWN: Cell = Object.freeze({ text: "unknown", width: 7 });
  * `(reboot required)` when its booted kernel, initrd or modules differ from
  * the next boot's. Markers never add a column, so the reference layout stays.
  */
+/** Host names longer than this (in characters) are cut in the table; `--json` has them whole. */
+export const MAX_HOST_CHARACTERS = 64;
+
+/** The name as the table shows it: cut to `MAX_HOST_CHARACTERS` with an ellipsis. */
+function tableName(name: string): string {
+  if (name.length <= MAX_HOST_CHARACTERS) return name;
+  const chars = Array.from(name);
+  return chars.length <= MAX_HOST_CHARACTERS
+    ? name
+    : `${chars.slice(0, MAX_HOST_CHARACTERS - 1).join("")}…`;
+}
+
 function hostCell(row: HostStatus, mode: StatusReport["mode"]): Cell {
+  const shown = tableName(row.displayName);
   // Printable ASCII needs no escaping, and its width is its length.
-  const plain = PRINTABLE_ASCII.test(row.displayName);
-  const name = plain ? row.displayName : escapeForTerminal(row.displayName);
+  const plain = PRINTABLE_ASCII.test(shown);
+  const name = plain ? shown : escapeForTerminal(shown);
   const local = row.local && mode !== "local";
   const offline = row.online === false;
   const reboot = row.rebootRequired === true;
@@ -96,6 +109,15 @@ export async function renderStatusText(report: StatusReport): Promise<OutputLine
   // The headers are known labels: only other non-ASCII cells can need the library.
   await prepareDisplayWidth(needWidth);
   for (const line of layoutTable(rows)) out.push({ stream: "stdout", text: line });
+  const cut = report.hosts.filter((h) => tableName(h.displayName) !== h.displayName).length;
+  if (cut > 0) {
+    out.push({
+      stream: "stderr",
+      text:
+        `warning: ${cut} host name${cut === 1 ? " is" : "s are"} longer than ${MAX_HOST_CHARACTERS} characters, ` +
+        "cut in the table (--json has them whole)",
+    });
+  }
   if (report.nothingPublished) {
     out.push({
       stream: "stderr",
