@@ -239,13 +239,17 @@ export function unknownCommandError(
   });
 }
 
-/** Command groups: the first words shared by several commands (`iris`, `config`). */
+/**
+ * Command groups: the leading words of longer commands (`iris`, `config`,
+ * `nebula`, `nebula ca`), each with the commands below it.
+ */
 export function commandGroups(commands: readonly CommandSpec[]): Map<string, CommandSpec[]> {
   const groups = new Map<string, CommandSpec[]>();
   for (const command of commands) {
-    const [first] = command.path;
-    if (command.path.length < 2 || first === undefined) continue;
-    groups.set(first, [...(groups.get(first) ?? []), command]);
+    for (let depth = 1; depth < command.path.length; depth += 1) {
+      const group = command.path.slice(0, depth).join(" ");
+      groups.set(group, [...(groups.get(group) ?? []), command]);
+    }
   }
   return groups;
 }

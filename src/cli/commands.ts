@@ -9,6 +9,7 @@ import { backendPrecedence, describeBackends } from "../fleet/index.js";
 import { DEFAULT_IRISD_URL } from "../iris/index.js";
 import { DEFAULT_CONFIG_PATH, detectHostname } from "../system/index.js";
 import { usageError, type CommandSpec } from "./args.js";
+import { NEBULA_COMMANDS } from "./nebula-commands.js";
 import { writeLine, writeLines } from "./output.js";
 
 const ROOT_OPTION = {
@@ -422,5 +423,6 @@ export const COMMANDS: readonly CommandSpec[] = [
   IRIS_PROVIDERS,
   CONFIG_CHECK,
   DOCTOR,
+  ...NEBULA_COMMANDS,
   COMPLETION,
 ];

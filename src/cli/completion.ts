@@ -75,7 +75,7 @@ function completionTree(commands: readonly CommandSpec[]): Node[] {
       const leaf = depth === command.path.length;
       parent.words.push({
         word,
-        description: leaf ? command.summary : (GROUP_SUMMARIES[word] ?? ""),
+        description: leaf ? command.summary : (GROUP_SUMMARIES[path] ?? ""),
       });
       const positional = command.positionals?.[0];
       nodes.set(path, {

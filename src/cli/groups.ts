@@ -5,4 +5,6 @@
 export const GROUP_SUMMARIES: Readonly<Record<string, string>> = {
   iris: "ask the local ogygia-irisd, the fleet's peer-to-peer Nix binary cache",
   config: "check ogygia's configuration file",
+  nebula: "manage the fleet's Nebula mesh: the CA, hosts' keys, certificates and addresses",
+  "nebula ca": "the Nebula mesh's certificate authority",
 };

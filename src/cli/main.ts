@@ -44,8 +44,11 @@ async function run(argv: readonly string[]): Promise<number> {
   }
   const found = findCommand(COMMANDS, argv);
   if (!found) {
-    const help = argv.length <= 2 ? helpForGroup(first) : undefined;
-    const [, second] = argv;
+    const words = argv.filter((arg) => !arg.startsWith("-"));
+    const flags = argv.slice(words.length);
+    const leadingWords = argv.slice(0, words.length).every((arg, i) => arg === words[i]);
+    const help = leadingWords && flags.length <= 1 ? helpForGroup(words.join(" ")) : undefined;
+    const second = flags[0];
     if (help !== undefined && (second === undefined || second === "-h" || second === "--help")) {
       // Like `ogygia` alone: a bare group is a usage error that prints help.
       writeLine("stdout", help.trimEnd());

@@ -111,6 +111,43 @@ export const configSchema = table({
           }),
         ),
         ...backendSections,
+        nebula: optional(
+          table({
+            description: "The Nebula mesh that `ogygia nebula` manages.",
+            fields: {
+              network: string({
+                description: "The network's name: certificates' registry keys live under it.",
+                default: "ogygia",
+                check: (v) =>
+                  /^[A-Za-z0-9_-]{1,64}$/.test(v)
+                    ? undefined
+                    : `${JSON.stringify(v)} must be letters, digits, "_" or "-"`,
+              }),
+              subnet: optional(
+                string({
+                  description:
+                    "The IPv4 network hosts' addresses come from with `--ip auto`, like 10.42.0.0/16.",
+                  check: (v) =>
+                    /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(v)
+                      ? undefined
+                      : `${JSON.stringify(v)} is not an IPv4 network like "10.42.0.0/16"`,
+                }),
+              ),
+              ca_dir: string({
+                description:
+                  "Where `ogygia nebula ca init` writes ca.crt and ca.key and `sign` reads them " +
+                  "(on the operator's machine, never a host).",
+                default: "nebula-ca",
+              }),
+              cert_dir: string({
+                description:
+                  "Where `ogygia nebula sign` writes certificates, named by a hash of their " +
+                  "contents: a folder meant to be committed.",
+                default: "nebula",
+              }),
+            },
+          }),
+        ),
         publish: table({
           description: "Settings of the `ogygia publish` daemon.",
           fields: {
@@ -151,12 +188,22 @@ export interface PublishConfig {
   resyncIntervalSeconds: number;
 }
 
+export interface NebulaConfig {
+  network: string;
+  /** `a.b.c.d/bits`, checked by `ogygia nebula`. */
+  subnet: string | undefined;
+  caDir: string;
+  certDir: string;
+}
+
 export interface OgygiaSettings {
   /** The file this configuration was read from. */
   path: string;
   /** Domain suffix to trim from displayed host names, without a leading dot. */
   domain: string | undefined;
   publish: PublishConfig;
+  /** `[ogygia.nebula]`, when present. */
+  nebula: NebulaConfig | undefined;
 }
 
 /** Each registered backend's section, undefined when the file has none. */
@@ -184,6 +231,12 @@ export async function parseConfig(text: string, file: string): Promise<OgygiaCon
     path: file,
     domain: domain === "" ? undefined : domain,
     ...backends,
+    nebula: raw.ogygia.nebula && {
+      network: raw.ogygia.nebula.network,
+      subnet: raw.ogygia.nebula.subnet,
+      caDir: raw.ogygia.nebula.ca_dir,
+      certDir: raw.ogygia.nebula.cert_dir,
+    },
     publish: {
       leaseTtlSeconds: raw.ogygia.publish.lease_ttl_seconds,
       resyncIntervalSeconds: raw.ogygia.publish.resync_interval_seconds,

@@ -288,6 +288,7 @@ describe("buildReport with publisher keys", () => {
       etcd: { endpoints: ["http://e:2379"], namespace: "/ns", timeoutSeconds: 1 },
       zookeeper: undefined,
       publish: { leaseTtlSeconds: 10, resyncIntervalSeconds: 300 },
+      nebula: undefined,
     },
     detected: { hostname: "web01", source: "OGYGIA_HOSTNAME" },
     states,

@@ -43,6 +43,11 @@ const requirements: Requirement[] = [
     install: "nix-bin",
   },
   {
+    what: "Nebula (nebula-cert -version)",
+    check: () => runs("nebula-cert", ["-version"]),
+    install: "nebula",
+  },
+  {
     what: `nixpkgs' lib at ${nixpkgsLibPath()} (set $OGYGIA_NIXPKGS_LIB to a nixpkgs lib folder)`,
     check: () => isNixpkgsLib(nixpkgsLibPath()),
     install: "",

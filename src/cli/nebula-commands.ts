@@ -1,0 +1,168 @@
+/**
+ * The `ogygia nebula` commands. Each loads `src/nebula` on first use.
+ */
+
+import { usageError, type CommandSpec } from "./args.js";
+import { writeLines } from "./output.js";
+
+const JSON_OPTION = { type: "boolean", description: "print the result as JSON" } as const;
+
+const text = (value: unknown): string | undefined =>
+  typeof value === "string" ? value : undefined;
+
+async function print(json: boolean, value: unknown, lines: string[]): Promise<void> {
+  if (json) {
+    const { jsonOutput } = await import("../command/index.js");
+    writeLines([jsonOutput(value)]);
+    return;
+  }
+  writeLines(lines.map((line) => ({ stream: "stdout", text: line })));
+}
+
+const CA_INIT: CommandSpec = {
+  path: ["nebula", "ca", "init"],
+  summary: "make the mesh's certificate authority (on the operator's machine, never a host)",
+  description:
+    "Make a Nebula CA with nebula-cert: ca.crt (shared with every host) and ca.key\n" +
+    "(written 0600; it signs every host's certificate, keep it off the hosts).\n" +
+    "An existing CA is never overwritten.",
+  options: {
+    name: { type: "string", valueName: "name", description: "the CA's name (required)" },
+    duration: {
+      type: "string",
+      valueName: "d",
+      description: "how long the CA is valid, like 8760h (default: nebula-cert's, one year)",
+    },
+    out: {
+      type: "string",
+      valueName: "dir",
+      description: "where to write ca.crt and ca.key (default: [ogygia.nebula] ca_dir, nebula-ca)",
+    },
+    config: { type: "string", valueName: "file", description: "configuration file to use" },
+    json: JSON_OPTION,
+  },
+  examples: ["ogygia nebula ca init --name example-mesh --duration 43800h"],
+  async run({ values }) {
+    const name = text(values.name);
+    if (name === undefined || name === "") throw usageError("--name is required", CA_INIT);
+    const [{ nebulaCaInit }, { loadContext }] = await Promise.all([
+      import("../nebula/index.js"),
+      import("../command/index.js"),
+    ]);
+    const { config } = await loadContext({
+      root: "/",
+      configFile: text(values.config),
+      env: process.env,
+    });
+    const result = await nebulaCaInit({
+      name,
+      duration: text(values.duration),
+      dir: text(values.out) ?? config?.nebula?.caDir ?? "nebula-ca",
+    });
+    await print(values.json === true, result, [
+      `CA ${result.facts.name} valid until ${result.facts.notAfter}`,
+      `certificate: ${result.crt}`,
+      `key:         ${result.key} (0600: keep it on this machine)`,
+      `fingerprint: ${result.facts.fingerprint}`,
+    ]);
+    return 0;
+  },
+};
+
+const KEYGEN: CommandSpec = {
+  path: ["nebula", "keygen"],
+  summary: "make this host's Nebula key pair (kept if it exists) and print its public key",
+  description:
+    "Make this host's key pair with nebula-cert in DIR: host.key (0600, never printed or\n" +
+    "sent) and host.pub, and print the public key, to be signed with `ogygia nebula sign`.\n" +
+    "An existing pair is kept: running it again prints the same public key.",
+  options: {
+    dir: {
+      type: "string",
+      valueName: "dir",
+      description: "where the pair lives (default: /var/lib/ogygia/nebula)",
+    },
+    json: JSON_OPTION,
+  },
+  examples: ["ogygia nebula keygen > web01.pub"],
+  async run({ values }) {
+    const { nebulaKeygen, DEFAULT_KEY_DIR } = await import("../nebula/index.js");
+    const result = await nebulaKeygen({ dir: text(values.dir) ?? DEFAULT_KEY_DIR });
+    await print(
+      values.json === true,
+      { pub: result.pub, publicKey: result.publicKey, created: result.created },
+      [result.publicKey.trimEnd()],
+    );
+    return 0;
+  },
+};
+
+const SIGN: CommandSpec = {
+  path: ["nebula", "sign"],
+  summary: "sign a host's public key, with an address handed out through the registry",
+  description:
+    "Sign HOST's public key with the CA. With --ip auto (the default) the host keeps the\n" +
+    "address the registry has for it, or gets the next free one of [ogygia.nebula] subnet,\n" +
+    "taken with compare-and-swap so that two operators never hand out one address twice.\n" +
+    "The certificate is written to [ogygia.nebula] cert_dir as HOST-<hash>.crt.",
+  options: {
+    pub: { type: "string", valueName: "file", description: "the host's public key (required)" },
+    ip: {
+      type: "string",
+      valueName: "addr",
+      description: "auto, or an address of the subnet like 10.42.0.7/16 (default: auto)",
+    },
+    groups: { type: "string", valueName: "a,b", description: "comma-separated Nebula groups" },
+    duration: {
+      type: "string",
+      valueName: "d",
+      description: "how long the certificate is valid, like 8760h (default: until the CA expires)",
+    },
+    ca: { type: "string", valueName: "dir", description: "the CA's folder (default: ca_dir)" },
+    out: { type: "string", valueName: "dir", description: "where to write (default: cert_dir)" },
+    config: { type: "string", valueName: "file", description: "configuration file to use" },
+    json: JSON_OPTION,
+  },
+  positionals: [{ name: "host", description: "the host's name, as it publishes" }],
+  environment: [["OGYGIA_CONFIG", "configuration file to use instead of the default"]],
+  examples: [
+    "ogygia nebula sign web01 --pub web01.pub",
+    "ogygia nebula sign lighthouse1 --pub lh.pub --ip 10.42.0.1/16 --groups lighthouse",
+  ],
+  async run({ values, positionals }) {
+    const pub = text(values.pub);
+    if (pub === undefined) throw usageError("--pub is required", SIGN);
+    const [{ nebulaSign }, { loadContext }] = await Promise.all([
+      import("../nebula/index.js"),
+      import("../command/index.js"),
+    ]);
+    const { config } = await loadContext({
+      root: "/",
+      configFile: text(values.config),
+      env: process.env,
+    });
+    const groups = (text(values.groups) ?? "")
+      .split(",")
+      .map((g) => g.trim())
+      .filter((g) => g !== "");
+    const result = await nebulaSign({
+      host: positionals[0] ?? "",
+      pub,
+      ip: text(values.ip) ?? "auto",
+      groups,
+      duration: text(values.duration),
+      config,
+      caDir: text(values.ca),
+      outDir: text(values.out),
+    });
+    await print(values.json === true, result, [
+      `${result.host}: ${result.address}${result.kept ? " (kept)" : " (new)"}` +
+        (result.facts.groups.length > 0 ? `, groups ${result.facts.groups.join(",")}` : "") +
+        `, valid until ${result.facts.notAfter}`,
+      `certificate: ${result.certificate}`,
+    ]);
+    return 0;
+  },
+};
+
+export const NEBULA_COMMANDS: readonly CommandSpec[] = [CA_INIT, KEYGEN, SIGN];

@@ -1,0 +1,132 @@
+/**
+ * Debian's `nebula-cert`, the only module that runs it: we shell out to it
+ * and never write the certificate format ourselves. Failures become
+ * `OgygiaError`s carrying its message.
+ */
+
+import { execFile } from "node:child_process";
+
+import { OgygiaError, hasErrorCode } from "../core/index.js";
+
+const TOOL = "nebula-cert";
+const DEADLINE_MS = 30_000;
+
+function run(args: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(TOOL, args, { timeout: DEADLINE_MS }, (err, stdout, stderr) => {
+      if (err === null) {
+        resolve(stdout);
+        return;
+      }
+      if (hasErrorCode(err, "ENOENT")) {
+        reject(
+          new OgygiaError("ERR_OGYGIA_NEBULA", `${TOOL} is not installed`, {
+            hint: "Install Nebula (Debian: apt-get install nebula; NixOS: pkgs.nebula).",
+          }),
+        );
+        return;
+      }
+      const said = `${stderr}\n${stdout}`
+        .split("\n")
+        .map((l) => l.trim())
+        .find((l) => l.startsWith("Error:"));
+      reject(
+        new OgygiaError(
+          "ERR_OGYGIA_NEBULA",
+          `${TOOL} ${args[0] ?? ""} failed: ${said?.slice("Error:".length).trim() ?? err.message}`,
+        ),
+      );
+    });
+  });
+}
+
+export interface CaOptions {
+  name: string;
+  /** Go duration, e.g. `8760h`. */
+  duration?: string;
+  crt: string;
+  key: string;
+}
+
+export async function createCa(options: CaOptions): Promise<void> {
+  const args = ["ca", "-name", options.name, "-out-crt", options.crt, "-out-key", options.key];
+  if (options.duration !== undefined) args.push("-duration", options.duration);
+  await run(args);
+}
+
+export async function createKeyPair(key: string, pub: string): Promise<void> {
+  await run(["keygen", "-out-key", key, "-out-pub", pub]);
+}
+
+export interface SignOptions {
+  caCrt: string;
+  caKey: string;
+  publicKey: string;
+  name: string;
+  /** `address/bits`. */
+  ip: string;
+  groups: readonly string[];
+  duration?: string;
+  out: string;
+}
+
+export async function signCertificate(options: SignOptions): Promise<void> {
+  const args = [
+    "sign",
+    "-ca-crt",
+    options.caCrt,
+    "-ca-key",
+    options.caKey,
+    "-in-pub",
+    options.publicKey,
+    "-name",
+    options.name,
+    "-ip",
+    options.ip,
+    "-out-crt",
+    options.out,
+  ];
+  if (options.groups.length > 0) args.push("-groups", options.groups.join(","));
+  if (options.duration !== undefined) args.push("-duration", options.duration);
+  await run(args);
+}
+
+/** What `nebula-cert print -json` says of a certificate. */
+export interface CertificateFacts {
+  name: string;
+  ips: string[];
+  groups: string[];
+  notBefore: string;
+  notAfter: string;
+  isCa: boolean;
+  /** The CA's fingerprint. */
+  issuer: string;
+  fingerprint: string;
+}
+
+export async function readCertificate(file: string): Promise<CertificateFacts> {
+  const text = await run(["print", "-json", "-path", file]);
+  const parsed = JSON.parse(text) as {
+    details: {
+      name: string;
+      ips: string[];
+      groups: string[];
+      notBefore: string;
+      notAfter: string;
+      isCa: boolean;
+      issuer: string;
+    };
+    fingerprint: string;
+  };
+  const d = parsed.details;
+  return {
+    name: d.name,
+    ips: d.ips,
+    groups: d.groups,
+    notBefore: d.notBefore,
+    notAfter: d.notAfter,
+    isCa: d.isCa,
+    issuer: d.issuer,
+    fingerprint: parsed.fingerprint,
+  };
+}
