@@ -58,7 +58,7 @@ async function run(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const args = parseCommandArgs(found.command, found.rest);
-  await checkOptionPaths(found.command, args.values);
+  checkOptionPaths(found.command, args.values);
   return found.command.run(args);
 }
 
