@@ -16,7 +16,7 @@ import {
 } from "./args.js";
 import { COMMANDS } from "./commands.js";
 import { GROUP_SUMMARIES } from "./groups.js";
-import { writeLine } from "./output.js";
+import { flushOutput, writeLine } from "./output.js";
 
 const DESCRIPTION =
   "Fleet tooling for NixOS: which revision runs where, and a shared binary cache.";
@@ -112,26 +112,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-// A closed pipe (`ogygia status | head -1`) is not an error worth a stack trace.
-process.stdout.on("error", (err: NodeJS.ErrnoException) => {
-  if (err.code === "EPIPE") process.exit(0);
-  throw err;
-});
-
-/** Resolves once everything written to `stream` so far has been handed to the OS. */
-function flushed(stream: NodeJS.WriteStream): Promise<void> {
-  return new Promise((resolve) => {
-    if (stream.writableLength === 0) resolve();
-    else
-      stream.write("", () => {
-        resolve();
-      });
-  });
-}
-
 // Network clients can keep timers alive after their work is done, so the CLI
 // exits as soon as the command has finished, but only once its output is out:
-// writes to a pipe are asynchronous, and exiting early would cut them off.
+// writes to a pipe through a stream are asynchronous, and exiting early would
+// cut them off.
 const code = await main(process.argv.slice(2));
-await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+await flushOutput();
 process.exit(code);
