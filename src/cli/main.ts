@@ -3,6 +3,9 @@
  * it, and maps errors to messages and exit codes in one place.
  */
 
+import { realpathSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+
 import { OgygiaError, errorReport, packageVersion } from "../core/index.js";
 import {
   checkOptionPaths,
@@ -21,14 +24,24 @@ import { flushOutput, writeLine } from "./output.js";
 const DESCRIPTION =
   "Fleet tooling for NixOS: which revision runs where, and a shared binary cache.";
 
-async function run(argv: readonly string[]): Promise<number> {
+/** Where the program runs from. */
+export interface ProgramOptions {
+  /**
+   * The script node was started with (`process.argv[1]`: `bin/ogygia` or
+   * the bundle, possibly through a symbolic link); `--version` reads the
+   * `package.json` above its real path.
+   */
+  script: string;
+}
+
+async function run(argv: readonly string[], options: ProgramOptions): Promise<number> {
   const [first] = argv;
   if (first === undefined || first === "-h" || first === "--help") {
     writeLine("stdout", programHelp(COMMANDS, DESCRIPTION).trimEnd());
     return first === undefined ? 2 : 0;
   }
   if (first === "-V" || first === "--version") {
-    writeLine("stdout", packageVersion(import.meta.url));
+    writeLine("stdout", packageVersion(pathToFileURL(realpathSync(options.script)).href));
     return 0;
   }
   if (first === "help") {
@@ -104,18 +117,25 @@ function writeJsonError(code: string, message: string, hint: string | undefined)
 }
 
 /** Runs the CLI with the arguments after the program name; returns the exit code. */
-export async function main(argv: readonly string[]): Promise<number> {
+export async function main(argv: readonly string[], options: ProgramOptions): Promise<number> {
   try {
-    return await run(argv);
+    return await run(argv, options);
   } catch (err) {
     return reportError(err, { json: wantsJson(argv) });
   }
 }
 
-// Network clients can keep timers alive after their work is done, so the CLI
-// exits as soon as the command has finished, but only once its output is out:
-// writes to a pipe through a stream are asynchronous, and exiting early would
-// cut them off.
-const code = await main(process.argv.slice(2));
-await flushOutput();
-process.exit(code);
+/**
+ * The program: runs the CLI on `argv` and exits with its code. Nothing here
+ * runs when the module loads, so the bundle can be held in a V8 startup
+ * snapshot and started later with another process's arguments and streams.
+ */
+export async function runProgram(argv: readonly string[], options: ProgramOptions): Promise<never> {
+  const code = await main(argv, options);
+  // Network clients can keep timers alive after their work is done, so the CLI
+  // exits as soon as the command has finished, but only once its output is out:
+  // writes to a pipe through a stream are asynchronous, and exiting early would
+  // cut them off.
+  await flushOutput();
+  process.exit(code);
+}
