@@ -12,7 +12,9 @@
  * through a helper file loaded at run time, where `import()` works.
  *
  * Written beside the blob: `node`, a symbolic link to the node that built it
- * (bin/ogygia compares it with the node on PATH), and the import helper.
+ * (bin/ogygia compares it with the node on PATH), the import helper, and
+ * `entry.cjs`, the script the snapshot was built from (the file that stack
+ * traces from the snapshot name).
  */
 
 import { spawnSync } from "node:child_process";
@@ -88,7 +90,6 @@ const build = spawnSync(
   { stdio: "inherit" },
 );
 if (build.status !== 0) fail(`node --build-snapshot exited with ${String(build.status)}`);
-rmSync(path.join(out, "entry.cjs"));
 symlinkSync(realpathSync(process.execPath), path.join(out, "node"));
 
 // The snapshot must start the program it holds.

@@ -27,9 +27,9 @@ const DESCRIPTION =
 /** Where the program runs from. */
 export interface ProgramOptions {
   /**
-   * The script node was started with (`process.argv[1]`: `bin/ogygia` or
-   * the bundle, possibly through a symbolic link); `--version` reads the
-   * `package.json` above its real path.
+   * The script node was started with (`process.argv[1]`, the bundle, also
+   * when it starts from the snapshot); `--version` reads the `package.json`
+   * above its real path.
    */
   script: string;
 }
