@@ -85,3 +85,16 @@ export function printTable(rows: readonly (readonly string[])[]): void {
         .trimEnd(),
     );
 }
+
+/**
+ * The ratio `ours / base` of each round (runs of `alternate`, same round same
+ * index), as "median (min-max)": pairing keeps the ratio meaningful when the
+ * machine's speed drifts during the run.
+ */
+export function pairedRatio(ours: readonly number[], base: readonly number[]): string {
+  const ratios = ours.map((ms, i) => ms / (base[i] ?? NaN));
+  const sorted = [...ratios].sort((a, b) => a - b);
+  const low = sorted[0] ?? NaN;
+  const high = sorted.at(-1) ?? NaN;
+  return `${median(ratios).toFixed(2)}x (${low.toFixed(2)}-${high.toFixed(2)})`;
+}

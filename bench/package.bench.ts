@@ -7,7 +7,9 @@
  *    better-sqlite3 as npm leaves it and as nix/package.nix keeps it (the
  *    addon alone of its build).
  * 2. `ogygia status` (local mode) run from the packed tarball, unpacked as
- *    npm installs it, side by side with `node -e ""`. Target: within 1.5x.
+ *    npm installs it, side by side with `node -e ""`: the npm package ships
+ *    no startup snapshot (it fits one node binary), so this is the plain
+ *    CommonJS bundle. Target: within 1.5x.
  */
 
 import { execFileSync } from "node:child_process";

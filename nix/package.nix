@@ -19,6 +19,7 @@ let
       ../package.json
       ../package-lock.json
       ../bin
+      ../scripts/build-snapshot.js
       ../src
       ../LICENSE
       ../README.md
@@ -62,7 +63,8 @@ buildNpmPackage {
   };
   npmConfigHook = importNpmLock.npmConfigHook;
 
-  # esbuild bundles src/ into dist/bundle; `npm test` type-checks, not this.
+  # esbuild bundles src/ into dist/bundle, and this Node builds the CLI's V8
+  # startup snapshot from it (dist/snapshot); `npm test` type-checks, not this.
   npmBuildScript = "bundle";
 
   # better-sqlite3 from source in the sandbox, never a downloaded prebuild.
@@ -77,6 +79,15 @@ buildNpmPackage {
     mv "$sqlite/build/Release/better_sqlite3.node" "$TMPDIR/"
     rm -rf "$sqlite/build" "$sqlite/deps" "$sqlite/src"
     install -Dm444 "$TMPDIR/better_sqlite3.node" "$sqlite/build/Release/better_sqlite3.node"
+
+    # The CLI's startup snapshot fits only the Node that built it, so the npm
+    # package leaves it out; here that Node is the wrappers' Node. bin/ogygia
+    # is a shell launcher that starts from the snapshot when the node on PATH
+    # is the one that built it: the wrapper runs the launcher (not node on it)
+    # with this Node first on PATH.
+    cp -a dist/snapshot "$out/lib/node_modules/ogygia/dist/snapshot"
+    makeWrapper "$out/lib/node_modules/ogygia/bin/ogygia" "$out/bin/ogygia" \
+      --prefix PATH : ${nodejs}/bin
   '';
 
   doInstallCheck = true;

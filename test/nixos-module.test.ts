@@ -383,6 +383,15 @@ describe("the package (nix/package.nix and what npm packs)", () => {
     // Only the addon of its build stays in the closure.
     expect(args.postInstall).toContain('rm -rf "$sqlite/build" "$sqlite/deps" "$sqlite/src"');
     expect(args.postInstall).toContain("better_sqlite3.node");
+    // The CLI's startup snapshot, built by `npm run bundle` with this Node, is
+    // installed beside the bundle, and the wrapper runs the shell launcher
+    // with this Node first on PATH (the launcher checks it built the snapshot).
+    expect(args.postInstall).toContain(
+      'cp -a dist/snapshot "$out/lib/node_modules/ogygia/dist/snapshot"',
+    );
+    expect(args.postInstall).toMatch(
+      /makeWrapper "\$out\/lib\/node_modules\/ogygia\/bin\/ogygia" "\$out\/bin\/ogygia" \\\s+--prefix PATH : nodejs\/bin/,
+    );
   });
 
   it("fetches every locked dependency from the registry URL npm would use, checked by its integrity", async () => {
@@ -405,7 +414,7 @@ describe("the package (nix/package.nix and what npm packs)", () => {
     );
   });
 
-  it("npm pack ships the programs, the LICENSE and nothing of the tests, benchmarks or source maps", async () => {
+  it("npm pack ships the programs, the LICENSE and nothing of the tests, benchmarks, source maps or startup snapshot", async () => {
     const result = await runCommand("npm", ["pack", "--dry-run", "--json"], {
       env: { npm_config_cache: path.join(dir, "npm-cache") },
     });
@@ -418,14 +427,14 @@ describe("the package (nix/package.nix and what npm packs)", () => {
         "package.json",
         "bin/ogygia",
         "bin/ogygia-irisd",
-        "dist/bundle/ogygia.js",
+        "dist/bundle/ogygia.cjs",
         "dist/bundle/ogygia-irisd.js",
       ]),
     );
     const unexpected = files.filter(
       (f) =>
         !["LICENSE", "README.md", "package.json", "bin/ogygia", "bin/ogygia-irisd"].includes(f) &&
-        !/^dist\/bundle\/(chunks\/)?[\w.-]+\.js$/.test(f),
+        !/^dist\/bundle\/(chunks\/)?[\w.-]+\.c?js$/.test(f),
     );
     expect(unexpected).toEqual([]);
   });

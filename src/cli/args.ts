@@ -4,7 +4,7 @@
  * frameworks cost 20-40 ms to load, a quarter of `ogygia status`'s budget.
  */
 
-import { stat } from "node:fs/promises";
+import { statSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 import { OgygiaError, escapeForTerminal, hasErrorCode } from "../core/index.js";
@@ -193,13 +193,13 @@ function parseArgsUsageError(
 }
 
 /** Fails with a usage error when an `existingDirectory` option names no directory. */
-export async function checkOptionPaths(command: CommandSpec, values: OptionValues): Promise<void> {
+export function checkOptionPaths(command: CommandSpec, values: OptionValues): void {
   for (const [name, spec] of Object.entries(command.options)) {
     const value = values[name];
     if (spec.existingDirectory !== true || typeof value !== "string") continue;
     let isDirectory: boolean;
     try {
-      isDirectory = (await stat(value)).isDirectory();
+      isDirectory = statSync(value).isDirectory();
     } catch (err) {
       if (!hasErrorCode(err, "ENOENT", "ENOTDIR")) throw err;
       throw usageError(`--${name} directory ${escapeForTerminal(value)} does not exist`, command);

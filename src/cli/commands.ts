@@ -10,7 +10,7 @@ import { DEFAULT_IRISD_URL } from "../iris/index.js";
 import { DEFAULT_CONFIG_PATH, detectHostname } from "../system/index.js";
 import { usageError, type CommandSpec } from "./args.js";
 import { NEBULA_COMMANDS } from "./nebula-commands.js";
-import { writeLine, writeLines } from "./output.js";
+import { outputStream, writeLine, writeLines } from "./output.js";
 
 const ROOT_OPTION = {
   type: "string",
@@ -217,17 +217,16 @@ const IRIS_PUSH: CommandSpec = {
       typeof values.irisd === "string" ? values.irisd : undefined,
       process.env,
     );
-    const live = values.json !== true && process.stderr.isTTY;
+    const stderr = outputStream("stderr");
+    const live = values.json !== true && stderr.isTTY;
     const result = await irisctl.pushPaths({
       inputs,
       root: typeof values.store === "string" ? values.store : "/",
       signKeyFile: typeof values.sign === "string" ? values.sign : undefined,
       irisd: base,
-      ...(live
-        ? { progress: (message: string) => process.stderr.write(`\r\x1b[K${message}`) }
-        : {}),
+      ...(live ? { progress: (message: string) => stderr.write(`\r\x1b[K${message}`) } : {}),
     });
-    if (live) process.stderr.write("\r\x1b[K");
+    if (live) stderr.write("\r\x1b[K");
     if (values.json === true) {
       writeLine("stdout", JSON.stringify(result, null, 2));
     } else {
@@ -390,7 +389,7 @@ export const COMMANDS: readonly CommandSpec[] = [
         process.once("SIGTERM", onSignal);
         const printer = status.watchPrinter({
           json: values.json === true,
-          tty: process.stdout.isTTY,
+          tty: outputStream("stdout").isTTY,
         });
         await status.watchStatus({
           ...options,
@@ -400,7 +399,7 @@ export const COMMANDS: readonly CommandSpec[] = [
             // Wait until the frame is out: a reader that stalls holds up the
             // next frame instead of letting output pile up in memory.
             await new Promise<void>((resolve) =>
-              process.stdout.write("", () => {
+              outputStream("stdout").write("", () => {
                 resolve();
               }),
             );

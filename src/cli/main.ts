@@ -3,6 +3,9 @@
  * it, and maps errors to messages and exit codes in one place.
  */
 
+import { realpathSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+
 import { OgygiaError, errorReport, packageVersion } from "../core/index.js";
 import {
   checkOptionPaths,
@@ -16,19 +19,29 @@ import {
 } from "./args.js";
 import { COMMANDS } from "./commands.js";
 import { GROUP_SUMMARIES } from "./groups.js";
-import { writeLine } from "./output.js";
+import { flushOutput, writeLine } from "./output.js";
 
 const DESCRIPTION =
   "Fleet tooling for NixOS: which revision runs where, and a shared binary cache.";
 
-async function run(argv: readonly string[]): Promise<number> {
+/** Where the program runs from. */
+export interface ProgramOptions {
+  /**
+   * The script node was started with (`process.argv[1]`, the bundle, also
+   * when it starts from the snapshot); `--version` reads the `package.json`
+   * above its real path.
+   */
+  script: string;
+}
+
+async function run(argv: readonly string[], options: ProgramOptions): Promise<number> {
   const [first] = argv;
   if (first === undefined || first === "-h" || first === "--help") {
     writeLine("stdout", programHelp(COMMANDS, DESCRIPTION).trimEnd());
     return first === undefined ? 2 : 0;
   }
   if (first === "-V" || first === "--version") {
-    writeLine("stdout", packageVersion(import.meta.url));
+    writeLine("stdout", packageVersion(pathToFileURL(realpathSync(options.script)).href));
     return 0;
   }
   if (first === "help") {
@@ -61,7 +74,7 @@ async function run(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const args = parseCommandArgs(found.command, found.rest);
-  await checkOptionPaths(found.command, args.values);
+  checkOptionPaths(found.command, args.values);
   return found.command.run(args);
 }
 
@@ -107,34 +120,25 @@ function writeJsonError(code: string, message: string, hint: string | undefined)
 }
 
 /** Runs the CLI with the arguments after the program name; returns the exit code. */
-export async function main(argv: readonly string[]): Promise<number> {
+export async function main(argv: readonly string[], options: ProgramOptions): Promise<number> {
   try {
-    return await run(argv);
+    return await run(argv, options);
   } catch (err) {
     return reportError(err, { json: wantsJson(argv) });
   }
 }
 
-// A closed pipe (`ogygia status | head -1`) is not an error worth a stack trace.
-process.stdout.on("error", (err: NodeJS.ErrnoException) => {
-  if (err.code === "EPIPE") process.exit(0);
-  throw err;
-});
-
-/** Resolves once everything written to `stream` so far has been handed to the OS. */
-function flushed(stream: NodeJS.WriteStream): Promise<void> {
-  return new Promise((resolve) => {
-    if (stream.writableLength === 0) resolve();
-    else
-      stream.write("", () => {
-        resolve();
-      });
-  });
+/**
+ * The program: runs the CLI on `argv` and exits with its code. Nothing here
+ * runs when the module loads, so the bundle can be held in a V8 startup
+ * snapshot and started later with another process's arguments and streams.
+ */
+export async function runProgram(argv: readonly string[], options: ProgramOptions): Promise<never> {
+  const code = await main(argv, options);
+  // Network clients can keep timers alive after their work is done, so the CLI
+  // exits as soon as the command has finished, but only once its output is out:
+  // writes to a pipe through a stream are asynchronous, and exiting early would
+  // cut them off.
+  await flushOutput();
+  process.exit(code);
 }
-
-// Network clients can keep timers alive after their work is done, so the CLI
-// exits as soon as the command has finished, but only once its output is out:
-// writes to a pipe are asynchronous, and exiting early would cut them off.
-const code = await main(process.argv.slice(2));
-await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
-process.exit(code);

@@ -4,7 +4,7 @@
  * that is wrong is an error naming the file and the key or line.
  */
 
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 
 import { OgygiaError, checkHttpUrl, hasErrorCode } from "../core/index.js";
 import { BACKEND_NAMES, type BackendKind } from "../fleet/index.js";
@@ -267,7 +267,8 @@ export async function loadConfig(source: ConfigSource): Promise<OgygiaConfig | u
   if (source.unreadable !== undefined) return undefined;
   let text: string;
   try {
-    text = await readFile(source.path, "utf8");
+    // Synchronous: one small local file; no thread pool for it.
+    text = readFileSync(source.path, "utf8");
   } catch (err) {
     if (hasErrorCode(err, "ENOENT", "ENOTDIR") && !source.explicit) return undefined;
     if (hasErrorCode(err, "ENOENT", "ENOTDIR")) {
@@ -293,5 +294,5 @@ export async function loadConfig(source: ConfigSource): Promise<OgygiaConfig | u
     }
     throw err;
   }
-  return parseConfig(text, source.displayPath);
+  return await parseConfig(text, source.displayPath);
 }

@@ -4,7 +4,7 @@
  * are followed inside the root, never on the host.
  */
 
-import { lstat, readlink } from "node:fs/promises";
+import { lstatSync, readlinkSync } from "node:fs";
 import path from "node:path";
 
 export type SystemState = "current" | "booted" | "nextboot";
@@ -37,7 +37,18 @@ export function displayPathInRoot(root: string, logical: string): string {
  * not exist ends resolution early; reading the result then fails with the
  * real error (ENOENT, EACCES), which callers handle.
  */
-export async function resolveInRoot(root: string, logical: string): Promise<string> {
+export function resolveInRoot(root: string, logical: string): Promise<string> {
+  return new Promise((resolve) => {
+    resolve(resolveInRootSync(root, logical));
+  });
+}
+
+/**
+ * `resolveInRoot` with synchronous calls: a handful of `lstat`s on local
+ * files, cheaper than a round trip through the thread pool each (which a
+ * short-lived CLI would otherwise start for them).
+ */
+export function resolveInRootSync(root: string, logical: string): string {
   if (root === "/") return logical;
   const base = path.resolve(root);
   let pending = logical.split("/").filter((part) => part !== "" && part !== ".");
@@ -54,7 +65,7 @@ export async function resolveInRoot(root: string, logical: string): Promise<stri
     const candidate = path.join(base, ...resolved, part);
     let isLink: boolean;
     try {
-      isLink = (await lstat(candidate)).isSymbolicLink();
+      isLink = lstatSync(candidate).isSymbolicLink();
     } catch {
       return path.join(candidate, ...pending);
     }
@@ -68,7 +79,7 @@ export async function resolveInRoot(root: string, logical: string): Promise<stri
       Object.assign(err, { code: "ELOOP", path: candidate });
       throw err;
     }
-    const target = await readlink(candidate);
+    const target = readlinkSync(candidate);
     if (target.startsWith("/")) resolved = [];
     pending = [...target.split("/").filter((p) => p !== "" && p !== "."), ...pending];
   }

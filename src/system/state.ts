@@ -2,7 +2,7 @@
  * The local host's three system states and the git revision that built each.
  */
 
-import { open } from "node:fs/promises";
+import { closeSync, openSync, readSync } from "node:fs";
 
 import { errorMessage, hasErrorCode } from "../core/index.js";
 import {
@@ -10,7 +10,7 @@ import {
   STATE_PATHS,
   SYSTEM_STATES,
   displayPathInRoot,
-  resolveInRoot,
+  resolveInRootSync,
   type SystemState,
 } from "./paths.js";
 import { MAX_REVISION_BYTES, parseRevision } from "./revision.js";
@@ -27,19 +27,21 @@ export interface StateReading {
 
 export type LocalStates = Record<SystemState, StateReading>;
 
-async function readPrefix(file: string, limit: number): Promise<Buffer> {
-  const handle = await open(file, "r");
+// Synchronous: three small local files, cheaper read directly than through
+// the thread pool (which a short-lived CLI would otherwise start for them).
+function readPrefix(file: string, limit: number): Buffer {
+  const fd = openSync(file, "r");
   try {
     const buffer = Buffer.alloc(limit);
-    const { bytesRead } = await handle.read(buffer, 0, limit, 0);
+    const bytesRead = readSync(fd, buffer, 0, limit, 0);
     return buffer.subarray(0, bytesRead);
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 
 /** Reads one state's revision file under `root`. Never throws for I/O errors. */
-export async function readStateRevision(root: string, state: SystemState): Promise<StateReading> {
+export function readStateRevision(root: string, state: SystemState): StateReading {
   const logical = `${STATE_PATHS[state]}/${REVISION_FILE}`;
   const shown = displayPathInRoot(root, logical);
   const unknown = (problem?: string): StateReading => ({
@@ -50,9 +52,9 @@ export async function readStateRevision(root: string, state: SystemState): Promi
   });
   let raw: Buffer;
   try {
-    const physical = await resolveInRoot(root, logical);
+    const physical = resolveInRootSync(root, logical);
     // One byte past the limit tells an oversized file from one at the limit.
-    raw = await readPrefix(physical, MAX_REVISION_BYTES + 1);
+    raw = readPrefix(physical, MAX_REVISION_BYTES + 1);
   } catch (err) {
     if (hasErrorCode(err, "ENOENT", "ENOTDIR")) return unknown();
     if (hasErrorCode(err, "EACCES", "EPERM")) return unknown(`permission denied reading ${shown}`);
@@ -65,11 +67,13 @@ export async function readStateRevision(root: string, state: SystemState): Promi
   return { state, path: shown, revision: parsed.revision, problem: undefined };
 }
 
-/** Reads all three states' revisions in parallel. */
-export async function readLocalStates(root: string): Promise<LocalStates> {
-  const [current, booted, nextboot] = await Promise.all(
-    SYSTEM_STATES.map((state) => readStateRevision(root, state)),
-  );
-  if (!current || !booted || !nextboot) throw new Error("readLocalStates: missing state");
-  return { current, booted, nextboot };
+/** Reads all three states' revisions. */
+export function readLocalStates(root: string): Promise<LocalStates> {
+  return new Promise((resolve) => {
+    const [current, booted, nextboot] = SYSTEM_STATES.map((state) =>
+      readStateRevision(root, state),
+    );
+    if (!current || !booted || !nextboot) throw new Error("readLocalStates: missing state");
+    resolve({ current, booted, nextboot });
+  });
 }

@@ -53,8 +53,10 @@ const requirements: Requirement[] = [
     install: "",
   },
   {
-    what: "the built CLI (dist/bundle/ogygia.js)",
-    check: () => existsSync(path.join(REPO_ROOT, "dist/bundle/ogygia.js")),
+    what: "the built CLI (dist/bundle/ogygia.cjs and its snapshot, dist/snapshot/ogygia.blob)",
+    check: () =>
+      existsSync(path.join(REPO_ROOT, "dist/bundle/ogygia.cjs")) &&
+      existsSync(path.join(REPO_ROOT, "dist/snapshot/ogygia.blob")),
     install: "",
   },
 ];
