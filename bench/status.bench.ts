@@ -41,12 +41,7 @@ async function seedEtcd(etcd: EtcdServer, namespace: string, hosts: number): Pro
   for (let i = 0; i < hosts; i++) {
     const host = `host${i}.example.com`;
     for (const field of ["current", "booted", "nextboot"]) {
-      puts.push(
-        etcd.client
-          .put(`${namespace}/${host}/${field}`)
-          .value(revision(i, field[0] ?? ""))
-          .exec(),
-      );
+      puts.push(etcd.client.put(`${namespace}/${host}/${field}`, revision(i, field[0] ?? "")));
       if (puts.length >= 500) await Promise.all(puts.splice(0));
     }
   }

@@ -3,7 +3,11 @@
  * a temporary data folder, for integration tests.
  */
 
-import { Etcd3 } from "etcd3";
+import {
+  EtcdClient,
+  isDeleteEvent,
+  type RangeKeyValue,
+} from "../../src/fleet/etcd-client/index.js";
 
 import {
   canConnect,
@@ -20,7 +24,68 @@ export interface EtcdServer extends ServerControl {
   port: number;
   dataDir: string;
   /** A client for seeding and inspecting data; closed by `stop`. */
-  client: Etcd3;
+  client: EtcdTestClient;
+}
+
+/** Plain calls for seeding and inspecting etcd in tests and benchmarks. */
+export interface EtcdTestClient {
+  put(key: string, value: string | Uint8Array): Promise<void>;
+  /** The key's value as UTF-8 text, or null when it does not exist. */
+  get(key: string): Promise<string | null>;
+  /** The key as etcd holds it (revisions, lease), or undefined. */
+  getKeyValue(key: string): Promise<RangeKeyValue | undefined>;
+  /** Revokes a lease given in decimal, deleting its keys. */
+  revokeLease(id: string): Promise<void>;
+  /** Calls `onPut` with each value put at `key`; resolves once the watch is in place. */
+  watchPuts(key: string, onPut: (value: Buffer) => void): Promise<{ cancel(): void }>;
+  /** The client itself, for what the calls above do not cover. */
+  raw: EtcdClient;
+}
+
+/** A test client over `client` (which it closes with `raw.close()`). */
+export function etcdTestClient(client: EtcdClient): EtcdTestClient {
+  const bytes = (text: string | Uint8Array): Uint8Array =>
+    typeof text === "string" ? Buffer.from(text) : text;
+  const getKeyValue = async (key: string): Promise<RangeKeyValue | undefined> =>
+    (await client.range({ key: bytes(key) })).kvs[0];
+  return {
+    raw: client,
+    async put(key, value) {
+      await client.put({ key: bytes(key), value: bytes(value) });
+    },
+    async get(key) {
+      return (await getKeyValue(key))?.value.toString() ?? null;
+    },
+    getKeyValue,
+    revokeLease: (id) => client.leaseRevoke(BigInt(id)),
+    watchPuts: (key, onPut) =>
+      new Promise((resolve, reject) => {
+        const watcher = client.watch(
+          { key: bytes(key) },
+          {
+            onEvents: (events) => {
+              for (const event of events) {
+                if (!isDeleteEvent(event) && event.kv) onPut(Buffer.from(event.kv.value));
+              }
+            },
+            onConnected: () => {
+              resolve(watcher);
+            },
+            onCanceled: reject,
+          },
+        );
+      }),
+  };
+}
+
+/** A client for `endpoint` with a 10-second deadline per call. */
+export function etcdClientFor(endpoint: string | string[]): EtcdTestClient {
+  return etcdTestClient(
+    new EtcdClient({
+      endpoints: Array.isArray(endpoint) ? endpoint : [endpoint],
+      timeoutMs: 10_000,
+    }),
+  );
 }
 
 export async function startEtcd(): Promise<EtcdServer> {
@@ -54,9 +119,9 @@ export async function startEtcd(): Promise<EtcdServer> {
     ready: () => canConnect(port),
     timeoutMs: 20_000,
   });
-  const client = new Etcd3({ hosts: endpoint });
+  const client = etcdClientFor(endpoint);
   await waitFor("etcd to answer", async () => {
-    await client.get("ogygia-test-probe").string();
+    await client.get("ogygia-test-probe");
     return true;
   });
 
@@ -67,7 +132,7 @@ export async function startEtcd(): Promise<EtcdServer> {
     client,
     ...control,
     async stop() {
-      client.close();
+      client.raw.close();
       await control.stop();
     },
   };
