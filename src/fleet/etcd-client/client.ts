@@ -345,7 +345,11 @@ export class EtcdClient {
                 ended = true;
                 stopped = true;
                 stream.cancel();
-                const reason = response.cancelReason || "etcd cancelled the watch";
+                const reason =
+                  response.cancelReason ||
+                  (response.compactRevision > 0n
+                    ? `mvcc: required revision ${nextRevision} has been compacted (compacted up to ${response.compactRevision})`
+                    : "etcd cancelled the watch");
                 const code =
                   response.compactRevision > 0n
                     ? GrpcCode.OUT_OF_RANGE
