@@ -36,7 +36,17 @@ function entryOnly(/** @type {string} */ regex) {
 }
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", "coverage/", "nix/", "result*"] },
+  {
+    ignores: [
+      "dist/",
+      "node_modules/",
+      "coverage/",
+      "nix/",
+      "result*",
+      // Generated from proto/etcd by `npm run gen:etcd`.
+      "src/fleet/etcd-client/*_pb.ts",
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   ...tseslint.configs.stylisticTypeChecked,

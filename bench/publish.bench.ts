@@ -48,10 +48,9 @@ interface ValueWatch {
 
 async function etcdValueWatch(etcd: EtcdServer): Promise<ValueWatch> {
   let wanted: { value: string; resolve: (at: number) => void } | undefined;
-  const watcher = await etcd.client.watch().key(KEY).create();
-  watcher.on("put", (kv) => {
+  const watcher = await etcd.client.watchPuts(KEY, (value) => {
     const at = performance.now();
-    if (kv.value.toString("utf8") === wanted?.value) {
+    if (value.toString("utf8") === wanted?.value) {
       wanted.resolve(at);
       wanted = undefined;
     }
@@ -61,7 +60,10 @@ async function etcdValueWatch(etcd: EtcdServer): Promise<ValueWatch> {
       new Promise((resolve) => {
         wanted = { value, resolve };
       }),
-    close: () => watcher.cancel(),
+    close: () => {
+      watcher.cancel();
+      return Promise.resolve();
+    },
   };
 }
 
@@ -204,15 +206,12 @@ async function main(): Promise<void> {
       logLevel: "warn",
     });
     processes.push(etcdPublisher);
-    await waitPublished(
-      async () => (await etcd.client.get(KEY).string()) === revision(1),
-      etcdPublisher,
-    );
+    await waitPublished(async () => (await etcd.client.get(KEY)) === revision(1), etcdPublisher);
     const etcdWatch = await etcdValueWatch(etcd);
     rows.push(
       latencyRow(
         "etcd: raw put -> watch (baseline)",
-        await rawLatencies((v) => etcd.client.put(KEY).value(v).exec(), etcdWatch),
+        await rawLatencies((v) => etcd.client.put(KEY, v), etcdWatch),
       ),
     );
     rows.push(
@@ -265,8 +264,7 @@ async function main(): Promise<void> {
       [
         "etcd",
         etcdConfig,
-        async () =>
-          (await etcd.client.get(`${NAMESPACE}/idle.example.com/alive`).string()) !== null,
+        async () => (await etcd.client.get(`${NAMESPACE}/idle.example.com/alive`)) !== null,
       ],
       [
         "ZooKeeper",

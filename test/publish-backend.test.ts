@@ -212,7 +212,7 @@ describe.each(FLEET_HARNESSES)("ogygia publish with $label", (harness) => {
       const alive = `${namespace}/${HOST}/alive`;
       const lease = await server.liveness(alive);
       expect(lease).not.toBeNull();
-      await etcd.client.leaseClient.leaseRevoke({ ID: lease ?? "0" });
+      await etcd.client.revokeLease(lease ?? "0");
       expect(await key(namespace, "alive")).toBeNull();
       await waitAlive(namespace, proc);
       expect(await server.liveness(alive)).not.toBe(lease);

@@ -1,6 +1,6 @@
 /**
  * `Coordinator` over etcd, through the adapter's `EtcdCoordinationClient`
- * (`etcd.ts` stays the only importer of `etcd3`). Versions are mod
+ * (`etcd.ts` stays the only user of the etcd client). Versions are mod
  * revisions; compare-and-swap is one transaction; a lease is an etcd lease
  * renewed by `LeaseKeeper`; a watch is an etcd watch from `after + 1`, which
  * etcd replays from its history.

@@ -1,22 +1,23 @@
 /**
- * The etcd adapter: the only module that imports `etcd3`. Reads the whole
- * namespace with one range request over its prefix; publishes a host's keys
- * in one transaction, with `alive` attached to a lease that the publisher
- * keeps alive.
+ * The etcd adapter: the only module that uses the etcd client
+ * (`etcd-client/`). Reads the whole namespace with one range request over
+ * its prefix; publishes a host's keys in one transaction, with `alive`
+ * attached to a lease that the publisher keeps alive.
  */
-
-import {
-  Etcd3,
-  EtcdLeaseInvalidError,
-  GRPCDeadlineExceededError,
-  GRPCUnavailableError,
-  isRecoverableError,
-  type IRequestOp,
-  type Watcher,
-} from "etcd3";
 
 import type { BackendConfig } from "./types.js";
 import { OgygiaError, delay } from "../core/index.js";
+import {
+  CompareResult,
+  CompareTarget,
+  EtcdClient,
+  GrpcCode,
+  GrpcError,
+  isDeleteEvent,
+  prefixRangeEnd,
+  type EtcdClientOptions,
+  type EtcdWatcher,
+} from "./etcd-client/index.js";
 import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
 import { fieldKey, namespacePrefix, snapshotFromPairs } from "./keys.js";
 import type {
@@ -31,24 +32,25 @@ import type {
 } from "./types.js";
 import { SnapshotRefresher } from "./watch.js";
 
-/** Large namespaces (10,000+ hosts) exceed gRPC's default 4 MiB response limit. */
-const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
-
 /** How long a watch that etcd cancelled (compaction, ...) waits before it is made again. */
 const REWATCH_DELAY_MS = 1000;
 
+/** etcd could not be reached (or did not answer) in time. */
 function isConnectionFailure(err: unknown): boolean {
   return (
     err instanceof DeadlineError ||
-    err instanceof GRPCUnavailableError ||
-    err instanceof GRPCDeadlineExceededError ||
-    (err instanceof Error && /BrokenCircuitError|circuit/i.test(err.name + err.message))
+    (err instanceof GrpcError &&
+      (err.code === GrpcCode.UNAVAILABLE || err.code === GrpcCode.DEADLINE_EXCEEDED))
   );
 }
 
-/** For the publisher, which retries either way: anything the library would retry counts too. */
-function isTransientFailure(err: unknown): boolean {
-  return isConnectionFailure(err) || (err instanceof Error && isRecoverableError(err));
+/** etcd's answer for a lease it does not know (expired or revoked). */
+function isLeaseNotFound(err: unknown): boolean {
+  return (
+    err instanceof GrpcError &&
+    err.code === GrpcCode.NOT_FOUND &&
+    err.details.includes("requested lease not found")
+  );
 }
 
 /** Resolves to false instead of rejecting when etcd no longer knows the lease. */
@@ -57,68 +59,59 @@ async function unlessLeaseInvalid(promise: Promise<unknown>): Promise<boolean> {
     await promise;
     return true;
   } catch (err) {
-    if (err instanceof EtcdLeaseInvalidError) return false;
+    if (isLeaseNotFound(err)) return false;
     throw err;
   }
 }
 
-/** Sends one keepalive on a short-lived stream; resolves to the remaining TTL (0: unknown lease). */
-async function keepaliveOnce(client: Etcd3, lease: string, timeoutMs: number): Promise<number> {
-  const stream = await client.leaseClient.leaseKeepAlive({ deadline: Date.now() + timeoutMs });
-  try {
-    return await new Promise<number>((resolve, reject) => {
-      stream.on("data", (response) => {
-        resolve(Number(response.TTL));
-      });
-      stream.on("error", reject);
-      stream.on("end", () => {
-        reject(new GRPCUnavailableError("the keepalive stream ended without an answer"));
-      });
-      stream.write({ ID: lease });
-    });
-  } finally {
-    // Half-close rather than cancel: the library counts a cancelled stream
-    // as a failed host and would drop its connections.
-    stream.end();
-  }
+/** A lease id as etcd gives it (int64) in the decimal form the interfaces use. */
+function leaseBigInt(id: string): bigint {
+  return BigInt(id);
 }
 
-function createClient(config: BackendConfig): Etcd3 {
-  const timeoutMs = config.timeoutSeconds * 1000;
-  return new Etcd3({
-    hosts: config.endpoints,
-    dialTimeout: timeoutMs,
-    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeoutMs }),
-    grpcOptions: {
-      "grpc.max_receive_message_length": MAX_RESPONSE_BYTES,
-    },
+/**
+ * Client options beyond the configuration: TLS material and a user for
+ * etcd's authentication (no configuration keys name them yet).
+ */
+export type EtcdConnectionOptions = Pick<EtcdClientOptions, "tls" | "auth">;
+
+function createClient(config: BackendConfig, extra?: EtcdConnectionOptions): EtcdClient {
+  return new EtcdClient({
+    endpoints: config.endpoints,
+    timeoutMs: config.timeoutSeconds * 1000,
+    ...extra,
   });
 }
 
-/** The end of the key range that holds every key starting with `prefix`. */
-function prefixEnd(prefix: string): Buffer {
-  const end = Buffer.from(prefix);
-  // Every prefix used here ends in "/", so the last byte can simply be incremented.
-  end[end.length - 1] = (end[end.length - 1] ?? 0) + 1;
-  return end;
+/** One operation of a transaction, as the generated `RequestOp` takes it. */
+type TxnOp = NonNullable<TxnRequestInit["success"]>[number];
+type TxnCompare = NonNullable<TxnRequestInit["compare"]>[number];
+type TxnRequestInit = Parameters<EtcdClient["txn"]>[0];
+
+const encoder = new TextEncoder();
+
+/** The bytes of a key. */
+function bytes(text: string): Uint8Array {
+  return encoder.encode(text);
 }
 
 class EtcdBackend implements FleetBackend {
   readonly kind = "etcd" as const;
   readonly config: BackendConfig;
-  private readonly client: Etcd3;
+  private readonly client: EtcdClient;
   private closed = false;
 
-  constructor(config: BackendConfig) {
+  constructor(config: BackendConfig, extra?: EtcdConnectionOptions) {
     this.config = config;
-    this.client = createClient(config);
+    this.client = createClient(config, extra);
   }
 
   async readHosts(): Promise<FleetSnapshot> {
     const prefix = namespacePrefix(this.config.namespace);
+    const key = bytes(prefix);
     try {
       const response = await withDeadline(
-        this.client.getAll().prefix(prefix).exec(),
+        this.client.range({ key, rangeEnd: prefixRangeEnd(key) }),
         this.config.timeoutSeconds * 1000,
       );
       return snapshotFromPairs(prefix, response.kvs);
@@ -136,44 +129,41 @@ class EtcdBackend implements FleetBackend {
   watchHosts(handlers: FleetWatchHandlers): FleetWatch {
     const refresher = new SnapshotRefresher(() => this.readHosts(), handlers);
     const stop = new AbortController();
-    let watcher: Watcher | undefined;
+    let watcher: EtcdWatcher | undefined;
     const trigger = (): void => {
       refresher.trigger();
     };
+    const key = bytes(namespacePrefix(this.config.namespace));
     const start = (): void => {
       if (stop.signal.aborted) return;
-      const created = this.client.watch().prefix(namespacePrefix(this.config.namespace)).watcher();
-      watcher = created;
-      created.on("put", trigger);
-      created.on("delete", trigger);
-      created.on("connected", trigger);
-      // While disconnected the library reconnects with its own backoff; the
-      // read this triggers reports the outage to the caller meanwhile.
-      created.on("disconnected", trigger);
-      // An "error" means etcd cancelled the watch (a compacted revision, ...):
-      // it will not resume, so make a new one.
-      created.on("error", () => {
-        created.removeAllListeners();
-        created.on("error", () => undefined);
-        void delay(REWATCH_DELAY_MS, stop.signal).then(() => {
-          start();
-          trigger();
-        });
-      });
+      watcher = this.client.watch(
+        { key, rangeEnd: prefixRangeEnd(key) },
+        {
+          onEvents: trigger,
+          onConnected: trigger,
+          // While disconnected the client makes the watch again with its own
+          // backoff; the read this triggers reports the outage meanwhile.
+          onDisconnected: trigger,
+          // etcd cancelled the watch (a compacted revision, ...): it will not
+          // resume, so make a new one.
+          onCanceled: () => {
+            void delay(REWATCH_DELAY_MS, stop.signal).then(() => {
+              start();
+              trigger();
+            });
+          },
+        },
+      );
     };
     start();
     refresher.trigger();
     return {
-      close: async () => {
+      close: () => {
         stop.abort();
         refresher.close();
-        const current = watcher;
+        watcher?.cancel();
         watcher = undefined;
-        if (current) {
-          await withDeadline(current.cancel(), this.config.timeoutSeconds * 1000).catch(
-            () => undefined,
-          );
-        }
+        return Promise.resolve();
       },
     };
   }
@@ -188,8 +178,8 @@ class EtcdBackend implements FleetBackend {
 }
 
 /** Creates an etcd backend; connection happens on the first request. */
-export function openEtcd(config: BackendConfig): FleetBackend {
-  return new EtcdBackend(config);
+export function openEtcd(config: BackendConfig, extra?: EtcdConnectionOptions): FleetBackend {
+  return new EtcdBackend(config, extra);
 }
 
 /**
@@ -204,20 +194,20 @@ class EtcdPublisher implements FleetPublisher {
   readonly host: string;
   private readonly ttlSeconds: number;
   private readonly timeoutMs: number;
-  private readonly client: Etcd3;
-  private leaseId: string | undefined;
+  private readonly client: EtcdClient;
+  private leaseId: bigint | undefined;
   private closed = false;
 
-  constructor(config: BackendConfig, options: PublisherOptions) {
+  constructor(config: BackendConfig, options: PublisherOptions, extra?: EtcdConnectionOptions) {
     this.config = config;
     this.host = options.host;
     this.ttlSeconds = options.leaseTtlSeconds;
     this.timeoutMs = config.timeoutSeconds * 1000;
-    this.client = createClient(config);
+    this.client = createClient(config, extra);
   }
 
-  private key(field: Parameters<typeof fieldKey>[2]): Buffer {
-    return Buffer.from(fieldKey(this.config.namespace, this.host, field));
+  private key(field: Parameters<typeof fieldKey>[2]): Uint8Array {
+    return bytes(fieldKey(this.config.namespace, this.host, field));
   }
 
   /** Runs `fn` under the deadline, mapping failures to `OgygiaError`. */
@@ -227,9 +217,9 @@ class EtcdPublisher implements FleetPublisher {
 
   async readHost(): Promise<HostValues> {
     const hostPrefix = `${namespacePrefix(this.config.namespace)}${this.host}/`;
+    const key = bytes(hostPrefix);
     const response = await this.call(
-      () =>
-        this.client.kv.range({ key: Buffer.from(hostPrefix), range_end: prefixEnd(hostPrefix) }),
+      () => this.client.range({ key, rangeEnd: prefixRangeEnd(key) }),
       "read",
     );
     const snapshot = snapshotFromPairs(namespacePrefix(this.config.namespace), response.kvs);
@@ -237,27 +227,27 @@ class EtcdPublisher implements FleetPublisher {
   }
 
   async write(changes: HostChanges): Promise<void> {
-    const ops: IRequestOp[] = [];
+    const ops: TxnOp[] = [];
     for (const [field, value] of changes.put) {
-      ops.push({ request_put: { key: this.key(field), value: Buffer.from(value) } });
+      ops.push({
+        request: { case: "requestPut", value: { key: this.key(field), value: bytes(value) } },
+      });
     }
     for (const field of changes.delete) {
-      ops.push({ request_delete_range: { key: this.key(field) } });
+      ops.push({ request: { case: "requestDeleteRange", value: { key: this.key(field) } } });
     }
     if (ops.length === 0) return;
     // One transaction: readers never see half of a publication.
-    await this.call(() => this.client.kv.txn({ success: ops }), "write");
+    await this.call(() => this.client.txn({ success: ops }), "write");
   }
 
   async ensureAlive(value: string): Promise<void> {
     // A lease that expired between grant and put (or was revoked) is granted
     // anew, once; a second failure is reported like any other.
     for (let attempt = 0; attempt < 2; attempt++) {
-      this.leaseId ??= (
-        await this.call(() => this.client.leaseClient.leaseGrant({ TTL: this.ttlSeconds }), "write")
-      ).ID;
+      this.leaseId ??= (await this.call(() => this.client.leaseGrant(this.ttlSeconds), "write")).ID;
       const lease = this.leaseId;
-      const put = this.client.kv.put({ key: this.key("alive"), value: Buffer.from(value), lease });
+      const put = this.client.put({ key: this.key("alive"), value: bytes(value), lease });
       if (await this.call(() => unlessLeaseInvalid(put), "write")) return;
       this.leaseId = undefined;
     }
@@ -267,7 +257,7 @@ class EtcdPublisher implements FleetPublisher {
   async refreshAlive(): Promise<boolean> {
     const lease = this.leaseId;
     if (lease === undefined) return false;
-    const ttl = await this.call(() => keepaliveOnce(this.client, lease, this.timeoutMs), "write");
+    const ttl = await this.call(() => this.client.leaseKeepAliveOnce(lease), "write");
     if (ttl > 0) return true;
     if (this.leaseId === lease) this.leaseId = undefined;
     return false;
@@ -285,10 +275,7 @@ class EtcdPublisher implements FleetPublisher {
     try {
       if (options.revoke && lease !== undefined) {
         // A lease that is already gone is what revoking wants.
-        await this.call(
-          () => unlessLeaseInvalid(this.client.leaseClient.leaseRevoke({ ID: lease })),
-          "write",
-        );
+        await this.call(() => unlessLeaseInvalid(this.client.leaseRevoke(lease)), "write");
       }
     } finally {
       this.client.close();
@@ -300,8 +287,9 @@ class EtcdPublisher implements FleetPublisher {
 export function openEtcdPublisher(
   config: BackendConfig,
   options: PublisherOptions,
+  extra?: EtcdConnectionOptions,
 ): FleetPublisher {
-  return new EtcdPublisher(config, options);
+  return new EtcdPublisher(config, options, extra);
 }
 
 /** A key as coordination sees it: its value and the revision of its last write. */
@@ -316,7 +304,7 @@ export type EtcdChange =
 
 /**
  * The etcd calls that coordination (`etcd-coordination.ts`) makes, in plain
- * types, so that `etcd3` stays in this file. Every call takes its deadline
+ * types, so that the etcd client stays behind this file. Every call takes its deadline
  * and throws `OgygiaError` (`connectError` when etcd cannot be reached in
  * time, else `readError` or `writeError`).
  */
@@ -343,7 +331,7 @@ export interface EtcdCoordinationClient {
   /** Revokes a lease (and deletes its keys); a lease already gone is no error. */
   revokeLease(id: string, timeoutMs: number): Promise<void>;
   /**
-   * Watches one key from `startRevision` (inclusive). The library reconnects
+   * Watches one key from `startRevision` (inclusive). The client reconnects
    * and resumes by itself; `onError` reports a watch etcd cancelled (a
    * compacted revision, ...), after which nothing more is delivered. The
    * returned function cancels the watch (bounded by `timeout_seconds`).
@@ -367,16 +355,19 @@ async function etcdCall<T>(
     return await withDeadline(fn(), timeoutMs);
   } catch (err) {
     if (err instanceof OgygiaError) throw err;
-    if (isTransientFailure(err)) throw connectError("etcd", config, err);
+    if (isConnectionFailure(err)) throw connectError("etcd", config, err);
     throw what === "read" ? readError("etcd", config, err) : writeError("etcd", config, err);
   }
 }
 
 class EtcdCoordinationClientImpl implements EtcdCoordinationClient {
-  private readonly client: Etcd3;
+  private readonly client: EtcdClient;
 
-  constructor(private readonly config: BackendConfig) {
-    this.client = createClient(config);
+  constructor(
+    private readonly config: BackendConfig,
+    extra?: EtcdConnectionOptions,
+  ) {
+    this.client = createClient(config, extra);
   }
 
   private call<T>(fn: () => Promise<T>, timeoutMs: number, what: "read" | "write"): Promise<T> {
@@ -388,14 +379,14 @@ class EtcdCoordinationClientImpl implements EtcdCoordinationClient {
     timeoutMs: number,
   ): Promise<{ entry: EtcdEntry | null; revision: bigint }> {
     const response = await this.call(
-      () => this.client.kv.range({ key: Buffer.from(key) }, { deadline: Date.now() + timeoutMs }),
+      () => this.client.range({ key: bytes(key) }, { timeoutMs }),
       timeoutMs,
       "read",
     );
     const kv = response.kvs[0];
     return {
-      entry: kv ? { value: kv.value, modRevision: BigInt(kv.mod_revision) } : null,
-      revision: BigInt(response.header.revision),
+      entry: kv ? { value: Buffer.from(kv.value), modRevision: kv.modRevision } : null,
+      revision: response.revision,
     };
   }
 
@@ -405,49 +396,59 @@ class EtcdCoordinationClientImpl implements EtcdCoordinationClient {
     value: Uint8Array,
     options: { lease?: string | undefined; timeoutMs: number },
   ): Promise<bigint | null> {
-    const keyBytes = Buffer.from(key);
-    const compare =
+    const keyBytes = bytes(key);
+    const compare: TxnCompare =
       expected === "absent"
-        ? { key: keyBytes, target: "Create" as const, result: "Equal" as const, create_revision: 0 }
+        ? {
+            key: keyBytes,
+            target: CompareTarget.Create,
+            result: CompareResult.Equal,
+            targetUnion: { case: "createRevision", value: 0n },
+          }
         : {
             key: keyBytes,
-            target: "Mod" as const,
-            result: "Equal" as const,
-            mod_revision: expected.toString(),
+            target: CompareTarget.Mod,
+            result: CompareResult.Equal,
+            targetUnion: { case: "modRevision", value: expected },
           };
     const put =
       expected === "absent"
         ? {
             key: keyBytes,
-            value: Buffer.from(value),
-            ...(options.lease && { lease: options.lease }),
+            value,
+            ...(options.lease && { lease: leaseBigInt(options.lease) }),
           }
-        : { key: keyBytes, value: Buffer.from(value), ignore_lease: true };
+        : { key: keyBytes, value, ignoreLease: true };
     const response = await this.call(
       () =>
-        this.client.kv.txn(
-          { compare: [compare], success: [{ request_put: put }] },
-          { deadline: Date.now() + options.timeoutMs },
+        this.client.txn(
+          { compare: [compare], success: [{ request: { case: "requestPut", value: put } }] },
+          { timeoutMs: options.timeoutMs },
         ),
       options.timeoutMs,
       "write",
     );
     // A transaction that writes gets the revision in its header.
-    return response.succeeded ? BigInt(response.header.revision) : null;
+    return response.succeeded ? (response.header?.revision ?? 0n) : null;
   }
 
   async deleteIf(key: string, expected: bigint, timeoutMs: number): Promise<boolean> {
-    const keyBytes = Buffer.from(key);
+    const keyBytes = bytes(key);
     const response = await this.call(
       () =>
-        this.client.kv.txn(
+        this.client.txn(
           {
             compare: [
-              { key: keyBytes, target: "Mod", result: "Equal", mod_revision: expected.toString() },
+              {
+                key: keyBytes,
+                target: CompareTarget.Mod,
+                result: CompareResult.Equal,
+                targetUnion: { case: "modRevision", value: expected },
+              },
             ],
-            success: [{ request_delete_range: { key: keyBytes } }],
+            success: [{ request: { case: "requestDeleteRange", value: { key: keyBytes } } }],
           },
-          { deadline: Date.now() + timeoutMs },
+          { timeoutMs },
         ),
       timeoutMs,
       "write",
@@ -460,27 +461,25 @@ class EtcdCoordinationClientImpl implements EtcdCoordinationClient {
     timeoutMs: number,
   ): Promise<{ id: string; ttlSeconds: number }> {
     const response = await this.call(
-      () =>
-        this.client.leaseClient.leaseGrant(
-          { TTL: ttlSeconds },
-          { deadline: Date.now() + timeoutMs },
-        ),
+      () => this.client.leaseGrant(ttlSeconds, { timeoutMs }),
       timeoutMs,
       "write",
     );
-    return { id: response.ID, ttlSeconds: Number(response.TTL) };
+    return { id: response.ID.toString(), ttlSeconds: Number(response.TTL) };
   }
 
-  keepAlive(id: string, timeoutMs: number): Promise<number> {
-    return this.call(() => keepaliveOnce(this.client, id, timeoutMs), timeoutMs, "write");
+  async keepAlive(id: string, timeoutMs: number): Promise<number> {
+    const ttl = await this.call(
+      () => this.client.leaseKeepAliveOnce(leaseBigInt(id), { timeoutMs }),
+      timeoutMs,
+      "write",
+    );
+    return Number(ttl);
   }
 
   async revokeLease(id: string, timeoutMs: number): Promise<void> {
     await this.call(
-      () =>
-        unlessLeaseInvalid(
-          this.client.leaseClient.leaseRevoke({ ID: id }, { deadline: Date.now() + timeoutMs }),
-        ),
+      () => unlessLeaseInvalid(this.client.leaseRevoke(leaseBigInt(id), { timeoutMs })),
       timeoutMs,
       "write",
     );
@@ -491,22 +490,28 @@ class EtcdCoordinationClientImpl implements EtcdCoordinationClient {
     startRevision: bigint,
     handlers: { onChanges(changes: EtcdChange[]): void; onError(error: OgygiaError): void },
   ): () => Promise<void> {
-    const watcher = this.client.watch().key(key).startRevision(startRevision.toString()).watcher();
-    watcher.on("data", (response) => {
-      handlers.onChanges(
-        response.events.map((event): EtcdChange => {
-          const modRevision = BigInt(event.kv.mod_revision);
-          return event.type === "Put"
-            ? { type: "put", value: event.kv.value, modRevision }
-            : { type: "delete", modRevision };
-        }),
-      );
-    });
-    watcher.on("error", (err) => {
-      handlers.onError(readError("etcd", this.config, err));
-    });
-    const timeoutMs = this.config.timeoutSeconds * 1000;
-    return () => withDeadline(watcher.cancel(), timeoutMs).catch(() => undefined);
+    const watcher = this.client.watch(
+      { key: bytes(key), startRevision },
+      {
+        onEvents: (events) => {
+          handlers.onChanges(
+            events.map((event): EtcdChange => {
+              const modRevision = event.kv?.modRevision ?? 0n;
+              return isDeleteEvent(event)
+                ? { type: "delete", modRevision }
+                : { type: "put", value: Buffer.from(event.kv?.value ?? []), modRevision };
+            }),
+          );
+        },
+        onCanceled: (err) => {
+          handlers.onError(readError("etcd", this.config, err));
+        },
+      },
+    );
+    return () => {
+      watcher.cancel();
+      return Promise.resolve();
+    };
   }
 
   close(): void {
@@ -515,6 +520,9 @@ class EtcdCoordinationClientImpl implements EtcdCoordinationClient {
 }
 
 /** Opens the etcd client that coordination uses; it connects on its first call. */
-export function openEtcdCoordinationClient(config: BackendConfig): EtcdCoordinationClient {
-  return new EtcdCoordinationClientImpl(config);
+export function openEtcdCoordinationClient(
+  config: BackendConfig,
+  extra?: EtcdConnectionOptions,
+): EtcdCoordinationClient {
+  return new EtcdCoordinationClientImpl(config, extra);
 }

@@ -62,17 +62,17 @@ async function etcdFleet(): Promise<FleetServer> {
       const list = [...entries];
       for (let i = 0; i < list.length; i += 500) {
         await Promise.all(
-          list.slice(i, i + 500).map(([key, value]) => etcd.client.put(key).value(value).exec()),
+          list.slice(i, i + 500).map(([key, value]) => etcd.client.put(key, value)),
         );
       }
     },
-    get: (key) => etcd.client.get(key).string(),
+    get: (key) => etcd.client.get(key),
     async version(key) {
-      return (await etcd.client.get(key).exec()).kvs[0]?.mod_revision;
+      return (await etcd.client.getKeyValue(key))?.modRevision.toString();
     },
     async liveness(key) {
-      const lease = (await etcd.client.get(key).exec()).kvs[0]?.lease;
-      return lease === undefined || lease === "0" ? null : lease;
+      const lease = (await etcd.client.getKeyValue(key))?.lease;
+      return lease === undefined || lease === 0n ? null : lease.toString();
     },
     native: { kind: "etcd", etcd },
   };

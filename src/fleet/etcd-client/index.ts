@@ -1,0 +1,26 @@
+/**
+ * Ogygia's etcd v3 client: gRPC over `node:http2` (`grpc.ts`) with messages
+ * generated from etcd's protos (`proto/etcd`, `npm run gen:etcd`). The only
+ * way into the generated code and the transport; `../etcd.ts` is its user.
+ */
+
+export {
+  CompareResult,
+  CompareTarget,
+  EtcdClient,
+  isDeleteEvent,
+  prefixRangeEnd,
+  type EtcdCallOptions,
+  type EtcdClientOptions,
+  type EtcdWatcher,
+  type WatchHandlers,
+  type WatchParams,
+} from "./client.js";
+export { GrpcCode, GrpcError, type TlsOptions } from "./grpc.js";
+export {
+  DecodeError,
+  type RangeKeyValue,
+  type RangeParams,
+  type RangeResult,
+} from "./range-codec.js";
+export type { Event as WatchEvent } from "./kv_pb.js";
