@@ -14,6 +14,7 @@ import {
   type ZkBulkReader,
   type ZkWire,
 } from "../src/fleet/index.js";
+import { sleep } from "./helpers/process.js";
 import { startZooKeeper, type ZooKeeperServer } from "./helpers/zookeeper.js";
 
 const REV = "a1b2c3d4e5f6a7b8c9d0a1b2c3d4e5f6a7b8c9d0";
@@ -205,6 +206,7 @@ describe("ZkWire when the server stops answering", () => {
       const wire = await connectZkWire([server.endpoint], 30_000);
       try {
         server.freeze();
+        await sleep(300);
         const failed = expect(wire.getDataMany(["/probe/value"])).rejects.toThrow(
           /ZooKeeper session lost/,
         );
