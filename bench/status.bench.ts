@@ -9,8 +9,11 @@
  *    side with `etcdctl get --prefix` on the same data: wall time and the
  *    number of gRPC Range requests each makes, and the ratio round by round
  *    (min/median/max). Target: 10,000 hosts <= 2x etcdctl.
- * 3. Fleet mode against a real ZooKeeper with the same host counts (no
- *    baseline: ZooKeeper's own CLI is a JVM that takes seconds to start).
+ * 3. Fleet mode against a real ZooKeeper with the same host counts, side by
+ *    side with the node-by-node read `ogygia status` made before multiRead
+ *    (`lib-zk-node-by-node.ts`; ZooKeeper's own CLI is a JVM that takes
+ *    seconds to start): wall time, pairwise ratios and the requests the
+ *    server received. Target: 10,000 hosts < 1.5 s.
  */
 
 import path from "node:path";
@@ -21,12 +24,19 @@ import { makeSystemRoot, writeConfig } from "../test/helpers/system-root.js";
 import { startZooKeeper } from "../test/helpers/zookeeper.js";
 import { alternate, formatMs, median, pairedRatio, printTable, timeOnce } from "./lib-timing.js";
 
-const ogygia = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bin/ogygia");
+const here = path.dirname(fileURLToPath(import.meta.url));
+const ogygia = path.resolve(here, "../../bin/ogygia");
 const bundle = path.resolve(ogygia, "../../dist/bundle/ogygia.cjs");
+const nodeByNode = path.join(here, "lib-zk-node-by-node.js");
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 
 function revision(i: number, salt: string): string {
   return `${salt}${i.toString(16)}`.padEnd(40, "0").slice(0, 40);
+}
+
+/** [min, median, max] of `values`. */
+function minMedianMax(values: readonly number[]): [number, number, number] {
+  return [Math.min(...values), median(values), Math.max(...values)];
 }
 
 async function rangeRequests(etcd: EtcdServer): Promise<number> {
@@ -159,21 +169,52 @@ async function main(): Promise<void> {
       }
       await zk.putMany(entries);
       const zkConfig = await writeConfig(
-        `[ogygia.zookeeper]\nendpoints = ["${zk.endpoint}"]\nnamespace = "${zkNamespace}"\n`,
+        `[ogygia.zookeeper]\nendpoints = ["${zk.endpoint}"]\nnamespace = "${zkNamespace}"\ntimeout_seconds = 120\n`,
       );
+      const zkEnv = { ...env, OGYGIA_CONFIG: zkConfig };
+      const zkBefore = await zk.packetsReceived();
+      timeOnce(ogygia, ["status", "--root", sys.root, "--json"], { env: zkEnv });
+      const zkOgygiaRequests = (await zk.packetsReceived()) - zkBefore;
+      const zkBefore2 = await zk.packetsReceived();
+      timeOnce(process.execPath, [nodeByNode, zk.endpoint, zkNamespace]);
+      const zkBaselineRequests = (await zk.packetsReceived()) - zkBefore2;
+      const zkRounds = Math.max(3, Math.floor(ROUNDS / 2));
       const zkTimings = alternate(
         {
+          nodeByNode: { command: process.execPath, args: [nodeByNode, zk.endpoint, zkNamespace] },
           ogygia: {
             command: ogygia,
             args: ["status", "--root", sys.root],
-            options: { env: { ...env, OGYGIA_CONFIG: zkConfig } },
+            options: { env: zkEnv },
           },
         },
-        { rounds: Math.max(3, Math.floor(ROUNDS / 2)) },
+        { rounds: zkRounds },
       );
+      const zkBase = zkTimings.nodeByNode?.runs ?? [];
+      const zkMine = zkTimings.ogygia?.runs ?? [];
+      const zkMedian = zkTimings.ogygia?.median ?? NaN;
       console.log(
-        `ZooKeeper, ${hosts.toLocaleString("en")} hosts: ogygia status median ${formatMs(zkTimings.ogygia?.median ?? NaN)}`,
+        `\nZooKeeper, ${hosts.toLocaleString("en")} hosts (${hosts * 3} nodes), ${zkRounds} rounds`,
       );
+      printTable([
+        ["command", "min", "median", "max", "requests", "ratio (min/median/max)"],
+        [
+          "node-by-node read (before multiRead)",
+          ...minMedianMax(zkBase).map(formatMs),
+          String(zkBaselineRequests),
+          "1.00x",
+        ],
+        [
+          "ogygia status",
+          ...minMedianMax(zkMine).map(formatMs),
+          String(zkOgygiaRequests),
+          `${minMedianMax(zkMine.map((ms, i) => ms / (zkBase[i] ?? NaN)))
+            .map((r) => `${r.toFixed(2)}x`)
+            .join(
+              " / ",
+            )}${hosts === 10_000 ? ` (target < 1500 ms: ${zkMedian < 1500 ? "met" : "MISSED"})` : ""}`,
+        ],
+      ]);
     }
   } finally {
     await etcd.stop();

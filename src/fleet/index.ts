@@ -5,8 +5,10 @@
  */
 
 import { configuredBackend, type FleetConfig } from "./registry.js";
-import type { FleetBackend, FleetPublisher, PublisherOptions } from "./types.js";
+import type { FleetBackend, FleetPublisher, FleetSnapshot, PublisherOptions } from "./types.js";
+import type { BulkReadOptions, ZkBulkReader } from "./zookeeper.js";
 import type { ZkSession } from "./zookeeper-session.js";
+import type { ZkWire } from "./zookeeper-wire.js";
 
 export {
   PUBLISHER_FIELDS,
@@ -68,6 +70,31 @@ export async function connectZkSession(
 ): Promise<ZkSession> {
   const session = await import("./zookeeper-session.js");
   return session.ZkSession.connect(endpoints, timeoutMs);
+}
+
+export type { ZkWire } from "./zookeeper-wire.js";
+export type { BulkReadOptions, ZkBulkReader } from "./zookeeper.js";
+
+/**
+ * Opens a bulk-read ZooKeeper connection (`multiRead`), for tests and
+ * benchmarks. Loaded on call, like the adapters.
+ */
+export async function connectZkWire(
+  endpoints: readonly string[],
+  timeoutMs: number,
+): Promise<ZkWire> {
+  const wire = await import("./zookeeper-wire.js");
+  return wire.ZkWire.connect(endpoints, timeoutMs);
+}
+
+/** Reads a ZooKeeper namespace in bulk through `reader`, as `ogygia status` does; for tests. */
+export async function readZooKeeperBulk(
+  reader: ZkBulkReader,
+  namespace: string,
+  options?: BulkReadOptions,
+): Promise<FleetSnapshot> {
+  const zookeeper = await import("./zookeeper.js");
+  return zookeeper.readTreeBulk(reader, namespace, options);
 }
 
 export { openCoordinator } from "./registry.js";

@@ -14,20 +14,13 @@ import type net from "node:net";
 
 import zookeeper from "node-zookeeper-client";
 
-import { OgygiaError, errorMessage } from "../core/index.js";
-import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
-import type { BackendConfig } from "./types.js";
+import { withDeadline } from "./errors.js";
+import { ZkSessionLostError, zkCode } from "./zookeeper-errors.js";
+
+export { ZkSessionLostError, isConnectionFailure, sessionFailure } from "./zookeeper-errors.js";
 
 /** How long a closing session may wait for the server's answer before its socket is dropped. */
 const CLOSE_GRACE_MS = 1000;
-
-/** The session ended (expired, closed or disconnected) before the call finished. */
-export class ZkSessionLostError extends Error {
-  constructor(reason: string) {
-    super(`ZooKeeper session lost: ${reason}`);
-    this.name = "ZkSessionLostError";
-  }
-}
 
 /** The client reports failures as `Exception` objects, not `Error`s; keep their code. */
 function toError(err: unknown): Error {
@@ -36,12 +29,6 @@ function toError(err: unknown): Error {
     return Object.assign(new Error(err.toString()), { code: err.getCode() });
   }
   return new Error(String(err));
-}
-
-function zkCode(err: unknown): number | undefined {
-  return err instanceof Error && "code" in err && typeof err.code === "number"
-    ? err.code
-    : undefined;
 }
 
 /** The node (or, for a create, its parent) does not exist. */
@@ -446,36 +433,4 @@ function dropSocketLater(client: zookeeper.Client, ms: number): void {
     const internals = client as unknown as { connectionManager?: { socket?: net.Socket } };
     internals.connectionManager?.socket?.destroy();
   }, ms).unref();
-}
-
-/** The server could not be reached in time, or the session was lost: worth retrying on a new session. */
-export function isConnectionFailure(err: unknown): boolean {
-  if (err instanceof DeadlineError || err instanceof ZkSessionLostError) return true;
-  const code = zkCode(err);
-  return (
-    code === zookeeper.Exception.CONNECTION_LOSS || code === zookeeper.Exception.SESSION_EXPIRED
-  );
-}
-
-/**
- * A failed call on `session` as the user sees it. A call that timed out
- * drops the session through `drop` first: a server that stopped answering
- * may never tell the client, and a new session may reach another server of
- * the ensemble.
- */
-export function sessionFailure(
-  err: unknown,
-  what: "read" | "write",
-  config: BackendConfig,
-  drop: () => void,
-): OgygiaError {
-  if (err instanceof OgygiaError) return err;
-  if (isConnectionFailure(err)) {
-    if (err instanceof DeadlineError) drop();
-    return connectError("zookeeper", config, err);
-  }
-  const cause = new Error(errorMessage(err));
-  return what === "read"
-    ? readError("zookeeper", config, cause)
-    : writeError("zookeeper", config, cause);
 }

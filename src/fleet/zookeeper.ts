@@ -1,6 +1,9 @@
 /**
- * The ZooKeeper fleet backend and publisher, over `ZkSession`
- * (`zookeeper-session.ts`, the only importer of `node-zookeeper-client`).
+ * The ZooKeeper fleet backend and publisher. A snapshot read goes through
+ * `ZkWire` (`zookeeper-wire.ts`: `multiRead` on a connection of its own);
+ * watches, the publisher and servers before 3.6 go through `ZkSession`
+ * (`zookeeper-session.ts`, the only importer of `node-zookeeper-client`),
+ * loaded only when one of them is used.
  */
 
 import type { BackendConfig } from "./types.js";
@@ -9,6 +12,7 @@ import { connectError, readError, withDeadline } from "./errors.js";
 import { fieldKey, isFleetField, isValidHostSegment } from "./keys.js";
 import type {
   FleetBackend,
+  FleetField,
   FleetPublisher,
   FleetSnapshot,
   FleetWatch,
@@ -18,10 +22,92 @@ import type {
   PublisherOptions,
 } from "./types.js";
 import { SnapshotRefresher } from "./watch.js";
-import { ZkSession, isConnectionFailure, sessionFailure } from "./zookeeper-session.js";
+import { isConnectionFailure, sessionFailure } from "./zookeeper-errors.js";
+import type { ZkConnectOptions, ZkSession } from "./zookeeper-session.js";
+import { ZkWire, isMultiReadUnsupported } from "./zookeeper-wire.js";
 
-/** How many hosts are read at once; ZooKeeper pipelines the reads on one socket. */
+/** How many hosts are read at once, node by node; ZooKeeper pipelines the reads on one socket. */
 const READ_CONCURRENCY = 500;
+
+/** Loads the client library only when a session is needed. */
+async function connectSession(
+  endpoints: readonly string[],
+  timeoutMs: number,
+  options?: ZkConnectOptions,
+): Promise<ZkSession> {
+  const { ZkSession } = await import("./zookeeper-session.js");
+  return ZkSession.connect(endpoints, timeoutMs, options);
+}
+
+/** The reads a bulk snapshot needs: `ZkWire`'s, or a test's wrapper of it. */
+export interface ZkBulkReader {
+  getChildrenMany(paths: readonly string[]): Promise<(string[] | null)[]>;
+  getDataMany(paths: readonly string[]): Promise<(Buffer | null)[]>;
+}
+
+export interface BulkReadOptions {
+  /** Hosts listed (then read) per request. */
+  hostsPerRequest?: number;
+  /** Batches of hosts in flight at once: at most this many requests wait for an answer. */
+  batchesInFlight?: number;
+}
+
+/** 100 hosts a request, 4 batches in flight: the fastest of those measured on 10,000 hosts. */
+const BULK_DEFAULTS: Required<BulkReadOptions> = { hostsPerRequest: 100, batchesInFlight: 4 };
+
+/**
+ * Reads the namespace in bulk, as `readTree` does node by node: the
+ * namespace's children, then for each batch of hosts their children in one
+ * request, then the fleet fields listed in another. A host whose node
+ * vanished after the namespace was listed has no values; a field that
+ * vanished after its host was listed is left out.
+ */
+export async function readTreeBulk(
+  reader: ZkBulkReader,
+  namespace: string,
+  options: BulkReadOptions = {},
+): Promise<FleetSnapshot> {
+  const { hostsPerRequest, batchesInFlight } = { ...BULK_DEFAULTS, ...options };
+  const [children] = await reader.getChildrenMany([namespace]);
+  const hosts: FleetSnapshot["hosts"] = new Map();
+  let strayKeys = 0;
+  const valid: [string, HostValues][] = [];
+  for (const host of (children ?? []).sort()) {
+    if (!isValidHostSegment(host)) {
+      strayKeys += 1;
+      continue;
+    }
+    const values: HostValues = new Map();
+    hosts.set(host, values);
+    valid.push([host, values]);
+  }
+  const batches: [string, HostValues][][] = [];
+  for (let i = 0; i < valid.length; i += hostsPerRequest) {
+    batches.push(valid.slice(i, i + hostsPerRequest));
+  }
+  await forEachLimit(batches, batchesInFlight, async (batch) => {
+    const listed = await reader.getChildrenMany(batch.map(([host]) => `${namespace}/${host}`));
+    const paths: string[] = [];
+    const targets: [HostValues, FleetField][] = [];
+    batch.forEach(([host, values], i) => {
+      for (const field of listed[i] ?? []) {
+        if (!isFleetField(field)) {
+          strayKeys += 1;
+          continue;
+        }
+        paths.push(fieldKey(namespace, host, field));
+        targets.push([values, field]);
+      }
+    });
+    if (paths.length === 0) return;
+    const data = await reader.getDataMany(paths);
+    targets.forEach(([values, field], i) => {
+      const value = data[i];
+      if (value) values.set(field, value);
+    });
+  });
+  return { hosts, strayKeys };
+}
 
 /** Runs `fn` over `items` with at most `limit` calls in flight. */
 async function forEachLimit<T>(
@@ -41,7 +127,8 @@ async function forEachLimit<T>(
 }
 
 /**
- * Reads the namespace over `session`: one listing per host, then only the
+ * Reads the namespace over `session` node by node (for watches, and for
+ * servers without `multiRead`): one listing per host, then only the
  * fields that exist. With `watcher`, every node read is watched with it.
  */
 async function readTree(
@@ -86,6 +173,9 @@ class ZooKeeperBackend implements FleetBackend {
   readonly kind = "zookeeper" as const;
   readonly config: BackendConfig;
   private session: ZkSession | undefined;
+  private wire: ZkWire | undefined;
+  /** The server answered that it does not know `multiRead` (before 3.6): read node by node. */
+  private multiReadUnsupported = false;
   private readonly watches = new Set<FleetWatch>();
 
   constructor(config: BackendConfig) {
@@ -108,7 +198,20 @@ class ZooKeeperBackend implements FleetBackend {
   }
 
   private async read(timeoutMs: number): Promise<FleetSnapshot> {
-    this.session ??= await ZkSession.connect(this.config.endpoints, timeoutMs);
+    if (!this.multiReadUnsupported) {
+      if (this.wire?.isLost === true) this.wire = undefined;
+      this.wire ??= await ZkWire.connect(this.config.endpoints, timeoutMs);
+      try {
+        return await readTreeBulk(this.wire, this.config.namespace);
+      } catch (err) {
+        // Whatever failed, the next read starts on a new connection.
+        this.wire.close();
+        this.wire = undefined;
+        if (!isMultiReadUnsupported(err)) throw err;
+        this.multiReadUnsupported = true;
+      }
+    }
+    this.session ??= await connectSession(this.config.endpoints, timeoutMs);
     return readTree(this.session, this.config.namespace);
   }
 
@@ -131,7 +234,7 @@ class ZooKeeperBackend implements FleetBackend {
           session = undefined;
         }
         if (!session) {
-          const fresh = await ZkSession.connect(this.config.endpoints, timeoutMs);
+          const fresh = await connectSession(this.config.endpoints, timeoutMs);
           if (refresher.isClosed()) {
             fresh.close();
             throw connectError("zookeeper", this.config, new Error("watch closed"));
@@ -161,6 +264,8 @@ class ZooKeeperBackend implements FleetBackend {
   }
 
   async close(): Promise<void> {
+    this.wire?.close();
+    this.wire = undefined;
     this.session?.close();
     this.session = undefined;
     await Promise.all([...this.watches].map((w) => w.close()));
@@ -215,7 +320,7 @@ class ZooKeeperPublisher implements FleetPublisher {
     if (this.session && !this.session.isLost) return this.session;
     this.session?.close();
     this.session = undefined;
-    const session = await ZkSession.connect(this.config.endpoints, this.timeoutMs, {
+    const session = await connectSession(this.config.endpoints, this.timeoutMs, {
       sessionTimeoutMs: this.sessionTimeoutMs,
     });
     if (this.isClosed()) {

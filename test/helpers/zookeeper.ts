@@ -30,6 +30,8 @@ export interface ZooKeeperServer extends ServerControl {
   ephemeralOwner(path: string): Promise<string | null>;
   /** The zxid of a node's last change (hex), or undefined when it does not exist. */
   modifiedZxid(path: string): Promise<string | undefined>;
+  /** How many requests the server has received since it started (`srvr`'s `Received`). */
+  packetsReceived(): Promise<number>;
 }
 
 /** Sends a four-letter word and returns the answer. */
@@ -189,6 +191,13 @@ export async function startZooKeeper(): Promise<ZooKeeperServer> {
           done(err, stat ? stat.mzxid.toString("hex") : undefined);
         });
       });
+    },
+    async packetsReceived() {
+      const answer = await fourLetterWord(port, "srvr");
+      const match = /^Received: (\d+)$/m.exec(answer);
+      if (!match)
+        throw new Error(`ZooKeeper helper: no request count in ${JSON.stringify(answer)}`);
+      return Number(match[1]);
     },
     ...control,
   };
