@@ -26,6 +26,7 @@ import { setImmediate as yieldToLoop } from "node:timers/promises";
 import type { Writable } from "node:stream";
 
 import { OgygiaError, errorMessage, type SystemError } from "../core/index.js";
+import type { BufferPool } from "./buffer-pool.js";
 import { hashFromDigest, type Hash } from "./hash.js";
 import { NAR_MAGIC, ZEROS, encodeTokens, padding } from "./nar-format.js";
 
@@ -372,6 +373,12 @@ export interface WriteNarOptions extends NarStreamOptions {
    * fs.WriteStream, http.ServerResponse), never a PassThrough or Transform.
    */
   reuseBuffers?: boolean;
+  /**
+   * Take output buffers from this pool and give them back as `reuseBuffers`
+   * does (implies it; the chunk size is the pool's). Shared across
+   * responses, it spares every response its own allocations.
+   */
+  pool?: BufferPool;
   /** Chunks handed to `out` and not yet reported written (default 4): memory and pipelining. */
   maxInFlight?: number;
   signal?: AbortSignal;
@@ -401,7 +408,15 @@ export async function writeNar(
   out: Writable,
   options: WriteNarOptions = {},
 ): Promise<WriteNarResult> {
-  const size = checkChunkSize(options.chunkSize);
+  const shared = options.pool;
+  if (shared !== undefined && options.chunkSize !== undefined) {
+    if (options.chunkSize !== shared.bufferSize) {
+      throw new RangeError(
+        `writeNar: chunkSize ${options.chunkSize} differs from the pool's ${shared.bufferSize}`,
+      );
+    }
+  }
+  const size = checkChunkSize(shared?.bufferSize ?? options.chunkSize);
   const maxInFlight = options.maxInFlight ?? DEFAULT_IN_FLIGHT;
   if (!Number.isSafeInteger(maxInFlight) || maxInFlight < 1) {
     throw new RangeError(`writeNar: maxInFlight must be a positive integer, got ${maxInFlight}`);
@@ -411,9 +426,10 @@ export async function writeNar(
     throw new TypeError("writeNar: a NAR hash needs the whole NAR, not a range");
   }
   const hasher = options.hash === true ? createHash("sha256") : undefined;
-  const reuse = options.reuseBuffers === true;
+  const reuse = options.reuseBuffers === true || shared !== undefined;
   const pool: Buffer[] = [];
-  const chunks = narChunks(path, options, () => pool.pop() ?? Buffer.allocUnsafeSlow(size));
+  const take = (): Buffer => pool.pop() ?? Buffer.allocUnsafeSlow(size);
+  const chunks = narChunks(path, options, shared === undefined ? take : () => shared.take());
   const slice = makeSlicer();
   const signal = options.signal;
 
@@ -484,6 +500,8 @@ export async function writeNar(
             `writing the NAR of '${path}' failed: ${errorMessage(err)}`,
             { cause: err },
           );
+        } else if (shared !== undefined) {
+          shared.give(chunk);
         } else if (reuse && pool.length <= maxInFlight) {
           pool.push(wholeBuffer(chunk, size));
         }
