@@ -25,6 +25,8 @@ export async function startC(options: {
   peers: string[];
   publicKey: string;
   cacheDir: string;
+  /** Another build's daemon script (see `startIrisd`). */
+  script?: string;
 }): Promise<IrisdProcess> {
   rmSync(options.cacheDir, { recursive: true, force: true });
   mkdirSync(options.cacheDir, { recursive: true });
@@ -34,5 +36,6 @@ export async function startC(options: {
     trustedKeys: [options.publicKey],
     cache: { dir: options.cacheDir, maxSizeBytes: 8 * 1024 ** 3 },
     logLevel: "info",
+    script: options.script,
   });
 }
