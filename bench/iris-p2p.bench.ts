@@ -6,7 +6,8 @@
  *      its peer B (looking up, verifying, caching), against `nix copy`
  *      straight from B's irisd. Target: C at most 1.1x B, C's CPU at most
  *      2x B's (ratios taken per round, min / median / max shown).
- *      `IRIS_BENCH_BEFORE=<bundle>` adds a C running another build. Beside them: the
+ *      `IRIS_BENCH_BEFORE=<bundle>` adds a C running another build,
+ *      `IRIS_BENCH_NICE=<n>` one with `helper_thread_nice = n`. Beside them: the
  *      same copy through a minimal forwarding process (no verification, no
  *      cache: the floor of any intermediate process here) and from C's warm
  *      cache. Rounds alternate; C restarts with an empty cache each round.
@@ -199,14 +200,20 @@ async function main(): Promise<void> {
     nodeB = b;
     floor = await startFloor(b.url);
     const key = storeB.publicKey;
-    const freshC = async (peers: string[] = [b.url], script?: string): Promise<IrisdProcess> => {
+    const freshC = async (
+      peers: string[] = [b.url],
+      variant: { script?: string; helperThreadNice?: number } = {},
+    ): Promise<IrisdProcess> => {
       await nodeC?.stop();
-      nodeC = await startC({ storeRoot: rootC, peers, publicKey: key, cacheDir, script });
+      nodeC = await startC({ storeRoot: rootC, peers, publicKey: key, cacheDir, ...variant });
       return nodeC;
     };
     // IRIS_BENCH_BEFORE: another build's bundle (dist/bundle/ogygia-irisd.js) as C, beside ours.
     const before = process.env.IRIS_BENCH_BEFORE;
     const withBefore = before !== undefined && before !== "";
+    // IRIS_BENCH_NICE=<n>: our C again with `helper_thread_nice = n`.
+    const niceText = process.env.IRIS_BENCH_NICE;
+    const nice = niceText !== undefined && niceText !== "" ? Number(niceText) : undefined;
     // Warm the page cache and every code path once.
     await nixCopy(b.url, closure.top, key, work, "warm-b");
     await nixCopy(floor.url, closure.top, key, work, "warm-floor");
@@ -215,10 +222,12 @@ async function main(): Promise<void> {
     console.log(
       `\n1. nix copy --from http://... of the closure into a fresh store (${ROUNDS} rounds; ratios per round to the B run beside it)`,
     );
-    const names = ["b", "floor", "c", "warm", "before"];
+    const names = ["b", "floor", "c", "warm", "before", "nice"];
     const wall: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
     const cpu: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
-    const order = withBefore ? ["b", "floor", "c", "before"] : ["b", "floor", "c"];
+    const order = ["b", "floor", "c"];
+    if (withBefore) order.push("before");
+    if (nice !== undefined) order.push("nice");
     for (let round = 0; round < ROUNDS; round++) {
       const turn = round % 2 === 0 ? order : [...order].reverse();
       for (const which of turn) {
@@ -231,12 +240,19 @@ async function main(): Promise<void> {
           wall.floor?.push(await nixCopy(floor.url, closure.top, key, work, `f-${round}`));
           cpu.floor?.push((await floor.cpu()) - start);
         } else {
-          const c = await freshC([b.url], which === "before" ? before : undefined);
+          const c = await freshC(
+            [b.url],
+            which === "before"
+              ? { script: before }
+              : which === "nice"
+                ? { helperThreadNice: nice }
+                : {},
+          );
           let start = await daemonCpu(c.url);
           wall[which]?.push(await nixCopy(c.url, closure.top, key, work, `${which}-${round}`));
           cpu[which]?.push((await daemonCpu(c.url)) - start);
           await cacheSettled(cacheDir, closure.paths.length);
-          if (which === "before") continue;
+          if (which !== "c") continue;
           start = await daemonCpu(c.url);
           wall.warm?.push(await nixCopy(c.url, closure.top, key, work, `w-${round}`));
           cpu.warm?.push((await daemonCpu(c.url)) - start);
@@ -277,6 +293,9 @@ async function main(): Promise<void> {
       copyRow("forwarding floor -> B (no checks, no cache)", "floor"),
       copyRow("C's irisd, through B (empty cache)", "c", "<= 1.1x; CPU <= 2x"),
       ...(withBefore ? [copyRow("C, the IRIS_BENCH_BEFORE build, through B", "before")] : []),
+      ...(nice !== undefined
+        ? [copyRow(`C, helper_thread_nice = ${nice}, through B`, "nice")]
+        : []),
       copyRow("C's irisd, from its NAR cache", "warm"),
     ]);
 

@@ -16,7 +16,8 @@
  *   4. a wrk load run on narinfo (64 connections, 20 s) for each server.
  * Targets: narinfo <= 1.2x nginx, NAR <= 1.1x, first pass <= 2x, wrk
  * throughput >= 0.8x. Also irisd's peak RSS. `IRIS_BENCH_BEFORE=<another
- * checkout>/dist/bundle/ogygia-irisd.js` runs that build beside ours.
+ * checkout>/dist/bundle/ogygia-irisd.js` runs that build beside ours;
+ * `IRIS_BENCH_NICE=0` runs ours again with that `helper_thread_nice`.
  *
  *   npm run bench -- iris-serve
  *   BENCH_ROUNDS=3 IRIS_BENCH_WRK_SECONDS=5 npm run bench -- iris-serve   # quicker
@@ -205,9 +206,16 @@ async function main(): Promise<void> {
   const work = mkdtempSync(path.join(os.tmpdir(), "ogygia-bench-iris-run-"));
   // IRIS_BENCH_BEFORE: another build's bundle (dist/bundle/ogygia-irisd.js), run beside ours.
   const beforeScript = process.env.IRIS_BENCH_BEFORE;
-  const daemons: { name: string; script?: string; process?: IrisdProcess }[] = [{ name: "irisd" }];
+  const daemons: { name: string; script?: string; nice?: number; process?: IrisdProcess }[] = [
+    { name: "irisd" },
+  ];
   if (beforeScript !== undefined && beforeScript !== "") {
     daemons.push({ name: "irisd-before", script: beforeScript });
+  }
+  // IRIS_BENCH_NICE=<n>: our build again with `helper_thread_nice = n`, beside the default.
+  const nice = process.env.IRIS_BENCH_NICE;
+  if (nice !== undefined && nice !== "") {
+    daemons.push({ name: `irisd-nice${nice}`, nice: Number(nice) });
   }
   let nginx: NginxServer | undefined;
   let floor: FloorServer | undefined;
@@ -230,7 +238,12 @@ async function main(): Promise<void> {
 
     const startDaemon = async (daemon: (typeof daemons)[number]): Promise<Server> => {
       await daemon.process?.stop("SIGTERM");
-      const proc = await startIrisd({ storeRoot, logLevel: "info", script: daemon.script });
+      const proc = await startIrisd({
+        storeRoot,
+        logLevel: "info",
+        script: daemon.script,
+        helperThreadNice: daemon.nice,
+      });
       daemon.process = proc;
       const base = { name: daemon.name, url: proc.url, port: proc.port };
       return { ...base, narUrls: await fetchNarUrls(base, hashes) };

@@ -27,6 +27,8 @@ export async function startC(options: {
   cacheDir: string;
   /** Another build's daemon script (see `startIrisd`). */
   script?: string;
+  /** `[server] helper_thread_nice` (default: the daemon's). */
+  helperThreadNice?: number;
 }): Promise<IrisdProcess> {
   rmSync(options.cacheDir, { recursive: true, force: true });
   mkdirSync(options.cacheDir, { recursive: true });
@@ -37,5 +39,6 @@ export async function startC(options: {
     cache: { dir: options.cacheDir, maxSizeBytes: 8 * 1024 ** 3 },
     logLevel: "info",
     script: options.script,
+    helperThreadNice: options.helperThreadNice,
   });
 }
