@@ -6,15 +6,21 @@
  *   (b) nginx (Debian's) serving the static tree that
  *       `nix copy --to 'file://DIR?compression=none'` writes from that store.
  *
- * Timed, rounds alternating between the two so machine noise falls on both:
+ * Timed, rounds alternating between the servers so machine noise falls on
+ * all; every ratio is taken per round (paired) and shown min / median / max:
+ *   0. the first pass over every NAR from a freshly started irisd (its
+ *      small-NAR memory cache empty);
  *   1. every narinfo, sequentially over one keep-alive connection;
  *   2. every NAR, sequentially over one keep-alive connection;
  *   3. a real `nix copy --from http://...` of the closure into a fresh store;
  *   4. a wrk load run on narinfo (64 connections, 20 s) for each server.
- * Targets: narinfo <= 1.3x nginx, NAR <= 1.5x nginx. Also irisd's peak RSS.
+ * Targets: narinfo <= 1.2x nginx, NAR <= 1.1x, first pass <= 2x, wrk
+ * throughput >= 0.8x. Also irisd's peak RSS. `IRIS_BENCH_BEFORE=<another
+ * checkout>/dist/bundle/ogygia-irisd.js` runs that build beside ours;
+ * `IRIS_BENCH_NICE=0` runs ours again with that `helper_thread_nice`.
  *
- *   npm run bench -- iris
- *   BENCH_ROUNDS=3 IRIS_BENCH_WRK_SECONDS=5 npm run bench -- iris   # quicker
+ *   npm run bench -- iris-serve
+ *   BENCH_ROUNDS=3 IRIS_BENCH_WRK_SECONDS=5 npm run bench -- iris-serve   # quicker
  */
 
 import { mkdtempSync, rmSync } from "node:fs";
@@ -41,13 +47,10 @@ const COPY_ROUNDS = Math.max(1, Math.min(ROUNDS, Number(process.env.IRIS_BENCH_C
 const NARINFO_PASSES = 10;
 const WRK_SECONDS = Number(process.env.IRIS_BENCH_WRK_SECONDS ?? 20);
 const WRK_CONNECTIONS = 64;
+const WRK_ROUNDS = Math.max(1, Math.min(ROUNDS, Number(process.env.IRIS_BENCH_WRK_ROUNDS ?? 3)));
 
 function mb(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
-}
-
-function ratio(ours: number, base: number): string {
-  return `${(ours / base).toFixed(2)}x`;
 }
 
 interface Server {
@@ -169,11 +172,51 @@ function wrkRow(name: string, result: WrkResult): string[] {
   ];
 }
 
+/** min / median / max of the per-round ratios `ours[i] / base[i]` (paired rounds). */
+function ratios(ours: readonly number[], base: readonly number[]): string {
+  const r = ours.map((v, i) => v / (base[i] ?? NaN)).sort((a, b) => a - b);
+  if (r.length === 0) return "";
+  const f = (v: number | undefined): string => (v ?? NaN).toFixed(2);
+  return `${f(r[0])} / ${f(median(r))} / ${f(r.at(-1))}x`;
+}
+
+function medianRatio(ours: readonly number[], base: readonly number[]): number {
+  return median(ours.map((v, i) => v / (base[i] ?? NaN)));
+}
+
+/** Runs `body` for every server, in alternating order from round to round. */
+async function alternating<T extends { name: string }>(
+  items: readonly T[],
+  rounds: number,
+  body: (item: T, round: number) => Promise<number>,
+): Promise<Record<string, number[]>> {
+  const out: Record<string, number[]> = {};
+  for (const item of items) out[item.name] = [];
+  for (let round = 0; round < rounds; round++) {
+    for (const item of round % 2 === 0 ? items : [...items].reverse()) {
+      out[item.name]?.push(await body(item, round));
+    }
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const closure = announceBenchClosure();
   const hashes = closure.paths.map(hashPartOf);
   const work = mkdtempSync(path.join(os.tmpdir(), "ogygia-bench-iris-run-"));
-  let irisd: IrisdProcess | undefined;
+  // IRIS_BENCH_BEFORE: another build's bundle (dist/bundle/ogygia-irisd.js), run beside ours.
+  const beforeScript = process.env.IRIS_BENCH_BEFORE;
+  const daemons: { name: string; script?: string; nice?: number; process?: IrisdProcess }[] = [
+    { name: "irisd" },
+  ];
+  if (beforeScript !== undefined && beforeScript !== "") {
+    daemons.push({ name: "irisd-before", script: beforeScript });
+  }
+  // IRIS_BENCH_NICE=<n>: our build again with `helper_thread_nice = n`, beside the default.
+  const nice = process.env.IRIS_BENCH_NICE;
+  if (nice !== undefined && nice !== "") {
+    daemons.push({ name: `irisd-nice${nice}`, nice: Number(nice) });
+  }
   let nginx: NginxServer | undefined;
   let floor: FloorServer | undefined;
   try {
@@ -193,112 +236,116 @@ async function main(): Promise<void> {
       closure.top,
     ]);
 
-    irisd = await startIrisd({ storeRoot, logLevel: "info" });
+    const startDaemon = async (daemon: (typeof daemons)[number]): Promise<Server> => {
+      await daemon.process?.stop("SIGTERM");
+      const proc = await startIrisd({
+        storeRoot,
+        logLevel: "info",
+        script: daemon.script,
+        helperThreadNice: daemon.nice,
+      });
+      daemon.process = proc;
+      const base = { name: daemon.name, url: proc.url, port: proc.port };
+      return { ...base, narUrls: await fetchNarUrls(base, hashes) };
+    };
     nginx = await startNginx(cacheDir, path.join(work, "nginx"));
-    const servers: Server[] = [];
-    for (const [name, url, port] of [
-      ["irisd", irisd.url, irisd.port],
-      ["nginx", nginx.url, nginx.port],
-    ] as const) {
-      servers.push({ name, url, port, narUrls: await fetchNarUrls({ name, url, port }, hashes) });
-    }
-    const narinfoBytes = await medianNarinfoBytes(irisd.port, hashes);
+    const nginxBase = { name: "nginx", url: nginx.url, port: nginx.port };
+    const nginxServer: Server = { ...nginxBase, narUrls: await fetchNarUrls(nginxBase, hashes) };
+    let servers: Server[] = [];
+    for (const daemon of daemons) servers.push(await startDaemon(daemon));
+    servers.push(nginxServer);
+    const names = servers.map((s) => s.name);
+    const first = servers[0];
+    if (first === undefined) throw new Error("no server");
+    const narinfoBytes = await medianNarinfoBytes(first.port, hashes);
 
-    // First pass over every NAR: irisd's small-NAR memory cache is empty (both
-    // servers' files are in the page cache: they were just written).
-    const firstPass: Record<string, number> = {};
-    for (const server of servers) {
-      await timeNarinfos(server, hashes, 2);
-      firstPass[server.name] = (await timeNars(server)).ms;
-    }
+    // First pass over every NAR: each daemon restarted before its pass, so its
+    // small-NAR memory cache is empty; the files are in the page cache for all.
+    console.log(`\n0. first pass: every NAR once from a fresh process (${ROUNDS} rounds)`);
+    const firstPass = await alternating(servers, ROUNDS, async (server) => {
+      const daemon = daemons.find((d) => d.name === server.name);
+      let target = server;
+      if (daemon !== undefined) {
+        target = await startDaemon(daemon);
+        servers = servers.map((s) => (s.name === server.name ? target : s));
+      }
+      await timeNarinfos(target, hashes, 2);
+      return (await timeNars(target)).ms;
+    });
     floor = await startNodeFloor(narinfoBytes);
     const floorServer: Server = { name: "floor", url: floor.url, port: floor.port, narUrls: [] };
     await timeNarinfos(floorServer, hashes, 2);
 
     console.log(
-      `\n1. narinfo: ${hashes.length} x ${NARINFO_PASSES} requests over one keep-alive connection (${ROUNDS} rounds, medians)`,
+      `\n1. narinfo: ${hashes.length} x ${NARINFO_PASSES} requests over one keep-alive connection (${ROUNDS} rounds)`,
     );
-    const narinfoMs: Record<string, number[]> = { irisd: [], nginx: [], floor: [] };
-    const narinfoServers = [...servers, floorServer];
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const server of round % 2 === 0 ? narinfoServers : [...narinfoServers].reverse()) {
-        narinfoMs[server.name]?.push(await timeNarinfos(server, hashes, NARINFO_PASSES));
-      }
-    }
+    const narinfoMs = await alternating([...servers, floorServer], ROUNDS, (server) =>
+      timeNarinfos(server, hashes, NARINFO_PASSES),
+    );
     const requests = hashes.length * NARINFO_PASSES;
-    const niOurs = median(narinfoMs.irisd ?? []);
-    const niBase = median(narinfoMs.nginx ?? []);
-    const niFloor = median(narinfoMs.floor ?? []);
     const perRequest = (ms: number): string => `${((ms * 1000) / requests).toFixed(1)} us`;
+    const nginxNi = narinfoMs.nginx ?? [];
     printTable([
-      ["server", "all narinfos", "per request", "ratio", "target"],
-      ["nginx", formatMs(niBase), perRequest(niBase), "1.00x", ""],
-      [
-        `node:http floor (fixed ${narinfoBytes}-byte body)`,
-        formatMs(niFloor),
-        perRequest(niFloor),
-        ratio(niFloor, niBase),
-        "",
-      ],
-      ["irisd", formatMs(niOurs), perRequest(niOurs), ratio(niOurs, niBase), "<= 1.3x"],
+      ["server", "all narinfos (median)", "per request", "ratio to nginx min / median / max"],
+      ...[...names, "floor"].map((name) => [
+        name === "floor" ? `node:http floor (fixed ${narinfoBytes}-byte body)` : name,
+        formatMs(median(narinfoMs[name] ?? [])),
+        perRequest(median(narinfoMs[name] ?? [])),
+        ratios(narinfoMs[name] ?? [], nginxNi),
+      ]),
     ]);
 
     console.log(
-      `\n2. NAR: all ${hashes.length} NARs (${mb(closure.narBytes)}) over one keep-alive connection (${ROUNDS} rounds, medians)`,
+      `\n2. NAR: all ${hashes.length} NARs (${mb(closure.narBytes)}) over one keep-alive connection (${ROUNDS} rounds)`,
     );
-    const narMs: Record<string, number[]> = { irisd: [], nginx: [] };
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const server of round % 2 === 0 ? servers : [...servers].reverse()) {
-        const { ms, bytes } = await timeNars(server);
-        if (bytes !== closure.narBytes) {
-          throw new Error(`${server.name} sent ${bytes} NAR bytes, expected ${closure.narBytes}`);
-        }
-        narMs[server.name]?.push(ms);
+    const narMs = await alternating(servers, ROUNDS, async (server) => {
+      const { ms, bytes } = await timeNars(server);
+      if (bytes !== closure.narBytes) {
+        throw new Error(`${server.name} sent ${bytes} NAR bytes, expected ${closure.narBytes}`);
       }
-    }
-    const narOurs = median(narMs.irisd ?? []);
-    const narBase = median(narMs.nginx ?? []);
+      return ms;
+    });
     const rate = (ms: number): string =>
       `${(closure.narBytes / 1024 / 1024 / (ms / 1000)).toFixed(0)} MiB/s`;
-    const coldOurs = firstPass.irisd ?? NaN;
-    const coldBase = firstPass.nginx ?? NaN;
+    const nginxNar = narMs.nginx ?? [];
+    const nginxFirst = firstPass.nginx ?? [];
     printTable([
-      ["server", "all NARs", "throughput", "ratio", "target"],
-      ["nginx", formatMs(narBase), rate(narBase), "1.00x", ""],
-      ["irisd", formatMs(narOurs), rate(narOurs), ratio(narOurs, narBase), "<= 1.5x"],
-      ["nginx, first pass", formatMs(coldBase), rate(coldBase), "1.00x", ""],
-      [
-        "irisd, first pass (small-NAR memory cache empty)",
-        formatMs(coldOurs),
-        rate(coldOurs),
-        ratio(coldOurs, coldBase),
-        "",
-      ],
+      ["server", "all NARs (median)", "throughput", "ratio to nginx min / median / max"],
+      ...names.map((name) => [
+        name,
+        formatMs(median(narMs[name] ?? [])),
+        rate(median(narMs[name] ?? [])),
+        ratios(narMs[name] ?? [], nginxNar),
+      ]),
+      ...names.map((name) => [
+        `${name}, first pass${name === "nginx" ? "" : " (fresh process)"}`,
+        formatMs(median(firstPass[name] ?? [])),
+        rate(median(firstPass[name] ?? [])),
+        ratios(firstPass[name] ?? [], nginxFirst),
+      ]),
     ]);
 
     console.log(
-      `\n3. nix copy --from http://... of the closure into a fresh store (${COPY_ROUNDS} rounds, medians)`,
+      `\n3. nix copy --from http://... of the closure into a fresh store (${COPY_ROUNDS} rounds)`,
     );
-    const copyMs: Record<string, number[]> = { irisd: [], nginx: [] };
-    for (let round = 0; round < COPY_ROUNDS; round++) {
-      for (const server of round % 2 === 0 ? servers : [...servers].reverse()) {
-        copyMs[server.name]?.push(timeNixCopy(server, closure.top, publicKey, work, round));
-      }
-    }
-    const copyOurs = median(copyMs.irisd ?? []);
-    const copyBase = median(copyMs.nginx ?? []);
+    const copyMs = await alternating(servers, COPY_ROUNDS, (server, round) =>
+      Promise.resolve(timeNixCopy(server, closure.top, publicKey, work, round)),
+    );
     printTable([
-      ["server", "nix copy", "ratio"],
-      ["nginx", formatMs(copyBase), "1.00x"],
-      ["irisd", formatMs(copyOurs), ratio(copyOurs, copyBase)],
+      ["server", "nix copy (median)", "ratio to nginx min / median / max"],
+      ...names.map((name) => [
+        name,
+        formatMs(median(copyMs[name] ?? [])),
+        ratios(copyMs[name] ?? [], copyMs.nginx ?? []),
+      ]),
     ]);
 
     console.log(
-      `\n4. wrk on narinfo: ${WRK_CONNECTIONS} connections, ${WRK_SECONDS} s, 2 threads, rotating over ${hashes.length} hashes`,
+      `\n4. wrk on narinfo: ${WRK_CONNECTIONS} connections, ${WRK_SECONDS} s, 2 threads, rotating over ${hashes.length} hashes (${WRK_ROUNDS} rounds)`,
     );
-    const wrk: Record<string, WrkResult> = {};
-    for (const server of servers) {
-      wrk[server.name] = runWrk({
+    const wrk: Record<string, WrkResult[]> = {};
+    const wrkRps = await alternating(servers, WRK_ROUNDS, (server) => {
+      const result = runWrk({
         baseUrl: server.url,
         hashParts: hashes,
         workDir: work,
@@ -306,17 +353,20 @@ async function main(): Promise<void> {
         seconds: WRK_SECONDS,
         threads: 2,
       });
-    }
-    const wrkBase = wrk.nginx;
-    const wrkOurs = wrk.irisd;
-    if (wrkBase !== undefined && wrkOurs !== undefined) {
-      printTable([
-        ["server", "req/s", "p50", "p90", "p99", "p99.9", "max", "errors"],
-        wrkRow("nginx", wrkBase),
-        wrkRow("irisd", wrkOurs),
-      ]);
+      (wrk[server.name] ??= []).push(result);
+      return Promise.resolve(result.requestsPerSecond);
+    });
+    printTable([
+      ["server (last round)", "req/s", "p50", "p90", "p99", "p99.9", "max", "errors"],
+      ...names.flatMap((name) => {
+        const last = wrk[name]?.at(-1);
+        return last === undefined ? [] : [wrkRow(name, last)];
+      }),
+    ]);
+    for (const name of names) {
+      if (name === "nginx") continue;
       console.log(
-        `irisd/nginx throughput: ${(wrkOurs.requestsPerSecond / wrkBase.requestsPerSecond).toFixed(2)}x`,
+        `${name}/nginx throughput (higher is better): ${ratios(wrkRps[name] ?? [], wrkRps.nginx ?? [])}`,
       );
     }
 
@@ -324,35 +374,61 @@ async function main(): Promise<void> {
     const nginxRss = nginx.pids().reduce((sum, pid) => sum + currentRss(pid), 0);
     printTable([
       ["process", "peak RSS (VmHWM)", "RSS now"],
-      ["irisd", mb(peakRss(irisd.pid)), mb(currentRss(irisd.pid))],
+      ...daemons.map((d) => [
+        d.name,
+        mb(peakRss(d.process?.pid ?? -1)),
+        mb(currentRss(d.process?.pid ?? -1)),
+      ]),
       ["nginx (master + workers)", "", mb(nginxRss)],
     ]);
 
-    console.log("\nSummary (irisd/nginx; lower is better)");
-    printTable([
-      ["figure", "irisd", "nginx", "ratio", "target", "met"],
-      [
-        "narinfo, one connection",
-        formatMs(niOurs),
-        formatMs(niBase),
-        ratio(niOurs, niBase),
-        "<= 1.3x",
-        niOurs / niBase <= 1.3 ? "yes" : "NO",
-      ],
-      [
-        "NAR, one connection",
-        formatMs(narOurs),
-        formatMs(narBase),
-        ratio(narOurs, narBase),
-        "<= 1.5x",
-        narOurs / narBase <= 1.5 ? "yes" : "NO",
-      ],
-      ["nix copy", formatMs(copyOurs), formatMs(copyBase), ratio(copyOurs, copyBase), "", ""],
-    ]);
-    const aborted = irisd.logs().filter((l) => l.level >= 40);
-    if (aborted.length > 0) console.log(`irisd logged ${aborted.length} warnings or errors`);
+    console.log("\nSummary (ratio to nginx, min / median / max over paired rounds)");
+    const rows: string[][] = [["figure", "server", "ratio", "target", "met (median)"]];
+    for (const name of names.filter((n) => n !== "nginx")) {
+      const met = (ok: boolean): string => (ok ? "yes" : "NO");
+      const ni = narinfoMs[name] ?? [];
+      const nar = narMs[name] ?? [];
+      const fp = firstPass[name] ?? [];
+      const rps = wrkRps[name] ?? [];
+      rows.push(
+        [
+          "narinfo, one connection",
+          name,
+          ratios(ni, nginxNi),
+          "<= 1.2x",
+          met(medianRatio(ni, nginxNi) <= 1.2),
+        ],
+        [
+          "NAR, one connection",
+          name,
+          ratios(nar, nginxNar),
+          "<= 1.1x",
+          met(medianRatio(nar, nginxNar) <= 1.1),
+        ],
+        [
+          "NAR, first pass",
+          name,
+          ratios(fp, nginxFirst),
+          "<= 2x",
+          met(medianRatio(fp, nginxFirst) <= 2),
+        ],
+        [
+          "wrk narinfo req/s",
+          name,
+          ratios(rps, wrkRps.nginx ?? []),
+          ">= 0.8x",
+          met(medianRatio(rps, wrkRps.nginx ?? []) >= 0.8),
+        ],
+      );
+    }
+    printTable(rows);
+    for (const daemon of daemons) {
+      const warnings = daemon.process?.logs().filter((l) => l.level >= 40) ?? [];
+      if (warnings.length > 0)
+        console.log(`${daemon.name} logged ${warnings.length} warnings or errors`);
+    }
   } finally {
-    await irisd?.stop("SIGTERM");
+    for (const daemon of daemons) await daemon.process?.stop("SIGTERM");
     await nginx?.stop();
     await floor?.stop();
     rmSync(work, { recursive: true, force: true });

@@ -25,6 +25,10 @@ export async function startC(options: {
   peers: string[];
   publicKey: string;
   cacheDir: string;
+  /** Another build's daemon script (see `startIrisd`). */
+  script?: string;
+  /** `[server] helper_thread_nice` (default: the daemon's). */
+  helperThreadNice?: number;
 }): Promise<IrisdProcess> {
   rmSync(options.cacheDir, { recursive: true, force: true });
   mkdirSync(options.cacheDir, { recursive: true });
@@ -34,5 +38,7 @@ export async function startC(options: {
     trustedKeys: [options.publicKey],
     cache: { dir: options.cacheDir, maxSizeBytes: 8 * 1024 ** 3 },
     logLevel: "info",
+    script: options.script,
+    helperThreadNice: options.helperThreadNice,
   });
 }

@@ -28,7 +28,7 @@ import { finished } from "node:stream/promises";
 import { hashPath, narSizeOf, narStream, writeNar } from "../src/nix/index.js";
 import { NIX_BENCH_ENV, makeBenchTree, median, printTable } from "./lib-nix-tree.js";
 
-const ROUNDS = 7;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 
 function timeCommand(command: string, args: string[]): number {
   const devNull = openSync("/dev/null", "w");
@@ -134,15 +134,20 @@ async function main(): Promise<void> {
       const o = median(ours);
       const wall = median(theirs);
       const t = Math.max(1, wall - start);
+      // Per round (paired): Nix's time without start-up over ours; min / median / max.
+      const r = ours
+        .map((v, i) => Math.max(1, (theirs[i] ?? NaN) - start) / v)
+        .sort((a, b) => a - b);
+      const f = (v: number | undefined): string => (v ?? NaN).toFixed(2);
       return {
         name,
         ours: `${o.toFixed(0)} ms ${mbps(bytes, o)}`,
         baseline: `${t.toFixed(0)} ms ${mbps(bytes, t)}`,
-        ratio: `${(t / o).toFixed(2)}x (${(wall / o).toFixed(2)}x vs wall)`,
+        ratio: `${f(r[0])} / ${f(median(r))} / ${f(r.at(-1))}x (${(wall / o).toFixed(2)}x vs wall)`,
       };
     };
     console.log(
-      `medians of ${ROUNDS} alternating runs; ratio = Nix time / our time (throughput, >1 is faster than Nix), with Nix's start-up (${start.toFixed(1)} ms) subtracted, and against its whole wall time`,
+      `medians of ${ROUNDS} alternating runs; ratio (min / median / max over rounds) = Nix time / our time (throughput, >1 is faster than Nix), with Nix's start-up (${start.toFixed(1)} ms) subtracted, and against its whole wall time`,
     );
     printTable("NAR of the tree", [
       row("dump to /dev/null (vs nix-store --dump)", ourDump, nixDump),

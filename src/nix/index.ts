@@ -43,6 +43,7 @@ export {
   parseContentAddress,
   type ContentAddress,
 } from "./content-address.js";
+export { createBufferPool, type BufferPool, type BufferPoolOptions } from "./buffer-pool.js";
 export {
   DEFAULT_NAR_CHUNK_SIZE,
   hashPath,

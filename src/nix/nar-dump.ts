@@ -1,8 +1,11 @@
 /**
  * Serialises a filesystem tree as a NAR, byte-identical to `nix-store --dump`.
  *
- * Speed comes from doing what Nix does: synchronous `open`/`fstat`/`read`
- * into large buffers, with entry types from `readdir` (no `lstat` per file).
+ * Speed comes from doing what Nix does: synchronous `lstat`/`open`/`read`
+ * into large buffers (an empty file is never opened), with entry types
+ * from `readdir` (no `lstat` per directory or symlink), paths as strings
+ * while they are ASCII and names sorted as latin1 strings (no Buffer per
+ * name, no native call per comparison).
  * The event loop is blocked only while one output chunk is filled; callers
  * get the loop back between chunks. Memory is a few chunks, whatever the
  * file sizes. A byte range is produced without reading file contents (or
@@ -26,6 +29,7 @@ import { setImmediate as yieldToLoop } from "node:timers/promises";
 import type { Writable } from "node:stream";
 
 import { OgygiaError, errorMessage, type SystemError } from "../core/index.js";
+import type { BufferPool } from "./buffer-pool.js";
 import { hashFromDigest, type Hash } from "./hash.js";
 import { NAR_MAGIC, ZEROS, encodeTokens, padding } from "./nar-format.js";
 
@@ -55,7 +59,7 @@ const enum Kind {
   Other,
 }
 
-function kindOfDirent(entry: Dirent<Buffer>): Kind {
+function kindOfDirent(entry: Dirent): Kind {
   if (entry.isFile()) return Kind.File;
   if (entry.isDirectory()) return Kind.Directory;
   if (entry.isSymbolicLink()) return Kind.Symlink;
@@ -73,11 +77,32 @@ function kindOfStats(stats: Stats): Kind {
   return Kind.Other;
 }
 
-function show(path: Buffer): string {
-  return path.toString("utf8");
+/**
+ * A path as the walk holds it: a string while every name on it is ASCII
+ * (cheaper for every fs call than a Buffer), bytes once a name is not.
+ */
+type WalkPath = string | Buffer;
+
+function show(path: WalkPath): string {
+  return typeof path === "string" ? path : path.toString("utf8");
 }
 
-function dumpError(path: Buffer, reason: string, cause?: unknown): OgygiaError {
+// Any byte but printable ASCII: the name goes into a Buffer path (its latin1 text is not its UTF-8).
+const NON_ASCII = /[^ -~]/;
+
+/** `parent/name`, with `name` as readdir gave it in latin1 (one char per byte). */
+function childPath(parent: WalkPath, name: string): WalkPath {
+  if (typeof parent === "string" && !NON_ASCII.test(name)) return `${parent}/${name}`;
+  const head = typeof parent === "string" ? Buffer.from(parent) : parent;
+  return Buffer.concat([head, SLASH, Buffer.from(name, "latin1")]);
+}
+
+/** Bytewise order of latin1 names (one char per byte) is their string order. */
+function byName(a: Dirent, b: Dirent): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+function dumpError(path: WalkPath, reason: string, cause?: unknown): OgygiaError {
   return new OgygiaError("ERR_OGYGIA_NIX_NAR", `cannot archive '${show(path)}': ${reason}`, {
     cause,
   });
@@ -139,6 +164,24 @@ class ChunkWriter {
     this.put(this.scratch);
   }
 
+  /** A string token whose bytes are `text`'s latin1 chars (a name from readdir). */
+  putName(text: string): void {
+    const len = text.length;
+    this.putNumber(len);
+    const total = len + padding(len);
+    // Fast path: inside the range and in the current chunk: no intermediate Buffer.
+    if (this.pos >= this.start && this.pos + total <= this.end && this.room() >= total) {
+      this.buf.write(text, this.n, len, "latin1");
+      this.buf.fill(0, this.n + len, this.n + total);
+      this.n += total;
+      this.pos += total;
+      return;
+    }
+    this.put(Buffer.from(text, "latin1"));
+    const pad = padding(len);
+    if (pad > 0) this.put(ZEROS.subarray(0, pad));
+  }
+
   putString(bytes: Buffer): void {
     this.putNumber(bytes.length);
     this.put(bytes);
@@ -158,8 +201,9 @@ class ChunkWriter {
 }
 
 interface Frame {
-  path: Buffer;
-  entries: Dirent<Buffer>[];
+  path: WalkPath;
+  /** Names in latin1: one char per byte, whatever the name's encoding. */
+  entries: Dirent[];
   next: number;
 }
 
@@ -202,7 +246,7 @@ function* narChunks(
   const ranged = start > 0 || end !== Infinity;
   const out = new ChunkWriter(start, end, allocate);
   const stack: Frame[] = [];
-  let path = Buffer.from(root);
+  let path: WalkPath = root;
   let kind = Kind.Unknown;
   let produced = 0;
   let fd = -1;
@@ -213,13 +257,8 @@ function* narChunks(
       // 1. Write the node at `path` (directories push a frame and continue below).
       if (kind === Kind.Unknown) kind = kindOfStats(lstatSync(path));
       if (kind === Kind.File) {
-        let stats: Stats;
-        if (ranged) {
-          stats = lstatSync(path);
-        } else {
-          fd = openSync(path, OPEN_FLAGS);
-          stats = fstatSync(fd);
-        }
+        // lstat first, as Nix does: an empty file (or one outside the range) is never opened.
+        const stats: Stats = lstatSync(path);
         if (!stats.isFile()) throw dumpError(path, "it changed type while being archived");
         const size = stats.size;
         out.put((stats.mode & 0o100) !== 0 ? EXECUTABLE : REGULAR);
@@ -228,11 +267,11 @@ function* narChunks(
         const from = Math.max(start, contentStart) - contentStart;
         const to = Math.min(end, contentStart + size) - contentStart;
         if (from < to) {
-          if (fd < 0) {
-            fd = openSync(path, OPEN_FLAGS);
-            if (fstatSync(fd).size !== size) {
-              throw dumpError(path, "it changed size while being archived");
-            }
+          fd = openSync(path, OPEN_FLAGS);
+          // A whole file is read to exactly `size` bytes (a shorter one fails below, as
+          // in Nix); a range starting inside it must know the size is still right.
+          if (ranged && fstatSync(fd).size !== size) {
+            throw dumpError(path, "it changed size while being archived");
           }
           let offset = from;
           while (offset < to) {
@@ -258,8 +297,8 @@ function* narChunks(
         if (stack.length > 0) out.put(CLOSE);
       } else if (kind === Kind.Directory) {
         out.put(DIRECTORY);
-        const entries = readdirSync(path, { withFileTypes: true, encoding: "buffer" });
-        entries.sort((a, b) => Buffer.compare(a.name, b.name));
+        const entries = readdirSync(path, { withFileTypes: true, encoding: "latin1" });
+        entries.sort(byName);
         stack.push({ path, entries, next: 0 });
       } else if (kind === Kind.Symlink) {
         out.put(SYMLINK);
@@ -293,9 +332,9 @@ function* narChunks(
       const entry = top.entries[top.next++];
       if (entry === undefined) throw new Error("narChunks: directory frame overrun");
       out.put(ENTRY);
-      out.putString(entry.name);
+      out.putName(entry.name);
       out.put(NODE);
-      path = Buffer.concat([top.path, SLASH, entry.name]);
+      path = childPath(top.path, entry.name);
       kind = kindOfDirent(entry);
     }
     for (const chunk of out.take(true)) {
@@ -372,6 +411,12 @@ export interface WriteNarOptions extends NarStreamOptions {
    * fs.WriteStream, http.ServerResponse), never a PassThrough or Transform.
    */
   reuseBuffers?: boolean;
+  /**
+   * Take output buffers from this pool and give them back as `reuseBuffers`
+   * does (implies it; the chunk size is the pool's). Shared across
+   * responses, it spares every response its own allocations.
+   */
+  pool?: BufferPool;
   /** Chunks handed to `out` and not yet reported written (default 4): memory and pipelining. */
   maxInFlight?: number;
   signal?: AbortSignal;
@@ -401,7 +446,15 @@ export async function writeNar(
   out: Writable,
   options: WriteNarOptions = {},
 ): Promise<WriteNarResult> {
-  const size = checkChunkSize(options.chunkSize);
+  const shared = options.pool;
+  if (shared !== undefined && options.chunkSize !== undefined) {
+    if (options.chunkSize !== shared.bufferSize) {
+      throw new RangeError(
+        `writeNar: chunkSize ${options.chunkSize} differs from the pool's ${shared.bufferSize}`,
+      );
+    }
+  }
+  const size = checkChunkSize(shared?.bufferSize ?? options.chunkSize);
   const maxInFlight = options.maxInFlight ?? DEFAULT_IN_FLIGHT;
   if (!Number.isSafeInteger(maxInFlight) || maxInFlight < 1) {
     throw new RangeError(`writeNar: maxInFlight must be a positive integer, got ${maxInFlight}`);
@@ -411,9 +464,10 @@ export async function writeNar(
     throw new TypeError("writeNar: a NAR hash needs the whole NAR, not a range");
   }
   const hasher = options.hash === true ? createHash("sha256") : undefined;
-  const reuse = options.reuseBuffers === true;
+  const reuse = options.reuseBuffers === true || shared !== undefined;
   const pool: Buffer[] = [];
-  const chunks = narChunks(path, options, () => pool.pop() ?? Buffer.allocUnsafeSlow(size));
+  const take = (): Buffer => pool.pop() ?? Buffer.allocUnsafeSlow(size);
+  const chunks = narChunks(path, options, shared === undefined ? take : () => shared.take());
   const slice = makeSlicer();
   const signal = options.signal;
 
@@ -484,6 +538,8 @@ export async function writeNar(
             `writing the NAR of '${path}' failed: ${errorMessage(err)}`,
             { cause: err },
           );
+        } else if (shared !== undefined) {
+          shared.give(chunk);
         } else if (reuse && pool.length <= maxInFlight) {
           pool.push(wholeBuffer(chunk, size));
         }

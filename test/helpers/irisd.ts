@@ -65,6 +65,10 @@ export interface StartIrisdOptions extends IrisdConfigOptions {
   env?: Record<string, string | undefined>;
   /** How long to wait for `listening` (default 15 s). */
   timeoutMs?: number;
+  /** Node options before the script (benchmarks: `--cpu-prof`). */
+  nodeArgs?: string[];
+  /** Another build's daemon script (benchmarks compare builds), default `bin/ogygia-irisd`. */
+  script?: string;
 }
 
 /** One JSON log line of the daemon. */
@@ -176,11 +180,13 @@ export async function writeIrisdConfig(text: string): Promise<string> {
  * it exits first. Stop it with `stop()` or `stopAllIrisd()`.
  */
 export async function startIrisd(options: StartIrisdOptions): Promise<IrisdProcess> {
-  if (!existsSync(IRISD_BUNDLE)) {
+  const script = options.script ?? IRISD_BIN;
+  if (options.script === undefined && !existsSync(IRISD_BUNDLE)) {
     throw new Error(`${IRISD_BUNDLE} is missing: run npm run build first`);
   }
   const configFile = await writeIrisdConfig(irisdConfigText(options));
-  const proc = startProcess(process.execPath, [IRISD_BIN, "--config", configFile], {
+  const args = [...(options.nodeArgs ?? []), script, "--config", configFile];
+  const proc = startProcess(process.execPath, args, {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: "C.UTF-8", ...options.env },
   });
   let exitCode: number | null | undefined;

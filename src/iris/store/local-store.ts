@@ -28,6 +28,8 @@ import type { Writable } from "node:stream";
 
 import { OgygiaError, hasErrorCode } from "../../core/index.js";
 import {
+  DEFAULT_NAR_CHUNK_SIZE,
+  createBufferPool,
   formatHash,
   isContentAddressed,
   narInfoFromPathInfo,
@@ -36,6 +38,7 @@ import {
   physicalPath,
   renderNarInfo,
   writeNar,
+  type BufferPool,
   type PathInfo,
   type SecretKey,
   type StoreDb,
@@ -63,6 +66,12 @@ export interface LocalStoreOptions {
 /** NARs up to this size are assembled in memory, verified and cached. */
 export const SMALL_NAR_BYTES = 256 * 1024;
 export const DEFAULT_NAR_MEMORY_CACHE_BYTES = 64 * 1024 * 1024;
+/**
+ * Idle NAR buffers kept between responses (16 MiB at the default chunk
+ * size). Buffers in flight are bounded per response (`narMaxInFlight` + 1),
+ * so many slow clients hold theirs, not a growing pool.
+ */
+const NAR_POOL_IDLE_BUFFERS = 16;
 
 export interface LocalStore extends PathResolver {
   readonly db: StoreDb;
@@ -191,7 +200,7 @@ async function assemble(info: PathInfo, file: string, storeRoot: string): Promis
 /** What every local NAR response shares: the small-NAR memory and the writer's options. */
 interface NarContext {
   readonly smallNars: ByteLru;
-  readonly writeOptions: { reuseBuffers: true; chunkSize?: number; maxInFlight?: number };
+  readonly writeOptions: { pool: BufferPool; maxInFlight?: number };
   readonly storeRoot: string;
 }
 
@@ -239,8 +248,11 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
   const context: NarContext = {
     smallNars: createByteLru(options.narMemoryCacheBytes ?? DEFAULT_NAR_MEMORY_CACHE_BYTES),
     writeOptions: {
-      reuseBuffers: true,
-      chunkSize: options.narChunkSize,
+      // One pool for every response: buffers go back as their writes complete.
+      pool: createBufferPool({
+        bufferSize: options.narChunkSize ?? DEFAULT_NAR_CHUNK_SIZE,
+        maxFree: NAR_POOL_IDLE_BUFFERS,
+      }),
       maxInFlight: options.narMaxInFlight,
     },
     storeRoot: location.root,
