@@ -20,7 +20,7 @@ import { removeDir, tempDir } from "./helpers/process.js";
 const SCRIPT = path.join(REPO_ROOT, "scripts/install-test-deps");
 const NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups"];
 /** What the script looks for, but wrk (any one would do), plus what it runs. */
-const TOOLS_BUT_WRK = ["bash", "id", "etcd", "etcdctl", "nix", "nginx", "zsh", "fish"];
+const TOOLS_BUT_WRK = ["bash", "id", "etcd", "etcdctl", "nix", "nginx", "zsh", "fish", "chromium"];
 
 let dir: string;
 
