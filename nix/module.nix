@@ -276,6 +276,27 @@ in
       };
     };
 
+    dashboard = {
+      enable = mkEnableOption "`ogygia dashboard`, a live web view of the fleet";
+      listen = mkOption {
+        type = types.str;
+        default = "127.0.0.1:35743";
+        example = "0.0.0.0:35743";
+        description = "Where the dashboard listens (`ADDR:PORT`, `[v6]:PORT`). Other than loopback needs `tokenFile`.";
+      };
+      tokenFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/run/keys/ogygia-dashboard-token";
+        description = "A file holding the bearer token the dashboard requires (passed as a systemd credential; keep it out of the Nix store).";
+      };
+      openFirewall = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Open the dashboard's port in the firewall.";
+      };
+    };
+
     irisd = {
       enable = mkEnableOption "ogygia-irisd, the peer-to-peer Nix binary cache";
 
@@ -410,6 +431,49 @@ in
           RestartSec = 5;
         };
       };
+    })
+
+    (mkIf cfg.dashboard.enable {
+      assertions = [
+        {
+          assertion = cfg.enable && backendEnabled;
+          message = "ogygia.dashboard.enable needs ogygia.enable and a backend: set ogygia.etcd.endpoints or ogygia.zookeeper.enable.";
+        }
+        {
+          assertion =
+            cfg.dashboard.tokenFile != null
+            || builtins.match "(127\\.[0-9.]+|\\[::1]|localhost):[0-9]+" cfg.dashboard.listen != null;
+          message = "ogygia.dashboard.listen = \"${cfg.dashboard.listen}\" is not a loopback address: set ogygia.dashboard.tokenFile.";
+        }
+        {
+          assertion = cfg.dashboard.tokenFile == null || !lib.hasPrefix builtins.storeDir cfg.dashboard.tokenFile;
+          message = "ogygia.dashboard.tokenFile: a token in the Nix store is readable by every user; keep it outside the store.";
+        }
+      ];
+      systemd.services.ogygia-dashboard = {
+        description = "Ogygia dashboard: a live web view of the fleet";
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "network-online.target" ];
+        after = [ "network-online.target" ];
+        restartTriggers = [ cliConfigFile ];
+        path = [ pkgs.nettools ];
+        serviceConfig = hardening // {
+          ExecStart = lib.concatStringsSep " " (
+            [
+              "${lib.getExe' cfg.package "ogygia"} dashboard --config ${cliConfigPath}"
+              "--listen ${cfg.dashboard.listen} --state-dir /var/lib/ogygia-dashboard"
+            ]
+            ++ optional (cfg.dashboard.tokenFile != null) "--token-file %d/token"
+          );
+          Restart = "on-failure";
+          RestartSec = 5;
+          StateDirectory = "ogygia-dashboard";
+          LoadCredential = optional (cfg.dashboard.tokenFile != null) "token:${cfg.dashboard.tokenFile}";
+        };
+      };
+      networking.firewall.allowedTCPPorts = mkIf cfg.dashboard.openFirewall [
+        (lib.toInt (lib.last (lib.splitString ":" cfg.dashboard.listen)))
+      ];
     })
 
     (mkIf cfg.irisd.enable {

@@ -66,6 +66,8 @@ buildNpmPackage {
   # esbuild bundles src/ into dist/bundle, and this Node builds the CLI's V8
   # startup snapshot from it (dist/snapshot); `npm test` type-checks, not this.
   npmBuildScript = "bundle";
+  # The dashboard's page: bundled for the browser into dist/bundle/dashboard.
+  postBuild = "npm run bundle:dashboard";
 
   # better-sqlite3 from source in the sandbox, never a downloaded prebuild.
   nativeBuildInputs = [ python3 ];
@@ -95,6 +97,7 @@ buildNpmPackage {
     runHook preInstallCheck
     $out/bin/ogygia --version
     $out/bin/ogygia-irisd --version
+    test -s $out/lib/node_modules/ogygia/dist/bundle/dashboard/app.js
     # Loads the native addon with the wrapper's Node.
     ${nodejs}/bin/node -e 'new (require(process.argv[1]))(":memory:").close()' \
       $out/lib/node_modules/ogygia/node_modules/better-sqlite3

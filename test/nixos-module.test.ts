@@ -47,6 +47,8 @@ beforeAll(async () => {
     "irisd-typo": `{ ogygia.irisd = { enable = true; settings.peers.url = [ "http://10.0.0.2:35742" ]; }; }`,
     "publish-typo": `{ ogygia = { enable = true; etcd.endpoints = [ "http://127.0.0.1:2379" ]; publish.settings.lease_ttl = 5; }; }`,
     "publish-without-backend": `{ ogygia = { enable = true; publish.enable = true; }; }`,
+    "dashboard-open": `{ ogygia = { enable = true; etcd.endpoints = [ "http://127.0.0.1:2379" ]; dashboard = { enable = true; listen = "0.0.0.0:35743"; tokenFile = "/run/keys/dashboard"; openFirewall = true; }; }; }`,
+    "dashboard-without-token": `{ ogygia = { enable = true; etcd.endpoints = [ "http://127.0.0.1:2379" ]; dashboard = { enable = true; listen = "0.0.0.0:35743"; }; }; }`,
     "key-in-store": `{ ogygia.irisd = { enable = true; settings.signing.secret_key_files = [ "/nix/store/aaaa-key.secret" ]; }; }`,
   })) as unknown as typeof report;
 }, 120_000);
@@ -230,6 +232,24 @@ describe("the NixOS module, evaluated for the README's examples", () => {
     expect(nebula.firewallTCPPorts).toEqual([]);
   });
 
+  it("runs ogygia dashboard with its state folder, the token as a credential, and its port open", () => {
+    const open = example("dashboard-open");
+    expect(open.failedAssertions).toEqual([]);
+    const config = service("dashboard-open", "ogygia-dashboard");
+    expect(config.ExecStart).toMatch(
+      /^\/nix\/store\/[^ ]+\/bin\/ogygia dashboard --config \/run\/current-system\/sw\/share\/ogygia\/config\.toml --listen 0\.0\.0\.0:35743 --state-dir \/var\/lib\/ogygia-dashboard --token-file %d\/token$/,
+    );
+    expect(config).toMatchObject({
+      StateDirectory: "ogygia-dashboard",
+      LoadCredential: ["token:/run/keys/dashboard"],
+      DynamicUser: true,
+    });
+    expect(open.firewallTCPPorts).toEqual([35743]);
+    expect(example("dashboard-without-token").failedAssertions.join("\n")).toMatch(
+      /ogygia\.dashboard\.listen = "0\.0\.0\.0:35743" is not a loopback address: set ogygia\.dashboard\.tokenFile/,
+    );
+  });
+
   it("refuses a publisher without a backend, and a signing key in the store", () => {
     expect(example("publish-without-backend").failedAssertions.join("\n")).toMatch(
       /ogygia\.publish\.enable needs a backend/,
@@ -342,6 +362,7 @@ describe("the package (nix/package.nix and what npm packs)", () => {
     version: string;
     nodejs: string;
     npmBuildScript: string;
+    postBuild: string;
     nativeBuildInputs: string[];
     env: Record<string, string>;
     npmConfigHook: string;
@@ -377,6 +398,7 @@ describe("the package (nix/package.nix and what npm packs)", () => {
     expect(args.env.npm_config_build_from_source).toBe("true");
     expect(args.npmConfigHook).toBe("importNpmLock.npmConfigHook");
     expect(args.npmBuildScript).toBe("bundle");
+    expect(args.postBuild).toBe("npm run bundle:dashboard");
     // The install check opens a database with the same Node: the addon's ABI matches.
     expect(args.installCheckPhase).toContain("nodejs/bin/node");
     expect(args.installCheckPhase).toContain("better-sqlite3");
@@ -429,12 +451,15 @@ describe("the package (nix/package.nix and what npm packs)", () => {
         "bin/ogygia-irisd",
         "dist/bundle/ogygia.cjs",
         "dist/bundle/ogygia-irisd.js",
+        "dist/bundle/dashboard/app.js",
+        "dist/bundle/dashboard/app.css",
       ]),
     );
     const unexpected = files.filter(
       (f) =>
         !["LICENSE", "README.md", "package.json", "bin/ogygia", "bin/ogygia-irisd"].includes(f) &&
-        !/^dist\/bundle\/(chunks\/)?[\w.-]+\.c?js$/.test(f),
+        !/^dist\/bundle\/(chunks\/)?[\w.-]+\.c?js$/.test(f) &&
+        !/^dist\/bundle\/dashboard\/app\.(js|css)$/.test(f),
     );
     expect(unexpected).toEqual([]);
   });

@@ -423,5 +423,47 @@ export const COMMANDS: readonly CommandSpec[] = [
   CONFIG_CHECK,
   DOCTOR,
   ...NEBULA_COMMANDS,
+  {
+    path: ["dashboard"],
+    summary: "serve a live web view of the fleet (table, summary, host history, SSE, metrics)",
+    description:
+      `Serve a web page showing the fleet read from ${BACKEND_NAMES}, updated live as hosts\n` +
+      "change, with each host's history (kept in SQLite under --state-dir), a JSON API\n" +
+      "(/api/fleet, /api/events, /api/hosts/<host>/history) and /metrics. Read-only.\n" +
+      "A listen address other than loopback needs --token-file. Logs are JSON lines on stderr.",
+    options: {
+      listen: {
+        type: "string",
+        valueName: "addr:port",
+        description: "where to listen",
+        default: "127.0.0.1:35743",
+      },
+      root: ROOT_OPTION,
+      config: CONFIG_OPTION,
+      "state-dir": {
+        type: "string",
+        valueName: "dir",
+        description:
+          "where the history database lives (default: $XDG_STATE_HOME/ogygia, as root /var/lib/ogygia)",
+      },
+      "token-file": {
+        type: "string",
+        valueName: "file",
+        description: "require the bearer token in FILE",
+      },
+      "log-level": {
+        type: "string",
+        valueName: "level",
+        description: "log level",
+        default: "info",
+      },
+    },
+    environment: CONFIG_ENVIRONMENT,
+    examples: [
+      "ogygia dashboard",
+      "ogygia dashboard --listen 0.0.0.0:35743 --token-file /run/keys/dashboard",
+    ],
+    run: async ({ values }) => (await import("../dashboard/index.js")).dashboardCommand(values),
+  },
   COMPLETION,
 ];

@@ -30,7 +30,9 @@ export type OgygiaErrorCode =
   | "ERR_OGYGIA_HTTP"
   | "ERR_OGYGIA_PUBLISH"
   | "ERR_OGYGIA_NEBULA"
-  | "ERR_OGYGIA_NEBULA_ADDRESS";
+  | "ERR_OGYGIA_NEBULA_ADDRESS"
+  | "ERR_OGYGIA_DASHBOARD_LISTEN"
+  | "ERR_OGYGIA_DASHBOARD_STATE";
 
 export interface OgygiaErrorOptions {
   /** What the user can do next; printed on its own line by the CLI. */

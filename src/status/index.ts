@@ -5,4 +5,5 @@ export {
   missingRevisionFiles,
 } from "./collect.js";
 export { renderStatusText, statusJson } from "./render.js";
-export { watchPrinter, watchStatus } from "./watch.js";
+export { watchPrinter, watchStatus, type WatchOptions } from "./watch.js";
+export type { HostStatus, StatusReport } from "./collect.js";

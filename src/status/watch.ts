@@ -18,6 +18,8 @@ export interface WatchOptions extends StatusOptions {
   signal: AbortSignal;
   /** Called with each new report, one call at a time. */
   onReport: (report: StatusReport) => Promise<void> | void;
+  /** What needs the fleet, for the error without one (default `--watch`). */
+  purpose?: string;
 }
 
 /**
@@ -32,12 +34,19 @@ export async function watchStatus(options: WatchOptions): Promise<void> {
   const { source, config, detected } = await loadContext(options);
   const backend = await openBackend(config);
   if (!config || !backend) {
+    const purpose = options.purpose ?? "--watch";
     throw new OgygiaError(
       "ERR_OGYGIA_USAGE",
       config
-        ? `--watch needs a fleet to watch, and ${source.displayPath} configures ${describeBackends("label", "nor")}`
-        : `--watch needs a fleet to watch, and there is no configuration file at ${source.displayPath}`,
-      { hint: "Run 'ogygia status' without --watch for this host alone.", exitCode: 2 },
+        ? `${purpose} needs a fleet to watch, and ${source.displayPath} configures ${describeBackends("label", "nor")}`
+        : `${purpose} needs a fleet to watch, and there is no configuration file at ${source.displayPath}`,
+      {
+        hint:
+          options.purpose === undefined
+            ? "Run 'ogygia status' without --watch for this host alone."
+            : `Configure ${describeBackends("label", "or")} in ${source.displayPath}, or pass --config.`,
+        exitCode: 2,
+      },
     );
   }
   const { kind } = backend;

@@ -36,6 +36,11 @@ const requirements: Requirement[] = [
     check: () => existsSync("/usr/share/java/zookeeper.jar") && runs("java", ["-version"]),
     install: "zookeeper",
   },
+  {
+    what: "Chromium (/usr/bin/chromium, driven by the dashboard's browser tests)",
+    check: () => existsSync("/usr/bin/chromium"),
+    install: "chromium",
+  },
   { what: "Nix (nix --version)", check: () => runs("nix", ["--version"]), install: "nix-bin" },
   {
     what: "nix-instantiate (nix-instantiate --version)",

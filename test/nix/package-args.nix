@@ -24,6 +24,7 @@ in
     version
     nodejs
     npmBuildScript
+    postBuild
     nativeBuildInputs
     env
     npmConfigHook

@@ -1,0 +1,169 @@
+/**
+ * `ogygia dashboard` with 10,000 hosts in a real etcd, seen in headless
+ * Chromium (Debian's, driven by playwright-core).
+ *
+ * 1. Navigation to the full table rendered (the row count shown and the
+ *    first rows drawn), side by side with `ogygia status --json` reading
+ *    the same fleet (the terminal's view of it). Target: < 1.5 s.
+ * 2. A change to one host's `current` key until the page shows it, side by
+ *    side with a bare etcd watch in this process seeing the same put (the
+ *    floor: the store's own notification). Target: p99 < 1 s.
+ */
+
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+
+import { runCli } from "../test/helpers/cli.js";
+import { launchChromium, startDashboard } from "../test/helpers/dashboard.js";
+import { startEtcd, type EtcdServer } from "../test/helpers/etcd.js";
+import { writeConfig } from "../test/helpers/system-root.js";
+import { formatMs, median, percentile, printTable } from "./lib-timing.js";
+
+const HOSTS = Number(process.env.BENCH_HOSTS ?? 10_000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
+const CHANGES = Number(process.env.BENCH_CHANGES ?? 60);
+const NAMESPACE = "/bench/versions";
+
+function revision(i: number, salt: string): string {
+  return `${salt}${i.toString(16)}`.padEnd(40, "0").slice(0, 40);
+}
+
+async function seed(etcd: EtcdServer): Promise<void> {
+  const now = new Date().toISOString();
+  const puts: Promise<unknown>[] = [];
+  for (let i = 0; i < HOSTS; i++) {
+    const host = `host${i}.example.com`;
+    const values: [string, string][] = [
+      ["current", revision(i % 7, "a")],
+      ["booted", revision(i % 7, "a")],
+      ["nextboot", revision(i % 5, "b")],
+      ["reboot_required", i % 9 === 0 ? "true" : "false"],
+      ["updated_at", now],
+      ["alive", "1"],
+    ];
+    for (const [field, value] of values) {
+      puts.push(etcd.client.put(`${NAMESPACE}/${host}/${field}`).value(value).exec());
+      if (puts.length >= 500) await Promise.all(puts.splice(0));
+    }
+  }
+  await Promise.all(puts);
+}
+
+function ratioRow(name: string, ours: number[], base: number[]): string[] {
+  const ratios = ours.map((v, i) => v / (base[i] ?? NaN));
+  return [
+    name,
+    formatMs(median(ours)),
+    formatMs(median(base)),
+    `${Math.min(...ratios).toFixed(2)} / ${median(ratios).toFixed(2)} / ${Math.max(...ratios).toFixed(2)}`,
+  ];
+}
+
+async function main(): Promise<void> {
+  const etcd = await startEtcd();
+  const dir = await mkdtemp(path.join(os.tmpdir(), "dashboard-bench-"));
+  const browser = await launchChromium();
+  try {
+    await seed(etcd);
+    const config = await writeConfig(
+      [
+        "[ogygia]",
+        'domain = "example.com"',
+        "[ogygia.etcd]",
+        `endpoints = ["${etcd.endpoint}"]`,
+        `namespace = "${NAMESPACE}"`,
+        "",
+      ].join("\n"),
+    );
+    const dashboard = await startDashboard({ config, stateDir: dir, root: dir });
+    const expected = `${HOSTS + 1} hosts`;
+
+    // 1. Navigation → table rendered, alternating with ogygia status --json.
+    const nav: number[] = [];
+    const cli: number[] = [];
+    for (let round = 0; round < ROUNDS + 1; round++) {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      const started = performance.now();
+      await page.goto(dashboard.url);
+      await page
+        .locator(".shown")
+        .getByText(expected, { exact: true })
+        .waitFor({ timeout: 60_000 });
+      await page.locator(".rows .row").first().waitFor();
+      const navMs = performance.now() - started;
+      await page.close();
+      const status = await runCli(["status", "--json", "--root", dir], {
+        env: { OGYGIA_CONFIG: config, OGYGIA_HOSTNAME: "bench.example.org" },
+      });
+      if (status.code !== 0) throw new Error(`ogygia status failed: ${status.stderr}`);
+      // The first round warms the server and the page cache.
+      if (round === 0) continue;
+      nav.push(navMs);
+      cli.push(status.durationMs);
+    }
+
+    // 2. A change → visible, beside a bare etcd watch of the same key.
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(dashboard.url);
+    await page.locator(".shown").getByText(expected, { exact: true }).waitFor({ timeout: 60_000 });
+    const visible: number[] = [];
+    const watched: number[] = [];
+    for (let i = 0; i < CHANGES; i++) {
+      // host0..host9 sort first: always in view.
+      const key = `${NAMESPACE}/host${i % 10}.example.com/current`;
+      const value = revision(i, "f");
+      const watcher = await etcd.client.watch().key(key).create();
+      const seen = new Promise<number>((resolve) => {
+        watcher.on("put", () => {
+          resolve(performance.now());
+        });
+      });
+      const shown = page.waitForFunction(
+        (rev) => document.querySelector(`.rev[title="${rev}"]`) !== null,
+        value,
+        { polling: "raf", timeout: 30_000 },
+      );
+      const started = performance.now();
+      await etcd.client.put(key).value(value).exec();
+      await shown;
+      visible.push(performance.now() - started);
+      watched.push((await seen) - started);
+      await watcher.cancel();
+    }
+    await page.close();
+    await dashboard.stop();
+
+    console.log(
+      `${HOSTS} hosts in etcd; ${ROUNDS} alternating rounds (navigation), ${CHANGES} changes`,
+    );
+    printTable([
+      ["measure", "ours (median)", "baseline (median)", "ratio min / median / max"],
+      ratioRow("navigation → table vs ogygia status --json", nav, cli),
+      ratioRow("change → visible vs bare etcd watch", visible, watched),
+    ]);
+    printTable([
+      ["measure", "p50", "p99", "max", "target"],
+      [
+        "navigation → table",
+        formatMs(percentile(nav, 50)),
+        formatMs(percentile(nav, 99)),
+        formatMs(Math.max(...nav)),
+        "< 1500 ms",
+      ],
+      [
+        "change → visible",
+        formatMs(percentile(visible, 50)),
+        formatMs(percentile(visible, 99)),
+        formatMs(Math.max(...visible)),
+        "p99 < 1000 ms",
+      ],
+    ]);
+  } finally {
+    await browser.close();
+    await etcd.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
