@@ -43,7 +43,7 @@ async function seed(etcd: EtcdServer): Promise<void> {
       ["alive", "1"],
     ];
     for (const [field, value] of values) {
-      puts.push(etcd.client.put(`${NAMESPACE}/${host}/${field}`).value(value).exec());
+      puts.push(etcd.client.put(`${NAMESPACE}/${host}/${field}`, value));
       if (puts.length >= 500) await Promise.all(puts.splice(0));
     }
   }
@@ -113,11 +113,12 @@ async function main(): Promise<void> {
       // host0..host9 sort first: always in view.
       const key = `${NAMESPACE}/host${i % 10}.example.com/current`;
       const value = revision(i, "f");
-      const watcher = await etcd.client.watch().key(key).create();
+      let resolveSeen: (at: number) => void = () => undefined;
       const seen = new Promise<number>((resolve) => {
-        watcher.on("put", () => {
-          resolve(performance.now());
-        });
+        resolveSeen = resolve;
+      });
+      const watcher = await etcd.client.watchPuts(key, () => {
+        resolveSeen(performance.now());
       });
       const shown = page.waitForFunction(
         (rev) => document.querySelector(`.rev[title="${rev}"]`) !== null,
@@ -125,11 +126,11 @@ async function main(): Promise<void> {
         { polling: "raf", timeout: 30_000 },
       );
       const started = performance.now();
-      await etcd.client.put(key).value(value).exec();
+      await etcd.client.put(key, value);
       await shown;
       visible.push(performance.now() - started);
       watched.push((await seen) - started);
-      await watcher.cancel();
+      watcher.cancel();
     }
     await page.close();
     await dashboard.stop();
