@@ -6,7 +6,7 @@
  */
 
 import { createHash, timingSafeEqual } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
 import {
   createServer,
   type IncomingMessage,
@@ -80,9 +80,19 @@ function asset(body: Buffer | string, type: string): Asset {
   return { body: buffer, type, etag };
 }
 
+/**
+ * This module's file: `import.meta.url` in ESM (tests, the compiled tree);
+ * the CLI's CommonJS bundle (and its startup snapshot) has no
+ * `import.meta`, and is the script node runs.
+ */
+function selfPath(): string {
+  const url = (import.meta as { url?: string }).url;
+  return url === undefined ? realpathSync(process.argv[1] ?? ".") : fileURLToPath(url);
+}
+
 /** The folder with the page's bundle (`dashboard/app.js`), next to the program's bundle. */
 function findAssets(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
+  let dir = path.dirname(selfPath());
   for (let i = 0; i < 4; i += 1) {
     const candidate = path.join(dir, "dashboard");
     if (existsSync(path.join(candidate, "app.js"))) return candidate;
@@ -90,7 +100,7 @@ function findAssets(): string {
   }
   throw new OgygiaError(
     "ERR_OGYGIA_DASHBOARD_LISTEN",
-    `the dashboard's page (dashboard/app.js) is missing next to ${fileURLToPath(import.meta.url)}`,
+    `the dashboard's page (dashboard/app.js) is missing next to ${selfPath()}`,
     { hint: "Rebuild ogygia with 'npm run build'." },
   );
 }
