@@ -114,71 +114,50 @@ export async function checkConfig(options: DoctorOptions): Promise<ConfigOutcome
   const title = "configuration";
   const source = await configSource(options);
   let config: OgygiaConfig | undefined;
+  const outcome = (status: CheckStatus, found: string, fix?: string): ConfigOutcome => ({
+    config,
+    check: result("config", title, status, found, fix),
+  });
   try {
     config = await loadConfig(source);
   } catch (err) {
     const hint = err instanceof OgygiaError ? err.hint : undefined;
-    return {
-      config: undefined,
-      check: result(
-        "config",
-        title,
-        "fail",
-        errorMessage(err),
-        hint ?? `Run \`ogygia config check ${source.displayPath}\` and fix what it names.`,
-      ),
-    };
+    return outcome(
+      "fail",
+      errorMessage(err),
+      hint ?? `Run \`ogygia config check ${source.displayPath}\` and fix what it names.`,
+    );
   }
   if (config === undefined && source.unreadable !== undefined) {
-    return {
-      config,
-      check: result(
-        "config",
-        title,
-        "fail",
-        source.unreadable,
-        `Fix the symbolic links under --root, or name the file with --config.`,
-      ),
-    };
+    return outcome(
+      "fail",
+      source.unreadable,
+      `Fix the symbolic links under --root, or name the file with --config.`,
+    );
   }
   if (config === undefined) {
-    return {
-      config,
-      check: result(
-        "config",
-        title,
-        "warn",
-        `no configuration at ${source.displayPath}: local-only mode, no fleet`,
-        `To see the fleet, write [ogygia.etcd] or [ogygia.zookeeper] in ${source.displayPath} ` +
-          "(on NixOS: ogygia.etcd.endpoints or ogygia.zookeeper.enable).",
-      ),
-    };
+    return outcome(
+      "warn",
+      `no configuration at ${source.displayPath}: local-only mode, no fleet`,
+      `To see the fleet, write [ogygia.etcd] or [ogygia.zookeeper] in ${source.displayPath} ` +
+        "(on NixOS: ogygia.etcd.endpoints or ogygia.zookeeper.enable).",
+    );
   }
   const selected = configuredBackend(config);
   if (selected === undefined) {
-    return {
-      config,
-      check: result(
-        "config",
-        title,
-        "warn",
-        `${config.path} parsed; it configures no fleet backend: local-only mode`,
-        "Add an [ogygia.etcd] or [ogygia.zookeeper] section to see the fleet.",
-      ),
-    };
+    return outcome(
+      "warn",
+      `${config.path} parsed; it configures no fleet backend: local-only mode`,
+      "Add an [ogygia.etcd] or [ogygia.zookeeper] section to see the fleet.",
+    );
   }
   const { settings } = selected;
-  return {
-    config,
-    check: result(
-      "config",
-      title,
-      "ok",
-      `${config.path} parsed; fleet in ${backendLabel(selected.entry.kind)} under ${settings.namespace} ` +
-        `(${settings.endpoints.length} endpoint${settings.endpoints.length === 1 ? "" : "s"}, ` +
-        `timeout ${settings.timeoutSeconds} s)`,
-    ),
-  };
+  return outcome(
+    "ok",
+    `${config.path} parsed; fleet in ${backendLabel(selected.entry.kind)} under ${settings.namespace} ` +
+      `(${settings.endpoints.length} endpoint${settings.endpoints.length === 1 ? "" : "s"}, ` +
+      `timeout ${settings.timeoutSeconds} s)`,
+  );
 }
 
 function selectedBackend(config: OgygiaConfig | undefined): Selected | undefined {
