@@ -30,10 +30,13 @@ import type {
   HostValues,
   PublisherOptions,
 } from "./types.js";
+import { LiveSnapshot } from "./live-snapshot.js";
 import { SnapshotRefresher } from "./watch.js";
 
 /** How long a watch that etcd cancelled (compaction, ...) waits before it is made again. */
 const REWATCH_DELAY_MS = 1000;
+/** Changes that arrive together (one transaction, a burst) make one snapshot. */
+const FLUSH_MS = 20;
 
 /** etcd could not be reached (or did not answer) in time. */
 function isConnectionFailure(err: unknown): boolean {
@@ -107,6 +110,11 @@ class EtcdBackend implements FleetBackend {
   }
 
   async readHosts(): Promise<FleetSnapshot> {
+    return (await this.readRange()).snapshot;
+  }
+
+  /** The namespace, and the store revision the read saw. */
+  private async readRange(): Promise<{ snapshot: FleetSnapshot; revision: bigint }> {
     const prefix = namespacePrefix(this.config.namespace);
     const key = bytes(prefix);
     try {
@@ -114,7 +122,7 @@ class EtcdBackend implements FleetBackend {
         this.client.range({ key, rangeEnd: prefixRangeEnd(key) }),
         this.config.timeoutSeconds * 1000,
       );
-      return snapshotFromPairs(prefix, response.kvs);
+      return { snapshot: snapshotFromPairs(prefix, response.kvs), revision: response.revision };
     } catch (err) {
       if (err instanceof OgygiaError) throw err;
       if (isConnectionFailure(err)) throw connectError("etcd", this.config, err);
@@ -123,46 +131,80 @@ class EtcdBackend implements FleetBackend {
   }
 
   /**
-   * One etcd watch over the namespace prefix; each event (or reconnection,
-   * after which events may have been missed) asks for a fresh range read.
+   * Reads the namespace once, then follows one etcd watch from the revision
+   * of that read, applying each changed key to the snapshot: a change costs
+   * its own keys, not a read of the whole fleet. A lost watch (etcd down,
+   * the stream broken) or one etcd cancelled (a compacted revision) starts
+   * over with a full read, which also reports the outage while it lasts.
    */
   watchHosts(handlers: FleetWatchHandlers): FleetWatch {
-    const refresher = new SnapshotRefresher(() => this.readHosts(), handlers);
+    const prefix = namespacePrefix(this.config.namespace);
+    const key = bytes(prefix);
+    const live = new LiveSnapshot(prefix);
     const stop = new AbortController();
     let watcher: EtcdWatcher | undefined;
-    const trigger = (): void => {
-      refresher.trigger();
+    // Events of a watcher from before the last full read are dropped.
+    let generation = 0;
+    let flushTimer: NodeJS.Timeout | undefined;
+
+    const stopFollowing = (): void => {
+      generation += 1;
+      watcher?.cancel();
+      watcher = undefined;
+      clearTimeout(flushTimer);
+      flushTimer = undefined;
     };
-    const key = bytes(namespacePrefix(this.config.namespace));
-    const start = (): void => {
+    const flush = (): void => {
+      flushTimer = undefined;
+      if (!stop.signal.aborted) handlers.onSnapshot(live.snapshot());
+    };
+    const follow = (fromRevision: bigint): void => {
       if (stop.signal.aborted) return;
+      const mine = generation;
       watcher = this.client.watch(
-        { key, rangeEnd: prefixRangeEnd(key) },
+        { key, rangeEnd: prefixRangeEnd(key), startRevision: fromRevision },
         {
-          onEvents: trigger,
-          onConnected: trigger,
-          // While disconnected the client makes the watch again with its own
-          // backoff; the read this triggers reports the outage meanwhile.
-          onDisconnected: trigger,
-          // etcd cancelled the watch (a compacted revision, ...): it will not
-          // resume, so make a new one.
+          onEvents: (events) => {
+            if (mine !== generation) return;
+            let changed = false;
+            for (const event of events) {
+              const kv = event.kv;
+              if (!kv) continue;
+              const name = Buffer.from(kv.key.buffer, kv.key.byteOffset, kv.key.byteLength);
+              if (live.apply(name.toString(), isDeleteEvent(event) ? null : kv.value)) {
+                changed = true;
+              }
+            }
+            if (changed && flushTimer === undefined) flushTimer = setTimeout(flush, FLUSH_MS);
+          },
+          onDisconnected: () => {
+            if (mine !== generation) return;
+            stopFollowing();
+            refresher.trigger();
+          },
           onCanceled: () => {
+            if (mine !== generation) return;
+            stopFollowing();
             void delay(REWATCH_DELAY_MS, stop.signal).then(() => {
-              start();
-              trigger();
+              refresher.trigger();
             });
           },
         },
       );
     };
-    start();
+    const refresher = new SnapshotRefresher(async () => {
+      stopFollowing();
+      const { snapshot, revision } = await this.readRange();
+      live.reset(snapshot);
+      follow(revision + 1n);
+      return snapshot;
+    }, handlers);
     refresher.trigger();
     return {
       close: () => {
         stop.abort();
         refresher.close();
-        watcher?.cancel();
-        watcher = undefined;
+        stopFollowing();
         return Promise.resolve();
       },
     };
