@@ -295,6 +295,11 @@ in
         default = false;
         description = "Open the dashboard's port in the firewall.";
       };
+      historyDays = mkOption {
+        type = types.ints.unsigned;
+        default = 90;
+        description = "Days of state changes the dashboard keeps (each host keeps its newest; 0 keeps all).";
+      };
     };
 
     irisd = {
@@ -462,6 +467,7 @@ in
             [
               "${lib.getExe' cfg.package "ogygia"} dashboard --config ${cliConfigPath}"
               "--listen ${cfg.dashboard.listen} --state-dir /var/lib/ogygia-dashboard"
+              "--history-days ${toString cfg.dashboard.historyDays}"
             ]
             ++ optional (cfg.dashboard.tokenFile != null) "--token-file %d/token"
           );

@@ -8,12 +8,13 @@
  */
 
 import { mkdir, writeFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { REPO_ROOT, runCli } from "./helpers/cli.js";
+import { runCli } from "./helpers/cli.js";
 import { launchChromium, startDashboard, type Dashboard } from "./helpers/dashboard.js";
 import { FLEET_HARNESSES, type FleetServer } from "./helpers/fleet.js";
 import { removeDir, tempDir, waitFor, type ManagedProcess } from "./helpers/process.js";
@@ -25,6 +26,12 @@ import {
   type BootRoot,
 } from "./helpers/publish.js";
 import { writeConfig } from "./helpers/system-root.js";
+
+/**
+ * Where the screenshots go: a temporary folder, looked at by whoever runs
+ * the tests; `npm run screenshots` sets it to docs/ to refresh the README's.
+ */
+const SHOTS = process.env.OGYGIA_SCREENSHOTS ?? path.join(os.tmpdir(), "ogygia-dashboard-shots");
 
 const DOMAIN = "example.com";
 const PUBLISHED = ["web01.example.com", "web02.example.com", "db01.example.com"];
@@ -149,9 +156,88 @@ describe.each(FLEET_HARNESSES)("ogygia dashboard with $label", (harness) => {
     // 3 published + 12 seeded + the hostile one + this host.
     expect(await page.locator(".shown").textContent()).toBe("17 hosts");
     if (harness.kind === "etcd") {
-      await page.screenshot({ path: path.join(REPO_ROOT, "docs/dashboard.png") });
+      await mkdir(SHOTS, { recursive: true });
+      await page.screenshot({ path: path.join(SHOTS, "dashboard.png") });
     }
     await page.close();
+  });
+
+  it("copies a full revision on click, and moves between rows by keyboard past the rendered ones", async () => {
+    const context = await browser.newContext({
+      viewport: { width: 1280, height: 600 },
+      permissions: ["clipboard-read", "clipboard-write"],
+    });
+    const page = await context.newPage();
+    page.on("pageerror", (err) => {
+      throw err;
+    });
+    try {
+      await page.goto(`${dashboard.url}/?sort=host`);
+      const web01 = row(page, "web01.example.com");
+      await web01.waitFor();
+      await web01.locator(".rev").first().click();
+      await page.locator(".toast").getByText(`Copied ${REV.a}`).waitFor();
+      expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(REV.a);
+
+      // Keyboard: from the first row's host link, Down moves one row, End to the last.
+      await page.locator(".shown").getByText("17 hosts").waitFor();
+      const hosts = await page
+        .locator(".rows .row")
+        .evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.host));
+      await page.locator(".rows .row .c-host a").first().focus();
+      await page.keyboard.press("ArrowDown");
+      const focusedHost = (): Promise<string | undefined> =>
+        page.evaluate(
+          () => document.activeElement?.closest<HTMLElement>(".row")?.dataset.host ?? undefined,
+        );
+      expect(await focusedHost()).toBe(hosts[1]);
+      await page.keyboard.press("ArrowRight");
+      expect(await page.evaluate(() => document.activeElement?.className)).toMatch(/\brev\b/);
+      await page.keyboard.press("End");
+      const endHost = await focusedHost();
+      expect(endHost).toBeDefined();
+      expect(endHost).not.toBe(hosts[1]);
+      // The focused row is the last one of the sorted table.
+      const lastRow = await page.locator(".rows .row").last().getAttribute("data-host");
+      expect(endHost).toBe(lastRow);
+      // Home: the table's first host (the hostile name sorts first), scrolled back into view.
+      await page.keyboard.press("Home");
+      expect(await focusedHost()).toBe(EVIL_HOST);
+      expect(await page.locator(".viewport").evaluate((v) => v.scrollTop)).toBe(0);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("fits a phone's width in the dark theme", async () => {
+    const context = await browser.newContext({
+      viewport: { width: 390, height: 844 },
+      colorScheme: "dark",
+      deviceScaleFactor: 2,
+      isMobile: true,
+      hasTouch: true,
+    });
+    const page = await context.newPage();
+    try {
+      await page.goto(`${dashboard.url}/`);
+      await row(page, "web01.example.com").waitFor();
+      const layout = await page.evaluate(() => {
+        const rgb =
+          getComputedStyle(document.body).backgroundColor.match(/\d+/g)?.map(Number) ?? [];
+        return {
+          overflow: document.documentElement.scrollWidth - window.innerWidth,
+          brightness: ((rgb[0] ?? 255) + (rgb[1] ?? 255) + (rgb[2] ?? 255)) / 3,
+        };
+      });
+      expect(layout.overflow).toBeLessThanOrEqual(0);
+      expect(layout.brightness).toBeLessThan(60);
+      if (harness.kind === "etcd") {
+        await mkdir(SHOTS, { recursive: true });
+        await page.screenshot({ path: path.join(SHOTS, "dashboard-phone-dark.png") });
+      }
+    } finally {
+      await context.close();
+    }
   });
 
   it("serves /api/fleet as the same document as ogygia status --json, with safe headers", async () => {
@@ -177,6 +263,12 @@ describe.each(FLEET_HARNESSES)("ogygia dashboard with $label", (harness) => {
     expect(metrics).toMatch(/^ogygia_fleet_backend_reachable 1$/m);
     expect(metrics).toMatch(/^ogygia_fleet_hosts_reboot_required 6$/m);
     expect(metrics).toContain(`ogygia_fleet_hosts_per_revision{revision="${REV.c}"}`);
+    // 12 seeded hosts and 3 publishers have an updated_at; the oldest was written 12 × 97 s before.
+    expect(metrics).toMatch(/^ogygia_fleet_host_update_age_seconds_count 15$/m);
+    const oldest = /^ogygia_fleet_host_update_age_seconds\{quantile="1"\} ([\d.e+]+)$/m.exec(
+      metrics,
+    );
+    expect(Number(oldest?.[1])).toBeGreaterThanOrEqual(12 * 97);
     expect((await fetch(`${dashboard.url}/api/fleet`, { method: "POST" })).status).toBe(405);
   });
 
@@ -273,7 +365,8 @@ describe.each(FLEET_HARNESSES)("ogygia dashboard with $label", (harness) => {
     const before = await page.locator(".history tbody tr").count();
     if (harness.kind === "etcd") {
       await page.setViewportSize({ width: 1100, height: 760 });
-      await page.screenshot({ path: path.join(REPO_ROOT, "docs/dashboard-host.png") });
+      await mkdir(SHOTS, { recursive: true });
+      await page.screenshot({ path: path.join(SHOTS, "dashboard-host.png") });
     }
 
     expect(await dashboard.stop()).toBe(0);

@@ -47,7 +47,7 @@ beforeAll(async () => {
     "irisd-typo": `{ ogygia.irisd = { enable = true; settings.peers.url = [ "http://10.0.0.2:35742" ]; }; }`,
     "publish-typo": `{ ogygia = { enable = true; etcd.endpoints = [ "http://127.0.0.1:2379" ]; publish.settings.lease_ttl = 5; }; }`,
     "publish-without-backend": `{ ogygia = { enable = true; publish.enable = true; }; }`,
-    "dashboard-open": `{ ogygia = { enable = true; etcd.endpoints = [ "http://127.0.0.1:2379" ]; dashboard = { enable = true; listen = "0.0.0.0:35743"; tokenFile = "/run/keys/dashboard"; openFirewall = true; }; }; }`,
+    "dashboard-open": `{ ogygia = { enable = true; etcd.endpoints = [ "http://127.0.0.1:2379" ]; dashboard = { enable = true; listen = "0.0.0.0:35743"; tokenFile = "/run/keys/dashboard"; openFirewall = true; historyDays = 30; }; }; }`,
     "dashboard-without-token": `{ ogygia = { enable = true; etcd.endpoints = [ "http://127.0.0.1:2379" ]; dashboard = { enable = true; listen = "0.0.0.0:35743"; }; }; }`,
     "key-in-store": `{ ogygia.irisd = { enable = true; settings.signing.secret_key_files = [ "/nix/store/aaaa-key.secret" ]; }; }`,
   })) as unknown as typeof report;
@@ -237,7 +237,7 @@ describe("the NixOS module, evaluated for the README's examples", () => {
     expect(open.failedAssertions).toEqual([]);
     const config = service("dashboard-open", "ogygia-dashboard");
     expect(config.ExecStart).toMatch(
-      /^\/nix\/store\/[^ ]+\/bin\/ogygia dashboard --config \/run\/current-system\/sw\/share\/ogygia\/config\.toml --listen 0\.0\.0\.0:35743 --state-dir \/var\/lib\/ogygia-dashboard --token-file %d\/token$/,
+      /^\/nix\/store\/[^ ]+\/bin\/ogygia dashboard --config \/run\/current-system\/sw\/share\/ogygia\/config\.toml --listen 0\.0\.0\.0:35743 --state-dir \/var\/lib\/ogygia-dashboard --history-days 30 --token-file %d\/token$/,
     );
     expect(config).toMatchObject({
       StateDirectory: "ogygia-dashboard",

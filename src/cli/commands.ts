@@ -446,6 +446,13 @@ export const COMMANDS: readonly CommandSpec[] = [
         description:
           "where the history database lives (default: $XDG_STATE_HOME/ogygia, as root /var/lib/ogygia)",
       },
+      "history-days": {
+        type: "string",
+        valueName: "days",
+        description:
+          "forget state changes older than this (each host keeps its newest; 0 keeps all)",
+        default: "90",
+      },
       "token-file": {
         type: "string",
         valueName: "file",

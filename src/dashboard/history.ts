@@ -61,6 +61,12 @@ export interface HistoryStore {
   record(hosts: Iterable<HostJson>, at: Date): number;
   /** A host's changes, oldest first (at most `HISTORY_LIMIT`, the newest). */
   history(host: string): HistoryEntry[];
+  /**
+   * Forgets changes seen before `before`, keeping each host's newest entry
+   * (what it runs now), and every entry of hosts that are gone (not in
+   * `present`) whose newest entry is that old. Returns the entries removed.
+   */
+  prune(before: Date, present: ReadonlySet<string>): number;
   close(): void;
 }
 
@@ -112,6 +118,22 @@ export function openHistory(stateDir: string): HistoryStore {
       rebootRequired: fromFlag(row.reboot_required),
     });
   }
+  const pruneOld = db.prepare<[string]>(
+    "DELETE FROM history WHERE at < ? AND id NOT IN (SELECT max(id) FROM history GROUP BY host)",
+  );
+  const staleHosts = db.prepare<[string], { host: string }>(
+    "SELECT host FROM history GROUP BY host HAVING max(at) < ?",
+  );
+  const forgetHost = db.prepare<[string]>("DELETE FROM history WHERE host = ?");
+  const pruneMany = db.transaction((cutoff: string, present: ReadonlySet<string>) => {
+    let removed = pruneOld.run(cutoff).changes;
+    for (const { host } of staleHosts.all(cutoff)) {
+      if (present.has(host)) continue;
+      removed += forgetHost.run(host).changes;
+      last.delete(host);
+    }
+    return removed;
+  });
   const recordMany = db.transaction((changes: [string, Tracked][], at: string) => {
     for (const [host, t] of changes) {
       insert.run(
@@ -150,6 +172,9 @@ export function openHistory(stateDir: string): HistoryStore {
         online: fromFlag(row.online),
         rebootRequired: fromFlag(row.reboot_required),
       }));
+    },
+    prune(before, present) {
+      return pruneMany(before.toISOString(), present);
     },
     close() {
       db.close();

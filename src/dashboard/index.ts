@@ -24,6 +24,26 @@ export { defaultStateDir } from "./history.js";
 /** Where the dashboard listens unless told otherwise: loopback only. */
 export const DEFAULT_LISTEN = "127.0.0.1:35743";
 
+const DAY_MS = 86_400_000;
+/** How often history is pruned while the dashboard runs. */
+const PRUNE_EVERY_MS = 3_600_000;
+
+/** Parses `--history-days`: a whole number of days, 0 for no pruning. */
+export function parseHistoryDays(text: string): number {
+  const days = Number(text.trim());
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(days)) {
+    throw new OgygiaError(
+      "ERR_OGYGIA_USAGE",
+      `--history-days ${text}: expected a whole number of days`,
+      {
+        hint: "For example --history-days 90, or 0 to keep all history.",
+        exitCode: 2,
+      },
+    );
+  }
+  return days;
+}
+
 export interface Listen {
   host: string;
   port: number;
@@ -80,6 +100,8 @@ export interface DashboardOptions {
   configFile?: string | undefined;
   stateDir?: string | undefined;
   tokenFile?: string | undefined;
+  /** Days of history kept (each host keeps its newest entry); 0 keeps everything. */
+  historyDays: number;
   env: NodeJS.ProcessEnv;
   hostname?: Promise<DetectedHostname>;
   log: Logger;
@@ -157,6 +179,17 @@ export async function runDashboard(options: DashboardOptions): Promise<void> {
     stop.abort();
   });
 
+  // History older than the retention is pruned at the first good read,
+  // then at most once an hour.
+  let prunedAt = 0;
+  const pruneHistory = (fleet: FleetJson): void => {
+    if (options.historyDays === 0 || Date.now() - prunedAt < PRUNE_EVERY_MS) return;
+    prunedAt = Date.now();
+    const before = new Date(prunedAt - options.historyDays * DAY_MS);
+    const removed = history.prune(before, new Set(fleet.hosts.map((h) => h.host)));
+    if (removed > 0) log.info({ removed, before: before.toISOString() }, "history pruned");
+  };
+
   let lastError: string | null = null;
   try {
     await watchStatus({
@@ -174,6 +207,7 @@ export async function runDashboard(options: DashboardOptions): Promise<void> {
           lastError = fleet.error;
         }
         const change = hub.update(fleet);
+        if (fleet.error === null) pruneHistory(fleet);
         if (change === undefined) return;
         if (fleet.error === null) {
           const recorded = history.record(change.event.upserts, new Date());
@@ -217,6 +251,7 @@ export async function dashboardCommand(values: Record<string, unknown>): Promise
     configFile: text("config"),
     stateDir: text("state-dir"),
     tokenFile: text("token-file"),
+    historyDays: parseHistoryDays(text("history-days") ?? "90"),
     env: process.env,
     log,
     onStart: (stop) => {

@@ -3,7 +3,7 @@
  * current view of the fleet when scraped.
  */
 
-import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Gauge, Registry, Summary, collectDefaultMetrics } from "prom-client";
 
 import type { FleetJson } from "./wire.js";
 
@@ -50,6 +50,21 @@ export function createMetrics(fleet: () => FleetJson | undefined): DashboardMetr
         counts.set(revision, (counts.get(revision) ?? 0) + 1);
       }
       for (const [revision, count] of counts) this.set({ revision }, count);
+    },
+  });
+  new Summary({
+    name: "ogygia_fleet_host_update_age_seconds",
+    help: "Seconds since each host's last published update (updated_at), over the hosts that have one, at scrape time.",
+    percentiles: [0.5, 0.9, 0.99, 1],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const now = Date.now();
+      for (const host of fleet()?.hosts ?? []) {
+        if (host.updatedAt === null) continue;
+        const at = Date.parse(host.updatedAt);
+        if (Number.isFinite(at)) this.observe(Math.max(0, (now - at) / 1000));
+      }
     },
   });
   new Gauge({

@@ -81,7 +81,7 @@ const COLUMNS: { key: SortKey; label: string; cls: string }[] = [
   { key: "host", label: "Host", cls: "c-host" },
   { key: "current", label: "⚡ current", cls: "c-rev" },
   { key: "booted", label: "🥾 booted", cls: "c-rev c-booted" },
-  { key: "nextboot", label: "🔜 next boot", cls: "c-rev" },
+  { key: "nextboot", label: "🔜 next boot", cls: "c-rev c-next" },
   { key: "online", label: "Online", cls: "c-flag" },
   { key: "reboot", label: "Reboot", cls: "c-flag" },
   { key: "updated", label: "Updated", cls: "c-updated" },
@@ -144,14 +144,74 @@ const hostView = el(
 
 // ---- rendering helpers ----------------------------------------------------
 
+/** A short revision; a click (or Enter) copies the full one. */
 function revisionNode(revision: string | null, changed = false): HTMLElement {
   if (revision === null) return el("span", { class: "unknown" }, "unknown");
   return el(
-    "span",
-    { class: changed ? "rev differs" : "rev", title: revision },
+    "button",
+    {
+      type: "button",
+      class: changed ? "rev differs" : "rev",
+      title: revision,
+      "data-copy": revision,
+      "aria-label": `revision ${revision}, copy`,
+    },
     shortRevision(revision),
   );
 }
+
+/** Announces short messages ("Copied …") to screen readers and sighted users alike. */
+const toast = el("div", { class: "toast", role: "status", "aria-live": "polite", hidden: "" });
+document.body.append(toast);
+let toastTimer: number | undefined;
+
+function announce(message: string): void {
+  toast.textContent = message;
+  toast.hidden = false;
+  window.clearTimeout(toastTimer);
+  toastTimer = window.setTimeout(() => {
+    toast.hidden = true;
+  }, 1800);
+}
+
+/**
+ * Puts `text` on the clipboard: the Clipboard API where the page is a secure
+ * context (loopback, HTTPS), else a selected text area and the copy command,
+ * which browsers still allow on a user's click over plain HTTP.
+ */
+async function copyText(text: string): Promise<boolean> {
+  try {
+    if (window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return true;
+    }
+  } catch {
+    // Denied (permissions, not focused): fall back to the copy command below.
+  }
+  const area = el("textarea", { readonly: "", class: "copy-area", "aria-hidden": "true" });
+  area.value = text;
+  document.body.append(area);
+  area.select();
+  let copied = false;
+  try {
+    // Deprecated, but the only way outside secure contexts; harmless when refused.
+    // eslint-disable-next-line @typescript-eslint/no-deprecated
+    copied = document.execCommand("copy");
+  } finally {
+    area.remove();
+  }
+  return copied;
+}
+
+document.addEventListener("click", (event) => {
+  const target = event.target instanceof Element ? event.target.closest("[data-copy]") : null;
+  if (!(target instanceof HTMLElement)) return;
+  const text = target.dataset.copy ?? "";
+  void copyText(text).then((copied) => {
+    announce(copied ? `Copied ${text}` : `Select and copy: ${text}`);
+    if (copied) target.dataset.copied = "1";
+  });
+});
 
 function flagNode(value: boolean | null, yes: string, no: string, cls: string): HTMLElement {
   if (value === null) return el("span", { class: "unknown" }, "unknown");
@@ -290,7 +350,7 @@ function renderRow(host: HostJson, now: number): HTMLElement {
     ),
     el(
       "div",
-      { class: "cell c-rev", role: "cell" },
+      { class: "cell c-rev c-next", role: "cell" },
       revisionNode(host.nextboot, host.nextboot !== null && host.nextboot !== host.current),
     ),
     el("div", { class: "cell c-flag", role: "cell" }, onlineNode(host)),
@@ -322,8 +382,76 @@ function renderRows(): void {
     if (host !== undefined) rows.push(renderRow(host, now));
   }
   rowsBox.style.transform = `translateY(${first * ROW_HEIGHT}px)`;
+  // Rows are made anew at each render: keep the keyboard's place (host and
+  // control) across live updates and scrolling.
+  const focused = focusedControl();
   rowsBox.replaceChildren(...rows);
+  if (focused !== undefined) focusControl(focused.host, focused.control);
 }
+
+/** The row control (host link, a revision) that has the focus, if any. */
+function focusedControl(): { host: string; control: number } | undefined {
+  const active = document.activeElement;
+  if (!(active instanceof HTMLElement) || !rowsBox.contains(active)) return undefined;
+  const row = active.closest<HTMLElement>(".row");
+  const host = row?.dataset.host;
+  if (row === null || host === undefined) return undefined;
+  return { host, control: rowControls(row).indexOf(active) };
+}
+
+function rowControls(row: Element): HTMLElement[] {
+  return Array.from(row.querySelectorAll<HTMLElement>("a, button"));
+}
+
+/** Focuses control number `control` of `host`'s row, if the row is rendered. */
+function focusControl(host: string, control: number): boolean {
+  for (const row of Array.from(rowsBox.children)) {
+    if (!(row instanceof HTMLElement) || row.dataset.host !== host) continue;
+    const controls = rowControls(row);
+    const target = controls[Math.min(Math.max(control, 0), controls.length - 1)];
+    target?.focus({ preventScroll: true });
+    return target !== undefined;
+  }
+  return false;
+}
+
+/**
+ * Arrow keys move between rows (Up, Down, Page Up, Page Down, Home, End)
+ * and between a row's controls (Left, Right); the table scrolls so that the
+ * focused row stays in view, even among rows not yet rendered.
+ */
+rowsBox.addEventListener("keydown", (event) => {
+  const focused = focusedControl();
+  if (focused === undefined) return;
+  const index = shown.findIndex((h) => h.host === focused.host);
+  if (index < 0) return;
+  const page = Math.max(1, Math.floor((viewport.clientHeight || 600) / ROW_HEIGHT) - 1);
+  const moves: Record<string, number> = {
+    ArrowDown: 1,
+    ArrowUp: -1,
+    PageDown: page,
+    PageUp: -page,
+    Home: -index,
+    End: shown.length - 1 - index,
+  };
+  let control = focused.control;
+  let next = index;
+  if (event.key in moves)
+    next = Math.min(shown.length - 1, Math.max(0, index + (moves[event.key] ?? 0)));
+  else if (event.key === "ArrowRight") control += 1;
+  else if (event.key === "ArrowLeft") control -= 1;
+  else return;
+  event.preventDefault();
+  const host = shown[next]?.host;
+  if (host === undefined) return;
+  const top = next * ROW_HEIGHT;
+  const height = viewport.clientHeight || 600;
+  if (top < viewport.scrollTop) viewport.scrollTop = top;
+  else if (top + ROW_HEIGHT > viewport.scrollTop + height)
+    viewport.scrollTop = top + ROW_HEIGHT - height;
+  renderRows();
+  focusControl(host, control);
+});
 
 function renderFleet(): void {
   if (dirty) {
@@ -388,7 +516,18 @@ function renderHost(name: string): void {
     );
   } else {
     const full = (revision: string | null): Node =>
-      revision === null ? el("span", { class: "unknown" }, "unknown") : el("code", {}, revision);
+      revision === null
+        ? el("span", { class: "unknown" }, "unknown")
+        : el(
+            "span",
+            { class: "full-rev" },
+            el("code", {}, revision),
+            el(
+              "button",
+              { type: "button", class: "copy", "data-copy": revision, "aria-label": "copy" },
+              "copy",
+            ),
+          );
     hostKeys.replaceChildren(
       ...keyRow("Host", host.host),
       ...keyRow("⚡ current", full(host.current)),
