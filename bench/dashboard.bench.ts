@@ -8,9 +8,14 @@
  * 2. A change to one host's `current` key until the page shows it, side by
  *    side with a bare etcd watch in this process seeing the same put (the
  *    floor: the store's own notification). Target: p99 < 1 s.
+ * 3. The server's RSS peak and CPU while 100 hosts change per second, with
+ *    100 SSE clients connected, beside the same load with none (the
+ *    baseline: what following the fleet costs without browsers).
  */
 
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 
@@ -24,6 +29,101 @@ const HOSTS = Number(process.env.BENCH_HOSTS ?? 10_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 8);
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 60);
 const NAMESPACE = "/bench/versions";
+const SSE_CLIENTS = Number(process.env.BENCH_SSE_CLIENTS ?? 100);
+const CHANGES_PER_SECOND = 100;
+const LOAD_SECONDS = Number(process.env.BENCH_LOAD_SECONDS ?? 15);
+
+/** A process's resident set (bytes) and CPU time so far (seconds), from /proc. */
+function usage(pid: number): { rss: number; cpu: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const rssKb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? NaN);
+  // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return { rss: rssKb * 1024, cpu: ticks / 100 };
+}
+
+interface LoadResult {
+  rssPeak: number;
+  cpuPercent: number;
+  /** Change events each SSE client received (min over clients), when there are clients. */
+  minEvents: number | null;
+}
+
+/**
+ * Puts CHANGES_PER_SECOND `current` values for LOAD_SECONDS (bounded), with
+ * `clients` SSE clients reading /api/events, sampling the server's usage.
+ */
+async function underLoad(
+  etcd: EtcdServer,
+  url: string,
+  pid: number,
+  clients: number,
+  salt: string,
+): Promise<LoadResult> {
+  const requests: http.ClientRequest[] = [];
+  const events: number[] = [];
+  await Promise.all(
+    Array.from(
+      { length: clients },
+      (_, i) =>
+        new Promise<void>((resolve, reject) => {
+          events[i] = 0;
+          const req = http.get(`${url}/api/events`, (res) => {
+            res.setEncoding("utf8");
+            let snapshot = false;
+            res.on("data", (chunk: string) => {
+              if (!snapshot && chunk.includes("event: snapshot")) {
+                snapshot = true;
+                resolve();
+              }
+              events[i] = (events[i] ?? 0) + (chunk.match(/^event: change$/gm)?.length ?? 0);
+            });
+            res.on("error", () => undefined);
+          });
+          req.on("error", reject);
+          requests.push(req);
+        }),
+    ),
+  );
+  const start = usage(pid);
+  let rssPeak = start.rss;
+  const startedAt = performance.now();
+  const sampler = setInterval(() => {
+    rssPeak = Math.max(rssPeak, usage(pid).rss);
+  }, 100);
+  let n = 0;
+  const tickMs = 100;
+  const perTick = CHANGES_PER_SECOND / (1000 / tickMs);
+  const ticks = (LOAD_SECONDS * 1000) / tickMs;
+  for (let t = 0; t < ticks; t++) {
+    const due = startedAt + t * tickMs;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const puts: Promise<void>[] = [];
+    for (let k = 0; k < perTick; k++, n++) {
+      puts.push(
+        etcd.client.put(
+          `${NAMESPACE}/host${(n * 37) % HOSTS}.example.com/current`,
+          revision(n, salt),
+        ),
+      );
+    }
+    await Promise.all(puts);
+  }
+  // Let the last changes reach the clients.
+  await new Promise((r) => setTimeout(r, 1000));
+  clearInterval(sampler);
+  const end = usage(pid);
+  const wallSeconds = (performance.now() - startedAt) / 1000;
+  for (const req of requests) req.destroy();
+  return {
+    rssPeak: Math.max(rssPeak, end.rss),
+    cpuPercent: (100 * (end.cpu - start.cpu)) / wallSeconds,
+    minEvents: clients === 0 ? null : Math.min(...events),
+  };
+}
 
 function revision(i: number, salt: string): string {
   return `${salt}${i.toString(16)}`.padEnd(40, "0").slice(0, 40);
@@ -133,6 +233,12 @@ async function main(): Promise<void> {
       watcher.cancel();
     }
     await page.close();
+
+    // 3. Server cost with SSE clients under a steady stream of changes.
+    const pid = dashboard.proc.child.pid;
+    if (pid === undefined) throw new Error("the dashboard has no pid");
+    const idle = await underLoad(etcd, dashboard.url, pid, 0, "d");
+    const loaded = await underLoad(etcd, dashboard.url, pid, SSE_CLIENTS, "e");
     await dashboard.stop();
 
     console.log(
@@ -159,6 +265,26 @@ async function main(): Promise<void> {
         formatMs(Math.max(...visible)),
         "p99 < 1000 ms",
       ],
+    ]);
+    const mib = (bytes: number): string => `${(bytes / 1048576).toFixed(0)} MiB`;
+    console.log(
+      `\nserver under ${CHANGES_PER_SECOND} changes/s for ${LOAD_SECONDS} s (${HOSTS} hosts)`,
+    );
+    printTable([
+      ["measure", `${SSE_CLIENTS} SSE clients`, "no client (baseline)", "ratio"],
+      [
+        "RSS peak",
+        mib(loaded.rssPeak),
+        mib(idle.rssPeak),
+        (loaded.rssPeak / idle.rssPeak).toFixed(2),
+      ],
+      [
+        "CPU (% of one core)",
+        `${loaded.cpuPercent.toFixed(0)} %`,
+        `${idle.cpuPercent.toFixed(0)} %`,
+        (loaded.cpuPercent / idle.cpuPercent).toFixed(2),
+      ],
+      ["change events per client (min)", String(loaded.minEvents), "-", "-"],
     ]);
   } finally {
     await browser.close();
