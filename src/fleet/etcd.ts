@@ -19,7 +19,7 @@ import {
   type EtcdWatcher,
 } from "./etcd-client/index.js";
 import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
-import { fieldKey, namespacePrefix, snapshotFromPairs } from "./keys.js";
+import { SnapshotBuilder, fieldKey, namespacePrefix, snapshotFromPairs } from "./keys.js";
 import type {
   FleetBackend,
   FleetPublisher,
@@ -118,11 +118,14 @@ class EtcdBackend implements FleetBackend {
     const prefix = namespacePrefix(this.config.namespace);
     const key = bytes(prefix);
     try {
-      const response = await withDeadline(
-        this.client.range({ key, rangeEnd: prefixRangeEnd(key) }),
+      // Keys and values go straight from the response's bytes into the
+      // snapshot: no object per key (60,000 of them at 10,000 hosts).
+      const builder = new SnapshotBuilder(prefix);
+      const { revision } = await withDeadline(
+        this.client.rangeVisit({ key, rangeEnd: prefixRangeEnd(key) }, builder.add),
         this.config.timeoutSeconds * 1000,
       );
-      return { snapshot: snapshotFromPairs(prefix, response.kvs), revision: response.revision };
+      return { snapshot: builder.snapshot(), revision };
     } catch (err) {
       if (err instanceof OgygiaError) throw err;
       if (isConnectionFailure(err)) throw connectError("etcd", this.config, err);

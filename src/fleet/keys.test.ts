@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { fieldKey, snapshotFromPairs, splitHostKey } from "./keys.js";
+import { SnapshotBuilder, fieldKey, snapshotFromPairs, splitHostKey } from "./keys.js";
 
 const value = (text: string): Uint8Array => Buffer.from(text);
 
@@ -86,6 +86,53 @@ describe("key layout", () => {
       const snapshot = snapshotFromPairs("/ns/", order);
       expect(snapshot).toEqual(reference(order));
       expect([...snapshot.hosts.keys()]).toEqual([...reference(order).hosts.keys()]);
+      // The byte-level builder (etcd's visited range) agrees, keys packed in
+      // one buffer with their values as a response holds them.
+      const builder = new SnapshotBuilder("/ns/");
+      const chunks: Buffer[] = [Buffer.from("junk")];
+      let at = 4;
+      const spans: [number, number, number, number][] = [];
+      for (const { key, value: v } of order) {
+        const k = Buffer.from(key);
+        chunks.push(k, Buffer.from(v));
+        spans.push([at, at + k.length, at + k.length, at + k.length + v.length]);
+        at += k.length + v.length;
+      }
+      const packed = Buffer.concat(chunks);
+      for (const [ks, ke, vs, ve] of spans) builder.add(packed, ks, ke, vs, ve);
+      const built = builder.snapshot();
+      expect(built.strayKeys).toBe(snapshot.strayKeys);
+      expect([...built.hosts.keys()]).toEqual([...snapshot.hosts.keys()]);
+      for (const [host, values] of snapshot.hosts) {
+        const other = built.hosts.get(host);
+        expect([...(other?.keys() ?? [])]).toEqual([...values.keys()]);
+        for (const [field, raw] of values) {
+          expect(Buffer.from(other?.get(field) ?? [])).toEqual(Buffer.from(raw));
+        }
+      }
     }
+  });
+
+  it("builds from bytes with UTF-8 hosts and invalid sequences as snapshotFromPairs does", () => {
+    const keys = [
+      Buffer.from("/ns/東京/current"),
+      Buffer.concat([Buffer.from("/ns/x"), Buffer.from([0xff]), Buffer.from("/booted")]),
+      Buffer.from("/ns/東京/booted"),
+    ];
+    const builder = new SnapshotBuilder("/ns/");
+    const packed = Buffer.concat(keys);
+    let at = 0;
+    for (const key of keys) {
+      builder.add(packed, at, at + key.length, at, at + 1);
+      at += key.length;
+    }
+    const built = builder.snapshot();
+    const reference = snapshotFromPairs(
+      "/ns/",
+      keys.map((key) => ({ key, value: key.subarray(0, 1) })),
+    );
+    expect([...built.hosts.keys()]).toEqual(["東京", "x\ufffd"]);
+    expect([...built.hosts.keys()]).toEqual([...reference.hosts.keys()]);
+    expect([...(built.hosts.get("東京")?.keys() ?? [])]).toEqual(["current", "booted"]);
   });
 });

@@ -95,3 +95,104 @@ export function snapshotFromPairs(
   }
   return { hosts, strayKeys };
 }
+
+const FIELD_BYTES: readonly (readonly [FleetField, Buffer])[] = FLEET_FIELDS.map(
+  (field) => [field, Buffer.from(field)] as const,
+);
+
+/**
+ * Builds a snapshot from keys and values given as byte ranges of a response
+ * (etcd's range, visited without an object per key), with the same rules
+ * as `snapshotFromPairs`: a key counts when it is `<prefix><host>/<field>`
+ * with a valid host segment and a known field, else it is a stray key.
+ */
+export class SnapshotBuilder {
+  readonly #prefix: Buffer;
+  readonly #hosts: FleetSnapshot["hosts"] = new Map();
+  #strayKeys = 0;
+  // The previous key's host, as bytes of its buffer: keys usually come
+  // grouped by host (etcd returns them sorted), so most keys decode no text.
+  #lastBuf: Buffer | undefined;
+  #lastStart = 0;
+  #lastEnd = 0;
+  #lastValues: HostValues | undefined;
+
+  constructor(prefix: string) {
+    this.#prefix = Buffer.from(prefix);
+  }
+
+  /** Adds the key [keyStart, keyEnd) and value [valueStart, valueEnd) of `buf`. */
+  readonly add = (
+    buf: Buffer,
+    keyStart: number,
+    keyEnd: number,
+    valueStart: number,
+    valueEnd: number,
+  ): void => {
+    const prefix = this.#prefix;
+    const hostStart = keyStart + prefix.length;
+    if (hostStart >= keyEnd || !bytesEqual(buf, keyStart, prefix, 0, prefix.length)) {
+      this.#strayKeys += 1;
+      return;
+    }
+    const slash = buf.indexOf(SLASH, hostStart);
+    if (slash <= hostStart || slash >= keyEnd) {
+      this.#strayKeys += 1;
+      return;
+    }
+    const field = matchField(buf, slash + 1, keyEnd);
+    if (field === undefined) {
+      this.#strayKeys += 1;
+      return;
+    }
+    let values = this.#lastValues;
+    const last = this.#lastBuf;
+    if (
+      values === undefined ||
+      last === undefined ||
+      this.#lastEnd - this.#lastStart !== slash - hostStart ||
+      !bytesEqual(buf, hostStart, last, this.#lastStart, slash - hostStart)
+    ) {
+      const host = buf.toString("utf8", hostStart, slash);
+      if (!isValidHostSegment(host)) {
+        this.#strayKeys += 1;
+        return;
+      }
+      values = this.#hosts.get(host);
+      if (values === undefined) {
+        values = new Map();
+        this.#hosts.set(host, values);
+      }
+      this.#lastBuf = buf;
+      this.#lastStart = hostStart;
+      this.#lastEnd = slash;
+      this.#lastValues = values;
+    }
+    values.set(field, buf.subarray(valueStart, valueEnd));
+  };
+
+  snapshot(): FleetSnapshot {
+    return { hosts: this.#hosts, strayKeys: this.#strayKeys };
+  }
+}
+
+/** The known field whose name is the bytes [start, end) of `buf`. */
+function matchField(buf: Buffer, start: number, end: number): FleetField | undefined {
+  const length = end - start;
+  for (const [field, name] of FIELD_BYTES) {
+    if (name.length === length && bytesEqual(buf, start, name, 0, length)) return field;
+  }
+  return undefined;
+}
+
+/**
+ * Whether `length` bytes of `a` from `aStart` equal those of `b` from
+ * `bStart`. A plain loop: for the few bytes of a key segment it beats
+ * `Buffer.compare`, whose argument checks cost more than the comparison.
+ */
+function bytesEqual(a: Buffer, aStart: number, b: Buffer, bStart: number, length: number): boolean {
+  for (let i = 0; i < length; i++) {
+    if (a[aStart + i] !== b[bStart + i]) return false;
+  }
+  return true;
+}

@@ -20,6 +20,9 @@ import {
 } from "./grpc.js";
 import {
   decodeRangeResponse,
+  visitRangeResponse,
+  type RangeSummary,
+  type RangeVisitor,
   encodeRangeRequest,
   type RangeParams,
   type RangeResult,
@@ -170,6 +173,23 @@ export class EtcdClient {
       this.deadline(options),
     );
     return decodeRangeResponse(response);
+  }
+
+  /**
+   * KV.Range with each key-value handed to `visit` as offsets into the
+   * response (no object per key): for reads of many keys.
+   */
+  async rangeVisit(
+    params: RangeParams,
+    visit: RangeVisitor,
+    options?: EtcdCallOptions,
+  ): Promise<RangeSummary> {
+    const response = await this.call(
+      `${KV}Range`,
+      encodeRangeRequest(params),
+      this.deadline(options),
+    );
+    return visitRangeResponse(response, visit);
   }
 
   async put(

@@ -22,5 +22,7 @@ export {
   type RangeKeyValue,
   type RangeParams,
   type RangeResult,
+  type RangeSummary,
+  type RangeVisitor,
 } from "./range-codec.js";
 export type { Event as WatchEvent } from "./kv_pb.js";

@@ -2,7 +2,12 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 
 import { KeyValueSchema } from "./kv_pb.js";
-import { decodeRangeResponse, encodeRangeRequest, DecodeError } from "./range-codec.js";
+import {
+  decodeRangeResponse,
+  encodeRangeRequest,
+  visitRangeResponse,
+  DecodeError,
+} from "./range-codec.js";
 import { RangeRequestSchema, RangeResponseSchema, ResponseHeaderSchema } from "./rpc_pb.js";
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -61,6 +66,15 @@ describe("the hand-written Range codec", () => {
     expect(decoded.more).toBe(true);
     expect(decoded.count).toBe(3n);
     expect(decoded.kvs).toHaveLength(3);
+    // The visitor sees the same keys and values, and the same header.
+    const visited: [string, string][] = [];
+    const summary = visitRangeResponse(Buffer.from(bytes), (buf, ks, ke, vs, ve) => {
+      visited.push([buf.toString("hex", ks, ke), buf.toString("hex", vs, ve)]);
+    });
+    expect(summary).toEqual({ revision: 99n, more: true });
+    expect(visited).toEqual(
+      kvs.map((kv) => [Buffer.from(kv.key).toString("hex"), Buffer.from(kv.value).toString("hex")]),
+    );
     decoded.kvs.forEach((kv, i) => {
       const want = kvs[i];
       expect(Buffer.from(kv.key)).toEqual(Buffer.from(want?.key ?? []));
@@ -91,5 +105,8 @@ describe("the hand-written Range codec", () => {
       ),
     );
     expect(() => decodeRangeResponse(bytes.subarray(0, bytes.length - 1))).toThrow(DecodeError);
+    expect(() => visitRangeResponse(bytes.subarray(0, bytes.length - 1), () => undefined)).toThrow(
+      DecodeError,
+    );
   });
 });

@@ -237,6 +237,98 @@ function decodeKeyValue(reader: Reader, end: number): RangeKeyValue {
 
 const EMPTY = Buffer.alloc(0);
 
+/** Receives one key-value of a range as byte offsets into the response. */
+export type RangeVisitor = (
+  buf: Buffer,
+  keyStart: number,
+  keyEnd: number,
+  valueStart: number,
+  valueEnd: number,
+) => void;
+
+/** What a visited range says besides its key-values. */
+export interface RangeSummary {
+  revision: bigint;
+  more: boolean;
+}
+
+/**
+ * Decodes a `RangeResponse` without building a key-value object per entry:
+ * each key and value goes to `visit` as offsets into `buf`, and the
+ * revisions, version and lease of each entry are skipped unread. For a
+ * caller that only needs keys and values (a fleet read), this saves four
+ * bigints, two buffers and an object per key.
+ */
+export function visitRangeResponse(buf: Buffer, visit: RangeVisitor): RangeSummary {
+  const reader = new Reader(buf, 0, buf.length);
+  const summary: RangeSummary = { revision: 0n, more: false };
+  while (reader.pos < buf.length) {
+    const tag = reader.uint();
+    switch (tag) {
+      case 0x0a: {
+        const end = reader.delimited();
+        while (reader.pos < end) {
+          const inner = reader.uint();
+          if (inner === 0x18) summary.revision = reader.int64();
+          else reader.skip(inner & 7);
+        }
+        if (reader.pos !== end) throw new DecodeError("the header runs past its end");
+        break;
+      }
+      case 0x12: {
+        const end = reader.delimited();
+        visitKeyValue(reader, end, visit);
+        break;
+      }
+      case 0x18:
+        summary.more = reader.uint() !== 0;
+        break;
+      default:
+        reader.skip(tag & 7);
+    }
+  }
+  if (reader.pos !== buf.length) throw new DecodeError("the message runs past its end");
+  return summary;
+}
+
+function visitKeyValue(reader: Reader, end: number, visit: RangeVisitor): void {
+  const buf = reader.buf;
+  let keyStart = 0;
+  let keyEnd = 0;
+  let valueStart = 0;
+  let valueEnd = 0;
+  let pos = reader.pos;
+  while (pos < end) {
+    const tag = buf[pos] ?? 0;
+    if (tag === 0x0a || tag === 0x2a) {
+      let length = buf[pos + 1] ?? 0;
+      let from = pos + 2;
+      if (length >= 0x80) {
+        reader.pos = pos + 1;
+        length = reader.uint();
+        from = reader.pos;
+      }
+      const stop = from + length;
+      if (stop > end) throw new DecodeError("a field runs past its key-value");
+      if (tag === 0x0a) {
+        keyStart = from;
+        keyEnd = stop;
+      } else {
+        valueStart = from;
+        valueEnd = stop;
+      }
+      pos = stop;
+      continue;
+    }
+    reader.pos = pos;
+    reader.skip(reader.uint() & 7);
+    pos = reader.pos;
+  }
+  if (pos !== end) throw new DecodeError("a key-value runs past its end");
+  reader.pos = pos;
+  visit(buf, keyStart, keyEnd, valueStart, valueEnd);
+}
+
 /** Decodes a `RangeResponse`; keys and values stay views into `buf`. */
 export function decodeRangeResponse(buf: Buffer): RangeResult {
   const reader = new Reader(buf, 0, buf.length);
