@@ -195,3 +195,115 @@ describe.each(FLEET_HARNESSES)("ogygia nebula sign with $label", (harness) => {
     expect(bad.stderr).toContain("nebula-cert sign failed:");
   });
 });
+
+describe("ogygia nebula rekey", () => {
+  it("renews certificates nearing expiry with the same address and groups, and leaves the others", async () => {
+    const certs = path.join(dir, "rekey-certs");
+    await mkdir(certs);
+    const pubShort = await keygen("rekey-short");
+    const pubLong = await keygen("rekey-long");
+    // web01: a one-minute certificate (under a third left soon); web02: 12 hours.
+    await run("nebula-cert", [
+      "sign",
+      "-ca-crt",
+      path.join(signingCa, "ca.crt"),
+      "-ca-key",
+      path.join(signingCa, "ca.key"),
+      "-in-pub",
+      pubShort,
+      "-name",
+      "web01",
+      "-ip",
+      "10.77.0.5/16",
+      "-groups",
+      "web,prod",
+      "-duration",
+      "1m",
+      "-out-crt",
+      path.join(certs, "web01-old.crt"),
+    ]);
+    await run("nebula-cert", [
+      "sign",
+      "-ca-crt",
+      path.join(signingCa, "ca.crt"),
+      "-ca-key",
+      path.join(signingCa, "ca.key"),
+      "-in-pub",
+      pubLong,
+      "-name",
+      "web02",
+      "-ip",
+      "10.77.0.6/16",
+      "-duration",
+      "12h",
+      "-out-crt",
+      path.join(certs, "web02.crt"),
+    ]);
+    await writeFile(path.join(certs, "broken.crt"), "not a certificate\n");
+
+    // --within 2m: web01 is due, web02 is not; a dry run changes nothing.
+    const dry = await runCli([
+      "nebula",
+      "rekey",
+      "--certs",
+      certs,
+      "--ca",
+      signingCa,
+      "--within",
+      "2m",
+      "--dry-run",
+      "--json",
+    ]);
+    expect(dry.code, dry.stderr).toBe(0);
+    const planned = JSON.parse(dry.stdout) as {
+      changes: { host: string; address: string; certificate: string | null }[];
+      skipped: { file: string }[];
+    };
+    expect(planned.changes.map((c) => [c.host, c.address, c.certificate])).toEqual([
+      ["web01", "10.77.0.5/16", null],
+    ]);
+    expect(planned.skipped.map((s) => path.basename(s.file))).toEqual(["broken.crt"]);
+    expect((await readdir(certs)).sort()).toEqual(["broken.crt", "web01-old.crt", "web02.crt"]);
+
+    const done = await runCli([
+      "nebula",
+      "rekey",
+      "--certs",
+      certs,
+      "--ca",
+      signingCa,
+      "--within",
+      "2m",
+    ]);
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stdout).toMatch(/^web01 10\.77\.0\.5\/16: .* left — renewed until /m);
+    const files = (await readdir(certs)).sort();
+    expect(files).not.toContain("web01-old.crt");
+    const renewed = files.find((f) => /^web01-[0-9a-f]{16}\.crt$/.test(f));
+    expect(renewed).toBeDefined();
+    const after = await facts(path.join(certs, renewed ?? ""));
+    expect(after).toMatchObject({ name: "web01", ips: ["10.77.0.5/16"], groups: ["web", "prod"] });
+    // The same public key as the host's pair: the host's key still works with it.
+    const { stdout } = await run("nebula-cert", [
+      "print",
+      "-json",
+      "-path",
+      path.join(certs, renewed ?? ""),
+    ]);
+    const pem = await readFile(pubShort, "utf8");
+    const hex = Buffer.from(pem.split("\n")[1] ?? "", "base64").toString("hex");
+    expect((JSON.parse(stdout) as { details: { publicKey: string } }).details.publicKey).toBe(hex);
+
+    // The renewed one-minute certificate has most of its lifetime left: by
+    // the default threshold (a third of it) nothing is due.
+    const again = await runCli(["nebula", "rekey", "--certs", certs, "--ca", signingCa]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain(`nothing to renew in ${certs}`);
+  });
+
+  it("refuses a --within that is not a duration", async () => {
+    const result = await runCli(["nebula", "rekey", "--within", "soon"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--within "soon" is not a duration like 720h');
+  });
+});

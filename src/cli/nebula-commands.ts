@@ -165,4 +165,85 @@ const SIGN: CommandSpec = {
   },
 };
 
-export const NEBULA_COMMANDS: readonly CommandSpec[] = [CA_INIT, KEYGEN, SIGN];
+const REKEY: CommandSpec = {
+  path: ["nebula", "rekey"],
+  summary: "re-sign the certificates nearing expiry, with the same address and groups",
+  description:
+    "Renew the certificates of [ogygia.nebula] cert_dir that have less than --within left\n" +
+    "(default: less than a third of their lifetime), only the newest per host: same name,\n" +
+    "address and groups, the same lifetime unless --duration says otherwise, and the\n" +
+    "public key taken from the certificate itself (no host key needed). The old file is\n" +
+    "removed once the new one is written. --dry-run shows what would change.",
+  options: {
+    "dry-run": { type: "boolean", description: "show what would be renewed; change nothing" },
+    within: {
+      type: "string",
+      valueName: "d",
+      description:
+        "renew those with less than this left, like 720h (default: a third of the lifetime)",
+    },
+    duration: {
+      type: "string",
+      valueName: "d",
+      description: "lifetime of the new certificates (default: that of the old ones)",
+    },
+    ca: { type: "string", valueName: "dir", description: "the CA's folder (default: ca_dir)" },
+    certs: {
+      type: "string",
+      valueName: "dir",
+      description: "the certificate folder (default: cert_dir)",
+    },
+    config: { type: "string", valueName: "file", description: "configuration file to use" },
+    json: JSON_OPTION,
+  },
+  environment: [["OGYGIA_CONFIG", "configuration file to use instead of the default"]],
+  examples: ["ogygia nebula rekey --dry-run", "ogygia nebula rekey --within 720h"],
+  async run({ values }) {
+    const [{ nebulaRekey, parseGoDuration, formatDuration }, { loadContext }] = await Promise.all([
+      import("../nebula/index.js"),
+      import("../command/index.js"),
+    ]);
+    const within = text(values.within);
+    const withinMs = within === undefined ? undefined : parseGoDuration(within);
+    if (within !== undefined && withinMs === undefined) {
+      throw usageError(`--within ${JSON.stringify(within)} is not a duration like 720h`, REKEY);
+    }
+    const { config } = await loadContext({
+      root: "/",
+      configFile: text(values.config),
+      env: process.env,
+    });
+    const dryRun = values["dry-run"] === true;
+    const result = await nebulaRekey({
+      config,
+      caDir: text(values.ca),
+      certDir: text(values.certs),
+      withinMs,
+      duration: text(values.duration),
+      dryRun,
+      now: Date.now(),
+    });
+    const lines: string[] = [];
+    for (const change of result.changes) {
+      const left =
+        change.remainingMs <= 0
+          ? `expired ${formatDuration(change.remainingMs)} ago`
+          : `${formatDuration(change.remainingMs)} left`;
+      lines.push(
+        `${change.host} ${change.address ?? "(no address)"}: ${left}` +
+          (change.certificate === null
+            ? dryRun
+              ? " — would be renewed"
+              : " — has no address, not renewed"
+            : ` — renewed until ${change.notAfter ?? "?"}`),
+      );
+      if (change.certificate !== null) lines.push(`  ${change.old} -> ${change.certificate}`);
+    }
+    if (result.changes.length === 0) lines.push(`nothing to renew in ${result.certDir}`);
+    for (const skip of result.skipped) lines.push(`skipped ${skip.file}: ${skip.reason}`);
+    await print(values.json === true, { dryRun, ...result }, lines);
+    return 0;
+  },
+};
+
+export const NEBULA_COMMANDS: readonly CommandSpec[] = [CA_INIT, KEYGEN, SIGN, REKEY];

@@ -102,6 +102,8 @@ export interface CertificateFacts {
   /** The CA's fingerprint. */
   issuer: string;
   fingerprint: string;
+  /** The certified public key, hex (what re-signing needs; public). */
+  publicKey: string;
 }
 
 export async function readCertificate(file: string): Promise<CertificateFacts> {
@@ -115,6 +117,7 @@ export async function readCertificate(file: string): Promise<CertificateFacts> {
       notAfter: string;
       isCa: boolean;
       issuer: string;
+      publicKey: string;
     };
     fingerprint: string;
   };
@@ -128,5 +131,22 @@ export async function readCertificate(file: string): Promise<CertificateFacts> {
     isCa: d.isCa,
     issuer: d.issuer,
     fingerprint: parsed.fingerprint,
+    publicKey: d.publicKey,
   };
+}
+
+/**
+ * The public key file `nebula-cert sign -in-pub` reads, for a key taken
+ * from a certificate (`publicKey`, hex): re-signing needs no copy of the
+ * host's `host.pub`. The PEM label is nebula-cert's own.
+ */
+export function publicKeyPem(hex: string): string {
+  if (!/^[0-9a-f]{64}$/.test(hex)) {
+    throw new OgygiaError(
+      "ERR_OGYGIA_NEBULA",
+      `a certificate's public key is not 32 bytes of hex: ${hex}`,
+    );
+  }
+  const base64 = Buffer.from(hex, "hex").toString("base64");
+  return `-----BEGIN NEBULA X25519 PUBLIC KEY-----\n${base64}\n-----END NEBULA X25519 PUBLIC KEY-----\n`;
 }

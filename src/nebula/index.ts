@@ -7,7 +7,18 @@
  */
 
 import { createHash } from "node:crypto";
-import { chmod, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
+import {
+  chmod,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 
 import type { OgygiaConfig } from "../config/index.js";
@@ -18,12 +29,23 @@ import { allocateAddress } from "./allocate.js";
 import {
   createCa,
   createKeyPair,
+  publicKeyPem,
   readCertificate,
   signCertificate,
   type CertificateFacts,
 } from "./cert-tool.js";
+import { rekeyCandidates } from "./health.js";
 
 export type { CertificateFacts } from "./cert-tool.js";
+export {
+  rekeyCandidates,
+  assessCertificates,
+  formatDuration,
+  type CertEntry,
+  type CertLevel,
+  type CertReport,
+  type CertStatus,
+} from "./health.js";
 
 /** Where hosts keep their Nebula key pair by default. */
 export const DEFAULT_KEY_DIR = "/var/lib/ogygia/nebula";
@@ -237,30 +259,204 @@ export async function nebulaSign(request: SignRequest): Promise<SignResult> {
     await coordinator.close();
   }
   const address = formatIpv4(allocation.address);
-
-  await mkdir(outDir, { recursive: true });
-  const tmp = path.join(outDir, `.${request.host}.crt.tmp-${process.pid}`);
-  await rm(tmp, { force: true });
-  await signCertificate({
-    caCrt: path.join(caDir, "ca.crt"),
-    caKey: path.join(caDir, "ca.key"),
-    publicKey: request.pub,
+  const written = await writeSignedCertificate({
+    caDir,
+    outDir,
+    pub: request.pub,
     name: request.host,
     ip: `${address}/${network.bits}`,
     groups: request.groups,
     duration: request.duration,
-    out: tmp,
   });
-  const bytes = await readFile(tmp);
-  const digest = createHash("sha256").update(bytes).digest("hex").slice(0, 16);
-  const certificate = path.join(outDir, `${request.host}-${digest}.crt`);
-  await chmod(tmp, 0o644);
-  await rename(tmp, certificate);
   return {
     host: request.host,
     address: `${address}/${network.bits}`,
     kept: allocation.kept,
-    certificate,
-    facts: await readCertificate(certificate),
+    certificate: written.certificate,
+    facts: written.facts,
   };
+}
+
+/**
+ * Signs with nebula-cert into `outDir`, beside under a temporary name, then
+ * renamed to `<name>-<hash of its bytes>.crt`: a folder meant to be
+ * committed never holds a half-written certificate.
+ */
+async function writeSignedCertificate(options: {
+  caDir: string;
+  outDir: string;
+  pub: string;
+  name: string;
+  ip: string;
+  groups: readonly string[];
+  duration: string | undefined;
+}): Promise<{ certificate: string; facts: CertificateFacts }> {
+  await mkdir(options.outDir, { recursive: true });
+  const tmp = path.join(options.outDir, `.${options.name}.crt.tmp-${process.pid}`);
+  await rm(tmp, { force: true });
+  try {
+    await signCertificate({
+      caCrt: path.join(options.caDir, "ca.crt"),
+      caKey: path.join(options.caDir, "ca.key"),
+      publicKey: options.pub,
+      name: options.name,
+      ip: options.ip,
+      groups: options.groups,
+      duration: options.duration,
+      out: tmp,
+    });
+    const bytes = await readFile(tmp);
+    const digest = createHash("sha256").update(bytes).digest("hex").slice(0, 16);
+    const certificate = path.join(options.outDir, `${options.name}-${digest}.crt`);
+    await chmod(tmp, 0o644);
+    await rename(tmp, certificate);
+    return { certificate, facts: await readCertificate(certificate) };
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+// ---------------------------------------------------------------- rekey
+
+/** A Go duration (`720h`, `1h30m`, `90s`) in milliseconds; undefined when it is not one. */
+export function parseGoDuration(text: string): number | undefined {
+  const units: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
+  const match = /^(\d+(?:\.\d+)?(?:h|ms|m|s))+$/.exec(text);
+  if (match === null) return undefined;
+  let total = 0;
+  for (const part of text.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s)/g)) {
+    total += Number(part[1]) * (units[part[2] ?? ""] ?? NaN);
+  }
+  return Number.isFinite(total) ? total : undefined;
+}
+
+export interface RekeyChange {
+  host: string;
+  address: string | null;
+  groups: string[];
+  /** The certificate renewed (removed once the new one is written). */
+  old: string;
+  oldNotAfter: string;
+  remainingMs: number;
+  /** The new certificate; null on a dry run. */
+  certificate: string | null;
+  notAfter: string | null;
+}
+
+export interface RekeyResult {
+  certDir: string;
+  changes: RekeyChange[];
+  /** Files of the folder that are not readable certificates. */
+  skipped: { file: string; reason: string }[];
+}
+
+/** Reads every `*.crt` of `dir` (CA certificates included; the caller filters). */
+export async function readCertificateFolder(dir: string): Promise<{
+  certificates: { file: string; facts: CertificateFacts }[];
+  skipped: { file: string; reason: string }[];
+}> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    throw new OgygiaError(
+      "ERR_OGYGIA_NEBULA",
+      `cannot read the certificate folder ${dir}: ${(err as Error).message}`,
+      {
+        hint: "Name it with --certs, or set [ogygia.nebula] cert_dir.",
+        cause: err,
+      },
+    );
+  }
+  const certificates: { file: string; facts: CertificateFacts }[] = [];
+  const skipped: { file: string; reason: string }[] = [];
+  for (const name of names.sort()) {
+    if (!name.endsWith(".crt") || name.startsWith(".")) continue;
+    const file = path.join(dir, name);
+    try {
+      certificates.push({ file, facts: await readCertificate(file) });
+    } catch (err) {
+      if (!(err instanceof OgygiaError)) throw err;
+      skipped.push({ file, reason: err.message });
+    }
+  }
+  return { certificates, skipped };
+}
+
+/**
+ * Renews the certificates of the folder nearing expiry (see
+ * `rekeyCandidates`) with the same name, address and groups, for the same
+ * lifetime as before unless `duration` says otherwise; the public key is
+ * the certificate's own, so no host key is needed. The old file is removed
+ * once the new one is written. The address stays the host's in the
+ * registry: rekeying takes none.
+ */
+export async function nebulaRekey(options: {
+  config: OgygiaConfig | undefined;
+  caDir?: string | undefined;
+  certDir?: string | undefined;
+  withinMs?: number | undefined;
+  duration?: string | undefined;
+  dryRun: boolean;
+  now: number;
+}): Promise<RekeyResult> {
+  checkDuration(options.duration);
+  const caDir = options.caDir ?? options.config?.nebula?.caDir ?? "nebula-ca";
+  const certDir = options.certDir ?? options.config?.nebula?.certDir ?? "nebula";
+  const { certificates, skipped } = await readCertificateFolder(certDir);
+  const due = rekeyCandidates(certificates, { now: options.now, withinMs: options.withinMs });
+  if (!options.dryRun && due.length > 0) {
+    for (const file of [path.join(caDir, "ca.crt"), path.join(caDir, "ca.key")]) {
+      if (!(await exists(file))) {
+        throw new OgygiaError("ERR_OGYGIA_NEBULA", `${file} does not exist`, {
+          hint: "Rekeying signs with the CA: name its folder with --ca, or run with --dry-run.",
+        });
+      }
+    }
+  }
+  const changes: RekeyChange[] = [];
+  const keys =
+    due.length > 0 && !options.dryRun
+      ? await mkdtemp(path.join(os.tmpdir(), "ogygia-rekey-"))
+      : undefined;
+  try {
+    for (const cert of due) {
+      const { facts } = cert;
+      const change: RekeyChange = {
+        host: facts.name,
+        address: facts.ips[0] ?? null,
+        groups: facts.groups,
+        old: cert.file,
+        oldNotAfter: facts.notAfter,
+        remainingMs: cert.remainingMs,
+        certificate: null,
+        notAfter: null,
+      };
+      if (keys !== undefined && change.address !== null) {
+        const pub = path.join(keys, `${facts.fingerprint}.pub`);
+        await writeFile(pub, publicKeyPem(facts.publicKey), { mode: 0o600 });
+        const lifetimeSeconds = Math.max(
+          1,
+          Math.round((Date.parse(facts.notAfter) - Date.parse(facts.notBefore)) / 1000),
+        );
+        const written = await writeSignedCertificate({
+          caDir,
+          outDir: certDir,
+          pub,
+          name: facts.name,
+          ip: change.address,
+          groups: facts.groups,
+          duration: options.duration ?? `${lifetimeSeconds}s`,
+        });
+        if (path.resolve(written.certificate) !== path.resolve(cert.file))
+          await rm(cert.file, { force: true });
+        change.certificate = written.certificate;
+        change.notAfter = written.facts.notAfter;
+      }
+      changes.push(change);
+    }
+  } finally {
+    if (keys !== undefined) await rm(keys, { recursive: true, force: true });
+  }
+  return { certDir, changes, skipped };
 }
