@@ -119,4 +119,29 @@ describe("builder entries on ZooKeeper", () => {
     expect((await listed()).map((b) => b.host)).toEqual(["build01"]);
     await publisher.stop("SIGTERM");
   });
+
+  it("a host key that cannot be read is logged; the states are published without the entry", async () => {
+    const broken = await writeConfig(
+      [
+        "[ogygia.zookeeper]",
+        `endpoints = ["${zk.endpoint}"]`,
+        `namespace = "${NAMESPACE}"`,
+        "",
+        "[ogygia.builder]",
+        `host_key_file = "${path.join(dir, "missing.pub")}"`,
+        "",
+      ].join("\n"),
+    );
+    publisher = startPublisher({ config: broken, root: root.root, host: "build02" });
+    await waitFor(
+      "the publisher to hold alive",
+      () => (publisher?.output().includes('"msg":"alive"') ? true : undefined),
+      HANG_GUARD,
+    );
+    expect(publisher.output()).toContain(
+      `cannot read the SSH host key ${path.join(dir, "missing.pub")}: ENOENT`,
+    );
+    expect(await listed()).toEqual([]);
+    await publisher.stop("SIGTERM");
+  });
 });

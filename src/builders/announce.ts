@@ -19,6 +19,7 @@ import { hostKeyLine, serializeBuilderEntry, type BuilderEntry } from "./entry.j
 export interface AnnounceLogger {
   info(fields: object, message: string): void;
   warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
 }
 
 const NODE_SYSTEMS: Record<string, string> = {

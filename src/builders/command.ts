@@ -147,8 +147,8 @@ export interface BuilderAnnouncement {
 
 /**
  * Starts publishing this host's builder entry when `[ogygia.builder]` is
- * configured (the publisher calls it); undefined when it is not. Throws
- * `OgygiaError` for a host key that cannot be read.
+ * configured (the publisher calls it); undefined when it is not, or when
+ * the entry cannot be made (a host key that cannot be read: logged).
  */
 export async function startBuilderAnnouncement(options: {
   config: OgygiaConfig;
@@ -159,7 +159,18 @@ export async function startBuilderAnnouncement(options: {
   const builder = config.builder;
   const selected = configuredBackend(config);
   if (!builder || !selected) return undefined;
-  const entry = await localBuilderEntry(builder, host);
+  let entry;
+  try {
+    entry = await localBuilderEntry(builder, host);
+  } catch (err) {
+    // The host's states still matter more than its builds: publish them, say why not this.
+    if (!(err instanceof OgygiaError)) throw err;
+    log.error(
+      { error: err.message, hint: err.hint },
+      "cannot publish the builder entry; publishing the states without it",
+    );
+    return undefined;
+  }
   const coordinator = await openCoordinator(selected.entry.kind, selected.settings);
   const announcer = new BuilderAnnouncer({
     coordinator,
