@@ -72,7 +72,8 @@ let
       optionalAttrs (cfg.domain != null) { inherit (cfg) domain; }
       // optionalAttrs etcdEnabled { etcd = backendSettings cfg.etcd; }
       // optionalAttrs zookeeperEnabled { zookeeper = backendSettings cfg.zookeeper; }
-      // optionalAttrs (cfg.publish.settings != { }) { publish = cfg.publish.settings; };
+      // optionalAttrs (cfg.publish.settings != { }) { publish = cfg.publish.settings; }
+      // cfg.cliSections;
   };
 
   # Checked by the CLI's own strict parser: unknown keys, wrong types and bad
@@ -216,6 +217,8 @@ let
   };
 in
 {
+  imports = [ ./modules/builders.nix ];
+
   options.ogygia = {
     enable = mkEnableOption "Ogygia: build-revision tracking, the ogygia CLI and its configuration";
 

@@ -3,6 +3,7 @@ export {
   parseConfig,
   parseHostPort,
   type BackendConfig,
+  type BuilderConfig,
   type ConfigSource,
   type OgygiaConfig,
 } from "./ogygia.js";

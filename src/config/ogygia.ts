@@ -11,6 +11,7 @@ import { BACKEND_NAMES, type BackendKind } from "../fleet/index.js";
 import {
   integer,
   locateKeys,
+  number,
   optional,
   parseTomlText,
   string,
@@ -95,6 +96,89 @@ const backendSections = Object.fromEntries(
   }),
 ) as Record<BackendKind, Field<RawBackend | undefined>>;
 
+// --- [ogygia.builder]: this host offers remote builds (src/builders) ---
+
+/** Nix system types and feature names: no spaces or commas (the machines file's separators). */
+const MACHINE_WORD = /^[A-Za-z0-9_.+-]{1,64}$/;
+const checkWord = (v: string): string | undefined =>
+  MACHINE_WORD.test(v) ? undefined : `${JSON.stringify(v)} must be letters, digits, "_.+-"`;
+
+const builderSection = optional(
+  table({
+    description:
+      "This host offers remote builds: the publisher publishes its builder entry under its lease.",
+    fields: {
+      user: string({
+        description: "The SSH user Nix connects as.",
+        default: "nix-builder",
+        check: (v) =>
+          /^[a-z_][a-z0-9_-]{0,31}$/.test(v)
+            ? undefined
+            : `${JSON.stringify(v)} is not a user name`,
+      }),
+      address: optional(
+        string({
+          description: "The address builders connect to (default: this host's name).",
+          check: (v) =>
+            /^[A-Za-z0-9._:-]{1,253}$/.test(v)
+              ? undefined
+              : `${JSON.stringify(v)} is not an address`,
+        }),
+      ),
+      protocol: string({
+        description: 'How Nix talks to the builder: "ssh-ng" (nix-daemon --stdio) or "ssh".',
+        default: "ssh-ng",
+        check: (v) => (v === "ssh-ng" || v === "ssh" ? undefined : 'must be "ssh-ng" or "ssh"'),
+      }),
+      systems: optional(
+        stringList({
+          description: "System types built (default: Nix's `system` and `extra-platforms`).",
+          minItems: 1,
+          check: checkWord,
+        }),
+      ),
+      max_jobs: optional(
+        integer({ description: "Builds at once (default: the cores).", min: 1, max: 4096 }),
+      ),
+      speed_factor: number({
+        description: "Relative speed; faster builders are preferred.",
+        default: 1,
+        min: 0.001,
+        max: 1_000_000,
+      }),
+      supported_features: stringList({
+        description: "System features this builder supports (kvm, big-parallel, ...).",
+        default: [],
+        check: checkWord,
+      }),
+      mandatory_features: stringList({
+        description: "Features a derivation must ask for to be built here.",
+        default: [],
+        check: checkWord,
+      }),
+      host_key_file: string({
+        description: "This host's SSH public host key, published so clients can check it.",
+        default: "/etc/ssh/ssh_host_ed25519_key.pub",
+      }),
+    },
+  }),
+);
+
+/** `[ogygia.builder]`, defaults filled in where they need no probing of the host. */
+export interface BuilderConfig {
+  user: string;
+  address: string | undefined;
+  protocol: "ssh-ng" | "ssh";
+  systems: string[] | undefined;
+  maxJobs: number | undefined;
+  speedFactor: number;
+  supportedFeatures: string[];
+  mandatoryFeatures: string[];
+  hostKeyFile: string;
+}
+
+// --- end [ogygia.builder] ---
+
 export const configSchema = table({
   description: "The ogygia configuration file.",
   fields: {
@@ -148,6 +232,7 @@ export const configSchema = table({
             },
           }),
         ),
+        builder: builderSection,
         publish: table({
           description: "Settings of the `ogygia publish` daemon.",
           fields: {
@@ -204,6 +289,8 @@ export interface OgygiaSettings {
   publish: PublishConfig;
   /** `[ogygia.nebula]`, when present. */
   nebula: NebulaConfig | undefined;
+  /** `[ogygia.builder]`, when present: this host offers remote builds. */
+  builder?: BuilderConfig | undefined;
 }
 
 /** Each registered backend's section, undefined when the file has none. */
@@ -236,6 +323,17 @@ export async function parseConfig(text: string, file: string): Promise<OgygiaCon
       subnet: raw.ogygia.nebula.subnet,
       caDir: raw.ogygia.nebula.ca_dir,
       certDir: raw.ogygia.nebula.cert_dir,
+    },
+    builder: raw.ogygia.builder && {
+      user: raw.ogygia.builder.user,
+      address: raw.ogygia.builder.address,
+      protocol: raw.ogygia.builder.protocol === "ssh" ? "ssh" : "ssh-ng",
+      systems: raw.ogygia.builder.systems,
+      maxJobs: raw.ogygia.builder.max_jobs,
+      speedFactor: raw.ogygia.builder.speed_factor,
+      supportedFeatures: raw.ogygia.builder.supported_features,
+      mandatoryFeatures: raw.ogygia.builder.mandatory_features,
+      hostKeyFile: raw.ogygia.builder.host_key_file,
     },
     publish: {
       leaseTtlSeconds: raw.ogygia.publish.lease_ttl_seconds,

@@ -11,6 +11,7 @@ import type { ZkSession } from "./zookeeper-session.js";
 import type { ZkWire } from "./zookeeper-wire.js";
 
 export {
+  LEASED_FIELDS,
   PUBLISHER_FIELDS,
   STATE_FIELDS,
   STORED_FIELDS,
@@ -18,6 +19,7 @@ export {
   type FleetField,
   type FleetPublisher,
   type FleetSnapshot,
+  type FleetWatch,
   type HostChanges,
   type HostValues,
   type PublisherOptions,
@@ -98,4 +100,5 @@ export async function readZooKeeperBulk(
 }
 
 export { openCoordinator } from "./registry.js";
+export type { Lease } from "./coordination.js";
 export { type Coordinator, type Revision, type WatchEvent } from "./coordination.js";

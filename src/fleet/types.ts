@@ -21,16 +21,29 @@ export const STATE_FIELDS = ["current", "booted", "nextboot"] as const;
 /** Keys the publisher writes beside the state keys. */
 export const PUBLISHER_FIELDS = ["alive", "reboot_required", "updated_at"] as const;
 
-export type FleetField = (typeof STATE_FIELDS)[number] | (typeof PUBLISHER_FIELDS)[number];
+/**
+ * Keys tied to a lease beside `alive`, gone when the host's publisher is:
+ * `builder`, the host's offer of remote builds (JSON, see src/builders).
+ */
+export const LEASED_FIELDS = ["builder"] as const;
 
-export const FLEET_FIELDS: readonly FleetField[] = [...STATE_FIELDS, ...PUBLISHER_FIELDS];
+export type FleetField =
+  | (typeof STATE_FIELDS)[number]
+  | (typeof PUBLISHER_FIELDS)[number]
+  | (typeof LEASED_FIELDS)[number];
+
+export const FLEET_FIELDS: readonly FleetField[] = [
+  ...STATE_FIELDS,
+  ...PUBLISHER_FIELDS,
+  ...LEASED_FIELDS,
+];
 
 /**
  * The fields a publisher writes as ordinary keys: they stay when the host
  * goes away. `alive` is not one of them: it lives and dies with the
  * publisher's lease (etcd) or session (ZooKeeper).
  */
-export type StoredField = Exclude<FleetField, "alive">;
+export type StoredField = Exclude<FleetField, "alive" | (typeof LEASED_FIELDS)[number]>;
 
 export const STORED_FIELDS: readonly StoredField[] = [
   ...STATE_FIELDS,

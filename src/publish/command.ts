@@ -4,6 +4,7 @@
  * the daemon until SIGTERM or SIGINT.
  */
 
+import { startBuilderAnnouncement } from "../builders/index.js";
 import { loadContext, openPublisher, type CommandOptions } from "../command/index.js";
 import type { OgygiaConfig } from "../config/index.js";
 import { OgygiaError } from "../core/index.js";
@@ -131,7 +132,7 @@ export interface DaemonRunOptions extends PublishOptions {
  * anything starts; backend failures never end it.
  */
 export async function runDaemon(options: DaemonRunOptions): Promise<void> {
-  const { config, publisher } = await openTarget(options);
+  const { config, host, publisher } = await openTarget(options);
   const daemon = new PublishDaemon({
     publisher,
     root: options.root,
@@ -140,8 +141,14 @@ export async function runDaemon(options: DaemonRunOptions): Promise<void> {
     resyncIntervalSeconds: config.publish.resyncIntervalSeconds,
     ...(options.now ? { now: options.now } : {}),
   });
+  // [ogygia.builder]: this host's builder entry, under a lease of the publisher's TTL.
+  const builder = await startBuilderAnnouncement({ config, host, log: options.log });
   options.onStart?.(() => {
     daemon.stop();
   });
-  await daemon.run();
+  try {
+    await daemon.run();
+  } finally {
+    await builder?.stop();
+  }
 }

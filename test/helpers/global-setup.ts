@@ -41,6 +41,11 @@ const requirements: Requirement[] = [
     check: () => existsSync("/usr/bin/chromium"),
     install: "chromium",
   },
+  {
+    what: "OpenSSH (/usr/sbin/sshd and ssh, the builders' tests)",
+    check: () => existsSync("/usr/sbin/sshd") && runs("ssh", ["-V"]),
+    install: "openssh-server",
+  },
   { what: "Nix (nix --version)", check: () => runs("nix", ["--version"]), install: "nix-bin" },
   {
     what: "nix-instantiate (nix-instantiate --version)",

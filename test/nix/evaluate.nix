@@ -126,6 +126,19 @@ let
           options.trusted-public-keys = mkOption { type = types.listOf types.str; default = [ ]; };
         };
       };
+      # Set by nix/modules/builders.nix (ogygia.builder.enable).
+      users.users = mkOption {
+        type = types.attrsOf (types.submodule { freeformType = types.attrsOf types.unspecified; });
+        default = { };
+      };
+      users.groups = mkOption {
+        type = types.attrsOf (types.submodule { freeformType = types.attrsOf types.unspecified; });
+        default = { };
+      };
+      services.openssh.enable = mkOption {
+        type = types.bool;
+        default = false;
+      };
       networking.firewall.allowedTCPPorts = mkOption {
         type = types.listOf types.port;
         default = [ ];
