@@ -136,7 +136,8 @@ export class ZkSession {
     try {
       await withDeadline(connected, timeoutMs);
     } catch (err) {
-      closeClient(client);
+      // Never `close()` a client that has not connected: see `abandonClient`.
+      abandonClient(client);
       throw err;
     }
     return new ZkSession(client, timeoutMs);
@@ -411,6 +412,10 @@ export class ZkSession {
       });
     });
     this.fail("closed");
+    if (!isConnected(this.client)) {
+      abandonClient(this.client);
+      return;
+    }
     this.client.close();
     if (!wasLost) await withDeadline(confirmed, this.timeoutMs).catch(() => undefined);
     dropSocketLater(this.client, 0);
@@ -423,8 +428,61 @@ export class ZkSession {
  * would keep the socket (and the process) alive waiting for it.
  */
 function closeClient(client: zookeeper.Client): void {
+  if (!isConnected(client)) {
+    // Disconnected and reconnecting on its own: as good as never connected.
+    abandonClient(client);
+    return;
+  }
   client.close();
   dropSocketLater(client, CLOSE_GRACE_MS);
+}
+
+/** Whether the client holds a connection now (not connecting, closing or lost). */
+function isConnected(client: zookeeper.Client): boolean {
+  const state = (client as unknown as { connectionManager?: { state?: number } }).connectionManager
+    ?.state;
+  return state === CONNECTION_CONNECTED || state === CONNECTION_CONNECTED_READ_ONLY;
+}
+
+/** The parts of the client's connection manager that `abandonClient` touches (not in the typings). */
+interface ConnectionManagerInternals {
+  socket?: net.Socket;
+  connectTimeoutHandler?: NodeJS.Timeout;
+  connect: () => void;
+  onSocketConnected: () => void;
+  setState: (state: number) => void;
+}
+
+/** The connection manager's CLOSING state: a socket that closes then is not reconnected. */
+const CONNECTION_CLOSING = -1;
+const CONNECTION_CONNECTED = 2;
+const CONNECTION_CONNECTED_READ_ONLY = 3;
+
+/**
+ * Gives up a client that never connected. `close()` would queue a
+ * close-session request on it and switch it to CLOSING while its handshake
+ * is still in flight (or about to be, once a server accepts the socket): the
+ * server's handshake answer is then read as the answer to a request, and
+ * the client throws "Unknown code" from a socket handler, which kills the
+ * process. Instead: mark it closing without queueing anything, never let it
+ * connect again, and destroy its socket, so nothing the server sends is read.
+ */
+function abandonClient(client: zookeeper.Client): void {
+  const internals = client as unknown as { connectionManager?: ConnectionManagerInternals };
+  const manager = internals.connectionManager;
+  if (!manager) {
+    client.close();
+    dropSocketLater(client, 0);
+    return;
+  }
+  manager.connect = () => undefined;
+  // A socket opened by a connection attempt already under way.
+  manager.onSocketConnected = function (this: ConnectionManagerInternals) {
+    this.socket?.destroy();
+  };
+  manager.setState(CONNECTION_CLOSING);
+  clearTimeout(manager.connectTimeoutHandler);
+  manager.socket?.destroy();
 }
 
 function dropSocketLater(client: zookeeper.Client, ms: number): void {
