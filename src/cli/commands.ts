@@ -10,6 +10,7 @@ import { DEFAULT_IRISD_URL } from "../iris/index.js";
 import { DEFAULT_CONFIG_PATH, detectHostname } from "../system/index.js";
 import { usageError, type CommandSpec } from "./args.js";
 import { NEBULA_COMMANDS } from "./nebula-commands.js";
+import { FLEET_COMMANDS } from "./fleet-commands.js";
 import { outputStream, writeLine, writeLines } from "./output.js";
 
 const ROOT_OPTION = {
@@ -423,6 +424,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   CONFIG_CHECK,
   DOCTOR,
   ...NEBULA_COMMANDS,
+  ...FLEET_COMMANDS,
   {
     path: ["dashboard"],
     summary: "serve a live web view of the fleet (table, summary, host history, SSE, metrics)",

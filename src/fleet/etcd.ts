@@ -18,6 +18,7 @@ import {
   type EtcdClientOptions,
   type EtcdWatcher,
 } from "./etcd-client/index.js";
+import { credentialFailure, permissionFailure, readAuth, readTls } from "./credentials.js";
 import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
 import { fieldKey, namespacePrefix, snapshotFromPairs } from "./keys.js";
 import type {
@@ -71,16 +72,37 @@ function leaseBigInt(id: string): bigint {
 
 /**
  * Client options beyond the configuration: TLS material and a user for
- * etcd's authentication (no configuration keys name them yet).
+ * etcd's authentication, over what the configuration's credential files say.
  */
 export type EtcdConnectionOptions = Pick<EtcdClientOptions, "tls" | "auth">;
 
+/** A client for `config`, its credential files read now (errors name the file). */
 function createClient(config: BackendConfig, extra?: EtcdConnectionOptions): EtcdClient {
   return new EtcdClient({
     endpoints: config.endpoints,
     timeoutMs: config.timeoutSeconds * 1000,
+    tls: readTls(config),
+    auth: readAuth("etcd", config),
     ...extra,
   });
+}
+
+/**
+ * Maps a failed call to the fleet's `OgygiaError`: a refused identity or
+ * write first (they say what to fix), then unreachable, then `fallback`.
+ */
+function mapEtcdError(
+  config: BackendConfig,
+  err: unknown,
+  fallback: (cause: unknown) => OgygiaError,
+  what = "write there",
+): OgygiaError {
+  if (err instanceof OgygiaError) return err;
+  const refused =
+    credentialFailure("etcd", config, err) ?? permissionFailure("etcd", config, err, what);
+  if (refused) return refused;
+  if (isConnectionFailure(err)) return connectError("etcd", config, err);
+  return fallback(err);
 }
 
 /** One operation of a transaction, as the generated `RequestOp` takes it. */
@@ -116,9 +138,12 @@ class EtcdBackend implements FleetBackend {
       );
       return snapshotFromPairs(prefix, response.kvs);
     } catch (err) {
-      if (err instanceof OgygiaError) throw err;
-      if (isConnectionFailure(err)) throw connectError("etcd", this.config, err);
-      throw readError("etcd", this.config, err);
+      throw mapEtcdError(
+        this.config,
+        err,
+        (cause) => readError("etcd", this.config, cause),
+        `read ${prefix}`,
+      );
     }
   }
 
@@ -212,7 +237,11 @@ class EtcdPublisher implements FleetPublisher {
 
   /** Runs `fn` under the deadline, mapping failures to `OgygiaError`. */
   private call<T>(fn: () => Promise<T>, what: "read" | "write"): Promise<T> {
-    return etcdCall(this.config, fn, this.timeoutMs, what);
+    return etcdCall(this.config, fn, this.timeoutMs, what, `${what} ${this.hostPrefix}`);
+  }
+
+  private get hostPrefix(): string {
+    return `${namespacePrefix(this.config.namespace)}${this.host}/`;
   }
 
   async readHost(): Promise<HostValues> {
@@ -350,13 +379,18 @@ async function etcdCall<T>(
   fn: () => Promise<T>,
   timeoutMs: number,
   what: "read" | "write",
+  target?: string,
 ): Promise<T> {
   try {
     return await withDeadline(fn(), timeoutMs);
   } catch (err) {
-    if (err instanceof OgygiaError) throw err;
-    if (isConnectionFailure(err)) throw connectError("etcd", config, err);
-    throw what === "read" ? readError("etcd", config, err) : writeError("etcd", config, err);
+    throw mapEtcdError(
+      config,
+      err,
+      (cause) =>
+        what === "read" ? readError("etcd", config, cause) : writeError("etcd", config, cause),
+      target ?? (what === "read" ? "read there" : "write there"),
+    );
   }
 }
 
@@ -525,4 +559,125 @@ export function openEtcdCoordinationClient(
   extra?: EtcdConnectionOptions,
 ): EtcdCoordinationClient {
   return new EtcdCoordinationClientImpl(config, extra);
+}
+
+// ---------------------------------------------------------------- per-host grants
+
+/** The role that `ogygia fleet grant` gives `host`'s user. */
+export function etcdHostRole(host: string): string {
+  return `ogygia-host-${host}`;
+}
+
+/** etcd's answer when what is being added exists already. */
+function isAlreadyExists(err: unknown): boolean {
+  return err instanceof GrpcError && err.details.includes("already exists");
+}
+
+/** etcd's answer when what is being removed or read does not exist. */
+function isNotFound(err: unknown): boolean {
+  return err instanceof GrpcError && err.details.includes("not found");
+}
+
+/** Runs an administration call, mapping its failure to the fleet's errors. */
+function adminCall<T>(config: BackendConfig, fn: () => Promise<T>, what: string): Promise<T> {
+  return etcdCall(config, fn, config.timeoutSeconds * 1000, "write", what);
+}
+
+/**
+ * Creates (or updates) `host`'s user with `password` and its role: read on
+ * the whole namespace, read and write on `<namespace>/<host>/` only. Runs
+ * with the configuration's (admin) credentials.
+ */
+export async function etcdGrantHost(
+  config: BackendConfig,
+  host: string,
+  password: string,
+): Promise<void> {
+  const client = createClient(config);
+  const role = etcdHostRole(host);
+  const namespace = bytes(namespacePrefix(config.namespace));
+  const own = bytes(`${namespacePrefix(config.namespace)}${host}/`);
+  const what = "administer users and roles (run it with the admin's credentials)";
+  try {
+    await adminCall(
+      config,
+      async () => {
+        try {
+          await client.roleAdd(role);
+        } catch (err) {
+          if (!isAlreadyExists(err)) throw err;
+        }
+        await client.roleGrantPermission(role, {
+          type: "read",
+          key: namespace,
+          rangeEnd: prefixRangeEnd(namespace),
+        });
+        await client.roleGrantPermission(role, {
+          type: "readwrite",
+          key: own,
+          rangeEnd: prefixRangeEnd(own),
+        });
+        try {
+          await client.userAdd(host, password);
+        } catch (err) {
+          if (!isAlreadyExists(err)) throw err;
+          await client.userChangePassword(host, password);
+        }
+        await client.userGrantRole(host, role);
+      },
+      what,
+    );
+  } finally {
+    client.close();
+  }
+}
+
+/** Removes `host`'s user and role; false when there was neither. */
+export async function etcdRevokeHost(config: BackendConfig, host: string): Promise<boolean> {
+  const client = createClient(config);
+  const what = "administer users and roles (run it with the admin's credentials)";
+  try {
+    return await adminCall(
+      config,
+      async () => {
+        let removed = false;
+        for (const remove of [
+          () => client.userDelete(host),
+          () => client.roleDelete(etcdHostRole(host)),
+        ]) {
+          try {
+            await remove();
+            removed = true;
+          } catch (err) {
+            if (!isNotFound(err)) throw err;
+          }
+        }
+        return removed;
+      },
+      what,
+    );
+  } finally {
+    client.close();
+  }
+}
+
+/** The hosts granted by `ogygia fleet grant`: users holding their own host role. */
+export async function etcdGrantedHosts(config: BackendConfig): Promise<string[]> {
+  const client = createClient(config);
+  try {
+    return await adminCall(
+      config,
+      async () => {
+        const granted: string[] = [];
+        for (const user of await client.userList()) {
+          const roles = await client.userGet(user);
+          if (roles.includes(etcdHostRole(user))) granted.push(user);
+        }
+        return granted.sort();
+      },
+      "list users (run it with the admin's credentials)",
+    );
+  } finally {
+    client.close();
+  }
 }
