@@ -277,3 +277,28 @@ export function permissionFailure(
     },
   );
 }
+
+/**
+ * \`alive\` of \`host\` is held by another running publisher (issue 13, row
+ * 7): refused as a write, so that the publisher stands by and retries
+ * until the holder's lease or session is gone.
+ */
+export function anotherPublisher(
+  config: BackendConfig,
+  host: string,
+  owner: string,
+  since: string,
+): OgygiaError {
+  const key = `${config.namespace}/${host}/alive`;
+  return new OgygiaError(
+    "ERR_OGYGIA_FLEET_WRITE",
+    `another publisher holds ${key} (${owner}, alive since ${JSON.stringify(since.slice(0, 64))}): ` +
+      "two publishers use the host name " +
+      `${JSON.stringify(host)}; this one stands by, writing nothing, until that one stops`,
+    {
+      hint:
+        "Give each host its own name (OGYGIA_HOSTNAME, networking.hostName), or stop the " +
+        "other publisher. A publisher that was killed holds alive until its lease or session times out.",
+    },
+  );
+}

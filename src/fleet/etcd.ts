@@ -18,7 +18,13 @@ import {
   type EtcdClientOptions,
   type EtcdWatcher,
 } from "./etcd-client/index.js";
-import { credentialFailure, permissionFailure, readAuth, readTls } from "./credentials.js";
+import {
+  anotherPublisher,
+  credentialFailure,
+  permissionFailure,
+  readAuth,
+  readTls,
+} from "./credentials.js";
 import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
 import { fieldKey, namespacePrefix, snapshotFromPairs } from "./keys.js";
 import type {
@@ -221,6 +227,8 @@ class EtcdPublisher implements FleetPublisher {
   private readonly timeoutMs: number;
   private readonly client: EtcdClient;
   private leaseId: bigint | undefined;
+  /** Every lease this publisher was granted: \`alive\` under one of them is its own. */
+  private readonly ownLeases = new Set<bigint>();
   private closed = false;
 
   constructor(config: BackendConfig, options: PublisherOptions, extra?: EtcdConnectionOptions) {
@@ -266,6 +274,7 @@ class EtcdPublisher implements FleetPublisher {
       ops.push({ request: { case: "requestDeleteRange", value: { key: this.key(field) } } });
     }
     if (ops.length === 0) return;
+    await this.call(() => this.checkOwner(), "write");
     // One transaction: readers never see half of a publication.
     await this.call(() => this.client.txn({ success: ops }), "write");
   }
@@ -276,11 +285,80 @@ class EtcdPublisher implements FleetPublisher {
     for (let attempt = 0; attempt < 2; attempt++) {
       this.leaseId ??= (await this.call(() => this.client.leaseGrant(this.ttlSeconds), "write")).ID;
       const lease = this.leaseId;
-      const put = this.client.put({ key: this.key("alive"), value: bytes(value), lease });
-      if (await this.call(() => unlessLeaseInvalid(put), "write")) return;
+      const claimed = this.call(() => unlessLeaseInvalid(this.claimAlive(value, lease)), "write");
+      if (await claimed) {
+        this.ownLeases.add(lease);
+        return;
+      }
       this.leaseId = undefined;
     }
     throw writeError("etcd", this.config, new Error("every lease granted was gone at once"));
+  }
+
+  /**
+   * Refuses to write while another publisher's lease holds \`alive\` (issue
+   * 13, row 7): the daemon then stands by and retries.
+   */
+  private async checkOwner(): Promise<void> {
+    const holder = (await this.client.range({ key: this.key("alive") })).kvs[0];
+    if (holder === undefined || holder.lease === 0n || this.ownLeases.has(holder.lease)) return;
+    if (holder.lease === this.leaseId) return;
+    throw anotherPublisher(
+      this.config,
+      this.host,
+      `lease ${holder.lease.toString(16)}`,
+      Buffer.from(holder.value).toString("utf8"),
+    );
+  }
+
+  /**
+   * Puts \`alive\` under \`lease\` unless another publisher's lease holds it
+   * (issue 13, row 7: two publishers with one host name). The lease is the
+   * owner's identity: \`alive\` is put if it is absent, or held by this
+   * publisher's lease, or by one of its earlier leases (a lease lost while
+   * the key lingered); otherwise this refuses, and the daemon stands by.
+   */
+  private async claimAlive(value: string, lease: bigint): Promise<void> {
+    const key = this.key("alive");
+    const put = {
+      request: { case: "requestPut" as const, value: { key, value: bytes(value), lease } },
+    };
+    const response = await this.client.txn({
+      compare: [
+        {
+          key,
+          target: CompareTarget.Create,
+          result: CompareResult.Equal,
+          targetUnion: { case: "createRevision", value: 0n },
+        },
+      ],
+      success: [put],
+      failure: [{ request: { case: "requestRange", value: { key } } }],
+    });
+    if (response.succeeded) return;
+    const range = response.responses[0]?.response;
+    const holder = range?.case === "responseRange" ? range.value.kvs[0] : undefined;
+    if (holder === undefined || holder.lease === lease || this.ownLeases.has(holder.lease)) {
+      const refreshed = await this.client.txn({
+        compare: [
+          {
+            key,
+            target: CompareTarget.Lease,
+            result: CompareResult.Equal,
+            targetUnion: { case: "lease", value: holder?.lease ?? 0n },
+          },
+        ],
+        success: [put],
+      });
+      if (!refreshed.succeeded) throw new Error("alive changed hands while being claimed");
+      return;
+    }
+    throw anotherPublisher(
+      this.config,
+      this.host,
+      `lease ${holder.lease.toString(16)}`,
+      Buffer.from(holder.value).toString("utf8"),
+    );
   }
 
   async refreshAlive(): Promise<boolean> {

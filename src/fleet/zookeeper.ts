@@ -8,7 +8,7 @@
 
 import type { BackendConfig } from "./types.js";
 import { OgygiaError, errorMessage } from "../core/index.js";
-import { credentialFailure, permissionFailure, readAuth } from "./credentials.js";
+import { anotherPublisher, credentialFailure, permissionFailure, readAuth } from "./credentials.js";
 import { connectError, readError, withDeadline } from "./errors.js";
 import { fieldKey, isFleetField, isValidHostSegment } from "./keys.js";
 import type {
@@ -295,6 +295,8 @@ class ZooKeeperPublisher implements FleetPublisher {
   private session: ZkSession | undefined;
   private readonly lostListeners: ((reason: string) => void)[] = [];
   private closed = false;
+  /** Every session this publisher made (hex ids): an ephemeral \`alive\` of one of them is its own. */
+  private readonly ownSessions = new Set<string>();
   /** Digest authentication, read from `password_file` when the publisher is made. */
   private readonly auth: { username: string; password: string } | undefined;
 
@@ -378,6 +380,7 @@ class ZooKeeperPublisher implements FleetPublisher {
       throw connectError("zookeeper", this.config, new Error("publisher closed"));
     }
     this.session = session;
+    this.ownSessions.add(session.sessionId.toString("hex"));
     session.onLost((reason) => {
       if (this.session !== session || this.closed) return;
       // Close at once: a dropped client keeps reconnecting on its own, and
@@ -404,6 +407,7 @@ class ZooKeeperPublisher implements FleetPublisher {
       session = await this.current();
       return await withDeadline(fn(session), this.timeoutMs);
     } catch (err) {
+      if (err instanceof OgygiaError) throw err;
       const refused =
         credentialFailure("zookeeper", this.config, err) ??
         permissionFailure("zookeeper", this.config, err, `write ${this.hostPath}/`);
@@ -433,6 +437,7 @@ class ZooKeeperPublisher implements FleetPublisher {
 
   write(changes: HostChanges): Promise<void> {
     return this.call(async (session) => {
+      await this.checkOwner(session);
       for (const [field, value] of changes.put) {
         const path = this.path(field);
         const data = Buffer.from(value);
@@ -443,6 +448,20 @@ class ZooKeeperPublisher implements FleetPublisher {
       }
       for (const field of changes.delete) await session.remove(this.path(field));
     }, "write");
+  }
+
+  /**
+   * Refuses to write while another publisher's session holds \`alive\`
+   * (issue 13, row 7): the daemon then stands by and retries.
+   */
+  private async checkOwner(session: ZkSession): Promise<void> {
+    const path = this.path("alive");
+    const stat = await session.exists(path);
+    if (stat === null || stat.ephemeralOwner.equals(session.sessionId)) return;
+    const owner = stat.ephemeralOwner.toString("hex");
+    if (this.ownSessions.has(owner) || /^0+$/.test(owner)) return;
+    const since = (await session.getData(path))?.toString("utf8") ?? "";
+    throw anotherPublisher(this.config, this.host, `session 0x${owner}`, since);
   }
 
   ensureAlive(value: string): Promise<void> {
@@ -456,8 +475,15 @@ class ZooKeeperPublisher implements FleetPublisher {
         const stat = await session.exists(path);
         if (stat === null) continue;
         if (stat.ephemeralOwner.equals(session.sessionId)) return;
-        // Left by an earlier session of this host (a restart, or a session
-        // dropped while the server still held it): take it over.
+        const owner = stat.ephemeralOwner.toString("hex");
+        if (!this.ownSessions.has(owner)) {
+          // Another publisher's session (issue 13, row 7: two publishers
+          // with one host name): stand by until it is gone.
+          const since = (await session.getData(path))?.toString("utf8") ?? "";
+          throw anotherPublisher(this.config, this.host, `session 0x${owner}`, since);
+        }
+        // Left by an earlier session of this publisher (dropped while the
+        // server still held it): take it over.
         await session.remove(path, stat.version);
       }
       throw new Error(`${path} keeps being re-created by another session`);
