@@ -70,8 +70,10 @@ let
   cliSettings = {
     ogygia =
       optionalAttrs (cfg.domain != null) { inherit (cfg) domain; }
-      // optionalAttrs etcdEnabled { etcd = backendSettings cfg.etcd; }
-      // optionalAttrs zookeeperEnabled { zookeeper = backendSettings cfg.zookeeper; }
+      // optionalAttrs etcdEnabled { etcd = backendSettings cfg.etcd // cfg.fleetCredentials.settings.etcd; }
+      // optionalAttrs zookeeperEnabled {
+        zookeeper = backendSettings cfg.zookeeper // cfg.fleetCredentials.settings.zookeeper;
+      }
       // optionalAttrs (cfg.publish.settings != { }) { publish = cfg.publish.settings; };
   };
 
@@ -388,6 +390,8 @@ in
       description = "This host's Nebula address: irisd also listens on it, on its first listen port.";
     };
   };
+
+  imports = [ ./modules/fleet-credentials.nix ];
 
   config = mkMerge [
     (mkIf cfg.enable {
