@@ -70,8 +70,10 @@ let
   cliSettings = {
     ogygia =
       optionalAttrs (cfg.domain != null) { inherit (cfg) domain; }
-      // optionalAttrs etcdEnabled { etcd = backendSettings cfg.etcd; }
-      // optionalAttrs zookeeperEnabled { zookeeper = backendSettings cfg.zookeeper; }
+      // optionalAttrs etcdEnabled { etcd = backendSettings cfg.etcd // cfg.fleetCredentials.settings.etcd; }
+      // optionalAttrs zookeeperEnabled {
+        zookeeper = backendSettings cfg.zookeeper // cfg.fleetCredentials.settings.zookeeper;
+      }
       // optionalAttrs (cfg.publish.settings != { }) { publish = cfg.publish.settings; }
       // cfg.cliSections;
   };
@@ -217,7 +219,10 @@ let
   };
 in
 {
-  imports = [ ./modules/builders.nix ];
+  imports = [
+    ./modules/builders.nix
+    ./modules/fleet-credentials.nix
+  ];
 
   options.ogygia = {
     enable = mkEnableOption "Ogygia: build-revision tracking, the ogygia CLI and its configuration";
@@ -396,6 +401,7 @@ in
       description = "This host's Nebula address: irisd also listens on it, on its first listen port.";
     };
   };
+
 
   config = mkMerge [
     (mkIf cfg.enable {

@@ -11,6 +11,7 @@ import { DEFAULT_CONFIG_PATH, detectHostname } from "../system/index.js";
 import { usageError, type CommandSpec } from "./args.js";
 import { BUILDERS_COMMANDS } from "./builders-commands.js";
 import { NEBULA_COMMANDS } from "./nebula-commands.js";
+import { FLEET_COMMANDS } from "./fleet-commands.js";
 import { outputStream, writeLine, writeLines } from "./output.js";
 
 const ROOT_OPTION = {
@@ -425,6 +426,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   DOCTOR,
   ...NEBULA_COMMANDS,
   ...BUILDERS_COMMANDS,
+  ...FLEET_COMMANDS,
   {
     path: ["dashboard"],
     summary: "serve a live web view of the fleet (table, summary, host history, SSE, metrics)",

@@ -8,7 +8,7 @@
 import { configSource } from "../command/index.js";
 import { loadConfig, type OgygiaConfig } from "../config/index.js";
 import { OgygiaError, escapeForTerminal, redactUrl } from "../core/index.js";
-import { configuredBackend, type BackendKind } from "../fleet/index.js";
+import { checkCredentialFiles, configuredBackend, type BackendKind } from "../fleet/index.js";
 
 /** What a valid file configures. Invalid files are reported by the loader's error instead. */
 export interface ConfigCheckResult {
@@ -20,6 +20,8 @@ export interface ConfigCheckResult {
   namespace: string | null;
   /** The backend's endpoints, credentials redacted. */
   endpoints: string[];
+  /** Credential files others may read (the secrets' files are checked, never shown). */
+  warnings?: string[];
 }
 
 /** Summarises a loaded configuration: the backend the other commands would pick. */
@@ -53,7 +55,20 @@ export async function checkConfigFile(options: {
       { hint: "Name the file to check as an argument, or set $OGYGIA_CONFIG." },
     );
   }
-  return summarizeConfig(config);
+  const summary = summarizeConfig(config);
+  // Credential files: unreadable is an error, readable by others a warning.
+  const selected = configuredBackend(config);
+  if (selected) {
+    const problems = checkCredentialFiles(selected.entry.kind, selected.settings.credentials);
+    const error = problems.find((p) => p.level === "error");
+    if (error) {
+      throw new OgygiaError("ERR_OGYGIA_CONFIG_READ", error.message, {
+        hint: "Credential files must be readable by the user running ogygia.",
+      });
+    }
+    if (problems.length > 0) summary.warnings = problems.map((p) => p.message);
+  }
+  return summary;
 }
 
 /** The one-line text report of a valid file, safe to print to a terminal. */
@@ -64,5 +79,10 @@ export function renderConfigCheck(result: ConfigCheckResult): string {
       : `${result.backend} backend (${result.endpoints.length} endpoint${
           result.endpoints.length === 1 ? "" : "s"
         }, namespace ${result.namespace ?? ""})`;
-  return escapeForTerminal(`configuration ${result.file} is valid: ${what}`);
+  return [
+    `configuration ${result.file} is valid: ${what}`,
+    ...(result.warnings ?? []).map((w) => `warning: ${w}`),
+  ]
+    .map(escapeForTerminal)
+    .join("\n");
 }

@@ -5,11 +5,13 @@
  */
 
 import { readFileSync } from "node:fs";
+import path from "node:path";
 
 import { OgygiaError, checkHttpUrl, hasErrorCode } from "../core/index.js";
-import { BACKEND_NAMES, type BackendKind } from "../fleet/index.js";
+import { BACKEND_NAMES, type BackendKind, type FleetCredentials } from "../fleet/index.js";
 import {
   integer,
+  invalidAt,
   locateKeys,
   number,
   optional,
@@ -66,11 +68,114 @@ const namespaceField = string({
 });
 
 /** A backend's section as written in the file. */
-interface RawBackend {
+interface RawBackend extends RawCredentials {
   endpoints: string[];
   namespace: string;
   timeout_seconds: number;
 }
+
+// ---------------------------------------------------------------- fleet credentials
+// TLS and authentication of the fleet backends: file names only, the
+// secrets are read from the files when a client is made (src/fleet/credentials.ts).
+
+interface RawCredentials {
+  ca_file?: string | undefined;
+  cert_file?: string | undefined;
+  key_file?: string | undefined;
+  username?: string | undefined;
+  password_file?: string | undefined;
+}
+
+const RELATIVE_FILES =
+  " A relative name is looked up in systemd's credentials folder ($CREDENTIALS_DIRECTORY, " +
+  "filled by LoadCredential) when set, else next to this file.";
+
+function fileField(description: string): Field<string | undefined> {
+  return optional(
+    string({
+      description: description + RELATIVE_FILES,
+      check: (v) => (v.trim() === "" ? "must name a file" : undefined),
+    }),
+  );
+}
+
+const usernameField = optional(
+  string({
+    description: "The user to authenticate as (with password_file).",
+    check: (v) =>
+      /^[A-Za-z0-9._@-]{1,128}$/.test(v)
+        ? undefined
+        : `${JSON.stringify(v)} must be 1 to 128 letters, digits, ".", "_", "@" or "-"`,
+  }),
+);
+
+const passwordFileField = fileField(
+  "The file holding the user's password on its first line (never the password itself).",
+);
+
+/** The credential keys each backend's section takes beside endpoints, namespace and timeout. */
+const CREDENTIAL_FIELDS: Record<BackendKind, Record<string, Field<string | undefined>>> = {
+  etcd: {
+    ca_file: fileField("PEM CA bundle that the https endpoints' certificates must chain to."),
+    cert_file: fileField("PEM client certificate for https endpoints (with key_file)."),
+    key_file: fileField("PEM private key of cert_file."),
+    username: usernameField,
+    password_file: passwordFileField,
+  },
+  zookeeper: {
+    username: optional(
+      string({
+        description:
+          "The digest identity to authenticate as (with password_file); the nodes this host " +
+          "creates are then readable by all and writable by it and the fleet's admin.",
+        check: (v) =>
+          /^[A-Za-z0-9._@-]{1,128}$/.test(v)
+            ? undefined
+            : `${JSON.stringify(v)} must be 1 to 128 letters, digits, ".", "_", "@" or "-"`,
+      }),
+    ),
+    password_file: passwordFileField,
+  },
+};
+
+/** Keys that need each other, and TLS files that need https endpoints. */
+function checkCredentials(kind: BackendKind, raw: RawBackend, ctx: SchemaContext): void {
+  const at = (key: string): string[] => ["ogygia", kind, key];
+  if (raw.username !== undefined && raw.password_file === undefined) {
+    throw invalidAt(at("username"), ctx, "needs password_file, the file holding its password");
+  }
+  if (raw.password_file !== undefined && raw.username === undefined) {
+    throw invalidAt(at("password_file"), ctx, "needs username, the user it is the password of");
+  }
+  if ((raw.cert_file === undefined) !== (raw.key_file === undefined)) {
+    const [set, missing] =
+      raw.cert_file === undefined ? ["key_file", "cert_file"] : ["cert_file", "key_file"];
+    throw invalidAt(at(set), ctx, `needs ${missing} too`);
+  }
+  for (const key of ["ca_file", "cert_file"] as const) {
+    if (raw[key] !== undefined && !raw.endpoints.some((e) => e.startsWith("https://"))) {
+      throw invalidAt(
+        at(key),
+        ctx,
+        "is set but no endpoint is https://; TLS needs https endpoints",
+      );
+    }
+  }
+}
+
+function toCredentials(raw: RawBackend, file: string): FleetCredentials | undefined {
+  const credentials: FleetCredentials = {
+    caFile: raw.ca_file,
+    certFile: raw.cert_file,
+    keyFile: raw.key_file,
+    username: raw.username,
+    passwordFile: raw.password_file,
+  };
+  if (Object.values(credentials).every((v) => v === undefined)) return undefined;
+  return { ...credentials, baseDir: path.dirname(path.resolve(file)) };
+}
+
+// ---------------------------------------------------------------- end of fleet credentials
 
 /** `[ogygia.<kind>]` for every registered backend, the first preferred over the others. */
 const backendSections = Object.fromEntries(
@@ -89,6 +194,7 @@ const backendSections = Object.fromEntries(
           }),
           namespace: namespaceField,
           timeout_seconds: timeoutField,
+          ...CREDENTIAL_FIELDS[backend.kind],
         },
       }),
     );
@@ -264,6 +370,8 @@ export interface BackendConfig {
   endpoints: string[];
   namespace: string;
   timeoutSeconds: number;
+  /** TLS and authentication files, when the section names any. */
+  credentials?: FleetCredentials | undefined;
 }
 
 export interface PublishConfig {
@@ -296,12 +404,20 @@ export interface OgygiaSettings {
 /** Each registered backend's section, undefined when the file has none. */
 export type OgygiaConfig = OgygiaSettings & Record<BackendKind, BackendConfig | undefined>;
 
-function toBackend(raw: RawBackend | undefined): BackendConfig | undefined {
+function toBackend(
+  kind: BackendKind,
+  raw: RawBackend | undefined,
+  file: string,
+  ctx: SchemaContext,
+): BackendConfig | undefined {
   if (!raw) return undefined;
+  checkCredentials(kind, raw, ctx);
+  const credentials = toCredentials(raw, file);
   return {
     endpoints: raw.endpoints,
     namespace: raw.namespace.replace(/\/+$/, ""),
     timeoutSeconds: raw.timeout_seconds,
+    ...(credentials && { credentials }),
   };
 }
 
@@ -312,7 +428,7 @@ export async function parseConfig(text: string, file: string): Promise<OgygiaCon
   const raw = configSchema.parse(data, [], ctx);
   const domain = raw.ogygia.domain?.replace(/^\.+|\.+$/g, "");
   const backends = Object.fromEntries(
-    BACKEND_NAMES.map((b) => [b.kind, toBackend(raw.ogygia[b.kind])]),
+    BACKEND_NAMES.map((b) => [b.kind, toBackend(b.kind, raw.ogygia[b.kind], file, ctx)]),
   ) as Record<BackendKind, BackendConfig | undefined>;
   return {
     path: file,

@@ -18,6 +18,13 @@ import {
   type EtcdClientOptions,
   type EtcdWatcher,
 } from "./etcd-client/index.js";
+import {
+  anotherPublisher,
+  credentialFailure,
+  permissionFailure,
+  readAuth,
+  readTls,
+} from "./credentials.js";
 import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
 import { SnapshotBuilder, fieldKey, namespacePrefix, snapshotFromPairs } from "./keys.js";
 import type {
@@ -74,16 +81,37 @@ function leaseBigInt(id: string): bigint {
 
 /**
  * Client options beyond the configuration: TLS material and a user for
- * etcd's authentication (no configuration keys name them yet).
+ * etcd's authentication, over what the configuration's credential files say.
  */
 export type EtcdConnectionOptions = Pick<EtcdClientOptions, "tls" | "auth">;
 
+/** A client for `config`, its credential files read now (errors name the file). */
 function createClient(config: BackendConfig, extra?: EtcdConnectionOptions): EtcdClient {
   return new EtcdClient({
     endpoints: config.endpoints,
     timeoutMs: config.timeoutSeconds * 1000,
+    tls: readTls(config),
+    auth: readAuth("etcd", config),
     ...extra,
   });
+}
+
+/**
+ * Maps a failed call to the fleet's `OgygiaError`: a refused identity or
+ * write first (they say what to fix), then unreachable, then `fallback`.
+ */
+function mapEtcdError(
+  config: BackendConfig,
+  err: unknown,
+  fallback: (cause: unknown) => OgygiaError,
+  what = "write there",
+): OgygiaError {
+  if (err instanceof OgygiaError) return err;
+  const refused =
+    credentialFailure("etcd", config, err) ?? permissionFailure("etcd", config, err, what);
+  if (refused) return refused;
+  if (isConnectionFailure(err)) return connectError("etcd", config, err);
+  return fallback(err);
 }
 
 /** One operation of a transaction, as the generated `RequestOp` takes it. */
@@ -127,9 +155,12 @@ class EtcdBackend implements FleetBackend {
       );
       return { snapshot: builder.snapshot(), revision };
     } catch (err) {
-      if (err instanceof OgygiaError) throw err;
-      if (isConnectionFailure(err)) throw connectError("etcd", this.config, err);
-      throw readError("etcd", this.config, err);
+      throw mapEtcdError(
+        this.config,
+        err,
+        (cause) => readError("etcd", this.config, cause),
+        `read ${prefix}`,
+      );
     }
   }
 
@@ -241,6 +272,8 @@ class EtcdPublisher implements FleetPublisher {
   private readonly timeoutMs: number;
   private readonly client: EtcdClient;
   private leaseId: bigint | undefined;
+  /** Every lease this publisher was granted: \`alive\` under one of them is its own. */
+  private readonly ownLeases = new Set<bigint>();
   private closed = false;
 
   constructor(config: BackendConfig, options: PublisherOptions, extra?: EtcdConnectionOptions) {
@@ -257,7 +290,11 @@ class EtcdPublisher implements FleetPublisher {
 
   /** Runs `fn` under the deadline, mapping failures to `OgygiaError`. */
   private call<T>(fn: () => Promise<T>, what: "read" | "write"): Promise<T> {
-    return etcdCall(this.config, fn, this.timeoutMs, what);
+    return etcdCall(this.config, fn, this.timeoutMs, what, `${what} ${this.hostPrefix}`);
+  }
+
+  private get hostPrefix(): string {
+    return `${namespacePrefix(this.config.namespace)}${this.host}/`;
   }
 
   async readHost(): Promise<HostValues> {
@@ -282,6 +319,7 @@ class EtcdPublisher implements FleetPublisher {
       ops.push({ request: { case: "requestDeleteRange", value: { key: this.key(field) } } });
     }
     if (ops.length === 0) return;
+    await this.call(() => this.checkOwner(), "write");
     // One transaction: readers never see half of a publication.
     await this.call(() => this.client.txn({ success: ops }), "write");
   }
@@ -292,11 +330,80 @@ class EtcdPublisher implements FleetPublisher {
     for (let attempt = 0; attempt < 2; attempt++) {
       this.leaseId ??= (await this.call(() => this.client.leaseGrant(this.ttlSeconds), "write")).ID;
       const lease = this.leaseId;
-      const put = this.client.put({ key: this.key("alive"), value: bytes(value), lease });
-      if (await this.call(() => unlessLeaseInvalid(put), "write")) return;
+      const claimed = this.call(() => unlessLeaseInvalid(this.claimAlive(value, lease)), "write");
+      if (await claimed) {
+        this.ownLeases.add(lease);
+        return;
+      }
       this.leaseId = undefined;
     }
     throw writeError("etcd", this.config, new Error("every lease granted was gone at once"));
+  }
+
+  /**
+   * Refuses to write while another publisher's lease holds \`alive\` (issue
+   * 13, row 7): the daemon then stands by and retries.
+   */
+  private async checkOwner(): Promise<void> {
+    const holder = (await this.client.range({ key: this.key("alive") })).kvs[0];
+    if (holder === undefined || holder.lease === 0n || this.ownLeases.has(holder.lease)) return;
+    if (holder.lease === this.leaseId) return;
+    throw anotherPublisher(
+      this.config,
+      this.host,
+      `lease ${holder.lease.toString(16)}`,
+      Buffer.from(holder.value).toString("utf8"),
+    );
+  }
+
+  /**
+   * Puts \`alive\` under \`lease\` unless another publisher's lease holds it
+   * (issue 13, row 7: two publishers with one host name). The lease is the
+   * owner's identity: \`alive\` is put if it is absent, or held by this
+   * publisher's lease, or by one of its earlier leases (a lease lost while
+   * the key lingered); otherwise this refuses, and the daemon stands by.
+   */
+  private async claimAlive(value: string, lease: bigint): Promise<void> {
+    const key = this.key("alive");
+    const put = {
+      request: { case: "requestPut" as const, value: { key, value: bytes(value), lease } },
+    };
+    const response = await this.client.txn({
+      compare: [
+        {
+          key,
+          target: CompareTarget.Create,
+          result: CompareResult.Equal,
+          targetUnion: { case: "createRevision", value: 0n },
+        },
+      ],
+      success: [put],
+      failure: [{ request: { case: "requestRange", value: { key } } }],
+    });
+    if (response.succeeded) return;
+    const range = response.responses[0]?.response;
+    const holder = range?.case === "responseRange" ? range.value.kvs[0] : undefined;
+    if (holder === undefined || holder.lease === lease || this.ownLeases.has(holder.lease)) {
+      const refreshed = await this.client.txn({
+        compare: [
+          {
+            key,
+            target: CompareTarget.Lease,
+            result: CompareResult.Equal,
+            targetUnion: { case: "lease", value: holder?.lease ?? 0n },
+          },
+        ],
+        success: [put],
+      });
+      if (!refreshed.succeeded) throw new Error("alive changed hands while being claimed");
+      return;
+    }
+    throw anotherPublisher(
+      this.config,
+      this.host,
+      `lease ${holder.lease.toString(16)}`,
+      Buffer.from(holder.value).toString("utf8"),
+    );
   }
 
   async refreshAlive(): Promise<boolean> {
@@ -395,13 +502,18 @@ async function etcdCall<T>(
   fn: () => Promise<T>,
   timeoutMs: number,
   what: "read" | "write",
+  target?: string,
 ): Promise<T> {
   try {
     return await withDeadline(fn(), timeoutMs);
   } catch (err) {
-    if (err instanceof OgygiaError) throw err;
-    if (isConnectionFailure(err)) throw connectError("etcd", config, err);
-    throw what === "read" ? readError("etcd", config, err) : writeError("etcd", config, err);
+    throw mapEtcdError(
+      config,
+      err,
+      (cause) =>
+        what === "read" ? readError("etcd", config, cause) : writeError("etcd", config, cause),
+      target ?? (what === "read" ? "read there" : "write there"),
+    );
   }
 }
 
@@ -570,4 +682,125 @@ export function openEtcdCoordinationClient(
   extra?: EtcdConnectionOptions,
 ): EtcdCoordinationClient {
   return new EtcdCoordinationClientImpl(config, extra);
+}
+
+// ---------------------------------------------------------------- per-host grants
+
+/** The role that `ogygia fleet grant` gives `host`'s user. */
+export function etcdHostRole(host: string): string {
+  return `ogygia-host-${host}`;
+}
+
+/** etcd's answer when what is being added exists already. */
+function isAlreadyExists(err: unknown): boolean {
+  return err instanceof GrpcError && err.details.includes("already exists");
+}
+
+/** etcd's answer when what is being removed or read does not exist. */
+function isNotFound(err: unknown): boolean {
+  return err instanceof GrpcError && err.details.includes("not found");
+}
+
+/** Runs an administration call, mapping its failure to the fleet's errors. */
+function adminCall<T>(config: BackendConfig, fn: () => Promise<T>, what: string): Promise<T> {
+  return etcdCall(config, fn, config.timeoutSeconds * 1000, "write", what);
+}
+
+/**
+ * Creates (or updates) `host`'s user with `password` and its role: read on
+ * the whole namespace, read and write on `<namespace>/<host>/` only. Runs
+ * with the configuration's (admin) credentials.
+ */
+export async function etcdGrantHost(
+  config: BackendConfig,
+  host: string,
+  password: string,
+): Promise<void> {
+  const client = createClient(config);
+  const role = etcdHostRole(host);
+  const namespace = bytes(namespacePrefix(config.namespace));
+  const own = bytes(`${namespacePrefix(config.namespace)}${host}/`);
+  const what = "administer users and roles (run it with the admin's credentials)";
+  try {
+    await adminCall(
+      config,
+      async () => {
+        try {
+          await client.roleAdd(role);
+        } catch (err) {
+          if (!isAlreadyExists(err)) throw err;
+        }
+        await client.roleGrantPermission(role, {
+          type: "read",
+          key: namespace,
+          rangeEnd: prefixRangeEnd(namespace),
+        });
+        await client.roleGrantPermission(role, {
+          type: "readwrite",
+          key: own,
+          rangeEnd: prefixRangeEnd(own),
+        });
+        try {
+          await client.userAdd(host, password);
+        } catch (err) {
+          if (!isAlreadyExists(err)) throw err;
+          await client.userChangePassword(host, password);
+        }
+        await client.userGrantRole(host, role);
+      },
+      what,
+    );
+  } finally {
+    client.close();
+  }
+}
+
+/** Removes `host`'s user and role; false when there was neither. */
+export async function etcdRevokeHost(config: BackendConfig, host: string): Promise<boolean> {
+  const client = createClient(config);
+  const what = "administer users and roles (run it with the admin's credentials)";
+  try {
+    return await adminCall(
+      config,
+      async () => {
+        let removed = false;
+        for (const remove of [
+          () => client.userDelete(host),
+          () => client.roleDelete(etcdHostRole(host)),
+        ]) {
+          try {
+            await remove();
+            removed = true;
+          } catch (err) {
+            if (!isNotFound(err)) throw err;
+          }
+        }
+        return removed;
+      },
+      what,
+    );
+  } finally {
+    client.close();
+  }
+}
+
+/** The hosts granted by `ogygia fleet grant`: users holding their own host role. */
+export async function etcdGrantedHosts(config: BackendConfig): Promise<string[]> {
+  const client = createClient(config);
+  try {
+    return await adminCall(
+      config,
+      async () => {
+        const granted: string[] = [];
+        for (const user of await client.userList()) {
+          const roles = await client.userGet(user);
+          if (roles.includes(etcdHostRole(user))) granted.push(user);
+        }
+        return granted.sort();
+      },
+      "list users (run it with the admin's credentials)",
+    );
+  } finally {
+    client.close();
+  }
 }

@@ -9,6 +9,7 @@ import type { FleetBackend, FleetPublisher, FleetSnapshot, PublisherOptions } fr
 import type { BulkReadOptions, ZkBulkReader } from "./zookeeper.js";
 import type { ZkSession } from "./zookeeper-session.js";
 import type { ZkWire } from "./zookeeper-wire.js";
+import type * as GrantModuleType from "./grant.js";
 
 export {
   LEASED_FIELDS,
@@ -36,6 +37,12 @@ export {
 } from "./registry.js";
 export { fieldKey, isValidHostSegment } from "./keys.js";
 export { connectError } from "./errors.js";
+export {
+  checkCredentialFiles,
+  resolveCredentialPath,
+  type CredentialProblem,
+  type FleetCredentials,
+} from "./credentials.js";
 
 /**
  * Opens the configured backend (the first registered one the configuration
@@ -101,4 +108,12 @@ export async function readZooKeeperBulk(
 
 export { openCoordinator } from "./registry.js";
 export type { Lease } from "./coordination.js";
+
+export type { GrantResult } from "./grant.js";
+type GrantModule = typeof GrantModuleType;
+
+/** `ogygia fleet grant`: loads the grant module (and the backend's client) on call. */
+export async function loadFleetGrants(): Promise<GrantModule> {
+  return import("./grant.js");
+}
 export { type Coordinator, type Revision, type WatchEvent } from "./coordination.js";

@@ -4,6 +4,7 @@
  */
 
 import type { BackendKind } from "./backends.js";
+import type { FleetCredentials } from "./credentials.js";
 
 export type { BackendKind } from "./backends.js";
 
@@ -13,6 +14,8 @@ export interface BackendConfig {
   /** Without a trailing slash. */
   namespace: string;
   timeoutSeconds: number;
+  /** TLS and authentication files (`ca_file`, `username`, `password_file`, ...), when set. */
+  credentials?: FleetCredentials | undefined;
 }
 
 /** The reference's three state keys. */

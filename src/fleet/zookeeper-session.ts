@@ -10,6 +10,7 @@
  * to go on after a loss makes a new `ZkSession`.
  */
 
+import { createHash } from "node:crypto";
 import type net from "node:net";
 
 import zookeeper from "node-zookeeper-client";
@@ -40,7 +41,29 @@ function isNodeExists(err: unknown): boolean {
   return zkCode(err) === zookeeper.Exception.NODE_EXISTS;
 }
 
+/** One ACL entry: permissions (ZooKeeper's bits) for an identity (`world:anyone`, `digest:user:hash`). */
+export interface ZkAcl {
+  perms: number;
+  scheme: string;
+  id: string;
+}
+
+/** ZooKeeper's permission bits. */
+export const ZK_PERMS = { read: 1, write: 2, create: 4, delete: 8, admin: 16, all: 31 } as const;
+
+/** The digest identity of `username` with `password`: `user:base64(sha1(user:password))`. */
+export function digestId(username: string, password: string): string {
+  const hash = createHash("sha1").update(`${username}:${password}`).digest("base64");
+  return `${username}:${hash}`;
+}
+
+function toLibraryAcl(acl: readonly ZkAcl[]): zookeeper.ACL[] {
+  return acl.map((a) => new zookeeper.ACL(a.perms, new zookeeper.Id(a.scheme, a.id)));
+}
+
 export interface ZkConnectOptions {
+  /** Digest authentication, sent with the handshake (and again on each reconnection). */
+  auth?: { username: string; password: string } | undefined;
   /**
    * The session timeout to ask for; the server rounds it into its own
    * [minSessionTimeout, maxSessionTimeout]. Default: max(timeoutMs, 2000).
@@ -104,6 +127,8 @@ export class ZkSession {
   private lost: string | undefined;
   private readonly pending = new Set<(err: Error) => void>();
   private readonly lostListeners: ((reason: string) => void)[] = [];
+  /** The ACL of nodes this session creates (without one: open to all, ZooKeeper's default). */
+  private acl: zookeeper.ACL[] | undefined;
 
   private constructor(client: zookeeper.Client, timeoutMs: number) {
     this.client = client;
@@ -132,14 +157,65 @@ export class ZkSession {
         resolve();
       });
     });
+    if (options.auth) {
+      client.addAuthInfo(
+        "digest",
+        Buffer.from(`${options.auth.username}:${options.auth.password}`),
+      );
+    }
     client.connect();
     try {
       await withDeadline(connected, timeoutMs);
     } catch (err) {
-      closeClient(client);
+      // Never `close()` a client that has not connected: see `abandonClient`.
+      abandonClient(client);
       throw err;
     }
     return new ZkSession(client, timeoutMs);
+  }
+
+  /** Sets the ACL of every node this session creates from now on. */
+  setCreateAcl(acl: readonly ZkAcl[]): void {
+    this.acl = toLibraryAcl(acl);
+  }
+
+  /** A node's ACL, or null when it does not exist. */
+  async getAcl(path: string): Promise<ZkAcl[] | null> {
+    try {
+      return await this.call<ZkAcl[]>((done) => {
+        this.client.getACL(path, (err, acls) => {
+          done(
+            err,
+            // The typings say `perms`; the library's ACL objects hold `permission`.
+            err
+              ? []
+              : acls.map((a) => ({
+                  perms: (a as unknown as { permission: number }).permission,
+                  scheme: a.id.scheme,
+                  id: a.id.id,
+                })),
+          );
+        });
+      });
+    } catch (err) {
+      if (isNoNode(err)) return null;
+      throw err;
+    }
+  }
+
+  /** Replaces a node's ACL; false when the node does not exist. */
+  async setAcl(path: string, acl: readonly ZkAcl[]): Promise<boolean> {
+    try {
+      await this.call<unknown>((done) => {
+        this.client.setACL(path, toLibraryAcl(acl), -1, (err) => {
+          done(err, undefined);
+        });
+      });
+      return true;
+    } catch (err) {
+      if (isNoNode(err)) return false;
+      throw err;
+    }
   }
 
   /** True once the session is lost; every call then fails at once. */
@@ -258,9 +334,11 @@ export class ZkSession {
     const flag = createMode(mode);
     try {
       await this.call<string>((done) => {
-        this.client.create(path, data, flag, (err, created) => {
+        const callback = (err: unknown, created: string): void => {
           done(err, created);
-        });
+        };
+        if (this.acl) this.client.create(path, data, this.acl, flag, callback);
+        else this.client.create(path, data, flag, callback);
       });
       return true;
     } catch (err) {
@@ -384,12 +462,19 @@ export class ZkSession {
     }
   }
 
-  /** Creates `path` and any missing parents as persistent nodes. */
+  /**
+   * Creates `path` and any missing parents as persistent nodes. Nothing is
+   * created when `path` exists: ZooKeeper checks the right to create before
+   * existence, so re-creating parents the caller may not write would fail.
+   */
   async mkdirp(path: string): Promise<void> {
+    if ((await this.exists(path)) !== null) return;
     await this.call<string>((done) => {
-      this.client.mkdirp(path, (err, created) => {
+      const callback = (err: unknown, created: string): void => {
         done(err, created);
-      });
+      };
+      if (this.acl) this.client.mkdirp(path, this.acl, callback);
+      else this.client.mkdirp(path, callback);
     });
   }
 
@@ -411,6 +496,10 @@ export class ZkSession {
       });
     });
     this.fail("closed");
+    if (!isConnected(this.client)) {
+      abandonClient(this.client);
+      return;
+    }
     this.client.close();
     if (!wasLost) await withDeadline(confirmed, this.timeoutMs).catch(() => undefined);
     dropSocketLater(this.client, 0);
@@ -423,8 +512,61 @@ export class ZkSession {
  * would keep the socket (and the process) alive waiting for it.
  */
 function closeClient(client: zookeeper.Client): void {
+  if (!isConnected(client)) {
+    // Disconnected and reconnecting on its own: as good as never connected.
+    abandonClient(client);
+    return;
+  }
   client.close();
   dropSocketLater(client, CLOSE_GRACE_MS);
+}
+
+/** Whether the client holds a connection now (not connecting, closing or lost). */
+function isConnected(client: zookeeper.Client): boolean {
+  const state = (client as unknown as { connectionManager?: { state?: number } }).connectionManager
+    ?.state;
+  return state === CONNECTION_CONNECTED || state === CONNECTION_CONNECTED_READ_ONLY;
+}
+
+/** The parts of the client's connection manager that `abandonClient` touches (not in the typings). */
+interface ConnectionManagerInternals {
+  socket?: net.Socket;
+  connectTimeoutHandler?: NodeJS.Timeout;
+  connect: () => void;
+  onSocketConnected: () => void;
+  setState: (state: number) => void;
+}
+
+/** The connection manager's CLOSING state: a socket that closes then is not reconnected. */
+const CONNECTION_CLOSING = -1;
+const CONNECTION_CONNECTED = 2;
+const CONNECTION_CONNECTED_READ_ONLY = 3;
+
+/**
+ * Gives up a client that never connected. `close()` would queue a
+ * close-session request on it and switch it to CLOSING while its handshake
+ * is still in flight (or about to be, once a server accepts the socket): the
+ * server's handshake answer is then read as the answer to a request, and
+ * the client throws "Unknown code" from a socket handler, which kills the
+ * process. Instead: mark it closing without queueing anything, never let it
+ * connect again, and destroy its socket, so nothing the server sends is read.
+ */
+function abandonClient(client: zookeeper.Client): void {
+  const internals = client as unknown as { connectionManager?: ConnectionManagerInternals };
+  const manager = internals.connectionManager;
+  if (!manager) {
+    client.close();
+    dropSocketLater(client, 0);
+    return;
+  }
+  manager.connect = () => undefined;
+  // A socket opened by a connection attempt already under way.
+  manager.onSocketConnected = function (this: ConnectionManagerInternals) {
+    this.socket?.destroy();
+  };
+  manager.setState(CONNECTION_CLOSING);
+  clearTimeout(manager.connectTimeoutHandler);
+  manager.socket?.destroy();
 }
 
 function dropSocketLater(client: zookeeper.Client, ms: number): void {

@@ -33,6 +33,8 @@ const MAX_REQUEST_BYTES = 512 * 1024;
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 /** Pause between rounds over the endpoints while none accepts a connection. */
 const RETRY_DELAY_MS = 200;
+/** No endpoint gets less than this to connect, however many there are. */
+const MIN_CONNECT_MS = 250;
 /** How long a closed connection waits for the server's goodbye before its socket is dropped. */
 const CLOSE_GRACE_MS = 1000;
 /** The bytes of a `Stat`: 6 longs and 5 ints (3 + 2). */
@@ -277,11 +279,15 @@ export class ZkWire {
     const order = [...endpoints.slice(first), ...endpoints.slice(0, first)];
     let lastError: unknown;
     for (;;) {
-      for (const endpoint of order) {
+      for (const [index, endpoint] of order.entries()) {
         const left = deadline - performance.now();
         if (left <= 0) break;
+        // An even share of what is left for each endpoint still to try in
+        // this round: a server that accepts and never answers must not
+        // take the time of the healthy ones after it.
+        const share = Math.min(left, Math.max(MIN_CONNECT_MS, left / (order.length - index)));
         try {
-          const { socket, leftover } = await handshake(endpoint, left, Math.max(timeoutMs, 2000));
+          const { socket, leftover } = await handshake(endpoint, share, Math.max(timeoutMs, 2000));
           return new ZkWire(socket, timeoutMs, leftover);
         } catch (err) {
           if (err instanceof ZkServerError) throw err;

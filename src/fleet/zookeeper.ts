@@ -8,6 +8,7 @@
 
 import type { BackendConfig } from "./types.js";
 import { OgygiaError, errorMessage } from "../core/index.js";
+import { anotherPublisher, credentialFailure, permissionFailure, readAuth } from "./credentials.js";
 import { connectError, readError, withDeadline } from "./errors.js";
 import { fieldKey, isFleetField, isValidHostSegment } from "./keys.js";
 import type {
@@ -23,7 +24,8 @@ import type {
 } from "./types.js";
 import { SnapshotRefresher } from "./watch.js";
 import { isConnectionFailure, sessionFailure } from "./zookeeper-errors.js";
-import type { ZkConnectOptions, ZkSession } from "./zookeeper-session.js";
+import type { ZkAcl, ZkConnectOptions, ZkSession } from "./zookeeper-session.js";
+import type * as ZkSessionModule from "./zookeeper-session.js";
 import { ZkWire, isMultiReadUnsupported } from "./zookeeper-wire.js";
 
 /** How many hosts are read at once, node by node; ZooKeeper pipelines the reads on one socket. */
@@ -293,12 +295,52 @@ class ZooKeeperPublisher implements FleetPublisher {
   private session: ZkSession | undefined;
   private readonly lostListeners: ((reason: string) => void)[] = [];
   private closed = false;
+  /** Every session this publisher made (hex ids): an ephemeral \`alive\` of one of them is its own. */
+  private readonly ownSessions = new Set<string>();
+  /** Digest authentication, read from `password_file` when the publisher is made. */
+  private readonly auth: { username: string; password: string } | undefined;
 
   constructor(config: BackendConfig, options: PublisherOptions) {
     this.config = config;
     this.host = options.host;
     this.timeoutMs = config.timeoutSeconds * 1000;
     this.sessionTimeoutMs = options.leaseTtlSeconds * 1000;
+    this.auth = readAuth("zookeeper", config);
+  }
+
+  /**
+   * With digest authentication: checks that this identity may write the
+   * host's node (a harmless write of its empty data), and returns the ACL of
+   * the nodes the host creates: readable by all, writable by this session's
+   * identity (\`auth\`). The admin holds the host node itself (\`ogygia fleet
+   * grant\`), so it can delete and re-create them. ZooKeeper hides the hashes
+   * of digest identities, but not their user names: a host node granted to
+   * this user under another password is told apart from one not granted.
+   */
+  private async createAcl(
+    session: ZkSession,
+    auth: { username: string; password: string },
+  ): Promise<ZkAcl[]> {
+    const { ZK_PERMS } = await import("./zookeeper-session.js");
+    try {
+      await session.setData(this.hostPath, Buffer.alloc(0));
+    } catch (err) {
+      if (!errorMessage(err).includes("NO_AUTH")) throw err;
+      const acl = (await session.getAcl(this.hostPath)) ?? [];
+      const sameUser = acl.some(
+        (a) => a.scheme === "digest" && a.id.startsWith(`${auth.username}:`),
+      );
+      throw new Error(
+        sameUser
+          ? `authentication failed: ${this.hostPath} is granted to user ${JSON.stringify(auth.username)} with another password (NO_AUTH)`
+          : `permission denied: ${this.hostPath} is not granted to user ${JSON.stringify(auth.username)} (NO_AUTH)`,
+        { cause: err },
+      );
+    }
+    return [
+      { perms: ZK_PERMS.read, scheme: "world", id: "anyone" },
+      { perms: ZK_PERMS.all, scheme: "auth", id: "" },
+    ];
   }
 
   private path(field: Parameters<typeof fieldKey>[2]): string {
@@ -322,13 +364,23 @@ class ZooKeeperPublisher implements FleetPublisher {
     this.session = undefined;
     const session = await connectSession(this.config.endpoints, this.timeoutMs, {
       sessionTimeoutMs: this.sessionTimeoutMs,
+      auth: this.auth,
     });
+    if (this.auth) {
+      try {
+        session.setCreateAcl(await this.createAcl(session, this.auth));
+      } catch (err) {
+        session.close();
+        throw err;
+      }
+    }
     if (this.isClosed()) {
       // Closed while connecting: this session must not outlive the publisher.
       session.close();
       throw connectError("zookeeper", this.config, new Error("publisher closed"));
     }
     this.session = session;
+    this.ownSessions.add(session.sessionId.toString("hex"));
     session.onLost((reason) => {
       if (this.session !== session || this.closed) return;
       // Close at once: a dropped client keeps reconnecting on its own, and
@@ -355,6 +407,11 @@ class ZooKeeperPublisher implements FleetPublisher {
       session = await this.current();
       return await withDeadline(fn(session), this.timeoutMs);
     } catch (err) {
+      if (err instanceof OgygiaError) throw err;
+      const refused =
+        credentialFailure("zookeeper", this.config, err) ??
+        permissionFailure("zookeeper", this.config, err, `write ${this.hostPath}/`);
+      if (refused) throw refused;
       throw sessionFailure(err, what, this.config, () => {
         if (session && this.session === session) {
           this.session = undefined;
@@ -380,6 +437,7 @@ class ZooKeeperPublisher implements FleetPublisher {
 
   write(changes: HostChanges): Promise<void> {
     return this.call(async (session) => {
+      await this.checkOwner(session);
       for (const [field, value] of changes.put) {
         const path = this.path(field);
         const data = Buffer.from(value);
@@ -390,6 +448,20 @@ class ZooKeeperPublisher implements FleetPublisher {
       }
       for (const field of changes.delete) await session.remove(this.path(field));
     }, "write");
+  }
+
+  /**
+   * Refuses to write while another publisher's session holds \`alive\`
+   * (issue 13, row 7): the daemon then stands by and retries.
+   */
+  private async checkOwner(session: ZkSession): Promise<void> {
+    const path = this.path("alive");
+    const stat = await session.exists(path);
+    if (stat === null || stat.ephemeralOwner.equals(session.sessionId)) return;
+    const owner = stat.ephemeralOwner.toString("hex");
+    if (this.ownSessions.has(owner) || /^0+$/.test(owner)) return;
+    const since = (await session.getData(path))?.toString("utf8") ?? "";
+    throw anotherPublisher(this.config, this.host, `session 0x${owner}`, since);
   }
 
   ensureAlive(value: string): Promise<void> {
@@ -403,8 +475,15 @@ class ZooKeeperPublisher implements FleetPublisher {
         const stat = await session.exists(path);
         if (stat === null) continue;
         if (stat.ephemeralOwner.equals(session.sessionId)) return;
-        // Left by an earlier session of this host (a restart, or a session
-        // dropped while the server still held it): take it over.
+        const owner = stat.ephemeralOwner.toString("hex");
+        if (!this.ownSessions.has(owner)) {
+          // Another publisher's session (issue 13, row 7: two publishers
+          // with one host name): stand by until it is gone.
+          const since = (await session.getData(path))?.toString("utf8") ?? "";
+          throw anotherPublisher(this.config, this.host, `session 0x${owner}`, since);
+        }
+        // Left by an earlier session of this publisher (dropped while the
+        // server still held it): take it over.
         await session.remove(path, stat.version);
       }
       throw new Error(`${path} keeps being re-created by another session`);
@@ -446,4 +525,131 @@ export function openZooKeeperPublisher(
   options: PublisherOptions,
 ): FleetPublisher {
   return new ZooKeeperPublisher(config, options);
+}
+
+// ---------------------------------------------------------------- per-host grants
+
+/** Runs `fn` on an admin session (the configuration's digest identity), mapping failures. */
+async function withAdminSession<T>(
+  config: BackendConfig,
+  fn: (session: ZkSession, admin: string, zk: typeof ZkSessionModule) => Promise<T>,
+): Promise<T> {
+  const auth = readAuth("zookeeper", config);
+  if (!auth) {
+    throw new OgygiaError(
+      "ERR_OGYGIA_CONFIG_INVALID",
+      "ogygia fleet grant, revoke and hosts need the admin's digest identity: " +
+        "username and password_file in [ogygia.zookeeper]",
+      { hint: "Run them on the operator's machine with a configuration naming the admin." },
+    );
+  }
+  const zk = await import("./zookeeper-session.js");
+  const timeoutMs = config.timeoutSeconds * 1000;
+  let session: ZkSession | undefined;
+  try {
+    session = await zk.ZkSession.connect(config.endpoints, timeoutMs, { auth });
+    return await withDeadline(
+      fn(session, zk.digestId(auth.username, auth.password), zk),
+      timeoutMs * 4,
+    );
+  } catch (err) {
+    const refused =
+      credentialFailure("zookeeper", config, err) ??
+      permissionFailure("zookeeper", config, err, `administer ${config.namespace}`);
+    if (refused) throw refused;
+    throw sessionFailure(err, "write", config, () => undefined);
+  } finally {
+    session?.close();
+  }
+}
+
+/**
+ * Gives `host` the digest identity `host:password` and the ACL that
+ * isolates it: the namespace readable by all and administered by the admin
+ * (this configuration's identity), the host's node and the nodes under it
+ * readable by all and writable by the host and the admin.
+ */
+export function zooKeeperGrantHost(
+  config: BackendConfig,
+  host: string,
+  password: string,
+): Promise<void> {
+  return withAdminSession(config, async (session, admin, zk) => {
+    const { ZK_PERMS } = zk;
+    const world = { perms: ZK_PERMS.read, scheme: "world", id: "anyone" };
+    const adminAll = { perms: ZK_PERMS.all, scheme: "digest", id: admin };
+    const namespaceAcl = [world, adminAll];
+    const hostAcl = [
+      world,
+      { perms: ZK_PERMS.all, scheme: "digest", id: zk.digestId(host, password) },
+      adminAll,
+    ];
+    session.setCreateAcl(namespaceAcl);
+    await session.mkdirp(config.namespace);
+    await session.setAcl(config.namespace, namespaceAcl);
+    const hostPath = `${config.namespace}/${host}`;
+    session.setCreateAcl(hostAcl);
+    if (!(await session.create(hostPath, Buffer.alloc(0), "persistent"))) {
+      await session.setAcl(hostPath, hostAcl);
+    }
+    // Nodes the host made before isolation: the admin re-creates them under the host's ACL.
+    for (const child of (await session.getChildren(hostPath)) ?? []) {
+      const path = `${hostPath}/${child}`;
+      const acl = await session.getAcl(path);
+      if (acl?.some((a) => a.scheme === "world" && a.perms !== zk.ZK_PERMS.read) !== true) continue;
+      const data = await session.getData(path);
+      await session.remove(path);
+      if (data !== null && child !== "alive") await session.create(path, data, "persistent");
+    }
+  });
+}
+
+/**
+ * Takes `host`'s write access away; false when it had none. Its nodes stay,
+ * readable by all: each is re-created by the admin (who holds the host
+ * node) with the admin's ACL; the host's \`alive\`, tied to its session, is
+ * removed.
+ */
+export function zooKeeperRevokeHost(config: BackendConfig, host: string): Promise<boolean> {
+  return withAdminSession(config, async (session, admin, zk) => {
+    const hostPath = `${config.namespace}/${host}`;
+    const acl = await session.getAcl(hostPath);
+    if (!acl?.some((a) => a.scheme === "digest" && a.id.startsWith(`${host}:`))) {
+      return false;
+    }
+    const locked = [
+      { perms: zk.ZK_PERMS.read, scheme: "world", id: "anyone" },
+      { perms: zk.ZK_PERMS.all, scheme: "digest", id: admin },
+    ];
+    await session.setAcl(hostPath, locked);
+    session.setCreateAcl(locked);
+    for (const child of (await session.getChildren(hostPath)) ?? []) {
+      const path = `${hostPath}/${child}`;
+      const data = await session.getData(path);
+      await session.remove(path);
+      if (data !== null && child !== "alive") await session.create(path, data, "persistent");
+    }
+    return true;
+  });
+}
+
+/** Hosts whose node grants their own digest identity write access. */
+export function zooKeeperGrantedHosts(config: BackendConfig): Promise<string[]> {
+  return withAdminSession(config, async (session, _admin, zk) => {
+    const granted: string[] = [];
+    for (const host of ((await session.getChildren(config.namespace)) ?? []).sort()) {
+      const acl = (await session.getAcl(`${config.namespace}/${host}`)) ?? [];
+      if (
+        acl.some(
+          (a) =>
+            a.scheme === "digest" &&
+            a.id.startsWith(`${host}:`) &&
+            (a.perms & zk.ZK_PERMS.write) !== 0,
+        )
+      ) {
+        granted.push(host);
+      }
+    }
+    return granted;
+  });
 }

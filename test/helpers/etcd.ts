@@ -93,14 +93,39 @@ export function tlsOptions(files: EtcdTlsFiles): TlsOptions {
 }
 
 /** A client for `endpoint` with a 10-second deadline per call. */
-export function etcdClientFor(endpoint: string | string[], tls?: TlsOptions): EtcdTestClient {
+export function etcdClientFor(
+  endpoint: string | string[],
+  tls?: TlsOptions,
+  auth?: { username: string; password: string },
+): EtcdTestClient {
   return etcdTestClient(
     new EtcdClient({
       endpoints: Array.isArray(endpoint) ? endpoint : [endpoint],
       timeoutMs: 10_000,
       tls,
+      auth,
     }),
   );
+}
+
+/**
+ * Turns etcd's authentication on, with a `root` user (role `root`) whose
+ * password is `rootPassword`; returns a client authenticated as root.
+ */
+export async function enableEtcdAuth(
+  server: EtcdServer,
+  rootPassword: string,
+  tls?: EtcdTlsFiles,
+): Promise<EtcdTestClient> {
+  const raw = server.client.raw;
+  await raw.roleAdd("root");
+  await raw.userAdd("root", rootPassword);
+  await raw.userGrantRole("root", "root");
+  await raw.authEnable();
+  return etcdClientFor(server.endpoint, tls && tlsOptions(tls), {
+    username: "root",
+    password: rootPassword,
+  });
 }
 
 /** PEM files for a server with client-certificate authentication (see `makeTlsFiles`). */

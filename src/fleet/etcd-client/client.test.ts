@@ -10,6 +10,7 @@ describe("the client's copies of generated enum values", () => {
       Version: Compare_CompareTarget.Version,
       Create: Compare_CompareTarget.Create,
       Mod: Compare_CompareTarget.Mod,
+      Lease: Compare_CompareTarget.Lease,
     });
     expect(CompareResult.Equal).toBe(Compare_CompareResult.Equal);
     expect(isDeleteEvent({ type: Event_EventType.Delete } as never)).toBe(true);

@@ -9,6 +9,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 
 import type * as CodecModule from "./codec.js";
 
+import type { Permission_Type } from "./auth_pb.js";
 import type { Event, Event_EventType } from "./kv_pb.js";
 import {
   Channel,
@@ -40,6 +41,9 @@ import type {
 } from "./rpc_pb.js";
 
 type Codec = typeof CodecModule;
+
+/** What a role may do on a key range. */
+export type PermissionType = "read" | "write" | "readwrite";
 
 export interface EtcdClientOptions {
   /** `http://host:port` or `https://host:port`, tried in order. */
@@ -443,6 +447,145 @@ export class EtcdClient {
     };
   }
 
+  // ---------------------------------------------------------------- auth
+  // The Auth service's administration calls (etcd 3.4), for `ogygia fleet
+  // grant`: each one request, under the client's token (the admin's).
+
+  private async authCall(
+    method: string,
+    build: (c: Codec) => Uint8Array,
+    options?: EtcdCallOptions,
+  ): Promise<{ c: Codec; response: Buffer }> {
+    const deadline = this.deadline(options);
+    const c = await this.loadCodec();
+    const response = await this.call(`/etcdserverpb.Auth/${method}`, build(c), deadline);
+    return { c, response };
+  }
+
+  /** Turns authentication on (a `root` user with the `root` role must exist). */
+  async authEnable(options?: EtcdCallOptions): Promise<void> {
+    await this.authCall(
+      "AuthEnable",
+      (c) => c.toBinary(c.AuthEnableRequestSchema, c.create(c.AuthEnableRequestSchema)),
+      options,
+    );
+  }
+
+  async userAdd(name: string, password: string, options?: EtcdCallOptions): Promise<void> {
+    await this.authCall(
+      "UserAdd",
+      (c) =>
+        c.toBinary(
+          c.AuthUserAddRequestSchema,
+          c.create(c.AuthUserAddRequestSchema, { name, password }),
+        ),
+      options,
+    );
+  }
+
+  async userChangePassword(
+    name: string,
+    password: string,
+    options?: EtcdCallOptions,
+  ): Promise<void> {
+    await this.authCall(
+      "UserChangePassword",
+      (c) =>
+        c.toBinary(
+          c.AuthUserChangePasswordRequestSchema,
+          c.create(c.AuthUserChangePasswordRequestSchema, { name, password }),
+        ),
+      options,
+    );
+  }
+
+  async userDelete(name: string, options?: EtcdCallOptions): Promise<void> {
+    await this.authCall(
+      "UserDelete",
+      (c) =>
+        c.toBinary(
+          c.AuthUserDeleteRequestSchema,
+          c.create(c.AuthUserDeleteRequestSchema, { name }),
+        ),
+      options,
+    );
+  }
+
+  /** The roles of a user. */
+  async userGet(name: string, options?: EtcdCallOptions): Promise<string[]> {
+    const { c, response } = await this.authCall(
+      "UserGet",
+      (c) => c.toBinary(c.AuthUserGetRequestSchema, c.create(c.AuthUserGetRequestSchema, { name })),
+      options,
+    );
+    return c.fromBinary(c.AuthUserGetResponseSchema, response).roles;
+  }
+
+  async userList(options?: EtcdCallOptions): Promise<string[]> {
+    const { c, response } = await this.authCall(
+      "UserList",
+      (c) => c.toBinary(c.AuthUserListRequestSchema, c.create(c.AuthUserListRequestSchema)),
+      options,
+    );
+    return c.fromBinary(c.AuthUserListResponseSchema, response).users;
+  }
+
+  async userGrantRole(user: string, role: string, options?: EtcdCallOptions): Promise<void> {
+    await this.authCall(
+      "UserGrantRole",
+      (c) =>
+        c.toBinary(
+          c.AuthUserGrantRoleRequestSchema,
+          c.create(c.AuthUserGrantRoleRequestSchema, { user, role }),
+        ),
+      options,
+    );
+  }
+
+  async roleAdd(name: string, options?: EtcdCallOptions): Promise<void> {
+    await this.authCall(
+      "RoleAdd",
+      (c) => c.toBinary(c.AuthRoleAddRequestSchema, c.create(c.AuthRoleAddRequestSchema, { name })),
+      options,
+    );
+  }
+
+  async roleDelete(role: string, options?: EtcdCallOptions): Promise<void> {
+    await this.authCall(
+      "RoleDelete",
+      (c) =>
+        c.toBinary(
+          c.AuthRoleDeleteRequestSchema,
+          c.create(c.AuthRoleDeleteRequestSchema, { role }),
+        ),
+      options,
+    );
+  }
+
+  /** Grants `role` read, write or both on the keys in [key, rangeEnd). */
+  async roleGrantPermission(
+    name: string,
+    permission: { type: PermissionType; key: Uint8Array; rangeEnd: Uint8Array },
+    options?: EtcdCallOptions,
+  ): Promise<void> {
+    await this.authCall(
+      "RoleGrantPermission",
+      (c) =>
+        c.toBinary(
+          c.AuthRoleGrantPermissionRequestSchema,
+          c.create(c.AuthRoleGrantPermissionRequestSchema, {
+            name,
+            perm: {
+              permType: PERMISSION_TYPES[permission.type],
+              key: permission.key,
+              rangeEnd: permission.rangeEnd,
+            },
+          }),
+        ),
+      options,
+    );
+  }
+
   /** Closes the connection; calls in flight fail, watches stop. */
   close(): void {
     this.channel.close();
@@ -472,6 +615,13 @@ export const CompareTarget = {
   Version: 0 as Compare_CompareTarget,
   Create: 1 as Compare_CompareTarget,
   Mod: 2 as Compare_CompareTarget,
+  Lease: 4 as Compare_CompareTarget,
+} as const;
+/** `authpb.Permission.Type` values, by the names `roleGrantPermission` takes. */
+const PERMISSION_TYPES = {
+  read: 0 as Permission_Type,
+  write: 1 as Permission_Type,
+  readwrite: 2 as Permission_Type,
 } as const;
 /** `Compare.CompareResult` values. */
 export const CompareResult = { Equal: 0 as Compare_CompareResult } as const;

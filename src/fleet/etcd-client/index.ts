@@ -13,6 +13,7 @@ export {
   type EtcdCallOptions,
   type EtcdClientOptions,
   type EtcdWatcher,
+  type PermissionType,
   type WatchHandlers,
   type WatchParams,
 } from "./client.js";
