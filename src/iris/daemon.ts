@@ -6,6 +6,7 @@
  * listens.
  */
 
+import { packageVersion } from "../core/index.js";
 import { createTrustedKeys, type TrustedKeys } from "../nix/index.js";
 
 import type { IrisdConfig } from "./config.js";
@@ -14,6 +15,7 @@ import {
   coreRoutes,
   createHttpMetrics,
   createResolverChain,
+  serviceRoutes,
   storeRoutes,
   type BoundAddress,
   type HttpMetrics,
@@ -129,7 +131,20 @@ function daemonRoutes(options: {
     bloomRoute(index),
     providersRoute({ chain, peers }),
     rescanRoute({ index, storeDir }),
+    ...serviceRoutes({
+      version: packageVersion(import.meta.url),
+      features: daemonFeatures(config),
+      ready: () => index.ready,
+      peerCount: () => peers?.peers.length ?? 0,
+    }),
   ];
+}
+
+/** What `GET /version` says this daemon serves beyond the binary-cache protocol. */
+function daemonFeatures(config: IrisdConfig): string[] {
+  const features = ["health", "bloom", "providers", "rescan"];
+  if (config.peers.urls.length > 0) features.push("peers");
+  return features;
 }
 
 /** The peer-to-peer part of the "listening" log line. */
