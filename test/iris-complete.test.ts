@@ -1,17 +1,28 @@
 /**
  * ogygia-irisd as a complete binary cache for a real Nix 2.8 client: what
  * Nix expects of a read-only cache (`nix copy --to` fails with our message,
- * unknown NAR names are 404), `/health` and `/version`.
+ * unknown NAR names are 404), `/health` and `/version`, NAR listings
+ * (`/<hash>.ls`, byte for byte Nix's own, from the store and from the NAR
+ * cache).
  */
 
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { httpRequest, startIrisd, stopAllIrisd, type IrisdProcess } from "./helpers/irisd.js";
+import {
+  httpRequest,
+  makeLargeTree,
+  startIrisd,
+  stopAllIrisd,
+  type IrisdProcess,
+} from "./helpers/irisd.js";
 import {
   addToStore,
+  hashPartOf,
+  makeChrootStore,
+  nix,
   nixCopy,
   signedClosureStore,
   uniqueSalt,
@@ -22,12 +33,56 @@ import { removeDir, tempDir } from "./helpers/process.js";
 let dir: string;
 let fixture: SignedClosureStore;
 let irisd: IrisdProcess;
+/** A content-addressed tree of 24 files of 40 KB: a NAR of about 1 MB. */
+let bigTree: string;
 
 beforeAll(async () => {
   dir = await tempDir("iris-complete");
-  fixture = await signedClosureStore(dir, "iris-complete");
+  const treeDir = path.join(dir, `tree-${uniqueSalt("ls")}`);
+  await makeLargeTree(path.join(treeDir, "share/data"), {
+    files: 24,
+    fileBytes: 40_000,
+    seed: uniqueSalt("seed"),
+  });
+  await writeFile(path.join(treeDir, "README"), "a tree to list\n");
+  bigTree = await addToStore(treeDir);
+  fixture = await signedClosureStore(dir, "iris-complete", { extraPaths: [bigTree] });
   irisd = await startIrisd({ storeRoot: fixture.store.root });
 }, 120_000);
+
+/** `<hash>.ls` files as Nix writes them: `nix copy --to file://...?write-nar-listing=true`. */
+async function nixListings(from: string, paths: readonly string[]): Promise<Map<string, string>> {
+  const cache = path.join(dir, `nix-listing-${uniqueSalt("c")}`);
+  await nix([
+    "copy",
+    "--no-check-sigs",
+    "--from",
+    from,
+    "--to",
+    `file://${cache}?write-nar-listing=true&compression=none`,
+    ...paths,
+  ]);
+  const out = new Map<string, string>();
+  for (const p of paths) {
+    out.set(p, await readFile(path.join(cache, `${hashPartOf(p)}.ls`), "utf8"));
+  }
+  return out;
+}
+
+/** `irisd_http_response_body_bytes_total` of one route, from /metrics. */
+async function routeBytes(node: IrisdProcess, route: string): Promise<number> {
+  const text = (await httpRequest(`${node.url}/metrics`)).body.toString("utf8");
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (
+      line.startsWith("irisd_http_response_body_bytes_total{") &&
+      line.includes(`route="${route}"`)
+    ) {
+      total += Number(line.split(" ").pop());
+    }
+  }
+  return total;
+}
 
 afterAll(async () => {
   await stopAllIrisd();
@@ -96,5 +151,71 @@ describe("GET /health and GET /version", () => {
     };
     expect(answer.name).toBe("ogygia-irisd");
     expect(answer.features).toContain("health");
+  });
+});
+
+describe("GET /<hash>.ls: NAR listings", () => {
+  it("serves byte for byte the listing Nix writes, for every kind of node", async () => {
+    const paths = [...fixture.closure.paths, bigTree];
+    const expected = await nixListings(fixture.store.root, paths);
+    for (const p of paths) {
+      const res = await httpRequest(`${irisd.url}/${hashPartOf(p)}.ls`);
+      expect(res.status, p).toBe(200);
+      expect(res.headers["content-type"]).toBe("application/json");
+      expect(res.body.toString("utf8"), p).toBe(expected.get(p));
+    }
+  });
+
+  it("is 404 for a path not served and for a name that is not a hash", async () => {
+    expect((await httpRequest(`${irisd.url}/0123456789abcdfghijklmnpqrsvwxyz.ls`)).status).toBe(
+      404,
+    );
+    expect((await httpRequest(`${irisd.url}/abc.ls`)).status).toBe(404);
+  });
+
+  it("lets nix store ls -lR through irisd print what it prints for the local store", async () => {
+    const local = await nix(["store", "ls", "--store", fixture.store.root, "-lR", bigTree]);
+    const listingBefore = await routeBytes(irisd, "listing");
+    const narBefore = await routeBytes(irisd, "nar");
+    const remote = await nix(["store", "ls", "--store", irisd.url, "-lR", bigTree], {
+      env: { XDG_CACHE_HOME: path.join(dir, "xdg-ls") },
+    });
+    expect(remote).toBe(local);
+    expect(remote).toContain("share/data/part-023");
+    // What moved: Nix 2.8 reads the whole NAR for `nix store ls` (it never asks for .ls);
+    // the listing itself is a small fraction of it.
+    const narMoved = (await routeBytes(irisd, "nar")) - narBefore;
+    const listing = await httpRequest(`${irisd.url}/${hashPartOf(bigTree)}.ls`);
+    const listingMoved = (await routeBytes(irisd, "listing")) - listingBefore;
+    expect(listingMoved).toBe(listing.body.length);
+    expect(narMoved).toBeGreaterThan(900_000);
+    expect(listing.body.length * 100).toBeLessThan(narMoved);
+  });
+
+  it("lists a NAR from the NAR cache, as the peer that sent it does", async () => {
+    const seedFile = path.join(dir, "seed-c");
+    await writeFile(seedFile, `${uniqueSalt("c")}\n`);
+    const other = await makeChrootStore([await addToStore(seedFile)], {
+      root: path.join(dir, "store-c"),
+    });
+    const nodeC = await startIrisd({
+      storeRoot: other.root,
+      peers: [irisd.url],
+      trustedKeys: [fixture.keys.publicKey],
+      cache: { dir: path.join(dir, "cache-c") },
+    });
+    const client = path.join(dir, "client-c");
+    await nixCopy({
+      from: nodeC.url,
+      to: client,
+      paths: [fixture.closure.top],
+      trustedPublicKeys: [fixture.keys.publicKey],
+      cacheDir: path.join(dir, "xdg-c"),
+    });
+    const hash = hashPartOf(fixture.closure.mid);
+    const fromCache = await httpRequest(`${nodeC.url}/${hash}.ls`);
+    expect(fromCache.status).toBe(200);
+    const fromPeer = await httpRequest(`${irisd.url}/${hash}.ls`);
+    expect(fromCache.body.toString("utf8")).toBe(fromPeer.body.toString("utf8"));
   });
 });

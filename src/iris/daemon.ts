@@ -142,7 +142,7 @@ function daemonRoutes(options: {
 
 /** What `GET /version` says this daemon serves beyond the binary-cache protocol. */
 function daemonFeatures(config: IrisdConfig): string[] {
-  const features = ["health", "bloom", "providers", "rescan"];
+  const features = ["health", "listing", "bloom", "providers", "rescan"];
   if (config.peers.urls.length > 0) features.push("peers");
   return features;
 }

@@ -102,6 +102,16 @@ export function narInfoPath(prefix: string): (candidate: string) => readonly str
   };
 }
 
+/** `<prefix><hash part>.ls`: the hash part; any other name is not ours (404). */
+export function listingPath(prefix: string): (candidate: string) => readonly string[] | undefined {
+  const suffix = ".ls";
+  return (candidate) => {
+    if (!candidate.endsWith(suffix) || !candidate.startsWith(prefix)) return undefined;
+    const hashPart = candidate.slice(prefix.length, candidate.length - suffix.length);
+    return isHashPart(hashPart) ? [hashPart] : undefined;
+  };
+}
+
 /** Characters of a nix32 SHA-256. */
 const NAR_HASH_LENGTH = 52;
 

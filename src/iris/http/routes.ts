@@ -14,7 +14,14 @@ import { HttpError, notFound } from "./http-error.js";
 import type { HttpMetrics } from "./metrics.js";
 import { evaluateRange } from "./range.js";
 import type { LookupOptions, ResolverChain, ServedNar, ServedNarInfo } from "./resolve.js";
-import { exactPath, narInfoPath, narPath, type Route, type RouteOutcome } from "./router.js";
+import {
+  exactPath,
+  listingPath,
+  narInfoPath,
+  narPath,
+  type Route,
+  type RouteOutcome,
+} from "./router.js";
 
 const READ = ["GET", "HEAD"] as const;
 
@@ -134,6 +141,34 @@ export function storeRoutes(options: StoreRoutesOptions): Route[] {
   ];
 }
 
+function sendListing(
+  req: IncomingMessage,
+  res: ServerResponse,
+  hashPart: string,
+  listing: Buffer | undefined,
+): RouteOutcome {
+  if (listing === undefined) throw notFound(`no NAR listing for the hash ${hashPart} here`);
+  return sendBody(req, res, 200, "application/json", listing);
+}
+
+/**
+ * `GET /<hash>.ls`: Nix's NAR listing of a path served from this host (the
+ * store or the NAR cache; never asked of peers).
+ */
+export function listingRoute(chain: ResolverChain): Route {
+  return {
+    name: "listing",
+    methods: READ,
+    match: listingPath("/"),
+    handle(req, res, params) {
+      const hashPart = params[0] ?? "";
+      const listing = chain.listing(hashPart, { localOnly: true });
+      if (isPromise(listing)) return listing.then((l) => sendListing(req, res, hashPart, l));
+      return sendListing(req, res, hashPart, listing);
+    },
+  };
+}
+
 export interface CoreRoutesOptions {
   chain: ResolverChain;
   metrics: HttpMetrics;
@@ -158,6 +193,7 @@ export function coreRoutes(options: CoreRoutesOptions): Route[] {
       handle: (req, res) => sendBody(req, res, 200, "text/x-nix-cache-info", cacheInfo),
     },
     ...storeRoutes({ chain: options.chain }),
+    listingRoute(options.chain),
     {
       name: "metrics",
       methods: READ,

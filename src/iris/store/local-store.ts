@@ -33,10 +33,12 @@ import {
   formatHash,
   isContentAddressed,
   narInfoFromPathInfo,
+  narListingOfPath,
   narStream,
   openStoreDb,
   physicalPath,
   renderNarInfo,
+  renderNarListing,
   writeNar,
   type BufferPool,
   type PathInfo,
@@ -66,6 +68,8 @@ export interface LocalStoreOptions {
 /** NARs up to this size are assembled in memory, verified and cached. */
 export const SMALL_NAR_BYTES = 256 * 1024;
 export const DEFAULT_NAR_MEMORY_CACHE_BYTES = 64 * 1024 * 1024;
+/** Memory for NAR listings kept between requests (a listing is ~100 bytes per file). */
+const LISTING_CACHE_BYTES = 16 * 1024 * 1024;
 /**
  * Idle NAR buffers kept between responses (16 MiB at the default chunk
  * size). Buffers in flight are bounded per response (`narMaxInFlight` + 1),
@@ -258,6 +262,7 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
     storeRoot: location.root,
   };
   const serveable = (info: PathInfo): boolean => isServeable(info, signer.canSign, storeDir);
+  const listings = createByteLru(LISTING_CACHE_BYTES);
 
   return {
     name: "local",
@@ -291,9 +296,32 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
       }
       return localNar(info, current, file, context);
     },
+    listing(hashPart) {
+      const info = db.queryPathInfoByHashPart(hashPart);
+      if (info === undefined || !serveable(info)) return undefined;
+      const key = `${info.storePath}:${formatHash(info.narHash, "nix32", false)}`;
+      const cached = listings.get(key);
+      if (cached !== undefined) return cached;
+      let listed;
+      try {
+        // Metadata only: lstat and readdir, the NAR offsets follow from the sizes.
+        listed = narListingOfPath(physicalPath(location, info.storePath));
+      } catch (err) {
+        if (err instanceof OgygiaError && hasErrorCode(err.cause, "ENOENT", "ENOTDIR")) {
+          return undefined;
+        }
+        if (hasErrorCode(err, "ENOENT", "ENOTDIR")) return undefined;
+        throw err;
+      }
+      if (listed.narSize !== info.narSize) throw changed(info, listed.narSize);
+      const body = renderNarListing(listed.root);
+      listings.set(key, body);
+      return body;
+    },
     close() {
       narInfos.clear();
       context.smallNars.clear();
+      listings.clear();
       db.close();
     },
   };
