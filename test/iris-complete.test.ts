@@ -6,7 +6,7 @@
  * cache).
  */
 
-import { readFile, writeFile } from "node:fs/promises";
+import { access, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,6 +24,8 @@ import {
   makeChrootStore,
   nix,
   nixCopy,
+  runNix,
+  signPaths,
   signedClosureStore,
   uniqueSalt,
   type SignedClosureStore,
@@ -217,5 +219,44 @@ describe("GET /<hash>.ls: NAR listings", () => {
     expect(fromCache.status).toBe(200);
     const fromPeer = await httpRequest(`${irisd.url}/${hash}.ls`);
     expect(fromCache.body.toString("utf8")).toBe(fromPeer.body.toString("utf8"));
+  });
+});
+
+describe("GET /log/<drv>: build logs", () => {
+  it("lets nix log --store http://irisd print the log of a real build (bzip2 on disk)", async () => {
+    const salt = uniqueSalt("log");
+    const file = path.join(dir, "logged.nix");
+    await writeFile(
+      file,
+      `derivation {
+  name = "logged"; system = builtins.currentSystem;
+  builder = "/bin/sh"; PATH = "/usr/bin:/bin";
+  args = [ "-c" "for i in 1 2 3; do echo building ${salt} step $i; done; echo done > $out" ];
+}
+`,
+    );
+    const out = (await runNix("nix-build", [file, "--no-out-link"])).stdout.toString("utf8").trim();
+    const drv = (await runNix("nix-instantiate", [file])).stdout.toString("utf8").trim();
+    const name = path.basename(drv);
+    // Nix 2.8 keeps it compressed.
+    await access(`/nix/var/log/nix/drvs/${name.slice(0, 2)}/${name.slice(2)}.bz2`);
+    const store = await makeChrootStore([out], { root: path.join(dir, "store-log") });
+    await signPaths(fixture.keys, [out], { store: store.root });
+    const node = await startIrisd({ storeRoot: store.root, logDir: "/nix/var/log/nix/drvs" });
+    const printed = await nix(["log", "--store", node.url, out], {
+      env: { XDG_CACHE_HOME: path.join(dir, "xdg-log") },
+    });
+    expect(printed).toContain(`building ${salt} step 1`);
+    expect(printed).toContain(`building ${salt} step 3`);
+    const direct = await httpRequest(`${node.url}/log/${name}`);
+    expect(direct.status).toBe(200);
+    expect(direct.headers["content-type"]).toBe("text/plain; charset=utf-8");
+    expect(direct.body.toString("utf8")).toBe(printed);
+    // A log on disk whose derivation's outputs this daemon does not serve is not served.
+    const other = path.basename(fixture.closure.derivations[0] ?? "");
+    await access(`/nix/var/log/nix/drvs/${other.slice(0, 2)}/${other.slice(2)}.bz2`);
+    expect((await httpRequest(`${node.url}/log/${other}`)).status).toBe(404);
+    expect((await httpRequest(`${node.url}/log/not-a-drv`)).status).toBe(404);
+    expect((await httpRequest(`${node.url}/log/${name.slice(0, -4)}`)).status).toBe(404);
   });
 });

@@ -38,7 +38,7 @@ describe("parseIrisdConfig", () => {
         shutdownTimeoutSecs: 30,
         helperThreadNice: 19,
       },
-      store: { root: "/", narMemoryCacheBytes: 64 * 1024 * 1024 },
+      store: { root: "/", narMemoryCacheBytes: 64 * 1024 * 1024, logDir: undefined },
       signing: { secretKeyFiles: [] },
       peers: { urls: [], readAhead: true, readAheadNarBytes: 1024 * 1024 },
       trust: { trustedKeys: [] },

@@ -139,6 +139,13 @@ export const irisdConfigSchema = table({
           min: 0,
           max: 64 * 1024 ** 3,
         }),
+        log_dir: string({
+          description:
+            "Nix's build logs, served at /log/<drv>: `<log dir>/<xx>/<rest of the drv name>[.bz2]`. " +
+            'Empty: <root>/nix/var/log/nix/drvs (the machine\'s: "/nix/var/log/nix/drvs").',
+          default: "",
+          check: (v) => (v === "" ? undefined : checkAbsolute(v)),
+        }),
       },
     }),
     signing: table({
@@ -242,7 +249,7 @@ export interface IrisdConfig {
     shutdownTimeoutSecs: number;
     helperThreadNice: number;
   };
-  store: { root: string; narMemoryCacheBytes: number };
+  store: { root: string; narMemoryCacheBytes: number; logDir: string | undefined };
   signing: { secretKeyFiles: string[] };
   peers: { urls: string[]; readAhead: boolean; readAheadNarBytes: number };
   trust: { trustedKeys: string[] };
@@ -320,7 +327,11 @@ export async function parseIrisdConfig(
       shutdownTimeoutSecs: raw.server.shutdown_timeout_secs,
       helperThreadNice: raw.server.helper_thread_nice,
     },
-    store: { root: raw.store.root, narMemoryCacheBytes: raw.store.nar_memory_cache_bytes },
+    store: {
+      root: raw.store.root,
+      narMemoryCacheBytes: raw.store.nar_memory_cache_bytes,
+      logDir: raw.store.log_dir === "" ? undefined : raw.store.log_dir,
+    },
     signing: { secretKeyFiles: raw.signing.secret_key_files },
     peers: {
       urls: raw.peers.urls,

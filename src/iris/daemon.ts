@@ -14,6 +14,7 @@ import {
   IrisServer,
   coreRoutes,
   createHttpMetrics,
+  buildLogRoute,
   createResolverChain,
   serviceRoutes,
   storeRoutes,
@@ -118,10 +119,12 @@ function daemonRoutes(options: {
   storeDir: string;
   index: LocalIndex;
   peers: PeerSet | undefined;
+  buildLog: (drvBaseName: string) => Promise<Buffer | undefined>;
 }): Route[] {
   const { config, chain, metrics, storeDir, index, peers } = options;
   return [
     ...coreRoutes({ chain, metrics, storeDir, priority: config.server.priority }),
+    buildLogRoute(options.buildLog),
     ...storeRoutes({
       chain,
       prefix: "/local/",
@@ -142,7 +145,7 @@ function daemonRoutes(options: {
 
 /** What `GET /version` says this daemon serves beyond the binary-cache protocol. */
 function daemonFeatures(config: IrisdConfig): string[] {
-  const features = ["health", "listing", "bloom", "providers", "rescan"];
+  const features = ["health", "listing", "log", "bloom", "providers", "rescan"];
   if (config.peers.urls.length > 0) features.push("peers");
   return features;
 }
@@ -170,6 +173,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
     root: config.store.root,
     signingKeys,
     narMemoryCacheBytes: config.store.narMemoryCacheBytes,
+    logDir: config.store.logDir,
   });
   const metrics = createHttpMetrics();
   const p2pMetrics = createP2pMetrics(metrics.registry);
@@ -210,7 +214,15 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
   });
   const chain = createResolverChain([local, ...(layer?.resolvers ?? [])]);
   const server = new IrisServer({
-    routes: daemonRoutes({ config, chain, metrics, storeDir, index: localIndex, peers }),
+    routes: daemonRoutes({
+      config,
+      chain,
+      metrics,
+      storeDir,
+      index: localIndex,
+      peers,
+      buildLog: (name) => local.buildLog(name),
+    }),
     log,
     metrics,
     shutdownTimeoutMs: config.server.shutdownTimeoutSecs * 1000,

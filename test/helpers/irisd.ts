@@ -46,6 +46,8 @@ export interface IrisdConfigOptions {
   shutdownTimeoutSecs?: number;
   /** `[server] helper_thread_nice`. */
   helperThreadNice?: number;
+  /** `[store] log_dir`. */
+  logDir?: string;
   /** `[signing] secret_key_files`. */
   secretKeyFiles?: string[];
   /** `[peers] urls`. */
@@ -115,6 +117,7 @@ export function irisdConfigText(options: IrisdConfigOptions): string {
     lines.push(`helper_thread_nice = ${options.helperThreadNice}`);
   }
   lines.push("", "[store]", `root = ${tomlString(options.storeRoot)}`);
+  if (options.logDir !== undefined) lines.push(`log_dir = ${tomlString(options.logDir)}`);
   if (options.secretKeyFiles !== undefined) {
     lines.push("", "[signing]");
     lines.push(`secret_key_files = [${options.secretKeyFiles.map(tomlString).join(", ")}]`);

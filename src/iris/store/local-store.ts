@@ -24,6 +24,7 @@
 
 import { createHash } from "node:crypto";
 import { lstatSync } from "node:fs";
+import path from "node:path";
 import type { Writable } from "node:stream";
 
 import { OgygiaError, hasErrorCode } from "../../core/index.js";
@@ -46,6 +47,7 @@ import {
   type StoreDb,
 } from "../../nix/index.js";
 import type { ByteRange, PathResolver, ServedNar, ServedNarInfo } from "../http/index.js";
+import { readBuildLog } from "./build-log.js";
 import { createPathSigner, type PathSigner } from "./signing.js";
 
 export interface LocalStoreOptions {
@@ -63,6 +65,8 @@ export interface LocalStoreOptions {
   narMaxInFlight?: number;
   /** Memory for small NARs kept between requests (default 64 MiB; 0: none). */
   narMemoryCacheBytes?: number;
+  /** Nix's build logs (default `<root>/nix/var/log/nix/drvs`). */
+  logDir?: string;
 }
 
 /** NARs up to this size are assembled in memory, verified and cached. */
@@ -83,6 +87,11 @@ export interface LocalStore extends PathResolver {
   readonly canSign: boolean;
   /** The `nar/...` URL (relative to the server root) of a path's NAR. */
   narUrl(hashPart: string, narHash: string): string;
+  /**
+   * The build log of a derivation (`<hash>-<name>.drv`), when one of its
+   * outputs is served here; undefined otherwise.
+   */
+  buildLog(drvBaseName: string): Promise<Buffer | undefined>;
   close(): void;
 }
 
@@ -263,6 +272,7 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
   };
   const serveable = (info: PathInfo): boolean => isServeable(info, signer.canSign, storeDir);
   const listings = createByteLru(LISTING_CACHE_BYTES);
+  const logDir = options.logDir ?? path.join(location.root, "nix/var/log/nix/drvs");
 
   return {
     name: "local",
@@ -317,6 +327,11 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
       const body = renderNarListing(listed.root);
       listings.set(key, body);
       return body;
+    },
+    async buildLog(drvBaseName) {
+      const outputs = db.queryOutputsOfDeriver(`${storeDir}/${drvBaseName}`);
+      if (!outputs.some(serveable)) return undefined;
+      return readBuildLog(logDir, drvBaseName);
     },
     close() {
       narInfos.clear();
