@@ -6,7 +6,9 @@
  * cache).
  */
 
-import { access, readFile, writeFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { access, lstat, readFile, writeFile } from "node:fs/promises";
+import http from "node:http";
 import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -258,5 +260,55 @@ describe("GET /log/<drv>: build logs", () => {
     expect((await httpRequest(`${node.url}/log/${other}`)).status).toBe(404);
     expect((await httpRequest(`${node.url}/log/not-a-drv`)).status).toBe(404);
     expect((await httpRequest(`${node.url}/log/${name.slice(0, -4)}`)).status).toBe(404);
+  });
+});
+
+/** One GET over a Unix socket. */
+function socketGet(socketPath: string, target: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, path: target, agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => {
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("listening on a Unix socket next to TCP", () => {
+  it("serves the same answers on both, replaces a stale socket and removes its own", async () => {
+    const socketPath = path.join(dir, "irisd.sock");
+    // A socket file left behind by a daemon that died: nobody listens on it.
+    spawnSync(process.execPath, [
+      "-e",
+      `require("node:net").createServer().listen(${JSON.stringify(socketPath)}, () => process.kill(process.pid, "SIGKILL"))`,
+    ]);
+    expect((await lstat(socketPath)).isSocket()).toBe(true);
+
+    const node = await startIrisd({
+      storeRoot: fixture.store.root,
+      listen: ["127.0.0.1:0", `unix:${socketPath}`],
+    });
+    const listening = node.logs().find((l) => l.msg === "listening");
+    expect(listening?.addresses).toEqual([node.url, `unix:${socketPath}`]);
+    const hash = hashPartOf(fixture.closure.top);
+    for (const target of ["/nix-cache-info", `/${hash}.narinfo`, `/${hash}.ls`]) {
+      const overSocket = await socketGet(socketPath, target);
+      const overTcp = await httpRequest(`${node.url}${target}`);
+      expect(overSocket.status, target).toBe(200);
+      expect(overSocket.body, target).toBe(overTcp.body.toString("utf8"));
+    }
+    // Anyone on the host may connect.
+    expect((await lstat(socketPath)).mode & 0o777).toBe(0o777);
+    // A second daemon on a live socket refuses to start.
+    await expect(
+      startIrisd({ storeRoot: fixture.store.root, listen: [`unix:${socketPath}`] }),
+    ).rejects.toThrow(/already in use/);
+    expect(await node.stop()).toBe(0);
+    await expect(lstat(socketPath)).rejects.toThrow(/ENOENT/);
   });
 });

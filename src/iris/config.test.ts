@@ -55,7 +55,7 @@ describe("parseIrisdConfig", () => {
     const config = await parseIrisdConfig(
       `
 [server]
-listen = ["10.0.0.1:35742", "[::1]:8080", "localhost:0"]
+listen = ["10.0.0.1:35742", "[::1]:8080", "localhost:0", "unix:/run/ogygia/irisd.sock"]
 priority = 10
 log_level = "debug"
 shutdown_timeout_secs = 5
@@ -92,6 +92,12 @@ peer_ttl_secs = 30
         { host: "10.0.0.1", port: 35742, text: "10.0.0.1:35742" },
         { host: "::1", port: 8080, text: "[::1]:8080" },
         { host: "localhost", port: 0, text: "localhost:0" },
+        {
+          host: "",
+          port: 0,
+          text: "unix:/run/ogygia/irisd.sock",
+          socketPath: "/run/ogygia/irisd.sock",
+        },
       ],
       priority: 10,
       logLevel: "debug",
@@ -138,6 +144,9 @@ peer_ttl_secs = 30
     ["listen = []", "must not be empty"],
     ['listen = "127.0.0.1:1"', "expected an array of strings"],
     ['listen = ["127.0.0.1:1", "127.0.0.1:1"]', "is listed twice"],
+    ['listen = ["unix:run/irisd.sock"]', "absolute path"],
+    [`listen = ["unix:/${"x".repeat(120)}"]`, "too long"],
+    ['listen = ["unix:/run/a.sock", "unix:/run/./a.sock"]', "is listed twice"],
     ["priority = -1", "server.priority: must be from 0"],
     ['priority = "high"', "expected an integer"],
     ['log_level = "loud"', "server.log_level: must be one of"],

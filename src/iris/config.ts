@@ -48,7 +48,19 @@ export { DEFAULT_LISTEN, type ListenAddress };
 
 const CONFIG_HINT = "Fix the configuration file and start ogygia-irisd again.";
 
+/** `unix:/absolute/path`: a Unix socket. */
+const UNIX_PREFIX = "unix:";
+
 function checkListen(value: string): string | undefined {
+  if (value.startsWith(UNIX_PREFIX)) {
+    const file = value.slice(UNIX_PREFIX.length);
+    if (!path.isAbsolute(file)) {
+      return `${JSON.stringify(value)}: a Unix socket is "unix:" and an absolute path, like "unix:/run/ogygia/irisd.sock"`;
+    }
+    // sockaddr_un holds 108 bytes, the last a NUL.
+    if (Buffer.byteLength(file) > 107) return `${JSON.stringify(value)}: the path is too long`;
+    return undefined;
+  }
   const parsed = parseHostPort(value.replace(/:0$/, ":1"));
   if (parsed === undefined) {
     return `${JSON.stringify(value)} must be "host:port" or "[v6 address]:port", like "${DEFAULT_LISTEN}"`;
@@ -85,8 +97,8 @@ export const irisdConfigSchema = table({
       fields: {
         listen: stringList({
           description:
-            'Addresses to listen on, "host:port" or "[v6]:port". Port 0 picks a free port ' +
-            "(the log's `listening` line says which).",
+            'Addresses to listen on, "host:port", "[v6]:port" or "unix:/path" (a Unix socket, ' +
+            "for clients on this host). Port 0 picks a free port (the log's `listening` line says which).",
           default: [DEFAULT_LISTEN],
           minItems: 1,
           check: checkListen,
@@ -266,6 +278,9 @@ function configError(message: string, cause?: unknown): OgygiaError {
 }
 
 function toListen(text: string): ListenAddress {
+  if (text.startsWith(UNIX_PREFIX)) {
+    return { host: "", port: 0, text, socketPath: path.normalize(text.slice(UNIX_PREFIX.length)) };
+  }
   const zero = text.endsWith(":0");
   const parsed = parseHostPort(zero ? `${text.slice(0, -2)}:1` : text);
   if (parsed === undefined) throw new Error(`toListen: unchecked address ${text}`);
@@ -275,9 +290,9 @@ function toListen(text: string): ListenAddress {
 function crossChecks(raw: RawConfig, ctx: SchemaContext): void {
   const seen = new Set<string>();
   for (const address of raw.server.listen) {
-    const { host, port } = toListen(address);
-    const key = `${host.toLowerCase()}:${port}`;
-    if (port !== 0 && seen.has(key)) {
+    const { host, port, socketPath } = toListen(address);
+    const key = socketPath ?? `${host.toLowerCase()}:${port}`;
+    if ((port !== 0 || socketPath !== undefined) && seen.has(key)) {
       throw configError(
         `${whereIs(["server", "listen"], ctx)}: server.listen: ${JSON.stringify(address)} is listed twice`,
       );
