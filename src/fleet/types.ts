@@ -21,9 +21,17 @@ export const STATE_FIELDS = ["current", "booted", "nextboot"] as const;
 /** Keys the publisher writes beside the state keys. */
 export const PUBLISHER_FIELDS = ["alive", "reboot_required", "updated_at"] as const;
 
-export type FleetField = (typeof STATE_FIELDS)[number] | (typeof PUBLISHER_FIELDS)[number];
+/** The URL the host's ogygia-irisd serves its peers on (from irisd's configuration). */
+export const IRIS_FIELDS = ["iris_url"] as const;
 
-export const FLEET_FIELDS: readonly FleetField[] = [...STATE_FIELDS, ...PUBLISHER_FIELDS];
+export type FleetField =
+  (typeof STATE_FIELDS)[number] | (typeof PUBLISHER_FIELDS)[number] | (typeof IRIS_FIELDS)[number];
+
+export const FLEET_FIELDS: readonly FleetField[] = [
+  ...STATE_FIELDS,
+  ...PUBLISHER_FIELDS,
+  ...IRIS_FIELDS,
+];
 
 /**
  * The fields a publisher writes as ordinary keys: they stay when the host
@@ -36,6 +44,7 @@ export const STORED_FIELDS: readonly StoredField[] = [
   ...STATE_FIELDS,
   "reboot_required",
   "updated_at",
+  ...IRIS_FIELDS,
 ];
 
 /** One host's keys as stored: field name → raw value. Unknown fields are dropped. */

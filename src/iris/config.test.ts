@@ -99,6 +99,7 @@ peer_ttl_secs = 30
           socketPath: "/run/ogygia/irisd.sock",
         },
       ],
+      advertise: "http://10.0.0.1:35742",
       priority: 10,
       logLevel: "debug",
       shutdownTimeoutSecs: 5,
@@ -236,5 +237,27 @@ describe("loadIrisdConfig", () => {
     await expect(loadIrisdConfig({ path: dir, from: "--config" })).rejects.toThrow(
       `cannot read configuration file ${dir}`,
     );
+  });
+});
+
+describe("[server] advertise", () => {
+  it("defaults to the first listen address another host can reach", async () => {
+    const parse = async (listen: string[], advertise = ""): Promise<string | undefined> =>
+      (
+        await parseIrisdConfig(
+          `[server]\nlisten = ${JSON.stringify(listen)}\nadvertise = ${JSON.stringify(advertise)}\n`,
+          "/etc/irisd.toml",
+        )
+      ).server.advertise;
+    expect(await parse(["127.0.0.1:35742"])).toBeUndefined();
+    expect(await parse(["unix:/run/i.sock", "0.0.0.0:1", "[::1]:2", "10.1.2.3:0"])).toBeUndefined();
+    expect(await parse(["127.0.0.1:1", "unix:/run/i.sock", "10.1.2.3:35742"])).toBe(
+      "http://10.1.2.3:35742",
+    );
+    expect(await parse(["[fd00::5]:35742"])).toBe("http://[fd00::5]:35742");
+    expect(await parse(["0.0.0.0:35742"], "http://host-a.lan:35742/")).toBe(
+      "http://host-a.lan:35742",
+    );
+    await expect(parse(["0.0.0.0:1"], "ftp://x")).rejects.toThrow(/server\.advertise/);
   });
 });

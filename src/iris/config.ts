@@ -34,6 +34,7 @@ import {
   DEFAULT_LISTEN,
   IRISD_CONFIG_ENV,
 } from "./contract.js";
+import { advertisedIrisUrl, checkAdvertiseUrl } from "./advertise.js";
 import type { ListenAddress } from "./http/index.js";
 import { LOG_THRESHOLDS, isLogThreshold, type LogThreshold } from "../log/index.js";
 
@@ -102,6 +103,14 @@ export const irisdConfigSchema = table({
           default: [DEFAULT_LISTEN],
           minItems: 1,
           check: checkListen,
+        }),
+        advertise: string({
+          description:
+            "The URL peers reach this daemon on, published to the fleet registry as iris_url " +
+            "by ogygia publish. Empty: the first listen address that is not loopback, a " +
+            "wildcard, a Unix socket or port 0.",
+          default: "",
+          check: checkAdvertiseUrl,
         }),
         priority: integer({
           description: "`Priority` in nix-cache-info: lower is preferred (cache.nixos.org is 40).",
@@ -256,6 +265,8 @@ export interface IrisdConfig {
   path: string | undefined;
   server: {
     listen: ListenAddress[];
+    /** The URL peers reach this daemon on, if any (`advertise`, else a reachable listen address). */
+    advertise: string | undefined;
     priority: number;
     logLevel: LogThreshold;
     shutdownTimeoutSecs: number;
@@ -337,6 +348,7 @@ export async function parseIrisdConfig(
     path: file,
     server: {
       listen: raw.server.listen.map(toListen),
+      advertise: advertisedIrisUrl({ advertise: raw.server.advertise, listen: raw.server.listen }),
       priority: raw.server.priority,
       logLevel: raw.server.log_level as LogThreshold,
       shutdownTimeoutSecs: raw.server.shutdown_timeout_secs,

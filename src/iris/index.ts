@@ -15,3 +15,4 @@ export {
   type RescanAnswer,
   type VersionAnswer,
 } from "./contract.js";
+export { advertisedIrisUrl, irisUrlFromConfigFile } from "./advertise.js";
