@@ -40,7 +40,13 @@ describe("parseIrisdConfig", () => {
       },
       store: { root: "/", narMemoryCacheBytes: 64 * 1024 * 1024, logDir: undefined },
       signing: { secretKeyFiles: [] },
-      peers: { urls: [], readAhead: true, readAheadNarBytes: 1024 * 1024 },
+      peers: {
+        urls: [],
+        registry: false,
+        ogygiaConfig: undefined,
+        readAhead: true,
+        readAheadNarBytes: 1024 * 1024,
+      },
       trust: { trustedKeys: [] },
       cache: {
         dir: "/var/cache/ogygia-irisd",
@@ -109,6 +115,8 @@ peer_ttl_secs = 30
     expect(config.signing.secretKeyFiles).toEqual(["/run/keys/cache.secret"]);
     expect(config.peers).toEqual({
       urls: ["http://10.0.0.2:35742", "https://peer.example"],
+      registry: false,
+      ogygiaConfig: undefined,
       readAhead: false,
       readAheadNarBytes: 0,
     });

@@ -189,6 +189,20 @@ export const irisdConfigSchema = table({
           default: [],
           check: checkPeerUrl,
         }),
+        registry: boolean({
+          description:
+            "Also take as peers every host of the fleet registry (Ogygia's etcd or ZooKeeper) " +
+            "whose publisher is alive and publishes iris_url, this host excepted; watched, so " +
+            "hosts come and go as they start and stop.",
+          default: false,
+        }),
+        ogygia_config: string({
+          description:
+            "With registry: Ogygia's configuration file naming the fleet backend. Empty: " +
+            "$OGYGIA_CONFIG, else /etc/ogygia/config.toml (as the CLI).",
+          default: "",
+          check: (v) => (v === "" ? undefined : checkAbsolute(v)),
+        }),
         read_ahead: boolean({
           description:
             "Once a client's narinfo came from peers, look up the narinfos of its closure " +
@@ -274,7 +288,15 @@ export interface IrisdConfig {
   };
   store: { root: string; narMemoryCacheBytes: number; logDir: string | undefined };
   signing: { secretKeyFiles: string[] };
-  peers: { urls: string[]; readAhead: boolean; readAheadNarBytes: number };
+  peers: {
+    urls: string[];
+    /** Peers also from the fleet registry. */
+    registry: boolean;
+    /** Ogygia's configuration file for the registry; undefined: as the CLI finds it. */
+    ogygiaConfig: string | undefined;
+    readAhead: boolean;
+    readAheadNarBytes: number;
+  };
   trust: { trustedKeys: string[] };
   cache: { dir: string; maxSizeBytes: number; timeToIdleSecs: number };
   bloom: { falsePositiveRate: number; peerTtlSecs: number };
@@ -362,6 +384,8 @@ export async function parseIrisdConfig(
     signing: { secretKeyFiles: raw.signing.secret_key_files },
     peers: {
       urls: raw.peers.urls,
+      registry: raw.peers.registry,
+      ogygiaConfig: raw.peers.ogygia_config === "" ? undefined : raw.peers.ogygia_config,
       readAhead: raw.peers.read_ahead,
       readAheadNarBytes: raw.peers.read_ahead_nar_bytes,
     },

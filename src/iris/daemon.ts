@@ -37,10 +37,12 @@ import {
   openNarCache,
   providersRoute,
   rescanRoute,
+  watchRegistryPeers,
   type LocalIndex,
   type NarCache,
   type P2pMetrics,
   type PeerSet,
+  type RegistryPeers,
 } from "./p2p/index.js";
 import { loadSigningKeys, openLocalStore } from "./store/index.js";
 
@@ -146,7 +148,9 @@ function daemonRoutes(options: {
 /** What `GET /version` says this daemon serves beyond the binary-cache protocol. */
 function daemonFeatures(config: IrisdConfig): string[] {
   const features = ["health", "listing", "log", "bloom", "providers", "rescan"];
-  if (config.peers.urls.length > 0) features.push("peers");
+  if (config.peers.urls.length > 0 || config.peers.registry) features.push("peers");
+  if (config.peers.registry) features.push("registry");
+  if (config.server.listen.some((a) => a.socketPath !== undefined)) features.push("unix-socket");
   return features;
 }
 
@@ -182,7 +186,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
   let layer: PeerLayer | undefined;
   let index: LocalIndex | undefined;
   try {
-    if (config.peers.urls.length > 0) {
+    if (config.peers.urls.length > 0 || config.peers.registry) {
       layer = await openPeerLayer(config, {
         storeDir,
         trusted,
@@ -227,9 +231,23 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
     metrics,
     shutdownTimeoutMs: config.server.shutdownTimeoutSecs * 1000,
   });
+  let registry: RegistryPeers | undefined;
   try {
+    if (peers !== undefined && config.peers.registry) {
+      registry = await watchRegistryPeers({
+        configFile: config.peers.ogygiaConfig,
+        advertise: config.server.advertise,
+        log,
+        onUrls(urls) {
+          const { added, removed } = peers.setUrls([...config.peers.urls, ...urls]);
+          if (added.length === 0 && removed.length === 0) return;
+          log.info({ added, removed, peers: peers.peers.map((p) => p.label) }, "peers changed");
+        },
+      });
+    }
     await server.listen(config.server.listen);
   } catch (err) {
+    await registry?.close();
     localIndex.close();
     await chain.close();
     throw err;
@@ -243,6 +261,8 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
       validPaths: local.db.countValidPaths(),
       signingKeys: signingKeys.map((k) => k.name),
       ...peerFields(config, layer, trusted),
+      registry: registry?.description ?? null,
+      advertise: config.server.advertise ?? null,
       config: config.path ?? null,
     },
     "listening",
@@ -250,6 +270,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
   return {
     addresses: server.addresses,
     async stop() {
+      await registry?.close();
       await server.close();
       localIndex.close();
       await chain.close();
