@@ -216,6 +216,8 @@ let
   };
 in
 {
+  imports = [ ./modules/irisd-registry.nix ];
+
   options.ogygia = {
     enable = mkEnableOption "Ogygia: build-revision tracking, the ogygia CLI and its configuration";
 

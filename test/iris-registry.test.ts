@@ -13,6 +13,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { runCli } from "./helpers/cli.js";
+import { evaluateExamples, type ExampleReport } from "./helpers/nixos.js";
 import { FLEET_HARNESSES, type FleetServer } from "./helpers/fleet.js";
 import {
   irisdConfigText,
@@ -198,4 +199,30 @@ describe.each(FLEET_HARNESSES)("peers from the $label registry", (harness) => {
     );
     expect(peersOf(a.irisd)).toEqual([b.url]);
   }, 180_000);
+});
+
+describe("the NixOS module's ogygia.irisd.registry", () => {
+  it("turns registry on in irisd's settings and tells the publisher where irisd's configuration is", async () => {
+    const reports = (await evaluateExamples({
+      registry: `{
+        ogygia.enable = true;
+        ogygia.etcd.endpoints = [ "http://127.0.0.1:2379" ];
+        ogygia.publish.enable = true;
+        ogygia.irisd.enable = true;
+        ogygia.irisd.settings.server.listen = [ "10.0.0.1:35742" ];
+        ogygia.irisd.registry.enable = true;
+        ogygia.irisd.registry.advertise = "http://host-a.lan:35742";
+      }`,
+    })) as unknown as { examples: Record<string, ExampleReport> };
+    const report = reports.examples.registry;
+    expect(report?.failures).toEqual([]);
+    expect(report?.failedAssertions).toEqual([]);
+    expect(report?.irisdConfig?.settings).toMatchObject({
+      server: { advertise: "http://host-a.lan:35742" },
+      peers: { registry: true, ogygia_config: "/run/current-system/sw/share/ogygia/config.toml" },
+    });
+    expect(report?.services["ogygia-publish"]?.restartTriggers).toContain(
+      report?.irisdConfig?.path,
+    );
+  }, 60_000);
 });
