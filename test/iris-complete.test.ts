@@ -32,7 +32,7 @@ import {
   uniqueSalt,
   type SignedClosureStore,
 } from "./helpers/nix.js";
-import { removeDir, tempDir } from "./helpers/process.js";
+import { removeDir, tempDir, waitFor } from "./helpers/process.js";
 
 let dir: string;
 let fixture: SignedClosureStore;
@@ -217,8 +217,11 @@ describe("GET /<hash>.ls: NAR listings", () => {
       cacheDir: path.join(dir, "xdg-c"),
     });
     const hash = hashPartOf(fixture.closure.mid);
-    const fromCache = await httpRequest(`${nodeC.url}/${hash}.ls`);
-    expect(fromCache.status).toBe(200);
+    // The NAR enters the cache once its transfer is complete, just after Nix has it.
+    const fromCache = await waitFor("the NAR in node C's cache", async () => {
+      const res = await httpRequest(`${nodeC.url}/${hash}.ls`);
+      return res.status === 200 ? res : undefined;
+    });
     const fromPeer = await httpRequest(`${irisd.url}/${hash}.ls`);
     expect(fromCache.body.toString("utf8")).toBe(fromPeer.body.toString("utf8"));
   });
