@@ -222,6 +222,7 @@ in
   imports = [
     ./modules/builders.nix
     ./modules/fleet-credentials.nix
+    ./modules/irisd-registry.nix
   ];
 
   options.ogygia = {

@@ -30,15 +30,20 @@ export const PUBLISHER_FIELDS = ["alive", "reboot_required", "updated_at"] as co
  */
 export const LEASED_FIELDS = ["builder"] as const;
 
+/** The URL the host's ogygia-irisd serves its peers on (from irisd's configuration). */
+export const IRIS_FIELDS = ["iris_url"] as const;
+
 export type FleetField =
   | (typeof STATE_FIELDS)[number]
   | (typeof PUBLISHER_FIELDS)[number]
-  | (typeof LEASED_FIELDS)[number];
+  | (typeof LEASED_FIELDS)[number]
+  | (typeof IRIS_FIELDS)[number];
 
 export const FLEET_FIELDS: readonly FleetField[] = [
   ...STATE_FIELDS,
   ...PUBLISHER_FIELDS,
   ...LEASED_FIELDS,
+  ...IRIS_FIELDS,
 ];
 
 /**
@@ -52,6 +57,7 @@ export const STORED_FIELDS: readonly StoredField[] = [
   ...STATE_FIELDS,
   "reboot_required",
   "updated_at",
+  ...IRIS_FIELDS,
 ];
 
 /** One host's keys as stored: field name → raw value. Unknown fields are dropped. */

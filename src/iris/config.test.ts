@@ -38,9 +38,15 @@ describe("parseIrisdConfig", () => {
         shutdownTimeoutSecs: 30,
         helperThreadNice: 19,
       },
-      store: { root: "/", narMemoryCacheBytes: 64 * 1024 * 1024 },
+      store: { root: "/", narMemoryCacheBytes: 64 * 1024 * 1024, logDir: undefined },
       signing: { secretKeyFiles: [] },
-      peers: { urls: [], readAhead: true, readAheadNarBytes: 1024 * 1024 },
+      peers: {
+        urls: [],
+        registry: false,
+        ogygiaConfig: undefined,
+        readAhead: true,
+        readAheadNarBytes: 1024 * 1024,
+      },
       trust: { trustedKeys: [] },
       cache: {
         dir: "/var/cache/ogygia-irisd",
@@ -55,7 +61,7 @@ describe("parseIrisdConfig", () => {
     const config = await parseIrisdConfig(
       `
 [server]
-listen = ["10.0.0.1:35742", "[::1]:8080", "localhost:0"]
+listen = ["10.0.0.1:35742", "[::1]:8080", "localhost:0", "unix:/run/ogygia/irisd.sock"]
 priority = 10
 log_level = "debug"
 shutdown_timeout_secs = 5
@@ -92,7 +98,14 @@ peer_ttl_secs = 30
         { host: "10.0.0.1", port: 35742, text: "10.0.0.1:35742" },
         { host: "::1", port: 8080, text: "[::1]:8080" },
         { host: "localhost", port: 0, text: "localhost:0" },
+        {
+          host: "",
+          port: 0,
+          text: "unix:/run/ogygia/irisd.sock",
+          socketPath: "/run/ogygia/irisd.sock",
+        },
       ],
+      advertise: "http://10.0.0.1:35742",
       priority: 10,
       logLevel: "debug",
       shutdownTimeoutSecs: 5,
@@ -102,6 +115,8 @@ peer_ttl_secs = 30
     expect(config.signing.secretKeyFiles).toEqual(["/run/keys/cache.secret"]);
     expect(config.peers).toEqual({
       urls: ["http://10.0.0.2:35742", "https://peer.example"],
+      registry: false,
+      ogygiaConfig: undefined,
       readAhead: false,
       readAheadNarBytes: 0,
     });
@@ -138,6 +153,9 @@ peer_ttl_secs = 30
     ["listen = []", "must not be empty"],
     ['listen = "127.0.0.1:1"', "expected an array of strings"],
     ['listen = ["127.0.0.1:1", "127.0.0.1:1"]', "is listed twice"],
+    ['listen = ["unix:run/irisd.sock"]', "absolute path"],
+    [`listen = ["unix:/${"x".repeat(120)}"]`, "too long"],
+    ['listen = ["unix:/run/a.sock", "unix:/run/./a.sock"]', "is listed twice"],
     ["priority = -1", "server.priority: must be from 0"],
     ['priority = "high"', "expected an integer"],
     ['log_level = "loud"', "server.log_level: must be one of"],
@@ -227,5 +245,27 @@ describe("loadIrisdConfig", () => {
     await expect(loadIrisdConfig({ path: dir, from: "--config" })).rejects.toThrow(
       `cannot read configuration file ${dir}`,
     );
+  });
+});
+
+describe("[server] advertise", () => {
+  it("defaults to the first listen address another host can reach", async () => {
+    const parse = async (listen: string[], advertise = ""): Promise<string | undefined> =>
+      (
+        await parseIrisdConfig(
+          `[server]\nlisten = ${JSON.stringify(listen)}\nadvertise = ${JSON.stringify(advertise)}\n`,
+          "/etc/irisd.toml",
+        )
+      ).server.advertise;
+    expect(await parse(["127.0.0.1:35742"])).toBeUndefined();
+    expect(await parse(["unix:/run/i.sock", "0.0.0.0:1", "[::1]:2", "10.1.2.3:0"])).toBeUndefined();
+    expect(await parse(["127.0.0.1:1", "unix:/run/i.sock", "10.1.2.3:35742"])).toBe(
+      "http://10.1.2.3:35742",
+    );
+    expect(await parse(["[fd00::5]:35742"])).toBe("http://[fd00::5]:35742");
+    expect(await parse(["0.0.0.0:35742"], "http://host-a.lan:35742/")).toBe(
+      "http://host-a.lan:35742",
+    );
+    await expect(parse(["0.0.0.0:1"], "ftp://x")).rejects.toThrow(/server\.advertise/);
   });
 });

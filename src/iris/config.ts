@@ -34,6 +34,7 @@ import {
   DEFAULT_LISTEN,
   IRISD_CONFIG_ENV,
 } from "./contract.js";
+import { advertisedIrisUrl, checkAdvertiseUrl } from "./advertise.js";
 import type { ListenAddress } from "./http/index.js";
 import { LOG_THRESHOLDS, isLogThreshold, type LogThreshold } from "../log/index.js";
 
@@ -48,7 +49,19 @@ export { DEFAULT_LISTEN, type ListenAddress };
 
 const CONFIG_HINT = "Fix the configuration file and start ogygia-irisd again.";
 
+/** `unix:/absolute/path`: a Unix socket. */
+const UNIX_PREFIX = "unix:";
+
 function checkListen(value: string): string | undefined {
+  if (value.startsWith(UNIX_PREFIX)) {
+    const file = value.slice(UNIX_PREFIX.length);
+    if (!path.isAbsolute(file)) {
+      return `${JSON.stringify(value)}: a Unix socket is "unix:" and an absolute path, like "unix:/run/ogygia/irisd.sock"`;
+    }
+    // sockaddr_un holds 108 bytes, the last a NUL.
+    if (Buffer.byteLength(file) > 107) return `${JSON.stringify(value)}: the path is too long`;
+    return undefined;
+  }
   const parsed = parseHostPort(value.replace(/:0$/, ":1"));
   if (parsed === undefined) {
     return `${JSON.stringify(value)} must be "host:port" or "[v6 address]:port", like "${DEFAULT_LISTEN}"`;
@@ -85,11 +98,19 @@ export const irisdConfigSchema = table({
       fields: {
         listen: stringList({
           description:
-            'Addresses to listen on, "host:port" or "[v6]:port". Port 0 picks a free port ' +
-            "(the log's `listening` line says which).",
+            'Addresses to listen on, "host:port", "[v6]:port" or "unix:/path" (a Unix socket, ' +
+            "for clients on this host). Port 0 picks a free port (the log's `listening` line says which).",
           default: [DEFAULT_LISTEN],
           minItems: 1,
           check: checkListen,
+        }),
+        advertise: string({
+          description:
+            "The URL peers reach this daemon on, published to the fleet registry as iris_url " +
+            "by ogygia publish. Empty: the first listen address that is not loopback, a " +
+            "wildcard, a Unix socket or port 0.",
+          default: "",
+          check: checkAdvertiseUrl,
         }),
         priority: integer({
           description: "`Priority` in nix-cache-info: lower is preferred (cache.nixos.org is 40).",
@@ -139,6 +160,13 @@ export const irisdConfigSchema = table({
           min: 0,
           max: 64 * 1024 ** 3,
         }),
+        log_dir: string({
+          description:
+            "Nix's build logs, served at /log/<drv>: `<log dir>/<xx>/<rest of the drv name>[.bz2]`. " +
+            'Empty: <root>/nix/var/log/nix/drvs (the machine\'s: "/nix/var/log/nix/drvs").',
+          default: "",
+          check: (v) => (v === "" ? undefined : checkAbsolute(v)),
+        }),
       },
     }),
     signing: table({
@@ -160,6 +188,20 @@ export const irisdConfigSchema = table({
           description: `Base URLs of peer irisd daemons, like http://10.0.0.2:${DEFAULT_IRISD_PORT}.`,
           default: [],
           check: checkPeerUrl,
+        }),
+        registry: boolean({
+          description:
+            "Also take as peers every host of the fleet registry (Ogygia's etcd or ZooKeeper) " +
+            "whose publisher is alive and publishes iris_url, this host excepted; watched, so " +
+            "hosts come and go as they start and stop.",
+          default: false,
+        }),
+        ogygia_config: string({
+          description:
+            "With registry: Ogygia's configuration file naming the fleet backend. Empty: " +
+            "$OGYGIA_CONFIG, else /etc/ogygia/config.toml (as the CLI).",
+          default: "",
+          check: (v) => (v === "" ? undefined : checkAbsolute(v)),
         }),
         read_ahead: boolean({
           description:
@@ -237,14 +279,24 @@ export interface IrisdConfig {
   path: string | undefined;
   server: {
     listen: ListenAddress[];
+    /** The URL peers reach this daemon on, if any (`advertise`, else a reachable listen address). */
+    advertise: string | undefined;
     priority: number;
     logLevel: LogThreshold;
     shutdownTimeoutSecs: number;
     helperThreadNice: number;
   };
-  store: { root: string; narMemoryCacheBytes: number };
+  store: { root: string; narMemoryCacheBytes: number; logDir: string | undefined };
   signing: { secretKeyFiles: string[] };
-  peers: { urls: string[]; readAhead: boolean; readAheadNarBytes: number };
+  peers: {
+    urls: string[];
+    /** Peers also from the fleet registry. */
+    registry: boolean;
+    /** Ogygia's configuration file for the registry; undefined: as the CLI finds it. */
+    ogygiaConfig: string | undefined;
+    readAhead: boolean;
+    readAheadNarBytes: number;
+  };
   trust: { trustedKeys: string[] };
   cache: { dir: string; maxSizeBytes: number; timeToIdleSecs: number };
   bloom: { falsePositiveRate: number; peerTtlSecs: number };
@@ -259,6 +311,9 @@ function configError(message: string, cause?: unknown): OgygiaError {
 }
 
 function toListen(text: string): ListenAddress {
+  if (text.startsWith(UNIX_PREFIX)) {
+    return { host: "", port: 0, text, socketPath: path.normalize(text.slice(UNIX_PREFIX.length)) };
+  }
   const zero = text.endsWith(":0");
   const parsed = parseHostPort(zero ? `${text.slice(0, -2)}:1` : text);
   if (parsed === undefined) throw new Error(`toListen: unchecked address ${text}`);
@@ -268,9 +323,9 @@ function toListen(text: string): ListenAddress {
 function crossChecks(raw: RawConfig, ctx: SchemaContext): void {
   const seen = new Set<string>();
   for (const address of raw.server.listen) {
-    const { host, port } = toListen(address);
-    const key = `${host.toLowerCase()}:${port}`;
-    if (port !== 0 && seen.has(key)) {
+    const { host, port, socketPath } = toListen(address);
+    const key = socketPath ?? `${host.toLowerCase()}:${port}`;
+    if ((port !== 0 || socketPath !== undefined) && seen.has(key)) {
       throw configError(
         `${whereIs(["server", "listen"], ctx)}: server.listen: ${JSON.stringify(address)} is listed twice`,
       );
@@ -315,15 +370,22 @@ export async function parseIrisdConfig(
     path: file,
     server: {
       listen: raw.server.listen.map(toListen),
+      advertise: advertisedIrisUrl({ advertise: raw.server.advertise, listen: raw.server.listen }),
       priority: raw.server.priority,
       logLevel: raw.server.log_level as LogThreshold,
       shutdownTimeoutSecs: raw.server.shutdown_timeout_secs,
       helperThreadNice: raw.server.helper_thread_nice,
     },
-    store: { root: raw.store.root, narMemoryCacheBytes: raw.store.nar_memory_cache_bytes },
+    store: {
+      root: raw.store.root,
+      narMemoryCacheBytes: raw.store.nar_memory_cache_bytes,
+      logDir: raw.store.log_dir === "" ? undefined : raw.store.log_dir,
+    },
     signing: { secretKeyFiles: raw.signing.secret_key_files },
     peers: {
       urls: raw.peers.urls,
+      registry: raw.peers.registry,
+      ogygiaConfig: raw.peers.ogygia_config === "" ? undefined : raw.peers.ogygia_config,
       readAhead: raw.peers.read_ahead,
       readAheadNarBytes: raw.peers.read_ahead_nar_bytes,
     },

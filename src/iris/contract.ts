@@ -50,3 +50,22 @@ export interface RescanAnswer {
   /** Paths that are not valid in the daemon's store. */
   missing: string[];
 }
+
+/** The JSON body of `GET /health`: 200 when `ready`, 503 while the index is built. */
+export interface HealthAnswer {
+  status: "ready" | "starting";
+  /** The local index (what `/bloom` publishes) is built. */
+  indexReady: boolean;
+  /** Peers known now (configured and found in the registry). */
+  peers: number;
+  /** Seconds since the daemon started. */
+  uptimeSecs: number;
+}
+
+/** The JSON body of `GET /version`. */
+export interface VersionAnswer {
+  name: "ogygia-irisd";
+  version: string;
+  /** What this daemon serves beyond `nix-cache-info`, narinfo and NAR, e.g. `listing`, `log`. */
+  features: string[];
+}

@@ -6,6 +6,7 @@
  * listens.
  */
 
+import { packageVersion } from "../core/index.js";
 import { createTrustedKeys, type TrustedKeys } from "../nix/index.js";
 
 import type { IrisdConfig } from "./config.js";
@@ -13,7 +14,9 @@ import {
   IrisServer,
   coreRoutes,
   createHttpMetrics,
+  buildLogRoute,
   createResolverChain,
+  serviceRoutes,
   storeRoutes,
   type BoundAddress,
   type HttpMetrics,
@@ -34,10 +37,12 @@ import {
   openNarCache,
   providersRoute,
   rescanRoute,
+  watchRegistryPeers,
   type LocalIndex,
   type NarCache,
   type P2pMetrics,
   type PeerSet,
+  type RegistryPeers,
 } from "./p2p/index.js";
 import { loadSigningKeys, openLocalStore } from "./store/index.js";
 
@@ -116,10 +121,12 @@ function daemonRoutes(options: {
   storeDir: string;
   index: LocalIndex;
   peers: PeerSet | undefined;
+  buildLog: (drvBaseName: string) => Promise<Buffer | undefined>;
 }): Route[] {
   const { config, chain, metrics, storeDir, index, peers } = options;
   return [
     ...coreRoutes({ chain, metrics, storeDir, priority: config.server.priority }),
+    buildLogRoute(options.buildLog),
     ...storeRoutes({
       chain,
       prefix: "/local/",
@@ -129,7 +136,22 @@ function daemonRoutes(options: {
     bloomRoute(index),
     providersRoute({ chain, peers }),
     rescanRoute({ index, storeDir }),
+    ...serviceRoutes({
+      version: packageVersion(import.meta.url),
+      features: daemonFeatures(config),
+      ready: () => index.ready,
+      peerCount: () => peers?.peers.length ?? 0,
+    }),
   ];
+}
+
+/** What `GET /version` says this daemon serves beyond the binary-cache protocol. */
+function daemonFeatures(config: IrisdConfig): string[] {
+  const features = ["health", "listing", "log", "bloom", "providers", "rescan"];
+  if (config.peers.urls.length > 0 || config.peers.registry) features.push("peers");
+  if (config.peers.registry) features.push("registry");
+  if (config.server.listen.some((a) => a.socketPath !== undefined)) features.push("unix-socket");
+  return features;
 }
 
 /** The peer-to-peer part of the "listening" log line. */
@@ -155,6 +177,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
     root: config.store.root,
     signingKeys,
     narMemoryCacheBytes: config.store.narMemoryCacheBytes,
+    logDir: config.store.logDir,
   });
   const metrics = createHttpMetrics();
   const p2pMetrics = createP2pMetrics(metrics.registry);
@@ -163,7 +186,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
   let layer: PeerLayer | undefined;
   let index: LocalIndex | undefined;
   try {
-    if (config.peers.urls.length > 0) {
+    if (config.peers.urls.length > 0 || config.peers.registry) {
       layer = await openPeerLayer(config, {
         storeDir,
         trusted,
@@ -195,14 +218,36 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
   });
   const chain = createResolverChain([local, ...(layer?.resolvers ?? [])]);
   const server = new IrisServer({
-    routes: daemonRoutes({ config, chain, metrics, storeDir, index: localIndex, peers }),
+    routes: daemonRoutes({
+      config,
+      chain,
+      metrics,
+      storeDir,
+      index: localIndex,
+      peers,
+      buildLog: (name) => local.buildLog(name),
+    }),
     log,
     metrics,
     shutdownTimeoutMs: config.server.shutdownTimeoutSecs * 1000,
   });
+  let registry: RegistryPeers | undefined;
   try {
+    if (peers !== undefined && config.peers.registry) {
+      registry = await watchRegistryPeers({
+        configFile: config.peers.ogygiaConfig,
+        advertise: config.server.advertise,
+        log,
+        onUrls(urls) {
+          const { added, removed } = peers.setUrls([...config.peers.urls, ...urls]);
+          if (added.length === 0 && removed.length === 0) return;
+          log.info({ added, removed, peers: peers.peers.map((p) => p.label) }, "peers changed");
+        },
+      });
+    }
     await server.listen(config.server.listen);
   } catch (err) {
+    await registry?.close();
     localIndex.close();
     await chain.close();
     throw err;
@@ -216,6 +261,8 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
       validPaths: local.db.countValidPaths(),
       signingKeys: signingKeys.map((k) => k.name),
       ...peerFields(config, layer, trusted),
+      registry: registry?.description ?? null,
+      advertise: config.server.advertise ?? null,
       config: config.path ?? null,
     },
     "listening",
@@ -223,6 +270,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
   return {
     addresses: server.addresses,
     async stop() {
+      await registry?.close();
       await server.close();
       localIndex.close();
       await chain.close();

@@ -9,7 +9,10 @@ export {
   DEFAULT_IRISD_CONFIG_PATH,
   DEFAULT_IRISD_URL,
   IRISD_CONFIG_ENV,
+  type HealthAnswer,
   type Provider,
   type ProvidersAnswer,
   type RescanAnswer,
+  type VersionAnswer,
 } from "./contract.js";
+export { advertisedIrisUrl, irisUrlFromConfigFile } from "./advertise.js";

@@ -63,6 +63,13 @@ export {
   type NarParser,
   type NarParserOptions,
 } from "./nar-parse.js";
+export {
+  narListingFromNar,
+  narListingOfPath,
+  narListingSink,
+  renderNarListing,
+  type NarListingNode,
+} from "./nar-listing.js";
 export { restoreNar, type RestoreNarOptions, type RestoreNarResult } from "./nar-restore.js";
 export {
   NarVerifier,

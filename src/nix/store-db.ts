@@ -56,6 +56,8 @@ export interface StoreDb {
   queryReferences(storePath: string): string[];
   /** Valid paths that refer to `storePath` (sorted). */
   queryReferrers(storePath: string): string[];
+  /** Infos of the valid paths whose deriver is `drvPath` (its outputs here); a table scan. */
+  queryOutputsOfDeriver(drvPath: string): PathInfo[];
   /** Every valid path, sorted. */
   queryAllValidPaths(): string[];
   /** Number of valid paths. */
@@ -173,6 +175,8 @@ export function openStoreDb(options: OpenStoreDbOptions = {}): StoreDb {
       "SELECT r.path FROM ValidPaths v JOIN Refs ON Refs.reference = v.id JOIN ValidPaths r ON r.id = Refs.referrer WHERE v.path = ?",
     ),
     all: db.prepare<{ path: string }>("SELECT path FROM ValidPaths ORDER BY path"),
+    // ValidPaths.deriver has no index: asked only for build logs.
+    byDeriver: db.prepare<PathRow>(`SELECT ${selectColumns} FROM ValidPaths v WHERE deriver = ?`),
     count: db.prepare<{ n: number }>("SELECT count(*) AS n FROM ValidPaths"),
   }));
 
@@ -261,6 +265,12 @@ export function openStoreDb(options: OpenStoreDbOptions = {}): StoreDb {
       )
         .map((r) => r.path)
         .sort(compare);
+    },
+    queryOutputsOfDeriver(drvPath) {
+      parseStorePath(drvPath, storeDir);
+      return guarded(`querying the outputs of ${drvPath}`, () =>
+        statements.byDeriver.all(drvPath),
+      ).map(toInfo);
     },
     queryAllValidPaths() {
       return guarded("listing valid paths", () => statements.all.all()).map((r) => r.path);

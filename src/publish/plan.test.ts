@@ -11,7 +11,7 @@ describe("planPublication", () => {
   it("writes every known value and updated_at when nothing is stored", () => {
     const plan = planPublication(
       new Map(),
-      { current: A, booted: A, nextboot: B, reboot_required: "false" },
+      { current: A, booted: A, nextboot: B, reboot_required: "false", iris_url: null },
       NOW,
     );
     expect([...plan.changes.put]).toEqual([
@@ -35,7 +35,7 @@ describe("planPublication", () => {
     ] as const);
     const plan = planPublication(
       stored,
-      { current: A, booted: A, nextboot: B, reboot_required: "false" },
+      { current: A, booted: A, nextboot: B, reboot_required: "false", iris_url: null },
       NOW,
     );
     expect([...plan.changes.put]).toEqual([
@@ -47,6 +47,7 @@ describe("planPublication", () => {
       ["booted", "unchanged"],
       ["nextboot", "written"],
       ["reboot_required", "unchanged"],
+      ["iris_url", "absent"],
       ["updated_at", "written"],
     ]);
   });
@@ -55,7 +56,7 @@ describe("planPublication", () => {
     const stored = new Map([["current", A]] as const);
     const plan = planPublication(
       stored,
-      { current: null, booted: null, nextboot: B, reboot_required: null },
+      { current: null, booted: null, nextboot: B, reboot_required: null, iris_url: null },
       NOW,
     );
     expect(plan.changes.delete).toEqual(["current"]);
@@ -63,6 +64,7 @@ describe("planPublication", () => {
       "deleted",
       "absent",
       "written",
+      "absent",
       "absent",
       "written",
     ]);
@@ -77,7 +79,7 @@ describe("planPublication", () => {
     ] as const);
     const plan = planPublication(
       stored,
-      { current: A, booted: A, nextboot: A, reboot_required: "false" },
+      { current: A, booted: A, nextboot: A, reboot_required: "false", iris_url: null },
       NOW,
     );
     expect([...plan.changes.put.keys()]).toEqual(["updated_at"]);

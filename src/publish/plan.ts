@@ -11,12 +11,13 @@ import {
   type StoredField,
 } from "../fleet/index.js";
 import { STATE_PATHS, SYSTEM_STATES, readLocalStates } from "../system/index.js";
+import { readIrisUrl } from "./iris-url.js";
 import { readBootLinks, rebootRequired } from "./reboot.js";
 
 /** The fields whose values come from the host (`updated_at` comes from the clock). */
 export type LocalField = Exclude<StoredField, "updated_at">;
 
-export const LOCAL_FIELDS: readonly LocalField[] = [...STATE_FIELDS, "reboot_required"];
+export const LOCAL_FIELDS: readonly LocalField[] = [...STATE_FIELDS, "reboot_required", "iris_url"];
 
 /** What the host has to say. */
 export interface LocalPublication {
@@ -44,10 +45,11 @@ export interface PublicationPlan {
  * that nobody mistakes a stale revision for the running one.
  */
 export async function readLocalPublication(root: string): Promise<LocalPublication> {
-  const [states, booted, next] = await Promise.all([
+  const [states, booted, next, iris] = await Promise.all([
     readLocalStates(root),
     readBootLinks(root, STATE_PATHS.booted),
     readBootLinks(root, STATE_PATHS.nextboot),
+    readIrisUrl(root),
   ]);
   const problems: string[] = [];
   for (const state of SYSTEM_STATES) {
@@ -57,6 +59,7 @@ export async function readLocalPublication(root: string): Promise<LocalPublicati
   for (const reading of [booted, next]) {
     if (reading.problem !== undefined) problems.push(reading.problem);
   }
+  if (iris.problem !== undefined) problems.push(iris.problem);
   const reboot = rebootRequired(booted.links, next.links);
   return {
     values: {
@@ -64,6 +67,7 @@ export async function readLocalPublication(root: string): Promise<LocalPublicati
       booted: states.booted.revision,
       nextboot: states.nextboot.revision,
       reboot_required: reboot === null ? null : String(reboot),
+      iris_url: iris.url,
     },
     problems,
   };

@@ -46,10 +46,16 @@ export interface IrisdConfigOptions {
   shutdownTimeoutSecs?: number;
   /** `[server] helper_thread_nice`. */
   helperThreadNice?: number;
+  /** `[store] log_dir`. */
+  logDir?: string;
   /** `[signing] secret_key_files`. */
   secretKeyFiles?: string[];
   /** `[peers] urls`. */
   peers?: string[];
+  /** `[peers] registry` and `ogygia_config`: peers from the fleet registry. */
+  registry?: { ogygiaConfig: string };
+  /** `[server] advertise`. */
+  advertise?: string;
   /** `[trust] trusted_keys` (`name:base64`). */
   trustedKeys?: string[];
   /** `[cache]`: the NAR cache of the peer-to-peer layer. */
@@ -107,6 +113,7 @@ export function irisdConfigText(options: IrisdConfigOptions): string {
     `listen = [${(options.listen ?? ["127.0.0.1:0"]).map(tomlString).join(", ")}]`,
   ];
   if (options.priority !== undefined) lines.push(`priority = ${options.priority}`);
+  if (options.advertise !== undefined) lines.push(`advertise = ${tomlString(options.advertise)}`);
   lines.push(`log_level = ${tomlString(options.logLevel ?? "info")}`);
   if (options.shutdownTimeoutSecs !== undefined) {
     lines.push(`shutdown_timeout_secs = ${options.shutdownTimeoutSecs}`);
@@ -115,12 +122,16 @@ export function irisdConfigText(options: IrisdConfigOptions): string {
     lines.push(`helper_thread_nice = ${options.helperThreadNice}`);
   }
   lines.push("", "[store]", `root = ${tomlString(options.storeRoot)}`);
+  if (options.logDir !== undefined) lines.push(`log_dir = ${tomlString(options.logDir)}`);
   if (options.secretKeyFiles !== undefined) {
     lines.push("", "[signing]");
     lines.push(`secret_key_files = [${options.secretKeyFiles.map(tomlString).join(", ")}]`);
   }
-  if (options.peers !== undefined) {
-    lines.push("", "[peers]", `urls = [${options.peers.map(tomlString).join(", ")}]`);
+  if (options.peers !== undefined || options.registry !== undefined) {
+    lines.push("", "[peers]", `urls = [${(options.peers ?? []).map(tomlString).join(", ")}]`);
+    if (options.registry !== undefined) {
+      lines.push("registry = true", `ogygia_config = ${tomlString(options.registry.ogygiaConfig)}`);
+    }
   }
   if (options.trustedKeys !== undefined) {
     lines.push("", "[trust]", `trusted_keys = [${options.trustedKeys.map(tomlString).join(", ")}]`);

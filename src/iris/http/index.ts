@@ -17,5 +17,6 @@ export {
   type ServedNarInfo,
 } from "./resolve.js";
 export type { Route } from "./router.js";
-export { coreRoutes, sendBody, storeRoutes } from "./routes.js";
+export { buildLogRoute, coreRoutes, sendBody, storeRoutes } from "./routes.js";
+export { serviceRoutes, type ServiceRoutesOptions } from "./service-routes.js";
 export { IrisServer, type BoundAddress, type ListenAddress } from "./server.js";

@@ -53,6 +53,8 @@ export interface PathResolver {
   narInfo(hashPart: string): Maybe<ServedNarInfo>;
   /** The NAR named by `nar/<hashPart>-<narHash>.nar`, if it is still exactly that. */
   nar(hashPart: string, narHash: string): Maybe<ServedNar>;
+  /** The NAR listing (`<hash>.ls`, Nix's JSON) of a path it serves, if it can make one. */
+  listing?(hashPart: string): Maybe<Buffer>;
   close?(): void | Promise<void>;
 }
 
@@ -66,6 +68,8 @@ export interface ResolverChain {
   readonly resolvers: readonly PathResolver[];
   narInfo(hashPart: string, options?: LookupOptions): Maybe<ServedNarInfo>;
   nar(hashPart: string, narHash: string, options?: LookupOptions): Maybe<ServedNar>;
+  /** The first listing a resolver that makes listings has for the hash part. */
+  listing(hashPart: string, options?: LookupOptions): Maybe<Buffer>;
   close(): Promise<void>;
 }
 
@@ -102,6 +106,9 @@ export function createResolverChain(resolvers: readonly PathResolver[]): Resolve
     },
     nar(hashPart, narHash, options) {
       return firstAnswer(resolvers, options?.localOnly === true, (r) => r.nar(hashPart, narHash));
+    },
+    listing(hashPart, options) {
+      return firstAnswer(resolvers, options?.localOnly === true, (r) => r.listing?.(hashPart));
     },
     async close() {
       for (const resolver of resolvers) await resolver.close?.();

@@ -54,12 +54,31 @@ describe("router", () => {
     expect(statusOf("GET", "/.narinfo")).toBe(400);
   });
 
-  it("answers 400 for NAR names outside our scheme", () => {
-    expect(statusOf("GET", `/nar/${NAR_HASH}.nar`)).toBe(400);
-    expect(statusOf("GET", `/nar/${HASH}_${NAR_HASH}.nar`)).toBe(400);
-    expect(statusOf("GET", `/nar/${HASH}-${NAR_HASH.slice(1)}.nar`)).toBe(400);
-    expect(statusOf("GET", `/nar/${HASH}-${NAR_HASH.slice(1)}e.nar`)).toBe(400);
-    expect(statusOf("GET", "/nar/..%2f..%2fetc%2fpasswd.nar")).toBe(400);
+  it("answers 404, never 400, for NAR names outside our scheme (Nix's own among them)", () => {
+    expect(statusOf("GET", `/nar/${NAR_HASH}.nar`)).toBe(404);
+    expect(statusOf("GET", `/nar/${HASH}_${NAR_HASH}.nar`)).toBe(404);
+    expect(statusOf("GET", `/nar/${HASH}-${NAR_HASH.slice(1)}.nar`)).toBe(404);
+    expect(statusOf("GET", `/nar/${HASH}-${NAR_HASH.slice(1)}e.nar`)).toBe(404);
+    expect(statusOf("GET", "/nar/..%2f..%2fetc%2fpasswd.nar")).toBe(404);
+  });
+
+  it("answers every write with 405, Allow and the read-only message, on any path", () => {
+    for (const [method, path] of [
+      ["PUT", `/nar/${NAR_HASH}.nar.xz`],
+      ["PUT", `/${HASH}.narinfo`],
+      ["POST", "/anything"],
+      ["DELETE", "/nix-cache-info"],
+    ] as const) {
+      try {
+        router.find(method, path);
+        expect.unreachable();
+      } catch (err) {
+        expect(err).toBeInstanceOf(HttpError);
+        expect((err as HttpError).status).toBe(405);
+        expect((err as HttpError).message).toMatch(/read-only/);
+        expect((err as HttpError).headers).toEqual({ Allow: "GET, HEAD" });
+      }
+    }
   });
 
   it("answers 405 with Allow for other methods", () => {

@@ -3,7 +3,9 @@
  * (`match`) and the methods it answers. Matching is plain string work on
  * the decoded path (see `url.ts`), with no regular expressions on the hot
  * path. A path no route owns is a 404; a method a route does not answer
- * is a 405 with `Allow`.
+ * is a 405 with `Allow`. The cache is read-only: any other method on a
+ * path no route owns (Nix's `PUT`s of `nix copy --to`) is a 405 too, with
+ * `Allow: GET, HEAD` and a body saying so, which Nix prints.
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -48,6 +50,20 @@ export interface Router {
 
 const NO_PARAMS: readonly string[] = [];
 
+const READ_METHODS = new Set(["GET", "HEAD"]);
+/** Methods that would write to a cache that accepts no writes. */
+const WRITE_METHODS = new Set(["PUT", "POST", "DELETE", "PATCH"]);
+
+/** The body of a 405 for a write: Nix prints it under "response body". */
+export const READ_ONLY_MESSAGE =
+  "this binary cache is read-only: ogygia-irisd serves the host's Nix store and accepts no " +
+  "uploads (copy paths into the host's store instead, e.g. nix copy --to ssh://HOST)";
+
+function notAllowed(method: string, allow: readonly string[]): HttpError {
+  const message = WRITE_METHODS.has(method) ? READ_ONLY_MESSAGE : `${method} is not allowed here`;
+  return new HttpError(405, message, { headers: { Allow: allow.join(", ") } });
+}
+
 export function createRouter(routes: readonly Route[]): Router {
   return {
     routes,
@@ -55,13 +71,10 @@ export function createRouter(routes: readonly Route[]): Router {
       for (const route of routes) {
         const params = route.match(path);
         if (params === undefined) continue;
-        if (!route.methods.includes(method)) {
-          throw new HttpError(405, `${method} is not allowed here`, {
-            headers: { Allow: route.methods.join(", ") },
-          });
-        }
+        if (!route.methods.includes(method)) throw notAllowed(method, route.methods);
         return { route, params };
       }
+      if (!READ_METHODS.has(method)) throw notAllowed(method, ["GET", "HEAD"]);
       throw notFound();
     },
   };
@@ -89,12 +102,23 @@ export function narInfoPath(prefix: string): (candidate: string) => readonly str
   };
 }
 
+/** `<prefix><hash part>.ls`: the hash part; any other name is not ours (404). */
+export function listingPath(prefix: string): (candidate: string) => readonly string[] | undefined {
+  const suffix = ".ls";
+  return (candidate) => {
+    if (!candidate.endsWith(suffix) || !candidate.startsWith(prefix)) return undefined;
+    const hashPart = candidate.slice(prefix.length, candidate.length - suffix.length);
+    return isHashPart(hashPart) ? [hashPart] : undefined;
+  };
+}
+
 /** Characters of a nix32 SHA-256. */
 const NAR_HASH_LENGTH = 52;
 
 /**
  * `<prefix>nar/<hash part>-<nix32 NAR hash>.nar`: [hash part, NAR hash].
- * Any other single segment ending in `.nar` under `<prefix>nar/` is a 400.
+ * Any other name under `<prefix>nar/` is not ours (a 404): Nix's own
+ * `nar/<file hash>.nar[.xz]` names, or anything else, are simply not here.
  */
 export function narPath(prefix: string): (candidate: string) => readonly string[] | undefined {
   const start = `${prefix}nar/`;
@@ -102,7 +126,6 @@ export function narPath(prefix: string): (candidate: string) => readonly string[
   return (candidate) => {
     if (!candidate.endsWith(suffix) || !candidate.startsWith(start)) return undefined;
     const name = candidate.slice(start.length, candidate.length - suffix.length);
-    if (name.includes("/")) return undefined;
     const hashPart = name.slice(0, 32);
     const narHash = name.slice(33);
     if (
@@ -111,7 +134,7 @@ export function narPath(prefix: string): (candidate: string) => readonly string[
       !isHashPart(hashPart) ||
       !isNix32(narHash)
     ) {
-      throw badRequest("NAR URLs here look like nar/<store hash>-<nix32 NAR hash>.nar");
+      return undefined;
     }
     return [hashPart, narHash];
   };

@@ -9,12 +9,20 @@
 
 import type { IncomingMessage, ServerResponse } from "node:http";
 
-import { renderNixCacheInfo } from "../../nix/index.js";
+import { OgygiaError } from "../../core/index.js";
+import { parseStorePathBaseName, renderNixCacheInfo } from "../../nix/index.js";
 import { HttpError, notFound } from "./http-error.js";
 import type { HttpMetrics } from "./metrics.js";
 import { evaluateRange } from "./range.js";
 import type { LookupOptions, ResolverChain, ServedNar, ServedNarInfo } from "./resolve.js";
-import { exactPath, narInfoPath, narPath, type Route, type RouteOutcome } from "./router.js";
+import {
+  exactPath,
+  listingPath,
+  narInfoPath,
+  narPath,
+  type Route,
+  type RouteOutcome,
+} from "./router.js";
 
 const READ = ["GET", "HEAD"] as const;
 
@@ -134,6 +142,68 @@ export function storeRoutes(options: StoreRoutesOptions): Route[] {
   ];
 }
 
+function sendListing(
+  req: IncomingMessage,
+  res: ServerResponse,
+  hashPart: string,
+  listing: Buffer | undefined,
+): RouteOutcome {
+  if (listing === undefined) throw notFound(`no NAR listing for the hash ${hashPart} here`);
+  return sendBody(req, res, 200, "application/json", listing);
+}
+
+/**
+ * `GET /<hash>.ls`: Nix's NAR listing of a path served from this host (the
+ * store or the NAR cache; never asked of peers).
+ */
+export function listingRoute(chain: ResolverChain): Route {
+  return {
+    name: "listing",
+    methods: READ,
+    match: listingPath("/"),
+    handle(req, res, params) {
+      const hashPart = params[0] ?? "";
+      const listing = chain.listing(hashPart, { localOnly: true });
+      if (isPromise(listing)) return listing.then((l) => sendListing(req, res, hashPart, l));
+      return sendListing(req, res, hashPart, listing);
+    },
+  };
+}
+
+/** `/log/<hash>-<name>.drv`: the derivation's base name; anything else is not ours (404). */
+function logPath(candidate: string): readonly string[] | undefined {
+  const prefix = "/log/";
+  if (!candidate.startsWith(prefix) || !candidate.endsWith(".drv")) return undefined;
+  const name = candidate.slice(prefix.length);
+  try {
+    parseStorePathBaseName(name);
+  } catch (err) {
+    if (err instanceof OgygiaError) return undefined;
+    throw err;
+  }
+  return [name];
+}
+
+/**
+ * `GET /log/<drv base name>`: the build log of a derivation whose output is
+ * served here, as plain text (what `nix log --store http://...` prints).
+ */
+export function buildLogRoute(
+  buildLog: (drvBaseName: string) => Promise<Buffer | undefined>,
+): Route {
+  return {
+    name: "log",
+    methods: READ,
+    match: logPath,
+    async handle(req, res, params) {
+      const name = params[0] ?? "";
+      const log = await buildLog(name);
+      if (log === undefined) throw notFound(`no build log of ${name} here`);
+      return sendBody(req, res, 200, "text/plain; charset=utf-8", log);
+    },
+  };
+}
+
 export interface CoreRoutesOptions {
   chain: ResolverChain;
   metrics: HttpMetrics;
@@ -158,6 +228,7 @@ export function coreRoutes(options: CoreRoutesOptions): Route[] {
       handle: (req, res) => sendBody(req, res, 200, "text/x-nix-cache-info", cacheInfo),
     },
     ...storeRoutes({ chain: options.chain }),
+    listingRoute(options.chain),
     {
       name: "metrics",
       methods: READ,

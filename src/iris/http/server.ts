@@ -16,8 +16,9 @@
  *   after the response), and cut whatever remains after the timeout.
  */
 
+import { lstat, unlink } from "node:fs/promises";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import type { Socket } from "node:net";
+import net, { type Socket } from "node:net";
 
 import { OgygiaError, errorMessage, hasErrorCode } from "../../core/index.js";
 import { errorFields, type Logger } from "../../log/index.js";
@@ -31,8 +32,10 @@ export interface ListenAddress {
   host: string;
   /** 0: the kernel picks a free port. */
   port: number;
-  /** As written in the configuration, e.g. `[::1]:35742`. */
+  /** As written in the configuration, e.g. `[::1]:35742` or `unix:/run/ogygia/irisd.sock`. */
   text: string;
+  /** A Unix socket's path (`unix:/path`) instead of host and port. */
+  socketPath?: string;
 }
 
 export interface IrisServerOptions {
@@ -53,8 +56,10 @@ export interface BoundAddress {
   configured: string;
   host: string;
   port: number;
-  /** `http://127.0.0.1:41234`, `http://[::1]:35742` */
+  /** `http://127.0.0.1:41234`, `http://[::1]:35742`, or `unix:/path` for a Unix socket */
   url: string;
+  /** The Unix socket's path, for `unix:` addresses. */
+  socketPath?: string;
 }
 
 const ROUTE_INVALID = "invalid";
@@ -112,6 +117,38 @@ function urlOf(host: string, port: number): string {
   return host.includes(":") ? `http://[${host}]:${port}` : `http://${host}:${port}`;
 }
 
+/**
+ * A socket file left by a daemon that died is removed; one that answers
+ * belongs to a live server (EADDRINUSE follows); anything else is left for
+ * `listen` to refuse.
+ */
+async function removeStaleSocket(address: ListenAddress): Promise<void> {
+  const file = address.socketPath;
+  if (file === undefined) return;
+  try {
+    if (!(await lstat(file)).isSocket()) return;
+  } catch (err) {
+    if (hasErrorCode(err, "ENOENT", "ENOTDIR")) return;
+    throw listenError(address, err);
+  }
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = net.connect({ path: file });
+    probe.setTimeout(500);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("timeout", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => {
+      resolve(false);
+    });
+  });
+  if (!alive) await unlink(file).catch(() => undefined);
+}
+
 const CLIENT_ERROR_RESPONSES: Record<string, string> = {
   431: "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
   408: "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
@@ -152,6 +189,7 @@ export class IrisServer {
   async listen(addresses: readonly ListenAddress[]): Promise<readonly BoundAddress[]> {
     try {
       for (const address of addresses) {
+        if (address.socketPath !== undefined) await removeStaleSocket(address);
         this.bound.push(await this.listenOne(address));
       }
     } catch (err) {
@@ -179,11 +217,26 @@ export class IrisServer {
         reject(listenError(address, err));
       };
       server.once("error", onError);
-      server.listen({ host: address.host, port: address.port, exclusive: true }, () => {
+      const where =
+        address.socketPath === undefined
+          ? { host: address.host, port: address.port }
+          : // The local nix-daemon and users' clients connect: anyone may read this cache.
+            { path: address.socketPath, readableAll: true, writableAll: true };
+      server.listen({ ...where, exclusive: true }, () => {
         server.off("error", onError);
         server.on("error", (err) => {
           this.log.error({ listen: address.text, ...errorFields(err) }, "server error");
         });
+        if (address.socketPath !== undefined) {
+          resolve({
+            configured: address.text,
+            host: "",
+            port: 0,
+            url: `unix:${address.socketPath}`,
+            socketPath: address.socketPath,
+          });
+          return;
+        }
         const info = server.address();
         const port = info !== null && typeof info === "object" ? info.port : address.port;
         resolve({

@@ -24,3 +24,4 @@ export { renderPeerNarInfo } from "./peer-narinfo.js";
 export { createCacheResolver, createPeerResolver } from "./peer-resolver.js";
 export { createPeerSet, type PeerSet } from "./peers.js";
 export { bloomRoute, providersRoute, rescanRoute } from "./routes.js";
+export { registryPeerUrls, watchRegistryPeers, type RegistryPeers } from "./registry-peers.js";

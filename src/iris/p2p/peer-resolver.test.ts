@@ -49,6 +49,7 @@ function fakePeers(infos: NarInfo[]): PeerSet & { asked: string[] } {
   return {
     asked,
     peers: [peer],
+    setUrls: () => ({ added: [], removed: [] }),
     lookup(hashPart, options) {
       asked.push(hashPart);
       const info = byHash.get(hashPart);

@@ -30,10 +30,11 @@
  */
 
 import { open, type FileHandle } from "node:fs/promises";
-import { pipeline } from "node:stream/promises";
+import { Writable } from "node:stream";
+import { finished, pipeline } from "node:stream/promises";
 
 import { OgygiaError, hasErrorCode } from "../../core/index.js";
-import { parseStorePath } from "../../nix/index.js";
+import { narListingSink, parseStorePath, renderNarListing } from "../../nix/index.js";
 import { SMALL_NAR_BYTES, type CacheEntry, type NarCache } from "./nar-cache.js";
 import type { FetchSpec, NarFetcher, NarSource } from "./nar-fetch.js";
 import type { P2pMetrics } from "./metrics.js";
@@ -101,8 +102,26 @@ async function readSmallEntry(cache: NarCache, entry: CacheEntry): Promise<Buffe
 }
 
 /** NARs and narinfos from the NAR cache. */
+/** Nix's NAR listing of a NAR, read through `send` (the NAR is parsed as it streams). */
+export async function listingOfServedNar(served: ServedNar): Promise<Buffer> {
+  const sink = narListingSink(served.storePath);
+  const out = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      try {
+        sink.write(chunk);
+        callback();
+      } catch (err) {
+        callback(err as Error);
+      }
+    },
+  });
+  await served.send(out, undefined);
+  await finished(out);
+  return renderNarListing(sink.end());
+}
+
 export function createCacheResolver(cache: NarCache, metrics?: P2pMetrics): PathResolver {
-  return {
+  const resolver: PathResolver = {
     name: "cache",
     local: true,
     narInfo(hashPart): ServedNarInfo | undefined {
@@ -154,10 +173,17 @@ export function createCacheResolver(cache: NarCache, metrics?: P2pMetrics): Path
         },
       };
     },
+    listing(hashPart) {
+      const entry = cache.get(hashPart);
+      if (entry === undefined) return undefined;
+      const served = resolver.nar(hashPart, entry.narHash) as ServedNar | undefined;
+      return served === undefined ? undefined : listingOfServedNar(served);
+    },
     close() {
       cache.close();
     },
   };
+  return resolver;
 }
 
 interface PeerPath {

@@ -221,3 +221,31 @@ describe("looking a path up through peers", () => {
     await peers.close();
   });
 });
+
+describe("peers that come and go (the fleet registry)", () => {
+  it("keeps the peers still listed, fetches a newcomer's filter at once, drops the others", async () => {
+    const http = fakeHttp((url, req) => {
+      if (req.path === "bloom")
+        return { status: 200, body: filterOf([url === "http://b" ? hashB : hashA]).body };
+      return url === "http://b" && req.path === `local/${hashB}.narinfo`
+        ? { status: 200, body: narInfoText(pathOnB) }
+        : { status: 404 };
+    });
+    const peers = peerSet(http, ["http://a"]);
+    peers.start();
+    await settle(peers);
+    const a = peers.peers[0];
+    expect(a?.filter).toBeDefined();
+    expect(peers.setUrls(["http://a", "http://b"])).toEqual({ added: ["http://b"], removed: [] });
+    expect(peers.peers[0]).toBe(a);
+    await settle(peers);
+    expect(http.log).toContain("http://b bloom");
+    expect(peers.peers[1]?.filter).toBeDefined();
+    const found = await peers.lookup(hashB, { deadline: performance.now() + 1000 });
+    expect(found?.peer.label).toBe("http://b");
+    expect(peers.setUrls(["http://b"])).toEqual({ added: [], removed: ["http://a"] });
+    expect(peers.peers.map((p) => p.label)).toEqual(["http://b"]);
+    expect(peers.setUrls(["http://b"])).toEqual({ added: [], removed: [] });
+    await peers.close();
+  });
+});

@@ -89,7 +89,14 @@ export interface LookupOptions {
 }
 
 export interface PeerSet {
+  /** The peers now (a new array after each `setUrls` that changed them). */
   readonly peers: readonly Peer[];
+  /**
+   * Replaces the peers by those of `urls`: peers still listed keep their
+   * filter and health, new ones are asked for their filter at once (when
+   * started), the others are dropped (requests under way finish).
+   */
+  setUrls(urls: readonly string[]): { added: string[]; removed: string[] };
   /** The first verified answer for the hash part, or undefined (see the module comment). */
   lookup(hashPart: string, options: LookupOptions): Promise<PeerAnswer | undefined>;
   /** Every available peer's verified answer for the hash part, within the deadline. */
@@ -152,7 +159,7 @@ function maybeHas(peer: Peer, hashPart: string): boolean {
 
 /** The peer set: health, filters, lookups and NAR requests; lives until `close`. */
 class Peers implements PeerSet {
-  readonly peers: Peer[];
+  peers: Peer[];
   readonly now: () => number;
   private readonly http: PeerHttp;
   readonly log: Logger;
@@ -166,8 +173,28 @@ class Peers implements PeerSet {
     this.log = options.log;
     this.metrics = options.metrics;
     this.now = options.now ?? (() => performance.now());
-    this.peers = options.urls.map(newPeer);
-    for (const peer of this.peers) this.metrics?.peerUp(peer.label, true);
+    this.peers = [];
+    this.setUrls(options.urls);
+  }
+
+  setUrls(urls: readonly string[]): { added: string[]; removed: string[] } {
+    const wanted = new Map<string, string>();
+    for (const url of urls) {
+      const key = peerBase(url).url;
+      if (!wanted.has(key)) wanted.set(key, url);
+    }
+    const kept = this.peers.filter((peer) => wanted.has(peer.base.url));
+    const removed = this.peers.filter((peer) => !wanted.has(peer.base.url)).map((p) => p.label);
+    const known = new Set(kept.map((peer) => peer.base.url));
+    const fresh = [...wanted].filter(([key]) => !known.has(key)).map(([, url]) => newPeer(url));
+    if (fresh.length === 0 && removed.length === 0) return { added: [], removed: [] };
+    this.peers = [...kept, ...fresh];
+    for (const peer of fresh) {
+      this.metrics?.peerUp(peer.label, true);
+      // Started: fetch the newcomer's filter now rather than at the next tick.
+      if (this.timer !== undefined) void this.refresh(peer, FILTER_REFRESH_TIMEOUT_MS);
+    }
+    return { added: fresh.map((p) => p.label), removed };
   }
 
   private succeeded(peer: Peer): void {
@@ -456,7 +483,7 @@ class Peers implements PeerSet {
   }
 
   start(): void {
-    if (this.timer !== undefined || this.peers.length === 0) return;
+    if (this.timer !== undefined) return;
     this.tick();
     this.timer = setInterval(() => {
       this.tick();

@@ -24,6 +24,7 @@
 
 import { createHash } from "node:crypto";
 import { lstatSync } from "node:fs";
+import path from "node:path";
 import type { Writable } from "node:stream";
 
 import { OgygiaError, hasErrorCode } from "../../core/index.js";
@@ -33,10 +34,12 @@ import {
   formatHash,
   isContentAddressed,
   narInfoFromPathInfo,
+  narListingOfPath,
   narStream,
   openStoreDb,
   physicalPath,
   renderNarInfo,
+  renderNarListing,
   writeNar,
   type BufferPool,
   type PathInfo,
@@ -44,6 +47,7 @@ import {
   type StoreDb,
 } from "../../nix/index.js";
 import type { ByteRange, PathResolver, ServedNar, ServedNarInfo } from "../http/index.js";
+import { readBuildLog } from "./build-log.js";
 import { createPathSigner, type PathSigner } from "./signing.js";
 
 export interface LocalStoreOptions {
@@ -61,11 +65,15 @@ export interface LocalStoreOptions {
   narMaxInFlight?: number;
   /** Memory for small NARs kept between requests (default 64 MiB; 0: none). */
   narMemoryCacheBytes?: number;
+  /** Nix's build logs (default `<root>/nix/var/log/nix/drvs`). */
+  logDir?: string;
 }
 
 /** NARs up to this size are assembled in memory, verified and cached. */
 export const SMALL_NAR_BYTES = 256 * 1024;
 export const DEFAULT_NAR_MEMORY_CACHE_BYTES = 64 * 1024 * 1024;
+/** Memory for NAR listings kept between requests (a listing is ~100 bytes per file). */
+const LISTING_CACHE_BYTES = 16 * 1024 * 1024;
 /**
  * Idle NAR buffers kept between responses (16 MiB at the default chunk
  * size). Buffers in flight are bounded per response (`narMaxInFlight` + 1),
@@ -79,6 +87,11 @@ export interface LocalStore extends PathResolver {
   readonly canSign: boolean;
   /** The `nar/...` URL (relative to the server root) of a path's NAR. */
   narUrl(hashPart: string, narHash: string): string;
+  /**
+   * The build log of a derivation (`<hash>-<name>.drv`), when one of its
+   * outputs is served here; undefined otherwise.
+   */
+  buildLog(drvBaseName: string): Promise<Buffer | undefined>;
   close(): void;
 }
 
@@ -258,6 +271,8 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
     storeRoot: location.root,
   };
   const serveable = (info: PathInfo): boolean => isServeable(info, signer.canSign, storeDir);
+  const listings = createByteLru(LISTING_CACHE_BYTES);
+  const logDir = options.logDir ?? path.join(location.root, "nix/var/log/nix/drvs");
 
   return {
     name: "local",
@@ -291,9 +306,37 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
       }
       return localNar(info, current, file, context);
     },
+    listing(hashPart) {
+      const info = db.queryPathInfoByHashPart(hashPart);
+      if (info === undefined || !serveable(info)) return undefined;
+      const key = `${info.storePath}:${formatHash(info.narHash, "nix32", false)}`;
+      const cached = listings.get(key);
+      if (cached !== undefined) return cached;
+      let listed;
+      try {
+        // Metadata only: lstat and readdir, the NAR offsets follow from the sizes.
+        listed = narListingOfPath(physicalPath(location, info.storePath));
+      } catch (err) {
+        if (err instanceof OgygiaError && hasErrorCode(err.cause, "ENOENT", "ENOTDIR")) {
+          return undefined;
+        }
+        if (hasErrorCode(err, "ENOENT", "ENOTDIR")) return undefined;
+        throw err;
+      }
+      if (listed.narSize !== info.narSize) throw changed(info, listed.narSize);
+      const body = renderNarListing(listed.root);
+      listings.set(key, body);
+      return body;
+    },
+    async buildLog(drvBaseName) {
+      const outputs = db.queryOutputsOfDeriver(`${storeDir}/${drvBaseName}`);
+      if (!outputs.some(serveable)) return undefined;
+      return readBuildLog(logDir, drvBaseName);
+    },
     close() {
       narInfos.clear();
       context.smallNars.clear();
+      listings.clear();
       db.close();
     },
   };
