@@ -21,9 +21,19 @@ export const STATE_FIELDS = ["current", "booted", "nextboot"] as const;
 /** Keys the publisher writes beside the state keys. */
 export const PUBLISHER_FIELDS = ["alive", "reboot_required", "updated_at"] as const;
 
-export type FleetField = (typeof STATE_FIELDS)[number] | (typeof PUBLISHER_FIELDS)[number];
+/** The system store path each state runs (`/nix/store/...-nixos-system-...`), beside its revision. */
+export const SYSTEM_PATH_FIELDS = ["current_system", "booted_system", "nextboot_system"] as const;
 
-export const FLEET_FIELDS: readonly FleetField[] = [...STATE_FIELDS, ...PUBLISHER_FIELDS];
+export type SystemPathField = (typeof SYSTEM_PATH_FIELDS)[number];
+
+export type FleetField =
+  (typeof STATE_FIELDS)[number] | (typeof PUBLISHER_FIELDS)[number] | SystemPathField;
+
+export const FLEET_FIELDS: readonly FleetField[] = [
+  ...STATE_FIELDS,
+  ...PUBLISHER_FIELDS,
+  ...SYSTEM_PATH_FIELDS,
+];
 
 /**
  * The fields a publisher writes as ordinary keys: they stay when the host
@@ -36,6 +46,7 @@ export const STORED_FIELDS: readonly StoredField[] = [
   ...STATE_FIELDS,
   "reboot_required",
   "updated_at",
+  ...SYSTEM_PATH_FIELDS,
 ];
 
 /** One host's keys as stored: field name → raw value. Unknown fields are dropped. */
