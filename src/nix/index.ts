@@ -103,3 +103,10 @@ export {
 } from "./signatures.js";
 export { openStoreDb, type OpenStoreDbOptions, type PathInfo, type StoreDb } from "./store-db.js";
 export { parseNixCacheInfo, renderNixCacheInfo, type NixCacheInfo } from "./cache-info.js";
+export {
+  compareVersions,
+  packageOfName,
+  parseDrvName,
+  type DrvName,
+  type PackageName,
+} from "./drv-name.js";
