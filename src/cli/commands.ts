@@ -9,6 +9,7 @@ import { backendPrecedence, describeBackends } from "../fleet/index.js";
 import { DEFAULT_IRISD_URL } from "../iris/index.js";
 import { DEFAULT_CONFIG_PATH, detectHostname } from "../system/index.js";
 import { usageError, type CommandSpec } from "./args.js";
+import { IMPACT_COMMANDS } from "./impact-commands.js";
 import { NEBULA_COMMANDS } from "./nebula-commands.js";
 import { outputStream, writeLine, writeLines } from "./output.js";
 
@@ -423,6 +424,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   CONFIG_CHECK,
   DOCTOR,
   ...NEBULA_COMMANDS,
+  ...IMPACT_COMMANDS,
   {
     path: ["dashboard"],
     summary: "serve a live web view of the fleet (table, summary, host history, SSE, metrics)",

@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 
 import { OgygiaError, checkHttpUrl, hasErrorCode } from "../core/index.js";
 import { BACKEND_NAMES, type BackendKind } from "../fleet/index.js";
+import { DEFAULT_IRISD_URL } from "../iris/index.js";
 import {
   integer,
   locateKeys,
@@ -148,6 +149,24 @@ export const configSchema = table({
             },
           }),
         ),
+        impact: table({
+          description: "Settings of `ogygia diff`, `ogygia impact` and `ogygia who-runs`.",
+          fields: {
+            irisd_url: string({
+              description:
+                "The local ogygia-irisd, through which closures and files of store paths " +
+                "this host lacks are read from the fleet.",
+              default: DEFAULT_IRISD_URL,
+              check: (v) => checkHttpUrl(v, { example: DEFAULT_IRISD_URL }),
+            }),
+            concurrency: integer({
+              description: "Requests to ogygia-irisd in flight at once.",
+              default: 32,
+              min: 1,
+              max: 1024,
+            }),
+          },
+        }),
         publish: table({
           description: "Settings of the `ogygia publish` daemon.",
           fields: {
@@ -188,6 +207,12 @@ export interface PublishConfig {
   resyncIntervalSeconds: number;
 }
 
+export interface ImpactConfig {
+  /** Base URL of the local ogygia-irisd. */
+  irisdUrl: string;
+  concurrency: number;
+}
+
 export interface NebulaConfig {
   network: string;
   /** `a.b.c.d/bits`, checked by `ogygia nebula`. */
@@ -202,6 +227,8 @@ export interface OgygiaSettings {
   /** Domain suffix to trim from displayed host names, without a leading dot. */
   domain: string | undefined;
   publish: PublishConfig;
+  /** `[ogygia.impact]`, defaults filled in (absent only in configurations built by hand). */
+  impact?: ImpactConfig;
   /** `[ogygia.nebula]`, when present. */
   nebula: NebulaConfig | undefined;
 }
@@ -236,6 +263,10 @@ export async function parseConfig(text: string, file: string): Promise<OgygiaCon
       subnet: raw.ogygia.nebula.subnet,
       caDir: raw.ogygia.nebula.ca_dir,
       certDir: raw.ogygia.nebula.cert_dir,
+    },
+    impact: {
+      irisdUrl: raw.ogygia.impact.irisd_url.replace(/\/+$/, ""),
+      concurrency: raw.ogygia.impact.concurrency,
     },
     publish: {
       leaseTtlSeconds: raw.ogygia.publish.lease_ttl_seconds,
