@@ -72,24 +72,39 @@ export class ClosureReader {
     return closure;
   }
 
-  private async walk(root: string): Promise<Closure> {
-    const paths = new Map<string, PathEntry>();
-    const queued = new Set([root]);
-    let frontier: [string, string | undefined][] = [[root, undefined]];
-    while (frontier.length > 0) {
-      const entries = await Promise.all(frontier.map(([path, by]) => this.info(path, by)));
-      const next: [string, string | undefined][] = [];
-      for (const entry of entries) {
-        paths.set(entry.storePath, entry);
-        for (const reference of entry.references) {
-          if (queued.has(reference)) continue;
-          queued.add(reference);
-          next.push([reference, entry.storePath]);
-        }
-      }
-      frontier = next;
-    }
-    return { root, paths };
+  /**
+   * Visits each path as soon as its referrer's entry arrives (not level by
+   * level), so one slow answer holds up only what lies below it.
+   */
+  private walk(root: string): Promise<Closure> {
+    return new Promise((resolve, reject) => {
+      const paths = new Map<string, PathEntry>();
+      const queued = new Set([root]);
+      let pending = 0;
+      let failed = false;
+      const visit = (path: string, neededBy: string | undefined): void => {
+        pending += 1;
+        this.info(path, neededBy).then(
+          (entry) => {
+            if (failed) return;
+            paths.set(entry.storePath, entry);
+            for (const reference of entry.references) {
+              if (queued.has(reference)) continue;
+              queued.add(reference);
+              visit(reference, entry.storePath);
+            }
+            pending -= 1;
+            if (pending === 0) resolve({ root, paths });
+          },
+          (err: unknown) => {
+            if (failed) return;
+            failed = true;
+            reject(err instanceof Error ? err : new Error(String(err)));
+          },
+        );
+      };
+      visit(root, undefined);
+    });
   }
 
   private async read(storePath: string, neededBy: string | undefined): Promise<PathEntry> {
