@@ -6,7 +6,7 @@
  */
 
 import { OgygiaError, errorMessage } from "../core/index.js";
-import { parseNarInfo, parseStorePath, type StoreDb } from "../nix/index.js";
+import { parseNarInfo, parseStorePath, type ClosureDb, type StoreDb } from "../nix/index.js";
 import type { IrisdClient } from "./http.js";
 
 /** What a closure needs of a path. */
@@ -28,6 +28,8 @@ export interface Closure {
 export interface ClosureReaderOptions {
   /** The local store's database, when this host has one. */
   store: StoreDb | undefined;
+  /** The same database for whole-closure queries. */
+  closureDb?: ClosureDb | undefined;
   irisd: IrisdClient;
 }
 
@@ -66,10 +68,27 @@ export class ClosureReader {
   closure(root: string): Promise<Closure> {
     let closure = this.closures.get(root);
     if (closure === undefined) {
-      closure = this.walk(root);
+      closure = this.localClosure(root) ?? this.walk(root);
       this.closures.set(root, closure);
     }
     return closure;
+  }
+
+  /** The closure in one query when the local store has the root (then it has all of it). */
+  private localClosure(root: string): Promise<Closure> | undefined {
+    const rows = this.options.closureDb?.closure(root);
+    if (rows === undefined) return undefined;
+    const paths = new Map<string, PathEntry>();
+    for (const row of rows) {
+      const known = this.infos.get(row.storePath);
+      const entry: PathEntry = { ...row, source: "local" };
+      if (known === undefined) {
+        this.infos.set(row.storePath, Promise.resolve(entry));
+        this.localReads += 1;
+      }
+      paths.set(row.storePath, entry);
+    }
+    return Promise.resolve({ root, paths });
   }
 
   /**

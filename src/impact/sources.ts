@@ -13,6 +13,7 @@ import { DEFAULT_IRISD_URL } from "../iris/index.js";
 import {
   isStorePath,
   openStoreDb,
+  openClosureDb,
   storeDbPath,
   storeLocation,
   type StoreDb,
@@ -61,18 +62,19 @@ export async function openSources(options: SourceOptions): Promise<Sources> {
     });
   }
   const location = storeLocation({ root: path.resolve(options.storeRoot) });
-  const store = existsSync(storeDbPath(location))
-    ? openStoreDb({ root: location.root })
-    : undefined;
+  const dbFile = storeDbPath(location);
+  const store = existsSync(dbFile) ? openStoreDb({ root: location.root }) : undefined;
+  const closureDb = store === undefined ? undefined : openClosureDb(dbFile);
   const irisd = new IrisdClient({ baseUrl, concurrency: config?.impact?.concurrency });
   return {
     config,
     store,
     irisd,
-    reader: new ClosureReader({ store, irisd }),
+    reader: new ClosureReader({ store, closureDb, irisd }),
     files: new StoreFiles({ store, irisd }),
     close() {
       irisd.close();
+      closureDb?.close();
       store?.close();
     },
   };

@@ -110,3 +110,4 @@ export {
   type DrvName,
   type PackageName,
 } from "./drv-name.js";
+export { openClosureDb, type ClosureDb, type ClosureRow } from "./closure-db.js";
