@@ -33,7 +33,9 @@ export class IrisdClient {
   private readonly timeoutMs: number;
   private readonly limit: number;
   private active = 0;
-  private readonly waiting: (() => void)[] = [];
+  /** Callers waiting for a slot: a queue with a head index (`shift` on a long array is linear). */
+  private waiting: (() => void)[] = [];
+  private waitingHead = 0;
 
   constructor(options: IrisdClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
@@ -58,7 +60,16 @@ export class IrisdClient {
       return await this.request(`${this.baseUrl}/${path}`, maxBytes);
     } finally {
       this.active -= 1;
-      this.waiting.shift()?.();
+      const next = this.waiting[this.waitingHead];
+      if (next !== undefined) {
+        this.waiting[this.waitingHead] = undefined as unknown as () => void;
+        this.waitingHead += 1;
+        if (this.waitingHead === this.waiting.length) {
+          this.waiting = [];
+          this.waitingHead = 0;
+        }
+        next();
+      }
     }
   }
 
