@@ -165,6 +165,15 @@ describe.each(FLEET_HARNESSES)("ogygia status with $label", (harness) => {
           online: null,
           rebootRequired: null,
           updatedAt: null,
+          currentSystem: expect.stringMatching(
+            /^\/nix\/store\/[0-9a-z]{32}-nixos-system-test-\d+$/,
+          ) as unknown,
+          bootedSystem: expect.stringMatching(
+            /^\/nix\/store\/[0-9a-z]{32}-nixos-system-test-\d+$/,
+          ) as unknown,
+          nextbootSystem: expect.stringMatching(
+            /^\/nix\/store\/[0-9a-z]{32}-nixos-system-test-\d+$/,
+          ) as unknown,
         },
         {
           host: "web02.dc1.example.com",
@@ -177,6 +186,9 @@ describe.each(FLEET_HARNESSES)("ogygia status with $label", (harness) => {
           online: null,
           rebootRequired: null,
           updatedAt: null,
+          currentSystem: null,
+          bootedSystem: null,
+          nextbootSystem: null,
         },
       ],
       warnings: [],

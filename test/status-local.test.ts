@@ -66,6 +66,13 @@ describe("ogygia status (local-only mode)", () => {
           online: null,
           rebootRequired: null,
           updatedAt: null,
+          currentSystem: expect.stringMatching(
+            /^\/nix\/store\/[0-9a-z]{32}-nixos-system-test-\d+$/,
+          ) as unknown,
+          bootedSystem: null,
+          nextbootSystem: expect.stringMatching(
+            /^\/nix\/store\/[0-9a-z]{32}-nixos-system-test-\d+$/,
+          ) as unknown,
         },
       ],
       warnings: [],

@@ -10,6 +10,7 @@ import { DEFAULT_IRISD_URL } from "../iris/index.js";
 import { DEFAULT_CONFIG_PATH, detectHostname } from "../system/index.js";
 import { usageError, type CommandSpec } from "./args.js";
 import { BUILDERS_COMMANDS } from "./builders-commands.js";
+import { IMPACT_COMMANDS } from "./impact-commands.js";
 import { NEBULA_COMMANDS } from "./nebula-commands.js";
 import { FLEET_COMMANDS } from "./fleet-commands.js";
 import { outputStream, writeLine, writeLines } from "./output.js";
@@ -427,6 +428,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...NEBULA_COMMANDS,
   ...BUILDERS_COMMANDS,
   ...FLEET_COMMANDS,
+  ...IMPACT_COMMANDS,
   {
     path: ["dashboard"],
     summary: "serve a live web view of the fleet (table, summary, host history, SSE, metrics)",

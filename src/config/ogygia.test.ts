@@ -41,7 +41,19 @@ describe("parseConfig", () => {
       },
       zookeeper: undefined,
       publish: { leaseTtlSeconds: 10, resyncIntervalSeconds: 300 },
+      impact: { irisdUrl: "http://127.0.0.1:35742", concurrency: 32 },
     });
+  });
+
+  it("reads [ogygia.impact] and refuses an irisd_url that is not http", async () => {
+    const config = await parseConfig(
+      '[ogygia.impact]\nirisd_url = "http://10.0.0.1:35742/"\nconcurrency = 4\n',
+      FILE,
+    );
+    expect(config.impact).toEqual({ irisdUrl: "http://10.0.0.1:35742", concurrency: 4 });
+    await expect(parseConfig('[ogygia.impact]\nirisd_url = "ftp://x"\n', FILE)).rejects.toThrow(
+      /ogygia\.impact\.irisd_url/,
+    );
   });
 
   it("reads the publisher's settings", async () => {

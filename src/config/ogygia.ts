@@ -9,6 +9,7 @@ import path from "node:path";
 
 import { OgygiaError, checkHttpUrl, hasErrorCode } from "../core/index.js";
 import { BACKEND_NAMES, type BackendKind, type FleetCredentials } from "../fleet/index.js";
+import { DEFAULT_IRISD_URL } from "../iris/index.js";
 import {
   integer,
   invalidAt,
@@ -339,6 +340,24 @@ export const configSchema = table({
           }),
         ),
         builder: builderSection,
+        impact: table({
+          description: "Settings of `ogygia diff`, `ogygia impact` and `ogygia who-runs`.",
+          fields: {
+            irisd_url: string({
+              description:
+                "The local ogygia-irisd, through which closures and files of store paths " +
+                "this host lacks are read from the fleet.",
+              default: DEFAULT_IRISD_URL,
+              check: (v) => checkHttpUrl(v, { example: DEFAULT_IRISD_URL }),
+            }),
+            concurrency: integer({
+              description: "Requests to ogygia-irisd in flight at once.",
+              default: 32,
+              min: 1,
+              max: 1024,
+            }),
+          },
+        }),
         publish: table({
           description: "Settings of the `ogygia publish` daemon.",
           fields: {
@@ -381,6 +400,12 @@ export interface PublishConfig {
   resyncIntervalSeconds: number;
 }
 
+export interface ImpactConfig {
+  /** Base URL of the local ogygia-irisd. */
+  irisdUrl: string;
+  concurrency: number;
+}
+
 export interface NebulaConfig {
   network: string;
   /** `a.b.c.d/bits`, checked by `ogygia nebula`. */
@@ -395,6 +420,8 @@ export interface OgygiaSettings {
   /** Domain suffix to trim from displayed host names, without a leading dot. */
   domain: string | undefined;
   publish: PublishConfig;
+  /** `[ogygia.impact]`, defaults filled in (absent only in configurations built by hand). */
+  impact?: ImpactConfig;
   /** `[ogygia.nebula]`, when present. */
   nebula: NebulaConfig | undefined;
   /** `[ogygia.builder]`, when present: this host offers remote builds. */
@@ -450,6 +477,10 @@ export async function parseConfig(text: string, file: string): Promise<OgygiaCon
       supportedFeatures: raw.ogygia.builder.supported_features,
       mandatoryFeatures: raw.ogygia.builder.mandatory_features,
       hostKeyFile: raw.ogygia.builder.host_key_file,
+    },
+    impact: {
+      irisdUrl: raw.ogygia.impact.irisd_url.replace(/\/+$/, ""),
+      concurrency: raw.ogygia.impact.concurrency,
     },
     publish: {
       leaseTtlSeconds: raw.ogygia.publish.lease_ttl_seconds,

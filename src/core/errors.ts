@@ -33,7 +33,10 @@ export type OgygiaErrorCode =
   | "ERR_OGYGIA_NEBULA_ADDRESS"
   | "ERR_OGYGIA_DASHBOARD_LISTEN"
   | "ERR_OGYGIA_DASHBOARD_STATE"
-  | "ERR_OGYGIA_BUILDERS";
+  | "ERR_OGYGIA_BUILDERS"
+  | "ERR_OGYGIA_IMPACT"
+  | "ERR_OGYGIA_IMPACT_IRISD"
+  | "ERR_OGYGIA_IMPACT_PATH_UNAVAILABLE";
 
 export interface OgygiaErrorOptions {
   /** What the user can do next; printed on its own line by the CLI. */

@@ -16,6 +16,8 @@ export {
   PUBLISHER_FIELDS,
   STATE_FIELDS,
   STORED_FIELDS,
+  SYSTEM_PATH_FIELDS,
+  type SystemPathField,
   type FleetBackend,
   type FleetField,
   type FleetPublisher,

@@ -33,17 +33,24 @@ export const LEASED_FIELDS = ["builder"] as const;
 /** The URL the host's ogygia-irisd serves its peers on (from irisd's configuration). */
 export const IRIS_FIELDS = ["iris_url"] as const;
 
+/** The system store path each state runs (`/nix/store/...-nixos-system-...`), beside its revision. */
+export const SYSTEM_PATH_FIELDS = ["current_system", "booted_system", "nextboot_system"] as const;
+
+export type SystemPathField = (typeof SYSTEM_PATH_FIELDS)[number];
+
 export type FleetField =
   | (typeof STATE_FIELDS)[number]
   | (typeof PUBLISHER_FIELDS)[number]
   | (typeof LEASED_FIELDS)[number]
-  | (typeof IRIS_FIELDS)[number];
+  | (typeof IRIS_FIELDS)[number]
+  | SystemPathField;
 
 export const FLEET_FIELDS: readonly FleetField[] = [
   ...STATE_FIELDS,
   ...PUBLISHER_FIELDS,
   ...LEASED_FIELDS,
   ...IRIS_FIELDS,
+  ...SYSTEM_PATH_FIELDS,
 ];
 
 /**
@@ -58,6 +65,7 @@ export const STORED_FIELDS: readonly StoredField[] = [
   "reboot_required",
   "updated_at",
   ...IRIS_FIELDS,
+  ...SYSTEM_PATH_FIELDS,
 ];
 
 /** One host's keys as stored: field name → raw value. Unknown fields are dropped. */

@@ -110,3 +110,11 @@ export {
 } from "./signatures.js";
 export { openStoreDb, type OpenStoreDbOptions, type PathInfo, type StoreDb } from "./store-db.js";
 export { parseNixCacheInfo, renderNixCacheInfo, type NixCacheInfo } from "./cache-info.js";
+export {
+  compareVersions,
+  packageOfName,
+  parseDrvName,
+  type DrvName,
+  type PackageName,
+} from "./drv-name.js";
+export { openClosureDb, type ClosureDb, type ClosureRow } from "./closure-db.js";

@@ -113,3 +113,27 @@ describe("applyChanges and storedValues", () => {
     ]);
   });
 });
+
+describe("system paths", () => {
+  const SYS = "/nix/store/0c2g1lqlkpn6gyxxk6cyqk0m1yhirw5a-nixos-system-web01-23.05";
+  it("publishes each state's system path, and deletes one that became unknown", () => {
+    const stored = new Map([["booted_system", SYS]] as const);
+    const plan = planPublication(
+      stored,
+      {
+        current: A,
+        booted: A,
+        nextboot: A,
+        reboot_required: "false",
+        iris_url: null,
+        current_system: SYS,
+        booted_system: null,
+        nextboot_system: SYS,
+      },
+      NOW,
+    );
+    expect(plan.changes.put.get("current_system")).toBe(SYS);
+    expect(plan.changes.put.get("nextboot_system")).toBe(SYS);
+    expect(plan.changes.delete).toEqual(["booted_system"]);
+  });
+});

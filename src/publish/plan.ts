@@ -9,20 +9,25 @@ import {
   type HostChanges,
   type HostValues,
   type StoredField,
+  type SystemPathField,
 } from "../fleet/index.js";
 import { STATE_PATHS, SYSTEM_STATES, readLocalStates } from "../system/index.js";
 import { readIrisUrl } from "./iris-url.js";
 import { readBootLinks, rebootRequired } from "./reboot.js";
+import { readSystemPaths, systemPathFieldsOf, type SystemPathValues } from "./system-paths.js";
 
 /** The fields whose values come from the host (`updated_at` comes from the clock). */
-export type LocalField = Exclude<StoredField, "updated_at">;
+export type LocalField = Exclude<StoredField, "updated_at" | SystemPathField>;
 
 export const LOCAL_FIELDS: readonly LocalField[] = [...STATE_FIELDS, "reboot_required", "iris_url"];
+
+/** The local fields' values; a system path field left out is not published at all. */
+export type LocalValues = Record<LocalField, string | null> & Partial<SystemPathValues>;
 
 /** What the host has to say. */
 export interface LocalPublication {
   /** Each field's value; null when unknown, which deletes its key. */
-  values: Record<LocalField, string | null>;
+  values: LocalValues;
   /** Why something that exists could not be read (its key is deleted meanwhile). */
   problems: string[];
 }
@@ -61,6 +66,7 @@ export async function readLocalPublication(root: string): Promise<LocalPublicati
   }
   if (iris.problem !== undefined) problems.push(iris.problem);
   const reboot = rebootRequired(booted.links, next.links);
+  const systems = readSystemPaths(root);
   return {
     values: {
       current: states.current.revision,
@@ -68,8 +74,9 @@ export async function readLocalPublication(root: string): Promise<LocalPublicati
       nextboot: states.nextboot.revision,
       reboot_required: reboot === null ? null : String(reboot),
       iris_url: iris.url,
+      ...systems.values,
     },
-    problems,
+    problems: [...problems, ...systems.problems],
   };
 }
 
@@ -90,14 +97,14 @@ export function storedValues(values: HostValues): Map<StoredField, string> {
  */
 export function planPublication(
   stored: StoredValues,
-  local: Record<LocalField, string | null>,
+  local: LocalValues,
   updatedAt: string,
 ): PublicationPlan {
   const put = new Map<StoredField, string>();
   const deleted: StoredField[] = [];
   const fields: PublicationPlan["fields"] = [];
-  for (const field of LOCAL_FIELDS) {
-    const value = local[field];
+  for (const field of [...LOCAL_FIELDS, ...systemPathFieldsOf(local)]) {
+    const value = local[field] ?? null;
     const current = stored.get(field);
     if (value === null) {
       if (current === undefined) {

@@ -23,8 +23,10 @@ import {
   type HostValues,
 } from "../fleet/index.js";
 import {
+  isSystemStorePath,
   parseRevision,
   readLocalStates,
+  readSystemPath,
   type DetectedHostname,
   type LocalStates,
 } from "../system/index.js";
@@ -54,6 +56,15 @@ export interface HostStatus {
   rebootRequired: boolean | null;
   /** When the host last confirmed its state (`updated_at`, RFC 3339); null when unknown. */
   updatedAt: string | null;
+  /** Each state's system store path (`current_system`, ...); absent or null when unknown. */
+  systems?: SystemPaths;
+}
+
+/** The store path each state runs, as published (or read locally); null when unknown. */
+export interface SystemPaths {
+  current: string | null;
+  booted: string | null;
+  nextboot: string | null;
 }
 
 export interface StatusReport {
@@ -100,7 +111,12 @@ export function localHostMatcher(
   };
 }
 
-function localRow(hostname: string, domain: string | undefined, states: LocalStates): HostStatus {
+function localRow(
+  hostname: string,
+  domain: string | undefined,
+  states: LocalStates,
+  root: string,
+): HostStatus {
   return {
     host: hostname,
     displayName: trimDomain(hostname, domain),
@@ -112,7 +128,34 @@ function localRow(hostname: string, domain: string | undefined, states: LocalSta
     online: null,
     rebootRequired: null,
     updatedAt: null,
+    systems: localSystemPaths(root),
   };
+}
+
+function localSystemPaths(root: string): SystemPaths {
+  return {
+    current: readSystemPath(root, "current").storePath,
+    booted: readSystemPath(root, "booted").storePath,
+    nextboot: readSystemPath(root, "nextboot").storePath,
+  };
+}
+
+/** Sets the system paths of a fleet row from `<state>_system`, refusing values that are not store paths. */
+function applySystemPaths(row: HostStatus, values: HostValues, ctx: FleetContext): void {
+  for (const state of STATE_FIELDS) {
+    const field = `${state}_system` as const;
+    const raw = values.get(field);
+    if (raw === undefined) continue;
+    const parsed = parseRevision(raw);
+    if (!parsed.ok) {
+      refuse(ctx, row.host, field, parsed.reason);
+    } else if (parsed.revision === null || !isSystemStorePath(parsed.revision)) {
+      refuse(ctx, row.host, field, "value is not a store path under /nix/store");
+    } else {
+      row.systems ??= { current: null, booted: null, nextboot: null };
+      row.systems[state] = parsed.revision;
+    }
+  }
 }
 
 interface FleetContext {
@@ -215,6 +258,7 @@ function fleetRow(host: string, values: HostValues, ctx: FleetContext): HostStat
   applyState(row, "current", values.get("current"), ctx);
   applyState(row, "booted", values.get("booted"), ctx);
   applyState(row, "nextboot", values.get("nextboot"), ctx);
+  applySystemPaths(row, values, ctx);
   return row;
 }
 
@@ -301,15 +345,23 @@ export interface ReportInputs {
   detected: DetectedHostname;
   states: LocalStates;
   fleet: FleetReading | undefined;
+  /** Where the local system paths are read (`--root`); "/" when not given. */
+  root?: string;
 }
 
 /** Builds the report from what was read: the local row first, then the fleet's, sorted. */
-export function buildReport({ config, detected, states, fleet }: ReportInputs): StatusReport {
+export function buildReport({
+  config,
+  detected,
+  states,
+  fleet,
+  root = "/",
+}: ReportInputs): StatusReport {
   const warnings = STATE_FIELDS.flatMap((s) => states[s].problem ?? []);
   const noRevisionFiles = missingRevisionFiles(states);
   if (noRevisionFiles !== undefined) warnings.push(noRevisionFiles);
   const domain = config?.domain;
-  const local = localRow(detected.hostname, domain, states);
+  const local = localRow(detected.hostname, domain, states, root);
   const base = {
     configPath: config?.path ?? null,
     warnings,
@@ -379,7 +431,7 @@ export async function collectStatus(options: StatusOptions): Promise<StatusRepor
     context.detected,
     context.config.then((config) => (config ? readFleet(config) : undefined)),
   ]);
-  const report = buildReport({ config, detected, states, fleet });
+  const report = buildReport({ config, detected, states, fleet, root: options.root });
   if (context.source.unreadable !== undefined) report.warnings.unshift(context.source.unreadable);
   return report;
 }

@@ -152,6 +152,9 @@ export function statusJson(report: StatusReport): unknown {
       online: h.online,
       rebootRequired: h.rebootRequired,
       updatedAt: h.updatedAt,
+      currentSystem: h.systems?.current ?? null,
+      bootedSystem: h.systems?.booted ?? null,
+      nextbootSystem: h.systems?.nextboot ?? null,
     })),
     warnings: report.warnings,
   };

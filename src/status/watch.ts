@@ -68,7 +68,9 @@ export async function watchStatus(options: WatchOptions): Promise<void> {
           update.snapshot === null
             ? { kind, namespace, snapshot: null, error: update.error }
             : { kind, namespace, snapshot: update.snapshot, error: null };
-        await options.onReport(buildReport({ config, detected, states, fleet }));
+        await options.onReport(
+          buildReport({ config, detected, states, fleet, root: options.root }),
+        );
       }
     } finally {
       delivering = false;

@@ -8,3 +8,4 @@ export {
 export { parseRevision } from "./revision.js";
 export { readLocalStates, type LocalStates } from "./state.js";
 export { detectHostname, type DetectedHostname, type HostnameEnvironment } from "./hostname.js";
+export { isSystemStorePath, readSystemPath, type SystemPathReading } from "./system-path.js";
