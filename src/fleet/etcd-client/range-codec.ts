@@ -235,6 +235,19 @@ function decodeKeyValue(reader: Reader, end: number): RangeKeyValue {
   return { key, value, createRevision, modRevision, version, lease };
 }
 
+/** A `ResponseHeader` at the reader: only its revision (field 3) matters here. */
+function headerRevision(reader: Reader): bigint {
+  const end = reader.delimited();
+  let revision = 0n;
+  while (reader.pos < end) {
+    const inner = reader.uint();
+    if (inner === 0x18) revision = reader.int64();
+    else reader.skip(inner & 7);
+  }
+  if (reader.pos !== end) throw new DecodeError("the header runs past its end");
+  return revision;
+}
+
 const EMPTY = Buffer.alloc(0);
 
 /** Receives one key-value of a range as byte offsets into the response. */
@@ -265,16 +278,9 @@ export function visitRangeResponse(buf: Buffer, visit: RangeVisitor): RangeSumma
   while (reader.pos < buf.length) {
     const tag = reader.uint();
     switch (tag) {
-      case 0x0a: {
-        const end = reader.delimited();
-        while (reader.pos < end) {
-          const inner = reader.uint();
-          if (inner === 0x18) summary.revision = reader.int64();
-          else reader.skip(inner & 7);
-        }
-        if (reader.pos !== end) throw new DecodeError("the header runs past its end");
+      case 0x0a:
+        summary.revision = headerRevision(reader);
         break;
-      }
       case 0x12: {
         const end = reader.delimited();
         visitKeyValue(reader, end, visit);
@@ -336,17 +342,9 @@ export function decodeRangeResponse(buf: Buffer): RangeResult {
   while (reader.pos < buf.length) {
     const tag = reader.uint();
     switch (tag) {
-      case 0x0a: {
-        // ResponseHeader: only its revision (field 3) matters here.
-        const end = reader.delimited();
-        while (reader.pos < end) {
-          const inner = reader.uint();
-          if (inner === 0x18) result.revision = reader.int64();
-          else reader.skip(inner & 7);
-        }
-        if (reader.pos !== end) throw new DecodeError("the header runs past its end");
+      case 0x0a:
+        result.revision = headerRevision(reader);
         break;
-      }
       case 0x12: {
         const end = reader.delimited();
         result.kvs.push(decodeKeyValue(reader, end));
