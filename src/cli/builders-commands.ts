@@ -6,9 +6,7 @@
 import { detectHostname } from "../system/index.js";
 import { usageError, type CommandSpec } from "./args.js";
 import { writeLines } from "./output.js";
-
-const text = (value: unknown): string | undefined =>
-  typeof value === "string" ? value : undefined;
+import { CONFIG_OPTION, ROOT_OPTION, printJson, text } from "./shared.js";
 
 /** A positive number of seconds from an option, in milliseconds. */
 function seconds(value: unknown, name: string): number {
@@ -78,14 +76,8 @@ const BUILDERS: CommandSpec = {
       description: "daemon log level: fatal, error, warn, info, debug or trace",
       default: "info",
     },
-    root: {
-      type: "string",
-      valueName: "dir",
-      description: "resolve the default config under DIR",
-      default: "/",
-      existingDirectory: true,
-    },
-    config: { type: "string", valueName: "file", description: "configuration file to use" },
+    root: { ...ROOT_OPTION, description: "resolve the default config under DIR" },
+    config: CONFIG_OPTION,
   },
   environment: [
     ["OGYGIA_CONFIG", "configuration file to use instead of the default"],
@@ -118,8 +110,7 @@ const BUILDERS: CommandSpec = {
     if (!watch) {
       const list = await builders.listBuilders({ ...base, check: values.check === true });
       if (values.json === true) {
-        const { jsonOutput } = await import("../command/index.js");
-        writeLines([jsonOutput(builders.buildersJson(list))]);
+        await printJson(builders.buildersJson(list));
       } else {
         writeLines(builders.renderBuilders(list, values.check === true));
       }

@@ -14,26 +14,7 @@ import { IMPACT_COMMANDS } from "./impact-commands.js";
 import { NEBULA_COMMANDS } from "./nebula-commands.js";
 import { FLEET_COMMANDS } from "./fleet-commands.js";
 import { outputStream, writeLine, writeLines } from "./output.js";
-
-const ROOT_OPTION = {
-  type: "string",
-  valueName: "dir",
-  description: "resolve system paths (and the default config) under DIR",
-  default: "/",
-  existingDirectory: true,
-} as const;
-
-const CONFIG_OPTION = {
-  type: "string",
-  valueName: "file",
-  description:
-    "configuration file (default: $OGYGIA_CONFIG, else <root>/run/current-system/sw/share/ogygia/config.toml)",
-} as const;
-
-const CONFIG_ENVIRONMENT = [
-  ["OGYGIA_CONFIG", "configuration file to use instead of the default"],
-  ["OGYGIA_HOSTNAME", "this host's name, instead of detecting it"],
-] as const;
+import { CONFIG_ENVIRONMENT, CONFIG_OPTION, ROOT_OPTION, text } from "./shared.js";
 
 /** "etcd or ZooKeeper": every registered backend, for the help. */
 const BACKEND_NAMES = describeBackends("label", "or");
@@ -75,8 +56,8 @@ const PUBLISH: CommandSpec = {
     const publish = await import("../publish/index.js");
     const options = {
       hostname,
-      root: typeof values.root === "string" ? values.root : "/",
-      configFile: typeof values.config === "string" ? values.config : undefined,
+      root: text(values.root) ?? "/",
+      configFile: text(values.config),
       env: process.env,
     };
     if (values.once === true) {
@@ -89,7 +70,7 @@ const PUBLISH: CommandSpec = {
       }
       return 0;
     }
-    const level = typeof values["log-level"] === "string" ? values["log-level"] : "info";
+    const level = text(values["log-level"]) ?? "info";
     const log = await import("../log/index.js");
     if (!log.isLogLevel(level)) {
       throw usageError(
@@ -156,10 +137,7 @@ const IRIS_PROVIDERS: CommandSpec = {
   ],
   async run({ values, positionals }) {
     const irisctl = await import("../irisctl/index.js");
-    const base = irisctl.irisdBaseUrl(
-      typeof values.irisd === "string" ? values.irisd : undefined,
-      process.env,
-    );
+    const base = irisctl.irisdBaseUrl(text(values.irisd), process.env);
     const answer = await irisctl.queryProviders(base, positionals[0] ?? "");
     if (values.json === true) {
       writeLine("stdout", JSON.stringify(answer, null, 2));
@@ -216,16 +194,13 @@ const IRIS_PUSH: CommandSpec = {
       if (inputs.length === 0) throw usageError("no store paths on standard input", IRIS_PUSH);
     }
     const irisctl = await import("../irisctl/index.js");
-    const base = irisctl.irisdBaseUrl(
-      typeof values.irisd === "string" ? values.irisd : undefined,
-      process.env,
-    );
+    const base = irisctl.irisdBaseUrl(text(values.irisd), process.env);
     const stderr = outputStream("stderr");
     const live = values.json !== true && stderr.isTTY;
     const result = await irisctl.pushPaths({
       inputs,
-      root: typeof values.store === "string" ? values.store : "/",
-      signKeyFile: typeof values.sign === "string" ? values.sign : undefined,
+      root: text(values.store) ?? "/",
+      signKeyFile: text(values.sign),
       irisd: base,
       ...(live ? { progress: (message: string) => stderr.write(`\r\x1b[K${message}`) } : {}),
     });
@@ -309,13 +284,10 @@ const DOCTOR: CommandSpec = {
       ]);
     const report = await runDoctor({
       hostname,
-      root: typeof values.root === "string" ? values.root : "/",
-      configFile: typeof values.config === "string" ? values.config : undefined,
+      root: text(values.root) ?? "/",
+      configFile: text(values.config),
       env: process.env,
-      irisdUrl: irisdBaseUrl(
-        typeof values.irisd === "string" ? values.irisd : undefined,
-        process.env,
-      ),
+      irisdUrl: irisdBaseUrl(text(values.irisd), process.env),
     });
     writeLines(values.json === true ? [jsonOutput(doctorJson(report))] : renderDoctorText(report));
     return report.ok ? 0 : 1;
@@ -379,8 +351,8 @@ export const COMMANDS: readonly CommandSpec[] = [
       const hostname = detectHostname({ env: process.env });
       const options = {
         hostname,
-        root: typeof values.root === "string" ? values.root : "/",
-        configFile: typeof values.config === "string" ? values.config : undefined,
+        root: text(values.root) ?? "/",
+        configFile: text(values.config),
         env: process.env,
       };
       if (values.watch === true) {

@@ -9,47 +9,14 @@ import { chmodSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 import { usageError, type CommandSpec } from "./args.js";
-import { writeLines } from "./output.js";
+import { CONFIG_OPTION, JSON_OPTION, printResult as print, requireConfig, text } from "./shared.js";
 
-const JSON_OPTION = { type: "boolean", description: "print the result as JSON" } as const;
-const CONFIG_OPTION = {
-  type: "string",
-  valueName: "file",
+const ADMIN_CONFIG_OPTION = {
+  ...CONFIG_OPTION,
   description: "configuration file naming the admin's credentials",
 } as const;
 
-const text = (value: unknown): string | undefined =>
-  typeof value === "string" ? value : undefined;
-
-async function print(json: boolean, value: unknown, lines: string[]): Promise<void> {
-  if (json) {
-    const { jsonOutput } = await import("../command/index.js");
-    writeLines([jsonOutput(value)]);
-    return;
-  }
-  const { escapeForTerminal } = await import("../core/index.js");
-  writeLines(lines.map((line) => ({ stream: "stdout", text: escapeForTerminal(line) })));
-}
-
-async function loadConfig(values: Record<string, unknown>) {
-  const { loadContext } = await import("../command/index.js");
-  const { config } = await loadContext({
-    root: "/",
-    configFile: text(values.config),
-    env: process.env,
-  });
-  if (!config) {
-    const { OgygiaError } = await import("../core/index.js");
-    throw new OgygiaError(
-      "ERR_OGYGIA_CONFIG_READ",
-      "no configuration file to take the fleet from",
-      {
-        hint: "Name it with --config or $OGYGIA_CONFIG.",
-      },
-    );
-  }
-  return config;
-}
+const loadConfig = (values: Record<string, unknown>) => requireConfig(values, "the fleet");
 
 /** Writes `content` to `file` with mode 0600, through a temporary file renamed into place. */
 function writeSecretFile(file: string, content: string): void {
@@ -87,7 +54,7 @@ const GRANT: CommandSpec = {
       valueName: "file",
       description: "where to write HOST's password (default: ./HOST.password)",
     },
-    config: CONFIG_OPTION,
+    config: ADMIN_CONFIG_OPTION,
     json: JSON_OPTION,
   },
   positionals: [{ name: "host", description: "the host's name, as it publishes" }],
@@ -119,7 +86,7 @@ const REVOKE: CommandSpec = {
   description:
     "Run with the admin's credentials. On etcd: delete HOST's user and role. On ZooKeeper:\n" +
     "set HOST's nodes to readable by all and writable by the admin only. Its keys stay.",
-  options: { config: CONFIG_OPTION, json: JSON_OPTION },
+  options: { config: ADMIN_CONFIG_OPTION, json: JSON_OPTION },
   positionals: [{ name: "host", description: "the host's name, as it publishes" }],
   environment: [["OGYGIA_CONFIG", "configuration file to use instead of the default"]],
   examples: ["ogygia fleet revoke web01 --config admin.toml"],
@@ -143,7 +110,7 @@ const HOSTS: CommandSpec = {
   summary: "list the hosts that hold a grant",
   description:
     "Run with the admin's credentials: the hosts `ogygia fleet grant` made credentials for.",
-  options: { config: CONFIG_OPTION, json: JSON_OPTION },
+  options: { config: ADMIN_CONFIG_OPTION, json: JSON_OPTION },
   environment: [["OGYGIA_CONFIG", "configuration file to use instead of the default"]],
   examples: ["ogygia fleet hosts --config admin.toml"],
   async run({ values }) {

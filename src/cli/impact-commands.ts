@@ -5,12 +5,10 @@
 
 import { usageError, type CommandSpec } from "./args.js";
 import { writeLines } from "./output.js";
-
-const text = (value: unknown): string | undefined =>
-  typeof value === "string" ? value : undefined;
+import { CONFIG_OPTION, JSON_OPTION, ROOT_OPTION, printJson, text } from "./shared.js";
 
 const COMMON_OPTIONS = {
-  json: { type: "boolean", description: "print the result as JSON" },
+  json: JSON_OPTION,
   irisd: {
     type: "string",
     valueName: "url",
@@ -23,18 +21,8 @@ const COMMON_OPTIONS = {
     description: "physical root of the local store, read first when it has a path",
     default: "/",
   },
-  root: {
-    type: "string",
-    valueName: "dir",
-    description: "resolve the default config under DIR",
-    default: "/",
-    existingDirectory: true,
-  },
-  config: {
-    type: "string",
-    valueName: "file",
-    description: "configuration file (default: $OGYGIA_CONFIG, else the current system's)",
-  },
+  root: { ...ROOT_OPTION, description: "resolve the default config under DIR" },
+  config: CONFIG_OPTION,
 } as const;
 
 const ENVIRONMENT = [
@@ -54,11 +42,6 @@ async function open(values: Values) {
     storeRoot: text(values.store) ?? "/",
   });
   return { impact, sources };
-}
-
-async function printJson(value: unknown): Promise<void> {
-  const { jsonOutput } = await import("../command/index.js");
-  writeLines([jsonOutput(value)]);
 }
 
 const DIFF: CommandSpec = {
