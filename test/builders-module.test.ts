@@ -69,6 +69,7 @@ async function evaluate(config: string): Promise<Evaluated> {
         users.groups = mkOption { type = types.attrsOf freeform; default = { }; };
         services.openssh.enable = mkOption { type = types.bool; default = false; };
         nix.distributedBuilds = mkOption { type = types.bool; default = false; };
+        services.nebula.networks = mkOption { type = types.attrsOf freeform; default = { }; };
       };
       c = (lib.evalModules { modules = [ stubs { _module.args.pkgs = pkgs; } ./nix/module.nix (${config}) ]; }).config;
       cliFile = lib.findFirst (p: p.name or "" == "ogygia-config.toml") null c.environment.systemPackages;

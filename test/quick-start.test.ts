@@ -30,6 +30,8 @@ const TOOLS_BUT_WRK = [
   "zsh",
   "fish",
   "nebula-cert",
+  "ip",
+  "curl",
   "openssl",
   "chromium",
 ];

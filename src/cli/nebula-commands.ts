@@ -246,4 +246,61 @@ const REKEY: CommandSpec = {
   },
 };
 
-export const NEBULA_COMMANDS: readonly CommandSpec[] = [CA_INIT, KEYGEN, SIGN, REKEY];
+const STATUS: CommandSpec = {
+  path: ["nebula", "status"],
+  summary: "the fleet's Nebula certificates: addresses, groups, time left, problems",
+  description:
+    "Read the certificate facts every host publishes (`ogygia publish` with [ogygia.nebula]\n" +
+    "cert_file) and show each host's address, groups and time left. A certificate is a\n" +
+    "warning with under a third of its lifetime left, critical when expired, signed by a CA\n" +
+    "that [ogygia.nebula] ca_files (or ca_dir's ca.crt) does not name, or when its address\n" +
+    "is also another host's. Exits 1 when any certificate is critical, else 0.",
+  options: {
+    config: { type: "string", valueName: "file", description: "configuration file to use" },
+    json: JSON_OPTION,
+  },
+  environment: [["OGYGIA_CONFIG", "configuration file to use instead of the default"]],
+  examples: ["ogygia nebula status", "ogygia nebula status --json"],
+  async run({ values }) {
+    const [{ nebulaStatus, formatDuration }, { loadContext, formatTable }] = await Promise.all([
+      import("../nebula/index.js"),
+      import("../command/index.js"),
+    ]);
+    const { config } = await loadContext({
+      root: "/",
+      configFile: text(values.config),
+      env: process.env,
+    });
+    const result = await nebulaStatus({ config, now: Date.now() });
+    const rows: string[][] = [["HOST", "ADDRESS", "GROUPS", "EXPIRES", "STATE"]];
+    for (const cert of result.certificates) {
+      const left =
+        cert.remainingMs === null
+          ? "?"
+          : cert.remainingMs <= 0
+            ? `expired ${formatDuration(cert.remainingMs)} ago`
+            : `in ${formatDuration(cert.remainingMs)}`;
+      rows.push([
+        cert.host + (result.alive.includes(cert.host) ? "" : " (offline)"),
+        cert.address ?? "-",
+        cert.groups.length > 0 ? cert.groups.join(",") : "-",
+        left,
+        cert.level + (cert.reasons.length > 0 ? `: ${cert.reasons.join("; ")}` : ""),
+      ]);
+    }
+    const lines =
+      result.certificates.length === 0
+        ? [`no host publishes a Nebula certificate under ${result.namespace}`]
+        : formatTable(rows);
+    for (const conflict of result.conflicts) {
+      lines.push(`address conflict: ${conflict.address} is given to ${conflict.hosts.join(", ")}`);
+    }
+    if (!result.caChecked) {
+      lines.push("issuers not checked: no CA known here (set [ogygia.nebula] ca_files)");
+    }
+    await print(values.json === true, result, lines);
+    return result.certificates.some((c) => c.level === "critical") ? 1 : 0;
+  },
+};
+
+export const NEBULA_COMMANDS: readonly CommandSpec[] = [CA_INIT, KEYGEN, SIGN, STATUS, REKEY];

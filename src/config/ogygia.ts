@@ -336,6 +336,21 @@ export const configSchema = table({
                   "contents: a folder meant to be committed.",
                 default: "nebula",
               }),
+              cert_file: optional(
+                string({
+                  description:
+                    "This host's certificate (the one its Nebula uses): `ogygia publish` publishes " +
+                    "its facts (address, groups, expiry, fingerprints) as the host's `nebula` key.",
+                  check: (v) => (v.trim() === "" ? "must name a file" : undefined),
+                }),
+              ),
+              ca_files: stringList({
+                description:
+                  "The CA certificates (or bundles) the mesh trusts: `ogygia nebula status` calls " +
+                  "a certificate signed by any other CA critical. Besides ca_dir's ca.crt, if any.",
+                default: [],
+                check: (v) => (v.trim() === "" ? "must name a file" : undefined),
+              }),
             },
           }),
         ),
@@ -412,6 +427,10 @@ export interface NebulaConfig {
   subnet: string | undefined;
   caDir: string;
   certDir: string;
+  /** This host's certificate, whose facts `ogygia publish` publishes. */
+  certFile: string | undefined;
+  /** The CA files `ogygia nebula status` trusts (ca_dir's ca.crt is added when it exists). */
+  caFiles: string[];
 }
 
 export interface OgygiaSettings {
@@ -466,6 +485,8 @@ export async function parseConfig(text: string, file: string): Promise<OgygiaCon
       subnet: raw.ogygia.nebula.subnet,
       caDir: raw.ogygia.nebula.ca_dir,
       certDir: raw.ogygia.nebula.cert_dir,
+      certFile: raw.ogygia.nebula.cert_file,
+      caFiles: raw.ogygia.nebula.ca_files,
     },
     builder: raw.ogygia.builder && {
       user: raw.ogygia.builder.user,

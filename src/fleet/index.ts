@@ -17,6 +17,7 @@ export {
   STATE_FIELDS,
   STORED_FIELDS,
   SYSTEM_PATH_FIELDS,
+  NEBULA_FIELDS,
   type SystemPathField,
   type FleetBackend,
   type FleetField,

@@ -38,11 +38,15 @@ export const SYSTEM_PATH_FIELDS = ["current_system", "booted_system", "nextboot_
 
 export type SystemPathField = (typeof SYSTEM_PATH_FIELDS)[number];
 
+/** The host's Nebula certificate's facts, JSON (see src/nebula/published.ts). */
+export const NEBULA_FIELDS = ["nebula"] as const;
+
 export type FleetField =
   | (typeof STATE_FIELDS)[number]
   | (typeof PUBLISHER_FIELDS)[number]
   | (typeof LEASED_FIELDS)[number]
   | (typeof IRIS_FIELDS)[number]
+  | (typeof NEBULA_FIELDS)[number]
   | SystemPathField;
 
 export const FLEET_FIELDS: readonly FleetField[] = [
@@ -50,6 +54,7 @@ export const FLEET_FIELDS: readonly FleetField[] = [
   ...PUBLISHER_FIELDS,
   ...LEASED_FIELDS,
   ...IRIS_FIELDS,
+  ...NEBULA_FIELDS,
   ...SYSTEM_PATH_FIELDS,
 ];
 
@@ -65,6 +70,7 @@ export const STORED_FIELDS: readonly StoredField[] = [
   "reboot_required",
   "updated_at",
   ...IRIS_FIELDS,
+  ...NEBULA_FIELDS,
   ...SYSTEM_PATH_FIELDS,
 ];
 

@@ -106,21 +106,21 @@ export interface CertificateFacts {
   publicKey: string;
 }
 
-export async function readCertificate(file: string): Promise<CertificateFacts> {
-  const text = await run(["print", "-json", "-path", file]);
-  const parsed = JSON.parse(text) as {
-    details: {
-      name: string;
-      ips: string[];
-      groups: string[];
-      notBefore: string;
-      notAfter: string;
-      isCa: boolean;
-      issuer: string;
-      publicKey: string;
-    };
-    fingerprint: string;
+interface PrintedCertificate {
+  details: {
+    name: string;
+    ips: string[];
+    groups: string[];
+    notBefore: string;
+    notAfter: string;
+    isCa: boolean;
+    issuer: string;
+    publicKey: string;
   };
+  fingerprint: string;
+}
+
+function toFacts(parsed: PrintedCertificate): CertificateFacts {
   const d = parsed.details;
   return {
     name: d.name,
@@ -133,6 +133,24 @@ export async function readCertificate(file: string): Promise<CertificateFacts> {
     fingerprint: parsed.fingerprint,
     publicKey: d.publicKey,
   };
+}
+
+/** Every certificate of a file (a CA bundle holds several), in file order. */
+export async function readCertificates(file: string): Promise<CertificateFacts[]> {
+  const text = await run(["print", "-json", "-path", file]);
+  // One JSON document per certificate, a line each.
+  return text
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => toFacts(JSON.parse(line) as PrintedCertificate));
+}
+
+export async function readCertificate(file: string): Promise<CertificateFacts> {
+  const [first] = await readCertificates(file);
+  if (first === undefined) {
+    throw new OgygiaError("ERR_OGYGIA_NEBULA", `${file} holds no certificate`);
+  }
+  return first;
 }
 
 /**

@@ -86,6 +86,17 @@ describe("rekeyCandidates", () => {
     );
     expect(within.map((d) => [d.file, d.remainingMs])).toEqual([["c.crt", 5 * HOUR]]);
   });
+
+  it("takes the last signed certificate of a host, even when an older one lasts longer", () => {
+    const due = rekeyCandidates(
+      [
+        { file: "a-long.crt", facts: cert("a", "10.0.0.1/16", NOW - 2 * HOUR, NOW + 20 * HOUR) },
+        { file: "a-short.crt", facts: cert("a", "10.0.0.1/16", NOW - HOUR, NOW + 10 * 60_000) },
+      ],
+      { now: NOW },
+    );
+    expect(due.map((d) => d.file)).toEqual(["a-short.crt"]);
+  });
 });
 
 describe("formatDuration", () => {

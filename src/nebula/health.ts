@@ -154,6 +154,11 @@ export function assessCertificates(
   return { certificates, conflicts, caChecked: options.knownCas !== null };
 }
 
+function isNewer(a: CertificateFacts, b: CertificateFacts): boolean {
+  const started = Date.parse(a.notBefore) - Date.parse(b.notBefore);
+  return started !== 0 ? started > 0 : Date.parse(a.notAfter) > Date.parse(b.notAfter);
+}
+
 /** A certificate `rekey` would renew, and why. */
 export interface RekeyCandidate {
   file: string;
@@ -163,7 +168,9 @@ export interface RekeyCandidate {
 
 /**
  * The certificates of a folder due for renewal at `now`: per host name only
- * the newest (latest expiry; older ones are superseded), those with less
+ * the newest (the last signed, by its start of validity, then the later
+ * expiry: it is the one the host was given; older ones are superseded, even
+ * a longer one), those with less
  * than `withinMs` left, or, without it, less than a third of their lifetime.
  * CA certificates are never candidates.
  */
@@ -175,9 +182,7 @@ export function rekeyCandidates(
   for (const cert of certificates) {
     if (cert.facts.isCa) continue;
     const seen = newest.get(cert.facts.name);
-    if (seen === undefined || Date.parse(cert.facts.notAfter) > Date.parse(seen.facts.notAfter)) {
-      newest.set(cert.facts.name, cert);
-    }
+    if (seen === undefined || isNewer(cert.facts, seen.facts)) newest.set(cert.facts.name, cert);
   }
   const due: RekeyCandidate[] = [];
   for (const cert of newest.values()) {

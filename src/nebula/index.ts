@@ -37,6 +37,9 @@ import {
 import { rekeyCandidates } from "./health.js";
 
 export type { CertificateFacts } from "./cert-tool.js";
+export { readCertificate } from "./cert-tool.js";
+export { decodeNebulaFacts, encodeNebulaFacts, type PublishedNebulaFacts } from "./published.js";
+export { nebulaStatus, type NebulaStatus } from "./status.js";
 export {
   rekeyCandidates,
   assessCertificates,

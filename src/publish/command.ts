@@ -17,6 +17,7 @@ import {
 } from "../fleet/index.js";
 import { DEFAULT_CONFIG_PATH, type DetectedHostname } from "../system/index.js";
 import { PublishDaemon, type DaemonLogger } from "./daemon.js";
+import { watchNebulaCert } from "./nebula.js";
 import { planPublication, readLocalPublication, storedValues, type Change } from "./plan.js";
 
 export interface PublishOptions extends CommandOptions {
@@ -97,7 +98,7 @@ export async function publishOnce(options: PublishOptions): Promise<PublishResul
   try {
     const [values, local] = await Promise.all([
       publisher.readHost(),
-      readLocalPublication(options.root),
+      readLocalPublication(options.root, { nebulaCertFile: config.nebula?.certFile }),
     ]);
     const updatedAt = (options.now ?? (() => new Date()))().toISOString();
     const plan = planPublication(storedValues(values), local.values, updatedAt);
@@ -140,6 +141,16 @@ export async function runDaemon(options: DaemonRunOptions): Promise<void> {
     leaseTtlSeconds: config.publish.leaseTtlSeconds,
     resyncIntervalSeconds: config.publish.resyncIntervalSeconds,
     ...(options.now ? { now: options.now } : {}),
+    sources: { nebulaCertFile: config.nebula?.certFile },
+  });
+  // [ogygia.nebula] cert_file: a renewed certificate is republished at once.
+  const stopNebulaWatch = watchNebulaCert(options.root, config.nebula?.certFile, {
+    onChange: () => {
+      daemon.markDirty();
+    },
+    onProblem: (problem) => {
+      options.log.warn({ problem }, "cannot watch the Nebula certificate; relying on resync");
+    },
   });
   // [ogygia.builder]: this host's builder entry, under a lease of the publisher's TTL.
   const builder = await startBuilderAnnouncement({ config, host, log: options.log });
@@ -149,6 +160,7 @@ export async function runDaemon(options: DaemonRunOptions): Promise<void> {
   try {
     await daemon.run();
   } finally {
+    stopNebulaWatch();
     await builder?.stop();
   }
 }

@@ -15,6 +15,7 @@ import {
   planPublication,
   readLocalPublication,
   storedValues,
+  type LocalSources,
 } from "./plan.js";
 import { StateLinkWatcher } from "./watch.js";
 
@@ -37,6 +38,8 @@ export interface DaemonOptions {
   resyncIntervalSeconds: number;
   /** For tests: the clock that stamps `updated_at`. */
   now?: () => Date;
+  /** Where optional fields come from (`[ogygia.nebula] cert_file`, ...). */
+  sources?: LocalSources;
 }
 
 /** Failures the loop retries: the fleet adapters report every backend failure as one of these. */
@@ -61,6 +64,7 @@ export class PublishDaemon {
   private readonly watcher: StateLinkWatcher;
   private readonly stopping = new AbortController();
   private readonly startedAt: string;
+  private readonly sources: LocalSources;
 
   /** The local state may differ from what was last published. */
   private dirty = true;
@@ -78,6 +82,7 @@ export class PublishDaemon {
   constructor(options: DaemonOptions) {
     this.publisher = options.publisher;
     this.root = options.root;
+    this.sources = options.sources ?? {};
     this.log = options.log;
     this.now = options.now ?? (() => new Date());
     this.startedAt = this.now().toISOString();
@@ -233,7 +238,7 @@ export class PublishDaemon {
   }
 
   private async publish(): Promise<void> {
-    const local = await readLocalPublication(this.root);
+    const local = await readLocalPublication(this.root, this.sources);
     for (const problem of local.problems) {
       this.log.warn({ problem }, "state unreadable; publishing it as unknown");
     }

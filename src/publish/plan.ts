@@ -13,16 +13,24 @@ import {
 } from "../fleet/index.js";
 import { STATE_PATHS, SYSTEM_STATES, readLocalStates } from "../system/index.js";
 import { readIrisUrl } from "./iris-url.js";
+import { readNebulaValue } from "./nebula.js";
 import { readBootLinks, rebootRequired } from "./reboot.js";
 import { readSystemPaths, systemPathFieldsOf, type SystemPathValues } from "./system-paths.js";
 
 /** The fields whose values come from the host (`updated_at` comes from the clock). */
-export type LocalField = Exclude<StoredField, "updated_at" | SystemPathField>;
+export type LocalField = Exclude<StoredField, "updated_at" | SystemPathField | "nebula">;
 
 export const LOCAL_FIELDS: readonly LocalField[] = [...STATE_FIELDS, "reboot_required", "iris_url"];
 
 /** The local fields' values; a system path field left out is not published at all. */
-export type LocalValues = Record<LocalField, string | null> & Partial<SystemPathValues>;
+export type LocalValues = Record<LocalField, string | null> &
+  Partial<SystemPathValues> & { nebula?: string | null };
+
+/** Where optional fields come from; each left out is not published. */
+export interface LocalSources {
+  /** `[ogygia.nebula] cert_file`: publishes `nebula`. */
+  nebulaCertFile?: string | undefined;
+}
 
 /** What the host has to say. */
 export interface LocalPublication {
@@ -49,12 +57,16 @@ export interface PublicationPlan {
  * `unknown`) or unreadable publishes as unknown: its key is deleted, so
  * that nobody mistakes a stale revision for the running one.
  */
-export async function readLocalPublication(root: string): Promise<LocalPublication> {
-  const [states, booted, next, iris] = await Promise.all([
+export async function readLocalPublication(
+  root: string,
+  sources: LocalSources = {},
+): Promise<LocalPublication> {
+  const [states, booted, next, iris, nebula] = await Promise.all([
     readLocalStates(root),
     readBootLinks(root, STATE_PATHS.booted),
     readBootLinks(root, STATE_PATHS.nextboot),
     readIrisUrl(root),
+    readNebulaValue(root, sources.nebulaCertFile),
   ]);
   const problems: string[] = [];
   for (const state of SYSTEM_STATES) {
@@ -65,6 +77,7 @@ export async function readLocalPublication(root: string): Promise<LocalPublicati
     if (reading.problem !== undefined) problems.push(reading.problem);
   }
   if (iris.problem !== undefined) problems.push(iris.problem);
+  if (nebula?.problem !== undefined) problems.push(nebula.problem);
   const reboot = rebootRequired(booted.links, next.links);
   const systems = readSystemPaths(root);
   return {
@@ -75,6 +88,7 @@ export async function readLocalPublication(root: string): Promise<LocalPublicati
       reboot_required: reboot === null ? null : String(reboot),
       iris_url: iris.url,
       ...systems.values,
+      ...(nebula && { nebula: nebula.value }),
     },
     problems: [...problems, ...systems.problems],
   };
@@ -103,7 +117,11 @@ export function planPublication(
   const put = new Map<StoredField, string>();
   const deleted: StoredField[] = [];
   const fields: PublicationPlan["fields"] = [];
-  for (const field of [...LOCAL_FIELDS, ...systemPathFieldsOf(local)]) {
+  const optional = [
+    ...systemPathFieldsOf(local),
+    ...("nebula" in local ? (["nebula"] as const) : []),
+  ];
+  for (const field of [...LOCAL_FIELDS, ...optional]) {
     const value = local[field] ?? null;
     const current = stored.get(field);
     if (value === null) {

@@ -71,6 +71,8 @@ export interface ExampleReport {
   irisdConfig: CheckedFile | null;
   nixSettings: { substituters: string[]; "trusted-public-keys": string[] };
   firewallTCPPorts: number[];
+  /** `services.nebula.networks`, as nix/modules/nebula.nix sets it. */
+  nebulaNetworks: Record<string, Record<string, unknown>>;
 }
 
 /**

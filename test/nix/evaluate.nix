@@ -50,6 +50,8 @@ let
       meta.mainProgram = "ogygia";
     };
     nettools = derivation' "net-tools" { };
+    nebula = derivation' "nebula" { };
+    coreutils = derivation' "coreutils" { };
     formats.toml =
       { }:
       {
@@ -143,6 +145,11 @@ let
         type = types.listOf types.port;
         default = [ ];
       };
+      # Set by nix/modules/nebula.nix (ogygia.nebula.enable).
+      services.nebula.networks = mkOption {
+        type = types.attrsOf (types.submodule { freeformType = types.attrsOf types.unspecified; });
+        default = { };
+      };
     };
   };
 
@@ -204,6 +211,7 @@ let
         inherit (config.nix.settings) substituters trusted-public-keys;
       };
       firewallTCPPorts = config.networking.firewall.allowedTCPPorts;
+      nebulaNetworks = config.services.nebula.networks;
     };
 
   options =
