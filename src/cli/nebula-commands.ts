@@ -4,18 +4,11 @@
 
 import { usageError, type CommandSpec } from "./args.js";
 import { writeLines } from "./output.js";
+import { CONFIG_OPTION, JSON_OPTION, printJson, text } from "./shared.js";
 
-const JSON_OPTION = { type: "boolean", description: "print the result as JSON" } as const;
-
-const text = (value: unknown): string | undefined =>
-  typeof value === "string" ? value : undefined;
-
+/** JSON with `--json`, else `lines` as they are (the table escapes its own cells). */
 async function print(json: boolean, value: unknown, lines: string[]): Promise<void> {
-  if (json) {
-    const { jsonOutput } = await import("../command/index.js");
-    writeLines([jsonOutput(value)]);
-    return;
-  }
+  if (json) return printJson(value);
   writeLines(lines.map((line) => ({ stream: "stdout", text: line })));
 }
 
@@ -38,7 +31,7 @@ const CA_INIT: CommandSpec = {
       valueName: "dir",
       description: "where to write ca.crt and ca.key (default: [ogygia.nebula] ca_dir, nebula-ca)",
     },
-    config: { type: "string", valueName: "file", description: "configuration file to use" },
+    config: CONFIG_OPTION,
     json: JSON_OPTION,
   },
   examples: ["ogygia nebula ca init --name example-mesh --duration 43800h"],
@@ -120,7 +113,7 @@ const SIGN: CommandSpec = {
     },
     ca: { type: "string", valueName: "dir", description: "the CA's folder (default: ca_dir)" },
     out: { type: "string", valueName: "dir", description: "where to write (default: cert_dir)" },
-    config: { type: "string", valueName: "file", description: "configuration file to use" },
+    config: CONFIG_OPTION,
     json: JSON_OPTION,
   },
   positionals: [{ name: "host", description: "the host's name, as it publishes" }],
@@ -193,7 +186,7 @@ const REKEY: CommandSpec = {
       valueName: "dir",
       description: "the certificate folder (default: cert_dir)",
     },
-    config: { type: "string", valueName: "file", description: "configuration file to use" },
+    config: CONFIG_OPTION,
     json: JSON_OPTION,
   },
   environment: [["OGYGIA_CONFIG", "configuration file to use instead of the default"]],
@@ -256,7 +249,7 @@ const STATUS: CommandSpec = {
     "that [ogygia.nebula] ca_files (or ca_dir's ca.crt) does not name, or when its address\n" +
     "is also another host's. Exits 1 when any certificate is critical, else 0.",
   options: {
-    config: { type: "string", valueName: "file", description: "configuration file to use" },
+    config: CONFIG_OPTION,
     json: JSON_OPTION,
   },
   environment: [["OGYGIA_CONFIG", "configuration file to use instead of the default"]],
