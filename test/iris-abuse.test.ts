@@ -153,7 +153,8 @@ describe("clients that hold resources", () => {
       const metrics = await metricsOf(nodeA);
       return (
         sample(metrics, 'irisd_connections_shed_total{reason="write-timeout"}') +
-        sample(metrics, 'irisd_connections_shed_total{reason="buffer"}')
+        sample(metrics, 'irisd_connections_shed_total{reason="buffer"}') +
+        sample(metrics, 'irisd_connections_shed_total{reason="memory"}')
       );
     };
     await waitFor(
@@ -169,7 +170,9 @@ describe("clients that hold resources", () => {
     );
     for (const probe of probes) expect(probe.received).toBeLessThan(narSize);
     // One log line for the cause, not one per client.
-    const lines = nodeA.logs().filter((l) => l.cause === "write-timeout" || l.cause === "buffer");
+    const lines = nodeA
+      .logs()
+      .filter((l) => l.cause === "write-timeout" || l.cause === "buffer" || l.cause === "memory");
     expect(lines.length).toBeGreaterThanOrEqual(1);
     expect(lines.length).toBeLessThan(5);
     expect(nodeA.logs().filter((l) => l.level >= 50)).toEqual([]);
@@ -177,6 +180,30 @@ describe("clients that hold resources", () => {
     const res = await httpRequest(url.toString());
     expect(res.status).toBe(200);
     expect(sha256(res.body)).toBe(sha256(await nixDump(bigPath)));
+  }, 120_000);
+
+  it("row 3: what all responses hold is bounded: over it, the most stalled responses are dropped", async () => {
+    const node = await startIrisd({
+      storeRoot: (await makeChrootStore([bigPath], { root: path.join(dir, "m") })).root,
+      secretKeyFiles: [keys.secretKeyFile],
+      // No write timeout within the test: only the memory bound can drop them.
+      extraToml: "[limits]\nwrite_timeout_secs = 3600\nbuffered_bytes_total = 2097152",
+    });
+    const url = new URL(await narUrlOf(node, bigPath));
+    const probes = await Promise.all(Array.from({ length: 5 }, () => connect(node.port)));
+    for (const probe of probes) {
+      probe.socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      probe.socket.pause();
+    }
+    const shed = 'irisd_connections_shed_total{reason="memory"}';
+    await waitFor(
+      "the memory bound to drop stalled responses",
+      async () => (sample(await metricsOf(node), shed) >= 4 ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
+    expect(node.logs().filter((l) => l.cause === "memory")).toHaveLength(1);
+    for (const probe of probes) probe.socket.destroy();
+    await node.stop();
   }, 120_000);
 
   it("row 4: at the connection cap, the oldest idle connections are shed and a new client is served", async () => {

@@ -42,10 +42,18 @@ export const limitsSchema = table({
     response_buffer_bytes: integer({
       description:
         "Bytes one response may hold in memory waiting for its client; more, and the " +
-        "connection is dropped.",
-      default: 4 * 1024 * 1024,
+        "connection is dropped (above the local store's 4 MiB of chunks in flight).",
+      default: 8 * 1024 * 1024,
       min: 64 * 1024,
       max: 1024 ** 3,
+    }),
+    buffered_bytes_total: integer({
+      description:
+        "Bytes all responses together may hold waiting for their clients; more, and the " +
+        "responses stalled longest are dropped until they fit.",
+      default: 256 * 1024 * 1024,
+      min: 1024 * 1024,
+      max: 64 * 1024 ** 3,
     }),
     peer_min_bytes_per_sec: integer({
       description:
@@ -86,6 +94,7 @@ export function limitsFrom(raw: FieldType<typeof limitsSchema>): IrisdLimits {
       idleTimeoutMs: raw.idle_timeout_secs * 1000,
       writeTimeoutMs: raw.write_timeout_secs * 1000,
       maxResponseBufferBytes: raw.response_buffer_bytes,
+      maxBufferedBytesTotal: raw.buffered_bytes_total,
     },
     peerMinRate: {
       bytesPerSec: raw.peer_min_bytes_per_sec,

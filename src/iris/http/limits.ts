@@ -5,7 +5,9 @@
  * bound on what a response may hold in memory (a client that does not read
  * is paused by backpressure, then dropped once it took nothing for the
  * write timeout; a response whose buffered bytes pass the bound is dropped
- * at once). The header and idle timeouts are Node's own (`headersTimeout`,
+ * at once; and when all responses together hold more than
+ * `maxBufferedBytesTotal`, those stalled longest are dropped until they fit).
+ * The header and idle timeouts are Node's own (`headersTimeout`,
  * `keepAliveTimeout`), set by the server from `ConnectionLimits`.
  *
  * Every cause is counted (`irisd_connections_shed_total{reason}`) and logged
@@ -26,6 +28,8 @@ export interface ConnectionLimits {
   idleTimeoutMs: number;
   writeTimeoutMs: number;
   maxResponseBufferBytes: number;
+  /** Bytes all responses together may hold waiting for their clients. */
+  maxBufferedBytesTotal: number;
 }
 
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
@@ -33,17 +37,21 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   headerTimeoutMs: 10_000,
   idleTimeoutMs: 30_000,
   writeTimeoutMs: 60_000,
-  maxResponseBufferBytes: 4 * 1024 * 1024,
+  maxResponseBufferBytes: 8 * 1024 * 1024,
+  maxBufferedBytesTotal: 256 * 1024 * 1024,
 };
 
 /** Why a connection was closed or refused by a limit. */
-export type ShedReason = "cap-idle" | "cap-refused" | "write-timeout" | "buffer" | "header-timeout";
+export type ShedReason =
+  "cap-idle" | "cap-refused" | "write-timeout" | "buffer" | "memory" | "header-timeout";
 
 const MESSAGES: Record<ShedReason, string> = {
   "cap-idle": "connection cap reached: the connection idle for longest was closed",
   "cap-refused": "connection cap reached with no idle connection: a new connection was refused",
   "write-timeout": "a client read nothing for the write timeout: its connection was dropped",
   buffer: "a response held more than the per-response memory bound: its connection was dropped",
+  memory:
+    "responses held more than the memory bound for all of them: the most stalled were dropped",
   "header-timeout": "a client did not send its request headers in time: its connection was closed",
 };
 
@@ -182,8 +190,10 @@ export class ConnectionGuard {
   /** Drops responses that took nothing for the write timeout, or hold too much. */
   private sweep(): void {
     const t = this.now();
+    let total = 0;
     for (const [socket, tracked] of this.busy) {
       const buffered = socket.writableLength;
+      total += buffered;
       if (buffered > this.limits.maxResponseBufferBytes) {
         socket.destroy();
         this.count("buffer", { bufferedBytes: buffered, remote: socket.remoteAddress });
@@ -199,6 +209,30 @@ export class ConnectionGuard {
         socket.destroy();
         this.count("write-timeout", { remote: socket.remoteAddress });
       }
+    }
+    if (total > this.limits.maxBufferedBytesTotal) this.shedMemory(total);
+  }
+
+  /** Drops the responses stalled longest until what all of them hold fits the bound. */
+  private shedMemory(total: number): void {
+    const stalled = [...this.busy]
+      .filter(([socket]) => !socket.destroyed && socket.writableLength > 0)
+      .sort((a, b) => a[1].movedAt - b[1].movedAt);
+    let held = total;
+    let dropped = 0;
+    for (const [socket] of stalled) {
+      if (held <= this.limits.maxBufferedBytesTotal) break;
+      held -= socket.writableLength;
+      socket.destroy();
+      dropped += 1;
+      this.shed.inc({ reason: "memory" }, 1);
+    }
+    if (dropped > 0) {
+      this.note("memory", MESSAGES.memory, {
+        dropped,
+        heldBytes: total,
+        maxBufferedBytesTotal: this.limits.maxBufferedBytesTotal,
+      });
     }
   }
 }
