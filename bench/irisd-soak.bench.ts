@@ -16,6 +16,7 @@
  *
  *   npm run bench -- irisd-soak
  *   IRIS_SOAK_SECONDS=30 npm run bench -- irisd-soak     # shorter
+ *   IRIS_SOAK_SCRIPT=<other checkout>/dist/bundle/ogygia-irisd.js ...  # another build, both daemons
  *
  * Needs ~2,300 file descriptors for the clients: the bench re-runs itself
  * under `ulimit -n 65536` in a child shell when the limit is lower.
@@ -305,6 +306,9 @@ async function main(): Promise<void> {
     good = await startFakePeer(fake("serve", 300));
     const start = (name: string): Promise<IrisdProcess> =>
       startIrisd({
+        ...(process.env.IRIS_SOAK_SCRIPT === undefined
+          ? {}
+          : { script: process.env.IRIS_SOAK_SCRIPT }),
         storeRoot: store.root,
         secretKeyFiles: [keys.secretKeyFile],
         peers: [dripper?.url ?? "", good?.url ?? ""],
