@@ -186,11 +186,12 @@ describe("clients that hold resources", () => {
     const node = await startIrisd({
       storeRoot: (await makeChrootStore([bigPath], { root: path.join(dir, "m") })).root,
       secretKeyFiles: [keys.secretKeyFile],
-      // No write timeout within the test: only the memory bound can drop them.
+      // No write timeout within the test: only the memory bound can drop them. Each
+      // stalled response holds about one 1 MiB chunk: ten hold far more than 2 MiB.
       extraToml: "[limits]\nwrite_timeout_secs = 3600\nbuffered_bytes_total = 2097152",
     });
     const url = new URL(await narUrlOf(node, bigPath));
-    const probes = await Promise.all(Array.from({ length: 5 }, () => connect(node.port)));
+    const probes = await Promise.all(Array.from({ length: 10 }, () => connect(node.port)));
     for (const probe of probes) {
       probe.socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
       probe.socket.pause();
@@ -198,7 +199,7 @@ describe("clients that hold resources", () => {
     const shed = 'irisd_connections_shed_total{reason="memory"}';
     await waitFor(
       "the memory bound to drop stalled responses",
-      async () => (sample(await metricsOf(node), shed) >= 4 ? true : undefined),
+      async () => (sample(await metricsOf(node), shed) >= 5 ? true : undefined),
       { timeoutMs: 60_000, intervalMs: 200 },
     );
     expect(node.logs().filter((l) => l.cause === "memory")).toHaveLength(1);
