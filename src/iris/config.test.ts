@@ -54,7 +54,43 @@ describe("parseIrisdConfig", () => {
         timeToIdleSecs: 604800,
       },
       bloom: { falsePositiveRate: 0.01, peerTtlSecs: 60 },
+      limits: {
+        connections: {
+          maxConnections: 2048,
+          headerTimeoutMs: 10_000,
+          idleTimeoutMs: 30_000,
+          writeTimeoutMs: 60_000,
+          maxResponseBufferBytes: 8 * 1024 * 1024,
+          maxBufferedBytesTotal: 256 * 1024 * 1024,
+        },
+        peerMinRate: { bytesPerSec: 4096, windowMs: 10_000 },
+        cacheScrubIntervalMs: 7 * 86_400_000,
+      },
     });
+  });
+
+  it("reads [limits]", async () => {
+    const config = await parseIrisdConfig(
+      "[limits]\nmax_connections = 10\nheader_timeout_secs = 2\nidle_timeout_secs = 3\n" +
+        "write_timeout_secs = 4\nresponse_buffer_bytes = 65536\npeer_min_bytes_per_sec = 0\n" +
+        "peer_rate_window_secs = 5\ncache_scrub_interval_secs = 0\n",
+      "/etc/irisd.toml",
+    );
+    expect(config.limits).toEqual({
+      connections: {
+        maxConnections: 10,
+        headerTimeoutMs: 2000,
+        idleTimeoutMs: 3000,
+        writeTimeoutMs: 4000,
+        maxResponseBufferBytes: 65536,
+        maxBufferedBytesTotal: 256 * 1024 * 1024,
+      },
+      peerMinRate: { bytesPerSec: 0, windowMs: 5000 },
+      cacheScrubIntervalMs: 0,
+    });
+    await expect(parseIrisdConfig("[limits]\nmax_connections = 0\n", undefined)).rejects.toThrow(
+      /limits\.max_connections/,
+    );
   });
 
   it("reads every key", async () => {

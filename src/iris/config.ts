@@ -36,6 +36,7 @@ import {
 } from "./contract.js";
 import { advertisedIrisUrl, checkAdvertiseUrl } from "./advertise.js";
 import type { ListenAddress } from "./http/index.js";
+import { limitsFrom, limitsSchema, type IrisdLimits } from "./limits-config.js";
 import { LOG_THRESHOLDS, isLogThreshold, type LogThreshold } from "../log/index.js";
 
 export const DEFAULT_CONFIG_PATH = DEFAULT_IRISD_CONFIG_PATH;
@@ -269,6 +270,7 @@ export const irisdConfigSchema = table({
         }),
       },
     }),
+    limits: limitsSchema,
   },
 });
 
@@ -300,6 +302,7 @@ export interface IrisdConfig {
   trust: { trustedKeys: string[] };
   cache: { dir: string; maxSizeBytes: number; timeToIdleSecs: number };
   bloom: { falsePositiveRate: number; peerTtlSecs: number };
+  limits: IrisdLimits;
 }
 
 function configError(message: string, cause?: unknown): OgygiaError {
@@ -399,6 +402,7 @@ export async function parseIrisdConfig(
       falsePositiveRate: raw.bloom.false_positive_rate,
       peerTtlSecs: raw.bloom.peer_ttl_secs,
     },
+    limits: limitsFrom(raw.limits),
   };
 }
 

@@ -6,6 +6,8 @@
  * listens.
  */
 
+import { Counter, type Registry } from "prom-client";
+
 import { packageVersion } from "../core/index.js";
 import { createTrustedKeys, type TrustedKeys } from "../nix/index.js";
 
@@ -13,6 +15,7 @@ import type { IrisdConfig } from "./config.js";
 import {
   IrisServer,
   coreRoutes,
+  createCauseLog,
   createHttpMetrics,
   buildLogRoute,
   createResolverChain,
@@ -38,7 +41,9 @@ import {
   providersRoute,
   rescanRoute,
   watchRegistryPeers,
+  startScrub,
   type LocalIndex,
+  type MinRate,
   type NarCache,
   type P2pMetrics,
   type PeerSet,
@@ -72,6 +77,7 @@ async function openPeerLayer(
     log: Logger;
     metrics: P2pMetrics;
     isLocal: (hashPart: string) => boolean;
+    minRate?: MinRate;
   },
 ): Promise<PeerLayer> {
   const { storeDir, trusted, log, metrics } = context;
@@ -94,7 +100,7 @@ async function openPeerLayer(
       log,
       metrics,
     });
-    const fetcher = createNarFetcher({ cache, log, metrics });
+    const fetcher = createNarFetcher({ cache, log, metrics, minRate: context.minRate });
     const resolvers = [
       createCacheResolver(cache, metrics),
       createPeerResolver({
@@ -111,6 +117,32 @@ async function openPeerLayer(
     cache.close();
     throw err;
   }
+}
+
+/** `[limits]`'s minimum peer rate, counted in `irisd_peer_slow_total` and logged once per peer a minute. */
+function slowPeers(config: IrisdConfig, log: Logger, registry: Registry): MinRate {
+  const slow = new Counter({
+    name: "irisd_peer_slow_total",
+    help: "NAR transfers cut because the peer was below [limits] peer_min_bytes_per_sec.",
+    labelNames: ["peer"],
+    registers: [registry],
+  });
+  const note = createCauseLog(log);
+  return {
+    ...config.limits.peerMinRate,
+    onSlow(peer, bytes) {
+      slow.inc({ peer }, 1);
+      note(
+        `slow:${peer}`,
+        "peer below the minimum transfer rate: continuing from the next provider",
+        {
+          peer,
+          bytesInWindow: bytes,
+          minBytesPerSec: config.limits.peerMinRate.bytesPerSec,
+        },
+      );
+    },
+  };
 }
 
 /** Every route: the binary cache, its `/local/` twins for peers, and the peer-to-peer API. */
@@ -194,6 +226,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
         metrics: p2pMetrics,
         // The index (store and cache) exists once the resolvers do; until then nothing is local.
         isLocal: (hashPart) => index?.has(hashPart) ?? false,
+        minRate: slowPeers(config, log, metrics.registry),
       });
     }
     const cached = layer?.cache;
@@ -230,7 +263,12 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
     log,
     metrics,
     shutdownTimeoutMs: config.server.shutdownTimeoutSecs * 1000,
+    limits: config.limits.connections,
   });
+  const scrub =
+    cache === undefined
+      ? undefined
+      : startScrub({ cache, log, intervalMs: config.limits.cacheScrubIntervalMs });
   let registry: RegistryPeers | undefined;
   try {
     if (peers !== undefined && config.peers.registry) {
@@ -248,6 +286,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
     await server.listen(config.server.listen);
   } catch (err) {
     await registry?.close();
+    await scrub?.stop();
     localIndex.close();
     await chain.close();
     throw err;
@@ -272,6 +311,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
     async stop() {
       await registry?.close();
       await server.close();
+      await scrub?.stop();
       localIndex.close();
       await chain.close();
     },

@@ -89,3 +89,35 @@ describe("writeNar with a shared pool", () => {
     expect(out).toBe(0);
   });
 });
+
+describe("writeNar with maxBufferedBytes", () => {
+  let dir: string | undefined;
+  afterEach(() => {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  /** Chunks handed to a sink that takes nothing (a client that does not read), before writeNar waits. */
+  async function chunksHeld(maxBufferedBytes: number | undefined): Promise<number> {
+    dir = mkdtempSync(path.join(os.tmpdir(), "ogygia-stalled-"));
+    const file = path.join(dir, "data");
+    writeFileSync(file, Buffer.alloc(16 * SIZE, 7));
+    const sink = new Writable({
+      highWaterMark: SIZE,
+      write(_chunk: Buffer, _encoding, _callback) {
+        // Never completes: the destination is stalled.
+      },
+    });
+    const done = writeNar(file, sink, { chunkSize: SIZE, maxInFlight: 4, maxBufferedBytes });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const held = sink.writableLength / SIZE;
+    sink.destroy();
+    await done.catch(() => undefined);
+    return held;
+  }
+
+  it("holds one chunk for a destination that takes nothing, instead of maxInFlight", async () => {
+    expect(await chunksHeld(undefined)).toBe(4);
+    expect(await chunksHeld(SIZE)).toBe(1);
+  });
+});

@@ -419,6 +419,13 @@ export interface WriteNarOptions extends NarStreamOptions {
   pool?: BufferPool;
   /** Chunks handed to `out` and not yet reported written (default 4): memory and pipelining. */
   maxInFlight?: number;
+  /**
+   * With a chunk in flight, the next one waits while `out` holds this many
+   * bytes (its `writableLength`): a destination that takes nothing (a
+   * client that does not read) then holds one chunk, not `maxInFlight`.
+   * Default: no such wait.
+   */
+  maxBufferedBytes?: number;
   signal?: AbortSignal;
 }
 
@@ -459,6 +466,7 @@ export async function writeNar(
   if (!Number.isSafeInteger(maxInFlight) || maxInFlight < 1) {
     throw new RangeError(`writeNar: maxInFlight must be a positive integer, got ${maxInFlight}`);
   }
+  const maxBuffered = options.maxBufferedBytes;
   const ranged = (options.start ?? 0) > 0 || options.length !== undefined;
   if (options.hash === true && ranged) {
     throw new TypeError("writeNar: a NAR hash needs the whole NAR, not a range");
@@ -545,8 +553,12 @@ export async function writeNar(
         }
         notify();
       });
-      if (inFlight >= maxInFlight) await settle();
-      else await slice();
+      if (
+        inFlight >= maxInFlight ||
+        (maxBuffered !== undefined && inFlight > 0 && out.writableLength >= maxBuffered)
+      ) {
+        await settle();
+      } else await slice();
     }
   } finally {
     out.off("close", onClose);

@@ -34,7 +34,11 @@ export type NarBehaviour =
   /** Same length, one byte flipped at `at`. */
   | { kind: "corrupt"; at: number }
   /** From offset 0: `after` bytes, then the connection is destroyed. Ranges are served in full. */
-  | { kind: "die"; after: number };
+  | { kind: "die"; after: number }
+  /** Headers, then `chunkBytes` bytes every `everyMs` (a peer below any sane rate). */
+  | { kind: "drip"; chunkBytes: number; everyMs: number }
+  /** The connection is destroyed before any header. */
+  | { kind: "reset" };
 
 export interface FakePath {
   /** The hash part the peer answers for (may differ from the narinfo's StorePath). */
@@ -43,6 +47,8 @@ export interface FakePath {
   narInfo: string;
   /** The NAR it serves at `nar/<hashPart>-<narHash>.nar`. */
   nar?: { narHash: string; bytes: Buffer; behaviour: NarBehaviour };
+  /** The narinfo answer waits this long (so another peer answers first). */
+  narInfoDelayMs?: number;
 }
 
 export interface RecordedRequest {
@@ -83,7 +89,11 @@ export async function startFakePeer(paths: readonly FakePath[]): Promise<FakePee
         res.writeHead(404).end();
         return;
       }
-      res.writeHead(200, { "Content-Type": "text/x-nix-narinfo" }).end(entry.narInfo);
+      const answer = (): void => {
+        res.writeHead(200, { "Content-Type": "text/x-nix-narinfo" }).end(entry.narInfo);
+      };
+      if (entry.narInfoDelayMs === undefined) answer();
+      else setTimeout(answer, entry.narInfoDelayMs);
       return;
     }
     const nar = /^\/local\/nar\/([0-9a-z]{32})-([0-9a-z]{52})\.nar$/.exec(url);
@@ -122,6 +132,10 @@ function serveNar(
   bytes: Buffer,
   behaviour: NarBehaviour,
 ): void {
+  if (behaviour.kind === "reset") {
+    req.socket.destroy();
+    return;
+  }
   const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
   const start = range === null ? 0 : Number(range[1]);
   const body = Buffer.from(bytes.subarray(start));
@@ -136,6 +150,22 @@ function serveNar(
   if (range !== null)
     headers["Content-Range"] = `bytes ${start}-${bytes.length - 1}/${bytes.length}`;
   res.writeHead(range === null ? 200 : 206, headers);
+  if (behaviour.kind === "drip") {
+    let at = 0;
+    const timer = setInterval(() => {
+      if (at >= body.length || res.destroyed) {
+        clearInterval(timer);
+        res.end();
+        return;
+      }
+      res.write(body.subarray(at, at + behaviour.chunkBytes));
+      at += behaviour.chunkBytes;
+    }, behaviour.everyMs);
+    res.on("close", () => {
+      clearInterval(timer);
+    });
+    return;
+  }
   if (behaviour.kind === "die" && start === 0) {
     res.write(body.subarray(0, behaviour.after), () => {
       // Let the bytes leave before the connection dies.

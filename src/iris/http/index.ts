@@ -20,3 +20,4 @@ export type { Route } from "./router.js";
 export { buildLogRoute, coreRoutes, sendBody, storeRoutes } from "./routes.js";
 export { serviceRoutes, type ServiceRoutesOptions } from "./service-routes.js";
 export { IrisServer, type BoundAddress, type ListenAddress } from "./server.js";
+export { createCauseLog, type ConnectionLimits } from "./limits.js";

@@ -41,6 +41,12 @@ export interface ServedNar {
    * in full (the caller then aborts the response).
    */
   send(out: Writable, range: ByteRange | undefined): Promise<void>;
+  /**
+   * Resolves once the first bytes can flow (a download from peers started);
+   * throws (an `HttpError`, 502 with the reason) when they never will, so
+   * the client gets a status instead of a cut connection.
+   */
+  ready?(): Promise<void>;
 }
 
 type Maybe<T> = T | undefined | Promise<T | undefined>;

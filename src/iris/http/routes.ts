@@ -92,6 +92,7 @@ async function sendNar(
   if (partial)
     headers.push("Content-Range", `bytes ${range.start}-${range.start + length - 1}/${size}`);
   const status = partial ? 206 : 200;
+  if (req.method !== "HEAD") await served.ready?.();
   // Never more bytes than announced: Node throws instead of corrupting the connection.
   res.strictContentLength = true;
   res.writeHead(status, headers);

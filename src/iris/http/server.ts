@@ -23,6 +23,7 @@ import net, { type Socket } from "node:net";
 import { OgygiaError, errorMessage, hasErrorCode } from "../../core/index.js";
 import { errorFields, type Logger } from "../../log/index.js";
 import { HttpError } from "./http-error.js";
+import { ConnectionGuard, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./limits.js";
 import type { HttpMetrics } from "./metrics.js";
 import { createRouter, type Route, type RouteOutcome, type Router } from "./router.js";
 import { requestPath } from "./url.js";
@@ -48,6 +49,8 @@ export interface IrisServerOptions {
   maxHeaderSize?: number;
   /** Idle keep-alive connections are closed after this long (default 30 s). */
   keepAliveTimeoutMs?: number;
+  /** Connection cap and timeouts (`limits.ts`); they override `keepAliveTimeoutMs`. */
+  limits?: ConnectionLimits;
 }
 
 /** An address the server is listening on. */
@@ -113,6 +116,12 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
 }
 
+/** True when the request failed because its client went away (reset, or closed mid-body). */
+function clientAborted(req: IncomingMessage, err: unknown): boolean {
+  if (hasErrorCode(err, "ECONNRESET", "EPIPE", "ECONNABORTED")) return true;
+  return req.socket.destroyed && !req.complete;
+}
+
 function urlOf(host: string, port: number): string {
   return host.includes(":") ? `http://[${host}]:${port}` : `http://${host}:${port}`;
 }
@@ -166,9 +175,18 @@ export class IrisServer {
   private stopping = false;
   private closing: Promise<void> | undefined;
   private inFlight = 0;
+  private readonly guard: ConnectionGuard;
 
   constructor(options: IrisServerOptions) {
     this.options = options;
+    this.guard = new ConnectionGuard(
+      options.limits ?? {
+        ...DEFAULT_CONNECTION_LIMITS,
+        idleTimeoutMs: options.keepAliveTimeoutMs ?? DEFAULT_CONNECTION_LIMITS.idleTimeoutMs,
+      },
+      options.log,
+      options.metrics.registry,
+    );
     this.router = createRouter(options.routes);
     this.log = options.log;
     this.metrics = options.metrics;
@@ -204,7 +222,10 @@ export class IrisServer {
       maxHeaderSize: this.options.maxHeaderSize ?? 8192,
       keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 30_000,
       noDelay: true,
+      // How often Node checks the header timeout.
+      connectionsCheckingInterval: 1000,
     });
+    this.guard.attach(server);
     server.on("request", (req: IncomingMessage, res: ServerResponse) => {
       this.onRequest(req, res);
     });
@@ -310,6 +331,15 @@ export class IrisServer {
     err: unknown,
     started: number,
   ): void {
+    if (!res.headersSent && clientAborted(req, err)) {
+      // The client left mid-request (e.g. mid-body): not a server error.
+      this.inFlight -= 1;
+      this.metrics.aborted(route, "client");
+      if (this.debug)
+        this.log.debug({ method: req.method, url: req.url, route }, "client went away");
+      res.destroy();
+      return;
+    }
     if (res.headersSent) {
       this.abort(req, res, route, err);
       this.inFlight -= 1;
@@ -322,7 +352,8 @@ export class IrisServer {
       status = err.status;
       message = err.message;
       for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value);
-      if (status >= 500)
+      // 502: a peer failed; the peer layer logged why, once.
+      if (status >= 500 && status !== 502)
         this.log.error({ method: req.method, url: req.url, ...errorFields(err) }, message);
     } else {
       this.log.error(
@@ -385,6 +416,7 @@ export class IrisServer {
     const status =
       code === "HPE_HEADER_OVERFLOW" ? 431 : code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
     this.metrics.request(ROUTE_INVALID, status, 0, 0);
+    if (status === 408) this.guard.count("header-timeout", { remote: socket.remoteAddress });
     if (this.debug) {
       this.log.debug({ code, status, remote: socket.remoteAddress }, "unparseable request refused");
     }
@@ -402,6 +434,7 @@ export class IrisServer {
 
   private async shutdown(): Promise<void> {
     this.stopping = true;
+    this.guard.close();
     const closed = this.servers.map(
       (server) =>
         new Promise<void>((resolve) => {

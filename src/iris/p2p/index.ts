@@ -25,3 +25,5 @@ export { createCacheResolver, createPeerResolver } from "./peer-resolver.js";
 export { createPeerSet, type PeerSet } from "./peers.js";
 export { bloomRoute, providersRoute, rescanRoute } from "./routes.js";
 export { registryPeerUrls, watchRegistryPeers, type RegistryPeers } from "./registry-peers.js";
+export { startScrub, type Scrub } from "./scrub.js";
+export { type MinRate } from "./rate.js";

@@ -20,7 +20,7 @@ export interface P2pMetrics {
   cacheHit(): void;
   cacheMiss(): void;
   cacheStored(bytes: number): void;
-  cacheEviction(reason: "idle" | "size" | "replaced" | "gone"): void;
+  cacheEviction(reason: "idle" | "size" | "replaced" | "gone" | "corrupt"): void;
   cacheSize(entries: number, bytes: number): void;
   fetchFailed(reason: "mismatch" | "providers"): void;
   /** NAR downloads from peers in progress (until their NAR is cached). */

@@ -46,6 +46,7 @@ import { errorFields, type Logger } from "../../log/index.js";
 import type { P2pMetrics } from "./metrics.js";
 import { createByteLru } from "../store/index.js";
 import { verifyPeerNarInfo } from "./peer-narinfo.js";
+import { hashFileRange } from "./scrub.js";
 
 export interface CacheEntry {
   readonly hashPart: string;
@@ -62,6 +63,8 @@ export interface CacheEntry {
   lastAccess: number;
   /** Last use written to the file's mtime. */
   persistedAccess: number;
+  /** false: recovered at start and not hashed since (see `scrub.ts`). */
+  verified?: boolean;
 }
 
 export type CacheEvent =
@@ -125,6 +128,11 @@ export interface NarCache {
   drop(entry: CacheEntry): void;
   /** Removes entries idle for longer than the time to idle. */
   sweep(): Promise<void>;
+  /**
+   * Hashes an entry not verified since start (every entry with `force`);
+   * a bad one is removed. Resolves with whether the entry is good.
+   */
+  verify(entry: CacheEntry, options?: { force?: boolean }): Promise<boolean>;
   onChange(listener: (event: CacheEvent) => void): void;
   close(): void;
 }
@@ -277,6 +285,7 @@ async function recover(options: NarCacheOptions): Promise<Recovered> {
           offset: HEADER_BYTES + header.narInfo.length,
           lastAccess: header.mtimeMs,
           persistedAccess: header.mtimeMs,
+          verified: false,
         });
         continue;
       }
@@ -344,6 +353,8 @@ class DiskCache implements NarCache {
   private syncing: Promise<unknown> = Promise.resolve();
   private queue: Promise<unknown> = Promise.resolve();
   private sweeper: NodeJS.Timeout | undefined;
+  private readonly verifying = new Map<CacheEntry, Promise<boolean>>();
+  private corruptLogged = false;
 
   constructor(
     private readonly options: NarCacheOptions,
@@ -514,6 +525,38 @@ class DiskCache implements NarCache {
     });
   }
 
+  verify(entry: CacheEntry, options: { force?: boolean } = {}): Promise<boolean> {
+    if (entry.verified !== false && options.force !== true) return Promise.resolve(true);
+    let run = this.verifying.get(entry);
+    if (run === undefined) {
+      run = this.hashEntry(entry).finally(() => this.verifying.delete(entry));
+      this.verifying.set(entry, run);
+    }
+    return run;
+  }
+
+  private async hashEntry(entry: CacheEntry): Promise<boolean> {
+    const file = this.fileOf(entry);
+    let actual: string | undefined;
+    try {
+      actual = await hashFileRange(file, entry.offset, entry.size);
+    } catch (err) {
+      if (!hasErrorCode(err, "ENOENT")) throw err;
+    }
+    if (actual === entry.narHash) {
+      entry.verified = true;
+      return true;
+    }
+    const fields = { file, storePath: entry.storePath, expected: entry.narHash, actual };
+    // Logged once at warn (then at debug): a failing disk would otherwise flood the log.
+    if (this.corruptLogged) this.options.log.debug(fields, "NAR cache: entry failed verification");
+    else
+      this.options.log.warn(fields, "NAR cache: entry failed verification: removed, never served");
+    this.corruptLogged = true;
+    await this.exclusive(() => this.evict(entry, "corrupt"));
+    return false;
+  }
+
   onChange(listener: (event: CacheEvent) => void): void {
     this.listeners.push(listener);
   }
@@ -536,7 +579,7 @@ class DiskCache implements NarCache {
   /** Removes an entry from the index at once, and its file. */
   private async evict(
     entry: CacheEntry,
-    reason: "idle" | "size" | "replaced" | "gone",
+    reason: "idle" | "size" | "replaced" | "gone" | "corrupt",
   ): Promise<void> {
     if (this.entries.get(entry.hashPart) === entry) {
       this.entries.delete(entry.hashPart);

@@ -42,6 +42,7 @@ import { errorFields, type Logger } from "../../log/index.js";
 import { SMALL_NAR_BYTES, type NarCache, type TempEntry } from "./nar-cache.js";
 import type { P2pMetrics } from "./metrics.js";
 import type { ContentCheck } from "./peer-narinfo.js";
+import { slowPeerError, watchRate, type MinRate, type RateWatch } from "./rate.js";
 import type { ByteRange } from "../http/index.js";
 
 /** One provider of a NAR. */
@@ -85,6 +86,11 @@ export interface NarFetcher {
    * any other. Resolves, once it is done, with whether a download started.
    */
   prefetch(spec: FetchSpec): Promise<boolean>;
+  /**
+   * Joins or starts the NAR's download and resolves once its first bytes
+   * arrived (or it verified); throws the download's error when it failed first.
+   */
+  flowing(spec: FetchSpec): Promise<void>;
 
   /** Downloads in flight (until their NAR is cached). */
   readonly active: number;
@@ -266,6 +272,8 @@ interface FetcherEnv {
   cache: NarCache;
   log: Logger;
   metrics?: P2pMetrics | undefined;
+  /** Providers slower than this are cut (see `rate.ts`). */
+  minRate?: MinRate | undefined;
 }
 
 /** Chunks waiting for the disk (file mode); one writer drains them in batches. */
@@ -439,12 +447,42 @@ class Download {
 
   /** One provider's body from `received` on, until it ends, fails or brings bad bytes. */
   private async pump(source: NarSource): Promise<void> {
-    const body = await source.open(this.received, this.controller.signal);
+    // One controller per provider: a slow one is cut without ending the download.
+    const provider = new AbortController();
+    const onAbort = (): void => {
+      provider.abort(this.controller.signal.reason);
+    };
+    this.controller.signal.addEventListener("abort", onAbort, { once: true });
+    let watch: RateWatch | undefined;
+    try {
+      const body = await source.open(this.received, provider.signal);
+      const minRate = this.env.minRate;
+      if (minRate !== undefined) {
+        watch = watchRate(minRate, (bytes) => {
+          minRate.onSlow?.(source.label, bytes);
+          const err = slowPeerError(source.label, minRate, bytes);
+          provider.abort(err);
+          if (isReadable(body)) body.destroy(err);
+        });
+      }
+      await this.pumpBody(source, body, watch);
+    } finally {
+      watch?.stop();
+      this.controller.signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  private async pumpBody(
+    source: NarSource,
+    body: AsyncIterable<Buffer>,
+    watch: RateWatch | undefined,
+  ): Promise<void> {
     this.contributors.push(source);
     if (isReadable(body)) {
-      await this.pumpReadable(body);
+      await this.pumpReadable(body, watch);
     } else {
       for await (const chunk of body) {
+        watch?.add(chunk.length);
         this.accept(chunk);
         if (this.fatal() !== undefined) break;
         const writer = this.writer;
@@ -465,7 +503,7 @@ class Download {
    * async iterator's cost per 64 KiB chunk was a large part of the CPU a
    * download took). Paused while the disk is behind.
    */
-  private pumpReadable(body: Readable): Promise<void> {
+  private pumpReadable(body: Readable, watch: RateWatch | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let settled = false;
       const finish = (err?: unknown): void => {
@@ -479,6 +517,7 @@ class Download {
         else reject(asError(err));
       };
       const onData = (chunk: Buffer): void => {
+        watch?.add(chunk.length);
         this.accept(chunk);
         if (this.fatal() !== undefined) {
           finish();
@@ -656,6 +695,8 @@ export function createNarFetcher(options: {
   /** Defaults: `MEMORY_NAR_BYTES`, `MEMORY_BUDGET`. */
   memoryNarBytes?: number;
   memoryBudget?: number;
+  /** The minimum rate of a provider (none by default). */
+  minRate?: MinRate | undefined;
 }): NarFetcher {
   return new Fetcher(
     options,
@@ -694,6 +735,15 @@ class Fetcher implements NarFetcher {
     const { fetch, started } = this.join(spec);
     if (started) await fetch.done;
     return started;
+  }
+
+  async flowing(spec: FetchSpec): Promise<void> {
+    const { fetch, started } = this.join(spec);
+    if (started) this.env.metrics?.cacheMiss();
+    while (fetch.state === "running" && fetch.received === 0) await changed(fetch);
+    if (fetch.state === "failed") {
+      throw asError(fetch.error ?? fetchFailure(spec, "the download failed"));
+    }
   }
 
   async abortAll(): Promise<void> {

@@ -73,6 +73,7 @@ function fakeFetcher(): NarFetcher & { prefetched: FetchSpec[] } {
     prefetched,
     active: 0,
     stream: () => Promise.reject(new Error("not in this test")),
+    flowing: () => Promise.reject(new Error("not in this test")),
     prefetch(spec) {
       prefetched.push(spec);
       return Promise.resolve(true);

@@ -33,7 +33,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { Writable } from "node:stream";
 import { finished, pipeline } from "node:stream/promises";
 
-import { OgygiaError, hasErrorCode } from "../../core/index.js";
+import { OgygiaError, errorMessage, hasErrorCode } from "../../core/index.js";
 import { narListingSink, parseStorePath, renderNarListing } from "../../nix/index.js";
 import { SMALL_NAR_BYTES, type CacheEntry, type NarCache } from "./nar-cache.js";
 import type { FetchSpec, NarFetcher, NarSource } from "./nar-fetch.js";
@@ -46,7 +46,7 @@ import {
   type PeerSet,
   type VerifiedNarInfo,
 } from "./peers.js";
-import type { PathResolver, ServedNar, ServedNarInfo } from "../http/index.js";
+import { HttpError, type PathResolver, type ServedNar, type ServedNarInfo } from "../http/index.js";
 
 /** How long a verified peer answer is reused (narinfo HEAD, GET and the NAR). */
 export const ANSWER_TTL_MS = 30_000;
@@ -121,67 +121,80 @@ export async function listingOfServedNar(served: ServedNar): Promise<Buffer> {
 }
 
 export function createCacheResolver(cache: NarCache, metrics?: P2pMetrics): PathResolver {
+  /** An entry recovered at start is hashed before its first use (`scrub.ts`); a bad one is a miss. */
+  const checked = <T>(
+    entry: CacheEntry,
+    answer: () => T | undefined,
+  ): T | undefined | Promise<T | undefined> =>
+    entry.verified === false
+      ? cache.verify(entry).then((ok) => (ok ? answer() : undefined))
+      : answer();
   const resolver: PathResolver = {
     name: "cache",
     local: true,
-    narInfo(hashPart): ServedNarInfo | undefined {
+    narInfo(hashPart) {
       const entry = cache.get(hashPart);
       if (entry === undefined) return undefined;
-      cache.touch(entry);
-      return { storePath: entry.storePath, body: entry.narInfo, source: "cache" };
+      return checked(entry, (): ServedNarInfo => {
+        cache.touch(entry);
+        return { storePath: entry.storePath, body: entry.narInfo, source: "cache" };
+      });
     },
-    nar(hashPart, narHash): ServedNar | undefined {
+    nar(hashPart, narHash) {
       const entry = cache.get(hashPart);
       if (entry?.narHash !== narHash) return undefined;
-      cache.touch(entry);
-      metrics?.cacheHit();
-      return {
-        storePath: entry.storePath,
-        narSize: entry.size,
-        narHash,
-        source: "cache",
-        async send(out, range) {
-          const bytes = cache.narBytes(entry) ?? (await readSmallEntry(cache, entry));
-          if (bytes !== undefined) {
-            out.end(
-              range === undefined ? bytes : bytes.subarray(range.start, range.start + range.length),
-            );
-            return;
-          }
-          const handle = await openEntry(cache, entry);
-          try {
-            const { size } = await handle.stat();
-            if (size !== entry.offset + entry.size) {
-              cache.drop(entry);
-              throw new OgygiaError(
-                "ERR_OGYGIA_IRISD",
-                `the cache entry of ${entry.storePath} has ${size} bytes, not ${entry.offset + entry.size}`,
-              );
-            }
-            const start = entry.offset + (range?.start ?? 0);
-            const length = range === undefined ? entry.size : range.length;
-            const stream = handle.createReadStream({
-              start,
-              end: start + length - 1,
-              highWaterMark: CACHE_READ_CHUNK,
-              autoClose: false,
-            });
-            await pipeline(stream, out);
-          } finally {
-            await handle.close();
-          }
-        },
-      };
+      return checked(entry, () => servedEntry(entry, narHash));
     },
-    listing(hashPart) {
+    async listing(hashPart) {
       const entry = cache.get(hashPart);
       if (entry === undefined) return undefined;
-      const served = resolver.nar(hashPart, entry.narHash) as ServedNar | undefined;
+      const served = await resolver.nar(hashPart, entry.narHash);
       return served === undefined ? undefined : listingOfServedNar(served);
     },
     close() {
       cache.close();
     },
+  };
+  const servedEntry = (entry: CacheEntry, narHash: string): ServedNar => {
+    cache.touch(entry);
+    metrics?.cacheHit();
+    return {
+      storePath: entry.storePath,
+      narSize: entry.size,
+      narHash,
+      source: "cache",
+      async send(out, range) {
+        const bytes = cache.narBytes(entry) ?? (await readSmallEntry(cache, entry));
+        if (bytes !== undefined) {
+          out.end(
+            range === undefined ? bytes : bytes.subarray(range.start, range.start + range.length),
+          );
+          return;
+        }
+        const handle = await openEntry(cache, entry);
+        try {
+          const { size } = await handle.stat();
+          if (size !== entry.offset + entry.size) {
+            cache.drop(entry);
+            throw new OgygiaError(
+              "ERR_OGYGIA_IRISD",
+              `the cache entry of ${entry.storePath} has ${size} bytes, not ${entry.offset + entry.size}`,
+            );
+          }
+          const start = entry.offset + (range?.start ?? 0);
+          const length = range === undefined ? entry.size : range.length;
+          const stream = handle.createReadStream({
+            start,
+            end: start + length - 1,
+            highWaterMark: CACHE_READ_CHUNK,
+            autoClose: false,
+          });
+          await pipeline(stream, out);
+        } finally {
+          await handle.close();
+        }
+      },
+    };
   };
   return resolver;
 }
@@ -439,6 +452,10 @@ class PeerResolver implements PathResolver {
       narHash,
       source: "peers",
       send: (out, range) => this.fetcher.stream(this.specOf(path), out, range),
+      ready: () =>
+        this.fetcher.flowing(this.specOf(path)).catch((err: unknown) => {
+          throw new HttpError(502, errorMessage(err));
+        }),
     };
   }
 

@@ -213,7 +213,7 @@ async function assemble(info: PathInfo, file: string, storeRoot: string): Promis
 /** What every local NAR response shares: the small-NAR memory and the writer's options. */
 interface NarContext {
   readonly smallNars: ByteLru;
-  readonly writeOptions: { pool: BufferPool; maxInFlight?: number };
+  readonly writeOptions: { pool: BufferPool; maxInFlight?: number; maxBufferedBytes?: number };
   readonly storeRoot: string;
 }
 
@@ -267,6 +267,8 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
         maxFree: NAR_POOL_IDLE_BUFFERS,
       }),
       maxInFlight: options.narMaxInFlight,
+      // A client that does not read holds one chunk, not maxInFlight of them.
+      maxBufferedBytes: options.narChunkSize ?? DEFAULT_NAR_CHUNK_SIZE,
     },
     storeRoot: location.root,
   };

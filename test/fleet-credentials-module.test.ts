@@ -1,0 +1,194 @@
+/**
+ * The NixOS module's fleet credentials (`nix/modules/fleet-credentials.nix`,
+ * imported by `nix/module.nix`), evaluated with nixpkgs' lib and stub NixOS
+ * options: secrets reach the services through systemd's LoadCredential, the
+ * generated config.toml names them by credential name only (never a path or
+ * a secret), and inconsistent combinations are refused by assertions.
+ */
+
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+
+import { stringify } from "smol-toml";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { runCli } from "./helpers/cli.js";
+import { nixpkgsLibPath, runNix } from "./helpers/nixos.js";
+import { removeDir, tempDir } from "./helpers/process.js";
+
+interface Evaluated {
+  failedAssertions: string[];
+  users: Record<string, Record<string, unknown>>;
+  groups: string[];
+  openssh: boolean;
+  nixSettings: Record<string, unknown>;
+  services: Record<string, { path: string[]; serviceConfig: Record<string, unknown> }>;
+  cliSettings: { ogygia: Record<string, unknown> } | null;
+  credentialSettings: Record<string, Record<string, string>>;
+}
+
+/** Evaluates the module with `config` (a Nix expression of a NixOS module). */
+async function evaluate(config: string): Promise<Evaluated> {
+  const expr = `
+    let
+      lib = import ${nixpkgsLibPath()};
+      inherit (lib) mkOption types;
+      drv = name: stub: { type = "derivation"; inherit name stub; outPath = "/nix/store/${"x".repeat(32)}-\${name}"; };
+      pkgs = {
+        ogygia = drv "ogygia" { } // { meta.mainProgram = "ogygia"; };
+        nettools = drv "net-tools" { };
+        openssh = drv "openssh" { };
+        nix = drv "nix" { };
+        formats.toml = { }: { type = types.attrsOf types.anything; generate = name: value: drv name { inherit value; }; };
+        runCommand = name: env: script: drv name { inherit env script; };
+        writeTextFile = { name, text, destination ? "", ... }: drv name { inherit text; };
+      };
+      list = mkOption { type = types.listOf types.unspecified; default = [ ]; };
+      freeform = types.submodule { freeformType = types.attrsOf types.unspecified; };
+      stubs.options = {
+        assertions = list;
+        environment.systemPackages = list;
+        environment.pathsToLink = list;
+        environment.variables = mkOption { type = types.attrsOf types.str; default = { }; };
+        system.configurationRevision = mkOption { type = types.nullOr types.str; default = null; };
+        systemd.services = mkOption {
+          default = { };
+          type = types.attrsOf (types.submodule {
+            freeformType = types.attrsOf types.unspecified;
+            options = { path = list; wantedBy = list; wants = list; after = list; restartTriggers = list;
+              serviceConfig = mkOption { type = types.attrsOf types.unspecified; default = { }; }; };
+          });
+        };
+        nix.settings = mkOption {
+          default = { };
+          type = types.submodule {
+            freeformType = types.attrsOf types.unspecified;
+            options = { substituters = list; trusted-public-keys = list; trusted-users = list; };
+          };
+        };
+        networking.firewall.allowedTCPPorts = list;
+        users.users = mkOption { type = types.attrsOf freeform; default = { }; };
+        users.groups = mkOption { type = types.attrsOf freeform; default = { }; };
+        services.openssh.enable = mkOption { type = types.bool; default = false; };
+        nix.distributedBuilds = mkOption { type = types.bool; default = false; };
+      };
+      c = (lib.evalModules { modules = [ stubs { _module.args.pkgs = pkgs; } ./nix/module.nix (${config}) ]; }).config;
+      cliFile = lib.findFirst (p: p.name or "" == "ogygia-config.toml") null c.environment.systemPackages;
+    in {
+      failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) c.assertions);
+      users = c.users.users;
+      groups = builtins.attrNames c.users.groups;
+      openssh = c.services.openssh.enable;
+      nixSettings = c.nix.settings;
+      services = lib.mapAttrs (_: s: { path = map (p: p.name) s.path; inherit (s) serviceConfig; }) c.systemd.services;
+      credentialSettings = c.ogygia.fleetCredentials.settings;
+      cliSettings = if cliFile == null then null else cliFile.stub.env.rendered.stub.value;
+    }`;
+  return JSON.parse(
+    await runNix("nix-instantiate", ["--eval", "--strict", "--json", "-E", expr]),
+  ) as Evaluated;
+}
+
+const ETCD = `ogygia = { enable = true; etcd.endpoints = [ "https://10.0.0.1:2379" ]; publish.enable = true; }`;
+const ZOOKEEPER = `ogygia = { enable = true; zookeeper = { enable = true; endpoints = [ "10.0.0.1:2181" ]; }; publish.enable = true; }`;
+const ALL = `ogygia.fleetCredentials = { username = "web01"; passwordFile = "/run/keys/fleet-password";
+  caFile = "/run/keys/ca.pem"; certFile = "/run/keys/web01.pem"; keyFile = "/run/keys/web01-key.pem"; }`;
+let dir: string;
+
+beforeAll(async () => {
+  dir = await tempDir("fleet-credentials-module");
+});
+
+afterAll(async () => {
+  await removeDir(dir);
+});
+
+describe("ogygia.fleetCredentials", () => {
+  it("etcd: every file goes through LoadCredential and config.toml names credentials, not paths", async () => {
+    const result = await evaluate(`{ ${ETCD}; ${ALL}; }`);
+    expect(result.failedAssertions).toEqual([]);
+    expect(result.services["ogygia-publish"]?.serviceConfig.LoadCredential).toEqual([
+      "fleet-ca:/run/keys/ca.pem",
+      "fleet-cert:/run/keys/web01.pem",
+      "fleet-key:/run/keys/web01-key.pem",
+      "fleet-password:/run/keys/fleet-password",
+    ]);
+    expect(result.cliSettings?.ogygia.etcd).toEqual({
+      endpoints: ["https://10.0.0.1:2379"],
+      namespace: expect.any(String) as unknown,
+      timeout_seconds: expect.any(Number) as unknown,
+      username: "web01",
+      password_file: "fleet-password",
+      ca_file: "fleet-ca",
+      cert_file: "fleet-cert",
+      key_file: "fleet-key",
+    });
+    // No file path of a secret (nor of the CA) is in the generated TOML.
+    const toml = stringify(result.cliSettings ?? {});
+    expect(toml).not.toContain("/run/keys");
+    // The rendered file passes the CLI's own check, with the credentials where systemd puts them.
+    const credentials = path.join(dir, "credentials");
+    await mkdir(credentials, { recursive: true });
+    for (const name of ["fleet-ca", "fleet-cert", "fleet-key", "fleet-password"]) {
+      await writeFile(path.join(credentials, name), "placeholder\n");
+    }
+    const file = path.join(dir, "config.toml");
+    await writeFile(file, toml);
+    const check = await runCli(["config", "check", file], {
+      env: { CREDENTIALS_DIRECTORY: credentials },
+    });
+    expect(check.code, check.stderr + check.stdout).toBe(0);
+  });
+
+  it("ZooKeeper: the digest user and its password file only", async () => {
+    const result = await evaluate(`{ ${ZOOKEEPER};
+      ogygia.fleetCredentials = { username = "web01"; passwordFile = "/run/keys/fleet-password"; }; }`);
+    expect(result.failedAssertions).toEqual([]);
+    expect(result.services["ogygia-publish"]?.serviceConfig.LoadCredential).toEqual([
+      "fleet-password:/run/keys/fleet-password",
+    ]);
+    expect(result.cliSettings?.ogygia.zookeeper).toMatchObject({
+      username: "web01",
+      password_file: "fleet-password",
+    });
+    expect(result.cliSettings?.ogygia.zookeeper).not.toHaveProperty("ca_file");
+  });
+
+  it("the dashboard gets the same credentials as the publisher", async () => {
+    const result = await evaluate(`{ ${ETCD}; ${ALL}; ogygia.dashboard.enable = true; }`);
+    expect(result.failedAssertions).toEqual([]);
+    expect(result.services["ogygia-dashboard"]?.serviceConfig.LoadCredential).toEqual(
+      result.services["ogygia-publish"]?.serviceConfig.LoadCredential,
+    );
+  });
+
+  it("without credentials: no LoadCredential and no credential keys", async () => {
+    const result = await evaluate(`{ ${ETCD}; }`);
+    expect(result.failedAssertions).toEqual([]);
+    expect(result.services["ogygia-publish"]?.serviceConfig).not.toHaveProperty("LoadCredential");
+    expect(result.credentialSettings).toEqual({ etcd: {}, zookeeper: {} });
+    expect(Object.keys(result.cliSettings?.ogygia.etcd ?? {}).sort()).toEqual([
+      "endpoints",
+      "namespace",
+      "timeout_seconds",
+    ]);
+  });
+
+  it("refuses a user without its password file, a certificate without its key, and secrets in the store", async () => {
+    const userOnly = await evaluate(`{ ${ETCD}; ogygia.fleetCredentials.username = "web01"; }`);
+    expect(userOnly.failedAssertions).toEqual([
+      expect.stringContaining("username and passwordFile go together"),
+    ]);
+    const certOnly = await evaluate(
+      `{ ${ETCD}; ogygia.fleetCredentials.certFile = "/run/keys/web01.pem"; }`,
+    );
+    expect(certOnly.failedAssertions).toEqual([
+      expect.stringContaining("certFile and keyFile go together"),
+    ]);
+    const inStore = await evaluate(`{ ${ETCD}; ogygia.fleetCredentials = { username = "web01";
+      passwordFile = "/nix/store/${"y".repeat(32)}-password"; }; }`);
+    expect(inStore.failedAssertions).toEqual([
+      expect.stringContaining("a secret in the Nix store is readable by every user"),
+    ]);
+  });
+});
