@@ -22,12 +22,7 @@ import {
   type ClosureDb,
   type NarInfo,
 } from "../nix/index.js";
-import {
-  MAX_CLOSURE_PATHS,
-  MAX_CLOSURE_ROOTS,
-  type ClosureAnswer,
-  type ClosureEntry,
-} from "./closure-contract.js";
+import { MAX_CLOSURE_PATHS, MAX_CLOSURE_ROOTS } from "./closure-contract.js";
 import { HttpError, badRequest, sendBody, type ResolverChain, type Route } from "./http/index.js";
 
 /** The largest request body (512 store paths fit with room to spare). */
@@ -175,15 +170,22 @@ function buildGraph(options: ClosureRouteOptions, version: number): StoreGraph {
   return { version, indexOf, paths, narSize, serveable, offsets, targets };
 }
 
-/** The union closure of `roots`, as far as this host and its peers serve it. */
+/**
+ * The union closure of `roots`, as far as this host and its peers serve it,
+ * as the JSON text of a `ClosureAnswer` (written directly: building objects
+ * for JSON.stringify cost as much again as the walk, mostly in the GC).
+ */
 export async function readClosures(
   options: ClosureRouteOptions,
   graph: StoreGraph,
   roots: readonly string[],
-): Promise<ClosureAnswer> {
+): Promise<string> {
   const { chain, storeDir } = options;
-  /** Paths of the answer, with their references as full paths until the end. */
-  const found = new Map<string, { narSize: number; references: readonly string[] }>();
+  /** This host's paths in the answer, as graph indices, in answer order. */
+  const local: number[] = [];
+  const seen = new Uint8Array(graph.paths.length);
+  /** Paths read through the chain, with their references. */
+  const remote = new Map<string, { narSize: number; references: readonly string[] }>();
   const missing: string[] = [];
   const asked = new Set<string>(roots);
   const tooMany = (): HttpError =>
@@ -191,77 +193,95 @@ export async function readClosures(
       413,
       `the closures hold more than ${MAX_CLOSURE_PATHS} paths: ask for fewer at a time`,
     );
-  const seen = new Uint8Array(graph.paths.length);
   let pending: string[] = [...roots];
   while (pending.length > 0) {
     // This host's share: a walk over the graph.
-    const remote: string[] = [];
+    const ask: string[] = [];
     const stack: number[] = [];
-    for (const root of pending) {
-      const i = graph.indexOf.get(root);
+    for (const storePath of pending) {
+      const i = graph.indexOf.get(storePath);
       if (i === undefined) {
-        if (!found.has(root)) remote.push(root);
+        if (!remote.has(storePath)) ask.push(storePath);
       } else if (seen[i] === 0) {
         seen[i] = 1;
         stack.push(i);
       }
     }
     for (let i = stack.pop(); i !== undefined; i = stack.pop()) {
-      const storePath = graph.paths[i] ?? "";
-      if (found.has(storePath)) continue;
       if (graph.serveable[i] === 0) {
         // Not ours to reveal: a peer may serve it (its own references then follow).
-        remote.push(storePath);
+        ask.push(graph.paths[i] ?? "");
         continue;
       }
-      const start = graph.offsets[i] ?? 0;
-      const end = graph.offsets[i + 1] ?? 0;
-      const references: string[] = new Array<string>(end - start);
-      for (let e = start; e < end; e++) {
+      local.push(i);
+      for (let e = graph.offsets[i] ?? 0; e < (graph.offsets[i + 1] ?? 0); e++) {
         const j = graph.targets[e] ?? 0;
-        references[e - start] = graph.paths[j] ?? "";
         if (seen[j] === 0) {
           seen[j] = 1;
           stack.push(j);
         }
       }
-      found.set(storePath, { narSize: graph.narSize[i] ?? 0, references });
-      if (found.size > MAX_CLOSURE_PATHS) throw tooMany();
     }
+    if (local.length > MAX_CLOSURE_PATHS) throw tooMany();
     // The rest through the chain: the NAR cache, then the peers.
     const next: string[] = [];
-    await eachLimited(remote, REMOTE_CONCURRENCY, async (storePath) => {
+    await eachLimited(ask, REMOTE_CONCURRENCY, async (storePath) => {
       const info = await remoteInfo(chain, storePath, storeDir);
       if (info === undefined) {
         missing.push(storePath);
         return;
       }
-      found.set(storePath, { narSize: info.narSize, references: info.references });
+      remote.set(storePath, { narSize: info.narSize, references: info.references });
       for (const reference of info.references) {
-        if (asked.has(reference) || found.has(reference)) continue;
+        if (asked.has(reference) || remote.has(reference)) continue;
+        const j = graph.indexOf.get(reference);
+        if (j !== undefined && seen[j] === 1) continue;
         asked.add(reference);
         next.push(reference);
       }
     });
-    if (found.size > MAX_CLOSURE_PATHS) throw tooMany();
+    if (local.length + remote.size > MAX_CLOSURE_PATHS) throw tooMany();
     pending = next;
   }
   missing.sort();
-  const answerIndex = new Map<string, number>();
-  let k = 0;
-  for (const storePath of found.keys()) answerIndex.set(storePath, k++);
-  for (const storePath of missing) answerIndex.set(storePath, k++);
-  const paths: ClosureEntry[] = [];
-  for (const [storePath, entry] of found) {
+  // Answer indices: this host's paths, then the chain's, then the missing.
+  const answerOf = new Int32Array(graph.paths.length).fill(-1);
+  for (const [k, i] of local.entries()) answerOf[i] = k;
+  const otherIndex = new Map<string, number>();
+  let k = local.length;
+  for (const storePath of remote.keys()) otherIndex.set(storePath, k++);
+  for (const storePath of missing) otherIndex.set(storePath, k++);
+  const indexOfPath = (storePath: string): number | undefined => {
+    const i = graph.indexOf.get(storePath);
+    const index = i === undefined ? -1 : (answerOf[i] ?? -1);
+    return index >= 0 ? index : otherIndex.get(storePath);
+  };
+  const parts: string[] = [];
+  for (const i of local) {
+    const references: number[] = [];
+    for (let e = graph.offsets[i] ?? 0; e < (graph.offsets[i + 1] ?? 0); e++) {
+      const j = graph.targets[e] ?? 0;
+      const index = answerOf[j] ?? -1;
+      const resolved = index >= 0 ? index : otherIndex.get(graph.paths[j] ?? "");
+      if (resolved !== undefined) references.push(resolved);
+    }
+    parts.push(entryJson(graph.paths[i] ?? "", graph.narSize[i] ?? 0, references));
+  }
+  for (const [storePath, entry] of remote) {
     const references: number[] = [];
     for (const reference of entry.references) {
-      const index = answerIndex.get(reference);
       // A reference outside the answer is one whose referrer's walk stopped; never expected.
+      const index = indexOfPath(reference);
       if (index !== undefined) references.push(index);
     }
-    paths.push({ path: storePath, narSize: entry.narSize, references });
+    parts.push(entryJson(storePath, entry.narSize, references));
   }
-  return { paths, missing };
+  return `{"paths":[${parts.join(",")}],"missing":${JSON.stringify(missing)}}`;
+}
+
+/** One `ClosureEntry` as JSON.stringify would write it, without an object per path. */
+function entryJson(storePath: string, narSize: number, references: readonly number[]): string {
+  return `{"path":${JSON.stringify(storePath)},"narSize":${narSize},"references":[${references.join(",")}]}`;
 }
 
 async function remoteInfo(
@@ -288,7 +308,7 @@ export function closureRoute(options: ClosureRouteOptions): Route {
       const version = options.db.dataVersion();
       if (graph?.version !== version) graph = buildGraph(options, version);
       const answer = await readClosures(options, graph, roots);
-      return sendBody(req, res, 200, "application/json", Buffer.from(JSON.stringify(answer)));
+      return sendBody(req, res, 200, "application/json", Buffer.from(answer));
     },
   };
 }
