@@ -10,7 +10,9 @@
  * are `current_system` keys in a real etcd. who-runs runs with an empty
  * local store, so every path is read through irisd: the figure is its time
  * and its requests against the distinct paths (and against the 2,000,000 a
- * walk per host without a shared cache would make).
+ * walk per host without a shared cache would make), with `POST /closure`
+ * batches against a narinfo per path (what an irisd without the endpoint
+ * gets), alternating rounds.
  *
  * diff: two of those hosts' systems (2,000 paths each) read from the local
  * store database, rounds alternating with `nix store diff-closures --store`
@@ -18,6 +20,12 @@
  *
  *   npm run bench -- impact
  *   BENCH_ROUNDS=3 IMPACT_BENCH_HOSTS=200 npm run bench -- impact   # quicker
+ *   IMPACT_BENCH_PROF=/tmp/prof npm run bench -- impact   # CPU profiles of who-runs and irisd
+ *   IMPACT_BENCH_BASELINE_ROUNDS=0 ...   # skip the per-path rounds (5-8 min each at 1,000 hosts)
+ *   IMPACT_BENCH_KEEP=1 ...              # keep the store (its folder is printed)
+ *
+ * The first who-runs round also pays for irisd reading the store's
+ * reference graph (it is built on the first POST /closure).
  */
 
 import { spawnSync } from "node:child_process";
@@ -42,7 +50,14 @@ const OWN = 200;
 const LAYER = 90;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const WHO_ROUNDS = Math.max(1, Math.min(ROUNDS, Number(process.env.IMPACT_BENCH_WHO_ROUNDS ?? 3)));
+/** Rounds of the per-path baseline (minutes each at 1,000 hosts). */
+const BASELINE_ROUNDS = Math.max(0, Number(process.env.IMPACT_BENCH_BASELINE_ROUNDS ?? 1));
 const NAMESPACE = "/nixos/impact-bench";
+/** IMPACT_BENCH_PROF=DIR: write a V8 CPU profile of each who-runs run to DIR. */
+const PROFILE_ARGS =
+  process.env.IMPACT_BENCH_PROF === undefined
+    ? []
+    : ["--cpu-prof", "--cpu-prof-dir", process.env.IMPACT_BENCH_PROF];
 
 function storePath(seed: string, name: string): string {
   const digest = createHash("sha256").update(seed).digest().subarray(0, 20);
@@ -137,6 +152,14 @@ async function main(): Promise<void> {
     storeRoot,
     secretKeyFiles: [keys.secretKeyFile],
     timeoutMs: 120_000,
+    nodeArgs:
+      process.env.IMPACT_BENCH_PROF === undefined
+        ? []
+        : [
+            "--cpu-prof",
+            `--cpu-prof-dir=${process.env.IMPACT_BENCH_PROF}`,
+            "--cpu-prof-name=irisd.cpuprofile",
+          ],
   });
   try {
     started = performance.now();
@@ -150,14 +173,14 @@ async function main(): Promise<void> {
       ),
     );
 
-    // who-runs, every path through irisd.
-    const whoTimes: number[] = [];
-    let last: WhoRunsJson | undefined;
-    for (let round = 0; round < WHO_ROUNDS; round++) {
+    // who-runs, every path through irisd: POST /closure batches against a
+    // narinfo per path (what an irisd without /closure gets), alternating.
+    const whoRuns = (perPath: boolean): { ms: number; json: WhoRunsJson } => {
       const t0 = performance.now();
       const run = spawnSync(
         process.execPath,
         [
+          ...PROFILE_ARGS,
           path.join(path.dirname(OGYGIA_BIN), "../dist/bundle/ogygia.cjs"),
           "who-runs",
           "libfoo-1.0",
@@ -172,34 +195,53 @@ async function main(): Promise<void> {
         {
           encoding: "utf8",
           maxBuffer: 512 * 1024 * 1024,
-          env: { ...process.env, NODE_OPTIONS: "" },
+          env: { ...process.env, NODE_OPTIONS: "", OGYGIA_IMPACT_PER_PATH: perPath ? "1" : "" },
         },
       );
-      whoTimes.push(performance.now() - t0);
+      const ms = performance.now() - t0;
       if (run.status !== 0) throw new Error(`who-runs failed (${run.status}): ${run.stderr}`);
-      last = JSON.parse(run.stdout) as WhoRunsJson;
+      return { ms, json: JSON.parse(run.stdout) as WhoRunsJson };
+    };
+    const batched: { ms: number; json: WhoRunsJson }[] = [];
+    const perPath: { ms: number; json: WhoRunsJson }[] = [];
+    for (let round = 0; round < Math.max(WHO_ROUNDS, BASELINE_ROUNDS); round++) {
+      if (round < WHO_ROUNDS) batched.push(whoRuns(false));
+      if (round < BASELINE_ROUNDS) perPath.push(whoRuns(true));
     }
     const distinct = all.length;
     const naive = HOSTS * (SHARED + OWN);
+    const times = (runs: { ms: number }[]): string => {
+      const ms = runs.map((r) => r.ms);
+      return `${formatMs(Math.min(...ms))} / ${formatMs(median(ms))} / ${formatMs(Math.max(...ms))} (${runs.length} runs)`;
+    };
+    const requests = (runs: { json: WhoRunsJson }[]): string => {
+      const n = runs.at(-1)?.json.stats.irisdRequests ?? 0;
+      return `${n} (${(n / distinct).toFixed(4)}x the ${distinct} distinct paths)`;
+    };
+    const matched = (runs: { json: WhoRunsJson }[]): string => {
+      const last = runs.at(-1)?.json;
+      return `${last?.hosts.length ?? "?"} / ${last?.unreadable.length ?? "?"}`;
+    };
+    const ratios = batched.map((b, i) => (perPath[i]?.ms ?? NaN) / b.ms).filter(Number.isFinite);
     console.log("\nwho-runs libfoo-1.0 over the fleet, every path through irisd:");
     printTable([
-      ["", "ogygia who-runs", "per-host walk without a shared cache (computed)"],
+      ["", "ogygia who-runs (POST /closure)", "a narinfo per path (OGYGIA_IMPACT_PER_PATH=1)"],
+      ["time (min / median / max)", times(batched), times(perPath)],
+      ["irisd requests", requests(batched), requests(perPath)],
+      ["hosts matched / unreadable", matched(batched), matched(perPath)],
       [
-        "time (min / median / max)",
-        `${formatMs(Math.min(...whoTimes))} / ${formatMs(median(whoTimes))} / ${formatMs(Math.max(...whoTimes))}`,
+        "speed-up, paired rounds (min / median / max)",
+        ratios.length === 0
+          ? "?"
+          : `${Math.min(...ratios).toFixed(1)}x / ${median(ratios).toFixed(1)}x / ${Math.max(...ratios).toFixed(1)}x`,
         "",
       ],
       [
-        "irisd requests",
-        `${last?.stats.irisdRequests ?? "?"} (${((last?.stats.irisdRequests ?? 0) / distinct).toFixed(3)}x the ${distinct} distinct paths)`,
-        `${naive} (${(naive / distinct).toFixed(1)}x)`,
-      ],
-      [
-        "hosts matched / unreadable",
-        `${last?.hosts.length ?? "?"} / ${last?.unreadable.length ?? "?"}`,
+        "per-host walk without a shared cache (computed)",
         "",
+        `${naive} requests (${(naive / distinct).toFixed(1)}x)`,
       ],
-      ["target", "requests ≈ distinct paths, < 5 s", ""],
+      ["target", "requests ≈ distinct paths (or fewer), < 5 s", ""],
     ]);
 
     // diff against nix store diff-closures on the same database.
@@ -245,7 +287,8 @@ async function main(): Promise<void> {
   } finally {
     await irisd.stop();
     await etcd.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env.IMPACT_BENCH_KEEP === undefined) rmSync(dir, { recursive: true, force: true });
+    else console.log(`kept ${dir}`);
   }
 }
 

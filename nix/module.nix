@@ -121,11 +121,17 @@ let
       };
 
   configuredListen = cfg.irisd.settings.server.listen;
-  nebulaListen = optional (
-    cfg.nebula.ipv4 != null
-  ) "${cfg.nebula.ipv4}:${toString (splitAddress (builtins.head configuredListen)).port}";
+  # `unix:/path` addresses are Unix sockets (nix/modules/irisd-unix.nix); the rest is TCP.
+  isUnixAddress = lib.hasPrefix "unix:";
+  tcpListen = builtins.filter (address: !isUnixAddress address);
+  nebulaListen = optional (cfg.nebula.ipv4 != null) (
+    if tcpListen configuredListen == [ ] then
+      throw "ogygia.nebula.ipv4: irisd listens on no TCP address whose port the Nebula address could take"
+    else
+      "${cfg.nebula.ipv4}:${toString (splitAddress (builtins.head (tcpListen configuredListen))).port}"
+  );
   irisdListen = lib.unique (configuredListen ++ nebulaListen);
-  irisdPorts = lib.unique (map (address: (splitAddress address).port) irisdListen);
+  irisdPorts = lib.unique (map (address: (splitAddress address).port) (tcpListen irisdListen));
 
   isLoopback =
     address:
@@ -138,8 +144,10 @@ let
   # one, else the first; a wildcard address is reached through loopback.
   substituterUrl =
     let
-      loopback = builtins.filter isLoopback irisdListen;
-      chosen = splitAddress (if loopback != [ ] then builtins.head loopback else builtins.head irisdListen);
+      loopback = builtins.filter isLoopback (tcpListen irisdListen);
+      chosen = splitAddress (
+        if loopback != [ ] then builtins.head loopback else builtins.head (tcpListen irisdListen)
+      );
       host =
         if chosen.host == "0.0.0.0" then
           "127.0.0.1"
@@ -224,6 +232,7 @@ in
     ./modules/fleet-credentials.nix
     ./modules/irisd-registry.nix
     ./modules/nebula.nix
+    ./modules/irisd-unix.nix
   ];
 
   options.ogygia = {
@@ -339,7 +348,7 @@ in
                 options.listen = mkOption {
                   type = types.nonEmptyListOf types.str;
                   default = [ "127.0.0.1:${toString irisdDefaultPort}" ];
-                  description = "Addresses irisd listens on, `host:port` or `[v6]:port`.";
+                  description = "Addresses irisd listens on, `host:port`, `[v6]:port` or `unix:/path` (a Unix socket; under /run, its folder is the service's RuntimeDirectory).";
                 };
               };
             };
@@ -531,9 +540,10 @@ in
       };
 
       # `ogygia iris push` and `providers` reach the local daemon wherever it listens.
-      environment.variables.OGYGIA_IRISD_URL = substituterUrl;
+      environment.variables.OGYGIA_IRISD_URL = mkIf (tcpListen irisdListen != [ ]) substituterUrl;
 
-      nix.settings = mkIf cfg.irisd.configureNixDaemon {
+      # Without a TCP address, an assertion of nix/modules/irisd-unix.nix says why.
+      nix.settings = mkIf (cfg.irisd.configureNixDaemon && tcpListen irisdListen != [ ]) {
         substituters = [ substituterUrl ];
         trusted-public-keys = cfg.irisd.settings.trust.trusted_keys;
       };

@@ -91,11 +91,14 @@ async function publish(root: string, host: string): Promise<void> {
   if (result.code !== 0) throw new Error(`publish ${host} failed:\n${result.stderr}`);
 }
 
-function ogygia(args: readonly string[]): Promise<CliResult> {
+function ogygia(
+  args: readonly string[],
+  extraEnv: Record<string, string> = {},
+): Promise<CliResult> {
   return runCli(
     [...args, "--config", config, "--store", operatorStore.root, "--irisd", operator.url],
     {
-      env: baseEnv(),
+      env: { ...baseEnv(), ...extraEnv },
       timeoutMs: 120_000,
     },
   );
@@ -326,6 +329,68 @@ interface ImpactJson {
 function groupOf(doc: ImpactJson, host: string): ImpactJson["groups"][number] | undefined {
   return doc.groups.find((g) => g.hosts.some((h) => h.host === host));
 }
+
+describe("POST /closure", () => {
+  interface ClosureJson {
+    /** References are indices into paths, then missing. */
+    paths: { path: string; narSize: number; references: number[] }[];
+    missing: string[];
+  }
+  const decode = (doc: ClosureJson): { path: string; narSize: number; references: string[] }[] => {
+    const names = [...doc.paths.map((e) => e.path), ...doc.missing];
+    return doc.paths.map((e) => ({ ...e, references: e.references.map((i) => names[i] ?? "?") }));
+  };
+  const post = async (paths: unknown): Promise<{ status: number; body: string }> => {
+    const res = await fetch(`${operator.url}/closure`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ paths }),
+    });
+    return { status: res.status, body: await res.text() };
+  };
+
+  it("answers the union of closures, from this host's store and from its peers, as Nix has them", async () => {
+    // The operator's store holds sysA only: sysB's and sysC's own paths come from the peers.
+    const answer = await post([systems.sysB, systems.sysC]);
+    expect(answer.status).toBe(200);
+    const doc = JSON.parse(answer.body) as ClosureJson;
+    expect(doc.missing).toEqual([]);
+    const expected = JSON.parse(
+      await nix(["path-info", "-r", "--json", systems.sysB, systems.sysC]),
+    ) as { path: string; narSize: number; references: string[] }[];
+    const byPath = (list: { path: string; narSize: number; references: string[] }[]) =>
+      Object.fromEntries(
+        list.map((e) => [e.path, { narSize: e.narSize, references: [...e.references].sort() }]),
+      );
+    expect(byPath(decode(doc))).toEqual(byPath(expected));
+  });
+
+  it("lists a path nobody serves in missing, and refuses what is not a list of store paths", async () => {
+    const answer = await post([ghostSystem, systems.sysA]);
+    expect(answer.status).toBe(200);
+    const doc = JSON.parse(answer.body) as ClosureJson;
+    expect(doc.missing).toEqual([ghostSystem]);
+    expect(doc.paths.map((e) => e.path)).toContain(systems.sysA);
+    expect((await post(["/etc/passwd"])).status).toBe(400);
+    expect((await post([])).status).toBe(400);
+    expect((await post(Array.from({ length: 513 }, () => systems.sysA))).status).toBe(400);
+  });
+
+  it("who-runs reads a few batches instead of a narinfo per path, with the same answer", async () => {
+    const batched = json<WhoRunsJson & { stats: { irisdRequests: number; distinctPaths: number } }>(
+      await ogygia(["who-runs", "glibc", "--json"]),
+    );
+    const perPath = json<WhoRunsJson & { stats: { irisdRequests: number; distinctPaths: number } }>(
+      await ogygia(["who-runs", "glibc", "--json"], { OGYGIA_IMPACT_PER_PATH: "1" }),
+    );
+    expect(batched.hosts).toEqual(perPath.hosts);
+    expect(batched.hosts.map((h) => h.host)).toHaveLength(4);
+    expect(batched.stats.distinctPaths).toBe(perPath.stats.distinctPaths);
+    // sysA is local (one database query); sysB and sysC in one POST /closure.
+    expect(batched.stats.irisdRequests).toBe(1);
+    expect(perPath.stats.irisdRequests).toBeGreaterThan(5);
+  });
+});
 
 describe("ogygia impact", () => {
   it("--all-to groups hosts by impact, names the units, and flags reboot only for a kernel change", async () => {

@@ -50,6 +50,9 @@ beforeAll(async () => {
     "dashboard-open": `{ ogygia = { enable = true; etcd.endpoints = [ "http://127.0.0.1:2379" ]; dashboard = { enable = true; listen = "0.0.0.0:35743"; tokenFile = "/run/keys/dashboard"; openFirewall = true; historyDays = 30; }; }; }`,
     "dashboard-without-token": `{ ogygia = { enable = true; etcd.endpoints = [ "http://127.0.0.1:2379" ]; dashboard = { enable = true; listen = "0.0.0.0:35743"; }; }; }`,
     "key-in-store": `{ ogygia.irisd = { enable = true; settings.signing.secret_key_files = [ "/nix/store/aaaa-key.secret" ]; }; }`,
+    "irisd-unix": `{ ogygia.irisd = { enable = true; configureNixDaemon = true; openFirewall = true; settings.server.listen = [ "unix:/run/ogygia-irisd/irisd.sock" "127.0.0.1:35742" "unix:/srv/irisd/peers.sock" ]; }; }`,
+    "irisd-unix-only": `{ ogygia.irisd = { enable = true; settings.server.listen = [ "unix:/run/ogygia-irisd/irisd.sock" ]; }; }`,
+    "irisd-unix-only-nix-daemon": `{ ogygia.irisd = { enable = true; configureNixDaemon = true; settings.server.listen = [ "unix:/run/ogygia-irisd/irisd.sock" ]; }; }`,
   })) as unknown as typeof report;
 }, 120_000);
 
@@ -230,6 +233,40 @@ describe("the NixOS module, evaluated for the README's examples", () => {
     });
     expect(nebula.nixSettings.substituters).toEqual(["http://127.0.0.1:35742"]);
     expect(nebula.firewallTCPPorts).toEqual([]);
+  });
+
+  it("accepts unix: listen addresses: their folder made for the service, TCP ones for Nix and the firewall", () => {
+    const unix = example("irisd-unix");
+    expect(unix.failures).toEqual([]);
+    expect(unix.failedAssertions).toEqual([]);
+    expect(unix.irisdConfig?.settings.server).toEqual({
+      listen: [
+        "unix:/run/ogygia-irisd/irisd.sock",
+        "127.0.0.1:35742",
+        "unix:/srv/irisd/peers.sock",
+      ],
+    });
+    expect(service("irisd-unix", "ogygia-irisd")).toMatchObject({
+      RuntimeDirectory: ["ogygia-irisd"],
+      RuntimeDirectoryMode: "0755",
+      ReadWritePaths: ["/srv/irisd"],
+      RestrictAddressFamilies: expect.arrayContaining(["AF_UNIX"]) as unknown,
+    });
+    expect(unix.nixSettings.substituters).toEqual(["http://127.0.0.1:35742"]);
+    expect(unix.firewallTCPPorts).toEqual([35742]);
+    expect(unix.variables).toEqual({ OGYGIA_IRISD_URL: "http://127.0.0.1:35742" });
+
+    const only = example("irisd-unix-only");
+    expect(only.failures).toEqual([]);
+    expect(only.failedAssertions).toEqual([]);
+    expect(service("irisd-unix-only", "ogygia-irisd")).toMatchObject({
+      RuntimeDirectory: ["ogygia-irisd"],
+    });
+    expect(only.variables).toEqual({});
+
+    expect(example("irisd-unix-only-nix-daemon").failedAssertions).toEqual([
+      expect.stringContaining("configureNixDaemon needs a TCP listen address") as unknown,
+    ]);
   });
 
   it("runs ogygia dashboard with its state folder, the token as a credential, and its port open", () => {

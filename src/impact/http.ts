@@ -50,14 +50,27 @@ export class IrisdClient {
   }
 
   /** GETs `path` (relative to the base URL, no leading slash), at most `maxBytes` of body. */
-  async get(path: string, maxBytes: number): Promise<HttpAnswer> {
+  get(path: string, maxBytes: number): Promise<HttpAnswer> {
+    return this.send(path, maxBytes, undefined);
+  }
+
+  /** POSTs a JSON `body` to `path`, at most `maxBytes` of answer. */
+  postJson(path: string, body: unknown, maxBytes: number): Promise<HttpAnswer> {
+    return this.send(path, maxBytes, Buffer.from(JSON.stringify(body), "utf8"));
+  }
+
+  private async send(
+    path: string,
+    maxBytes: number,
+    body: Buffer | undefined,
+  ): Promise<HttpAnswer> {
     if (this.active >= this.limit) {
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     }
     this.active += 1;
     try {
       this.requests += 1;
-      return await this.request(`${this.baseUrl}/${path}`, maxBytes);
+      return await this.request(`${this.baseUrl}/${path}`, maxBytes, body);
     } finally {
       this.active -= 1;
       const next = this.waiting[this.waitingHead];
@@ -73,7 +86,7 @@ export class IrisdClient {
     }
   }
 
-  private request(url: string, maxBytes: number): Promise<HttpAnswer> {
+  private request(url: string, maxBytes: number, body: Buffer | undefined): Promise<HttpAnswer> {
     return new Promise((resolve, reject) => {
       const fail = (reason: string, cause?: unknown): void => {
         reject(
@@ -87,7 +100,16 @@ export class IrisdClient {
           ),
         );
       };
-      const req = this.module.get(url, { agent: this.agent, timeout: this.timeoutMs }, (res) => {
+      const options: http.RequestOptions = {
+        agent: this.agent,
+        timeout: this.timeoutMs,
+        method: body === undefined ? "GET" : "POST",
+        headers:
+          body === undefined
+            ? {}
+            : { "Content-Type": "application/json", "Content-Length": String(body.length) },
+      };
+      const req = this.module.request(url, options, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
         res.on("data", (chunk: Buffer) => {
@@ -112,6 +134,7 @@ export class IrisdClient {
       req.on("error", (err) => {
         fail(errorMessage(err), err);
       });
+      req.end(body);
     });
   }
 

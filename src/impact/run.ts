@@ -8,7 +8,6 @@ import { readFile } from "node:fs/promises";
 import { OgygiaError, compareText, errorMessage, hasErrorCode } from "../core/index.js";
 import { compareVersions, packageOfName, parseDrvName, parseStorePath } from "../nix/index.js";
 import { isSystemStorePath } from "../system/index.js";
-import type { Closure } from "./closure.js";
 import { diffClosures, type ClosureDiff, type PackageDiff } from "./diff.js";
 import {
   findHost,
@@ -138,6 +137,8 @@ export function parsePattern(text: string): Pattern {
 /** Whether a store path matches a pattern (paths of a closure only). */
 export function matchesPattern(pattern: Pattern, storePath: string): boolean {
   if (pattern.kind === "path") return storePath === pattern.path;
+  // A package's name starts its store path's name (after "<store>/<hash>-"): most paths end here.
+  if (!storePath.startsWith(pattern.name, storePath.lastIndexOf("/") + 34)) return false;
   const pkg = packageOfName(parseStorePath(storePath).name);
   if (pkg.name !== pattern.name) return false;
   if (pattern.op === undefined) return true;
@@ -195,19 +196,8 @@ export async function runWhoRuns(
   const states: SystemStateName[] = options.allStates
     ? ["current", "booted", "nextboot"]
     : ["current"];
-  const verdicts = new Map<string, boolean>();
-  const matchesOf = (closure: Closure): string[] => {
-    const out: string[] = [];
-    for (const path of closure.paths.keys()) {
-      let verdict = verdicts.get(path);
-      if (verdict === undefined) {
-        verdict = matchesPattern(pattern, path);
-        verdicts.set(path, verdict);
-      }
-      if (verdict) out.push(path);
-    }
-    return out.sort(compareText);
-  };
+  // One predicate for every host: the reader works out what lies below each path once.
+  const isMatch = (storePath: string): boolean => matchesPattern(pattern, storePath);
   const result: WhoRunsResult = {
     pattern: text,
     states,
@@ -237,8 +227,7 @@ export async function runWhoRuns(
           continue;
         }
         try {
-          const closure = await sources.reader.closure(system);
-          const paths = matchesOf(closure);
+          const paths = (await sources.reader.matchesIn(system, isMatch)).sort(compareText);
           if (paths.length > 0) matches.push({ state, system, paths });
         } catch (err) {
           if (!(err instanceof OgygiaError)) throw err;

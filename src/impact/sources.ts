@@ -70,7 +70,13 @@ export async function openSources(options: SourceOptions): Promise<Sources> {
     config,
     store,
     irisd,
-    reader: new ClosureReader({ store, closureDb, irisd }),
+    reader: new ClosureReader({
+      store,
+      closureDb,
+      irisd,
+      // The reading irisd without POST /closure forces: kept for comparison (bench/impact).
+      perPath: options.env.OGYGIA_IMPACT_PER_PATH === "1",
+    }),
     files: new StoreFiles({ store, irisd }),
     close() {
       irisd.close();

@@ -9,8 +9,14 @@
 import { Counter, type Registry } from "prom-client";
 
 import { packageVersion } from "../core/index.js";
-import { createTrustedKeys, type TrustedKeys } from "../nix/index.js";
+import {
+  createTrustedKeys,
+  openClosureDb,
+  type ClosureDb,
+  type TrustedKeys,
+} from "../nix/index.js";
 
+import { closureRoute } from "./closure-route.js";
 import type { IrisdConfig } from "./config.js";
 import {
   IrisServer,
@@ -154,6 +160,8 @@ function daemonRoutes(options: {
   index: LocalIndex;
   peers: PeerSet | undefined;
   buildLog: (drvBaseName: string) => Promise<Buffer | undefined>;
+  closureDb: ClosureDb;
+  canSign: boolean;
 }): Route[] {
   const { config, chain, metrics, storeDir, index, peers } = options;
   return [
@@ -168,6 +176,7 @@ function daemonRoutes(options: {
     bloomRoute(index),
     providersRoute({ chain, peers }),
     rescanRoute({ index, storeDir }),
+    closureRoute({ db: options.closureDb, chain, storeDir, canSign: options.canSign }),
     ...serviceRoutes({
       version: packageVersion(import.meta.url),
       features: daemonFeatures(config),
@@ -179,7 +188,7 @@ function daemonRoutes(options: {
 
 /** What `GET /version` says this daemon serves beyond the binary-cache protocol. */
 function daemonFeatures(config: IrisdConfig): string[] {
-  const features = ["health", "listing", "log", "bloom", "providers", "rescan"];
+  const features = ["health", "listing", "log", "bloom", "providers", "rescan", "closure"];
   if (config.peers.urls.length > 0 || config.peers.registry) features.push("peers");
   if (config.peers.registry) features.push("registry");
   if (config.server.listen.some((a) => a.socketPath !== undefined)) features.push("unix-socket");
@@ -250,6 +259,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
     else localIndex.removed();
   });
   const chain = createResolverChain([local, ...(layer?.resolvers ?? [])]);
+  const closureDb = openClosureDb(local.db.dbPath);
   const server = new IrisServer({
     routes: daemonRoutes({
       config,
@@ -259,6 +269,8 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
       index: localIndex,
       peers,
       buildLog: (name) => local.buildLog(name),
+      closureDb,
+      canSign: local.canSign,
     }),
     log,
     metrics,
@@ -289,6 +301,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
     await scrub?.stop();
     localIndex.close();
     await chain.close();
+    closureDb.close();
     throw err;
   }
   peers?.start();
@@ -314,6 +327,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
       await scrub?.stop();
       localIndex.close();
       await chain.close();
+      closureDb.close();
     },
   };
 }

@@ -16,3 +16,9 @@ export {
   type VersionAnswer,
 } from "./contract.js";
 export { advertisedIrisUrl, irisUrlFromConfigFile } from "./advertise.js";
+export {
+  MAX_CLOSURE_ROOTS,
+  type ClosureAnswer,
+  type ClosureEntry,
+  type ClosureRequest,
+} from "./closure-contract.js";

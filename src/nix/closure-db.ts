@@ -17,7 +17,24 @@ export interface ClosureRow {
 export interface ClosureDb {
   /** The closure of `storePath`, or undefined when the database does not have it. */
   closure(storePath: string): ClosureRow[] | undefined;
+  /** Every valid path and every reference, in two scans (for a graph kept in memory). */
+  readGraph(): StoreGraphRows;
+  /** SQLite's `data_version`: changes when another connection commits. */
+  dataVersion(): number;
   close(): void;
+}
+
+/** The whole store's reference graph, as the database holds it. */
+export interface StoreGraphRows {
+  paths: {
+    id: number;
+    path: string;
+    narSize: number | null;
+    sigs: string | null;
+    ca: string | null;
+  }[];
+  /** Ordered by referrer. */
+  refs: { referrer: number; reference: number }[];
 }
 
 const CLOSURE_SQL = `
@@ -48,7 +65,28 @@ export function openClosureDb(dbPath: string): ClosureDb {
   const statement = db.prepare<{ path: string; narSize: number | null; refs: string | null }>(
     CLOSURE_SQL,
   );
+  const allPaths = db.prepare<StoreGraphRows["paths"][number]>(
+    "SELECT id, path, narSize, sigs, ca FROM ValidPaths",
+  );
+  const allRefs = db.prepare<StoreGraphRows["refs"][number]>(
+    "SELECT referrer, reference FROM Refs ORDER BY referrer",
+  );
   return {
+    readGraph() {
+      try {
+        return { paths: allPaths.all(), refs: allRefs.all() };
+      } catch (err) {
+        if (!isSqliteError(err)) throw err;
+        throw new OgygiaError(
+          "ERR_OGYGIA_NIX_DB",
+          `Nix store database ${dbPath}: reading the reference graph: ${errorMessage(err)}`,
+          { cause: err },
+        );
+      }
+    },
+    dataVersion() {
+      return Number(db.pragma("data_version"));
+    },
     closure(storePath) {
       let rows;
       try {

@@ -117,4 +117,9 @@ export {
   type DrvName,
   type PackageName,
 } from "./drv-name.js";
-export { openClosureDb, type ClosureDb, type ClosureRow } from "./closure-db.js";
+export {
+  openClosureDb,
+  type ClosureDb,
+  type ClosureRow,
+  type StoreGraphRows,
+} from "./closure-db.js";
