@@ -18,6 +18,8 @@ export {
   STORED_FIELDS,
   SYSTEM_PATH_FIELDS,
   type SystemPathField,
+  UPDATE_FIELDS,
+  type UpdateField,
   type FleetBackend,
   type FleetField,
   type FleetPublisher,
