@@ -158,7 +158,9 @@ export function statusJson(report: StatusReport): unknown {
       currentSystem: h.systems?.current ?? null,
       bootedSystem: h.systems?.booted ?? null,
       nextbootSystem: h.systems?.nextboot ?? null,
-      update: h.update ?? null,
+      // Only for hosts whose agent published an update, so documents of fleets without
+      // `ogygia update` are unchanged.
+      ...(h.update && { update: h.update }),
     })),
     warnings: report.warnings,
   };
