@@ -223,6 +223,7 @@ in
     ./modules/builders.nix
     ./modules/fleet-credentials.nix
     ./modules/irisd-registry.nix
+    ./modules/updates.nix
   ];
 
   options.ogygia = {
