@@ -262,6 +262,12 @@ describe.each(FLEET_HARNESSES)("rollouts with $label", (harness) => {
       ),
     ).toContain('"host":"bad"');
 
+    // `ogygia status` marks the host whose update failed.
+    const table = await runCli(["status", "--config", f.operatorConfig], {
+      env: { OGYGIA_CONFIG: undefined },
+    });
+    expect(table.stdout).toMatch(/bad \(update rolled-back\)/);
+
     // Resume with the fixed path for `bad` only: `twin` keeps the failed path and is skipped.
     const fixed = await writeRelease(f.work, "fixed.json", { bad: f.systems.fixed ?? "" });
     await rollout(f.operatorConfig, ["resume", "--release", fixed]);
