@@ -86,6 +86,10 @@ class Agent {
   private published = false;
   private wake: (() => void) | undefined;
   private lease: Lease | undefined;
+  /** The plan as last read, and when: snapshot changes reuse it, the poll reads it again. */
+  private plan: { plan: Plan; at: number } | null = null;
+  /** Releases the concurrency slot this update holds, if any. */
+  private releaseSlot: (() => Promise<void>) | undefined;
 
   constructor(private readonly o: AgentOptions) {
     this.prefix = rolloutPrefix(o.namespace);
@@ -144,9 +148,12 @@ class Agent {
   /** One look at the plan; true when this host is done with the current rollout. */
   private async step(): Promise<boolean> {
     if (!this.published && this.record) await this.publish();
-    const read = await readPlan(this.o.coordinator, this.prefix);
-    if (!read) return false;
-    const { plan } = read;
+    if (!this.plan || Date.now() - this.plan.at >= this.o.settings.pollIntervalMs) {
+      const read = await readPlan(this.o.coordinator, this.prefix);
+      this.plan = read && { plan: read.plan, at: Date.now() };
+    }
+    if (!this.plan) return false;
+    const { plan } = this.plan;
     const target = plan.hosts[this.o.host];
     if (target === undefined || waveOf(plan, this.o.host) < 0) return false;
     const rec = this.record;
@@ -175,6 +182,9 @@ class Agent {
     const progress = progressOf(plan, this.snapshot);
     const may = mayStart(progress, this.o.host, Date.now());
     if (!may.ok) return false;
+    // All slots visibly taken: no lock requests until a host finishes.
+    const active = progress.hosts.filter((h) => ACTIVE_STATES.has(h.state as UpdateState)).length;
+    if (active >= plan.concurrency) return false;
     const failed = await failedPathRecord(this.o.coordinator, this.prefix, target);
     if (failed) {
       const at = nowIso();
@@ -193,39 +203,51 @@ class Agent {
     }
     const release = await this.takeSlot(plan);
     if (!release) return false;
+    this.releaseSlot = release;
     try {
       await this.update(plan, target);
     } finally {
-      await release();
+      await this.freeSlot();
     }
     return true;
   }
 
-  /** Takes one of the plan's concurrency slots, or null when all are held. */
+  /**
+   * Takes this host's concurrency slot, or null while it is held: slot
+   * `(place in its wave) mod concurrency`, so that hosts of a wave queue on
+   * the slots evenly, and a slot set free is tried by the hosts queued on
+   * it only (one lock request each), not by every waiting host.
+   */
   private async takeSlot(plan: Plan): Promise<(() => Promise<void>) | null> {
     if (!this.lease || this.lease.lost.aborted) {
       this.lease = await this.o.coordinator.grantLease({ ttlMs: this.o.leaseTtlMs });
     }
-    const lease = this.lease;
-    // Start at a slot picked by the host name, so that agents do not all try slot 0 first.
-    let offset = 0;
-    for (const c of this.o.host) offset = (offset * 31 + c.charCodeAt(0)) % plan.concurrency;
-    for (let i = 0; i < plan.concurrency; i++) {
-      const key = slotKey(this.prefix, (offset + i) % plan.concurrency);
-      const lock = await this.o.coordinator.tryAcquireLock(key, { holder: this.o.host, lease });
-      if (lock) {
-        return async () => {
-          await lock.release().catch(() => false);
-        };
-      }
-    }
-    return null;
+    const wave = plan.waves[waveOf(plan, this.o.host)] ?? [];
+    const place = Math.max(0, wave.indexOf(this.o.host));
+    const key = slotKey(this.prefix, place % plan.concurrency);
+    const lock = await this.o.coordinator.tryAcquireLock(key, {
+      holder: this.o.host,
+      lease: this.lease,
+    });
+    if (!lock) return null;
+    return async () => {
+      await lock.release().catch(() => false);
+    };
+  }
+
+  private async freeSlot(): Promise<void> {
+    const release = this.releaseSlot;
+    this.releaseSlot = undefined;
+    if (release) await release();
   }
 
   /** Saves the record, then publishes it (best effort: the store may be down). */
   private async transition(record: AgentRecord): Promise<void> {
     this.record = record;
-    saveRecord(this.o.settings.stateDir, record);
+    await saveRecord(this.o.settings.stateDir, record);
+    // Finished (its time taken above): the slot is free before the state is
+    // published, so that the host queued on it finds it free when it reads the state.
+    if (TERMINAL.has(record.state)) await this.freeSlot();
     this.published = false;
     this.o.log(
       `${record.state} ${record.target}${record.error === null ? "" : `: ${record.error}`}`,

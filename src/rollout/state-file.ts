@@ -5,15 +5,8 @@
  * `<state dir>/state.json` before each step it describes is taken.
  */
 
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeSync,
-} from "node:fs";
+import { readFileSync } from "node:fs";
+import { mkdir, open, rename } from "node:fs/promises";
 import path from "node:path";
 
 import { OgygiaError, hasErrorCode } from "../core/index.js";
@@ -65,23 +58,26 @@ export function loadRecord(dir: string): AgentRecord | null {
   }
 }
 
-/** Writes the record durably: temp file, fsync, rename, fsync of the folder. */
-export function saveRecord(dir: string, record: AgentRecord): void {
-  mkdirSync(dir, { recursive: true });
+/**
+ * Writes the record durably: temp file, fsync, rename, fsync of the folder.
+ * Asynchronous, so that a slow disk holds up this update only.
+ */
+export async function saveRecord(dir: string, record: AgentRecord): Promise<void> {
+  await mkdir(dir, { recursive: true });
   const file = path.join(dir, FILE);
   const temp = `${file}.tmp-${process.pid}`;
-  const fd = openSync(temp, "w", 0o644);
+  const handle = await open(temp, "w", 0o644);
   try {
-    writeSync(fd, `${JSON.stringify(record, null, 2)}\n`);
-    fsyncSync(fd);
+    await handle.writeFile(`${JSON.stringify(record, null, 2)}\n`);
+    await handle.sync();
   } finally {
-    closeSync(fd);
+    await handle.close();
   }
-  renameSync(temp, file);
-  const dirFd = openSync(dir, "r");
+  await rename(temp, file);
+  const folder = await open(dir, "r");
   try {
-    fsyncSync(dirFd);
+    await folder.sync();
   } finally {
-    closeSync(dirFd);
+    await folder.close();
   }
 }
