@@ -308,6 +308,24 @@ describe.each(FLEET_HARNESSES)("ogygia dashboard with $label", (harness) => {
     await page.close();
   });
 
+  it("shows a host's update state as its agent publishes it, and clears it once confirmed", async () => {
+    const page = await openFleet();
+    const host = "app03.example.com";
+    await server.put([
+      [
+        `${namespace}/${host}/update_target`,
+        "/nix/store/00000000000000000000000000000000-nixos-system-x",
+      ],
+      [`${namespace}/${host}/update_state`, "checking"],
+    ]);
+    const tag = row(page, host).locator(".tag.update");
+    await tag.waitFor({ timeout: 20_000 });
+    expect(await tag.textContent()).toBe("update: checking");
+    await server.put([[`${namespace}/${host}/update_state`, "confirmed"]]);
+    await tag.waitFor({ state: "detached", timeout: 20_000 });
+    await page.close();
+  });
+
   it("filters, sorts and keeps both in the URL", async () => {
     const page = await openFleet();
     await page.locator(".filter").fill("app0");

@@ -13,6 +13,7 @@ import { BUILDERS_COMMANDS } from "./builders-commands.js";
 import { IMPACT_COMMANDS } from "./impact-commands.js";
 import { NEBULA_COMMANDS } from "./nebula-commands.js";
 import { FLEET_COMMANDS } from "./fleet-commands.js";
+import { ROLLOUT_COMMANDS } from "./rollout-commands.js";
 import { outputStream, writeLine, writeLines } from "./output.js";
 import { CONFIG_ENVIRONMENT, CONFIG_OPTION, ROOT_OPTION, text } from "./shared.js";
 
@@ -401,6 +402,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...BUILDERS_COMMANDS,
   ...FLEET_COMMANDS,
   ...IMPACT_COMMANDS,
+  ...ROLLOUT_COMMANDS,
   {
     path: ["dashboard"],
     summary: "serve a live web view of the fleet (table, summary, host history, SSE, metrics)",

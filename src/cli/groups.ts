@@ -7,5 +7,6 @@ export const GROUP_SUMMARIES: Readonly<Record<string, string>> = {
   config: "check ogygia's configuration file",
   nebula: "manage the fleet's Nebula mesh: the CA, hosts' keys, certificates and addresses",
   "nebula ca": "the Nebula mesh's certificate authority",
+  rollout: "move the fleet to a release in waves, with health-gated rollback (docs/updates.md)",
   fleet: "per-host credentials: which host may write which keys (run with admin credentials)",
 };

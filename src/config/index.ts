@@ -4,6 +4,7 @@ export {
   parseHostPort,
   type BackendConfig,
   type BuilderConfig,
+  type UpdateConfig,
   type ConfigSource,
   type OgygiaConfig,
 } from "./ogygia.js";

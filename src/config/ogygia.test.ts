@@ -42,6 +42,17 @@ describe("parseConfig", () => {
       zookeeper: undefined,
       publish: { leaseTtlSeconds: 10, resyncIntervalSeconds: 300 },
       impact: { irisdUrl: "http://127.0.0.1:35742", concurrency: 32 },
+      update: {
+        stateDir: "/var/lib/ogygia/update",
+        substituters: ["http://127.0.0.1:35742"],
+        trustedPublicKeys: [],
+        probes: [],
+        httpProbes: [],
+        checkUnits: true,
+        healthDeadlineSeconds: 120,
+        activationTimeoutSeconds: 600,
+        pollIntervalSeconds: 1,
+      },
     });
   });
 

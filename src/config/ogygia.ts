@@ -11,6 +11,7 @@ import { OgygiaError, checkHttpUrl, hasErrorCode } from "../core/index.js";
 import { BACKEND_NAMES, type BackendKind, type FleetCredentials } from "../fleet/index.js";
 import { DEFAULT_IRISD_URL } from "../iris/index.js";
 import {
+  boolean,
   integer,
   invalidAt,
   locateKeys,
@@ -286,6 +287,78 @@ export interface BuilderConfig {
 
 // --- end [ogygia.builder] ---
 
+// --- [ogygia.update]: the host's update agent, `ogygia update` (src/rollout) ---
+
+const updateSection = table({
+  description: "Settings of the `ogygia update` agent, which applies rollouts to this host.",
+  fields: {
+    state_dir: string({
+      description:
+        "Where the agent keeps its on-disk record of an update in progress (under --root).",
+      default: "/var/lib/ogygia/update",
+      check: (v) => (v.startsWith("/") ? undefined : "must be an absolute path"),
+    }),
+    substituters: stringList({
+      description:
+        "Binary caches system paths are realised from, in order (the local ogygia-irisd first).",
+      default: [DEFAULT_IRISD_URL],
+    }),
+    trusted_public_keys: stringList({
+      description:
+        "Keys a system path must be signed by (`name:base64`); empty: Nix's own trusted-public-keys.",
+      default: [],
+    }),
+    probes: stringList({
+      description:
+        "Health probes: shell commands that must exit 0 after an activation ($OGYGIA_ROOT is the root).",
+      default: [],
+    }),
+    http_probes: stringList({
+      description: "Health probes: URLs that must answer a 2xx status to a GET.",
+      default: [],
+      check: (v) => checkHttpUrl(v, { example: "http://127.0.0.1:8080/health" }),
+    }),
+    check_units: boolean({
+      description: "Count failed systemd units (`systemctl list-units --failed`) as unhealthy.",
+      default: true,
+    }),
+    health_deadline_seconds: integer({
+      description:
+        "Seconds after an activation within which the host must be healthy, else it rolls back.",
+      default: 120,
+      min: 1,
+      max: 86_400,
+    }),
+    activation_timeout_seconds: integer({
+      description: "Seconds a realisation or a switch-to-configuration may take.",
+      default: 600,
+      min: 1,
+      max: 86_400,
+    }),
+    poll_interval_seconds: number({
+      description: "Seconds between looks at the rollout plan (changes of hosts wake it at once).",
+      default: 1,
+      min: 0.05,
+      max: 3600,
+    }),
+  },
+});
+
+/** `[ogygia.update]`, defaults filled in. */
+export interface UpdateConfig {
+  stateDir: string;
+  substituters: string[];
+  trustedPublicKeys: string[];
+  probes: string[];
+  httpProbes: string[];
+  checkUnits: boolean;
+  healthDeadlineSeconds: number;
+  activationTimeoutSeconds: number;
+  pollIntervalSeconds: number;
+}
+
+// --- end [ogygia.update] ---
+
 export const configSchema = table({
   description: "The ogygia configuration file.",
   fields: {
@@ -355,6 +428,7 @@ export const configSchema = table({
           }),
         ),
         builder: builderSection,
+        update: updateSection,
         impact: table({
           description: "Settings of `ogygia diff`, `ogygia impact` and `ogygia who-runs`.",
           fields: {
@@ -445,6 +519,8 @@ export interface OgygiaSettings {
   nebula: NebulaConfig | undefined;
   /** `[ogygia.builder]`, when present: this host offers remote builds. */
   builder?: BuilderConfig | undefined;
+  /** `[ogygia.update]`, defaults filled in (absent only in configurations built by hand). */
+  update?: UpdateConfig;
 }
 
 /** Each registered backend's section, undefined when the file has none. */
@@ -502,6 +578,17 @@ export async function parseConfig(text: string, file: string): Promise<OgygiaCon
     impact: {
       irisdUrl: raw.ogygia.impact.irisd_url.replace(/\/+$/, ""),
       concurrency: raw.ogygia.impact.concurrency,
+    },
+    update: {
+      stateDir: raw.ogygia.update.state_dir,
+      substituters: raw.ogygia.update.substituters,
+      trustedPublicKeys: raw.ogygia.update.trusted_public_keys,
+      probes: raw.ogygia.update.probes,
+      httpProbes: raw.ogygia.update.http_probes,
+      checkUnits: raw.ogygia.update.check_units,
+      healthDeadlineSeconds: raw.ogygia.update.health_deadline_seconds,
+      activationTimeoutSeconds: raw.ogygia.update.activation_timeout_seconds,
+      pollIntervalSeconds: raw.ogygia.update.poll_interval_seconds,
     },
     publish: {
       leaseTtlSeconds: raw.ogygia.publish.lease_ttl_seconds,

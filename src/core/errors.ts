@@ -36,7 +36,9 @@ export type OgygiaErrorCode =
   | "ERR_OGYGIA_BUILDERS"
   | "ERR_OGYGIA_IMPACT"
   | "ERR_OGYGIA_IMPACT_IRISD"
-  | "ERR_OGYGIA_IMPACT_PATH_UNAVAILABLE";
+  | "ERR_OGYGIA_IMPACT_PATH_UNAVAILABLE"
+  | "ERR_OGYGIA_ROLLOUT"
+  | "ERR_OGYGIA_UPDATE";
 
 export interface OgygiaErrorOptions {
   /** What the user can do next; printed on its own line by the CLI. */

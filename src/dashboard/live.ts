@@ -44,6 +44,17 @@ function headerOf(fleet: FleetJson): FleetHeader {
   return header;
 }
 
+function sameUpdate(a: HostJson["update"], b: HostJson["update"]): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined) return false;
+  return (
+    a.state === b.state &&
+    a.target === b.target &&
+    a.error === b.error &&
+    a.changedAt === b.changedAt
+  );
+}
+
 function sameHost(a: HostJson, b: HostJson): boolean {
   return (
     a.current === b.current &&
@@ -53,7 +64,8 @@ function sameHost(a: HostJson, b: HostJson): boolean {
     a.rebootRequired === b.rebootRequired &&
     a.updatedAt === b.updatedAt &&
     a.displayName === b.displayName &&
-    a.local === b.local
+    a.local === b.local &&
+    sameUpdate(a.update, b.update)
   );
 }
 

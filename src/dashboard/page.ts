@@ -218,6 +218,21 @@ function flagNode(value: boolean | null, yes: string, no: string, cls: string): 
   return el("span", { class: value ? `${cls}-yes` : `${cls}-no` }, value ? yes : no);
 }
 
+/** A tag for a host mid-update or whose last update failed (`update_state`); none once confirmed. */
+function updateTag(host: HostJson): HTMLElement | null {
+  const state = host.update?.state;
+  if (state === undefined || state === "confirmed") return null;
+  const failed = state === "rolled-back" || state === "failed" || state === "skipped";
+  return el(
+    "span",
+    {
+      class: failed ? "tag update update-failed" : "tag update",
+      title: host.update?.error ?? host.update?.target ?? "",
+    },
+    `update: ${state}`,
+  );
+}
+
 function onlineNode(host: HostJson): HTMLElement {
   if (host.online === null) return el("span", { class: "unknown" }, "unknown");
   return el(
@@ -340,6 +355,8 @@ function renderRow(host: HostJson, now: number): HTMLElement {
   const link = el("a", { href: hostHref(host.host), title: host.host }, host.displayName);
   const nameCell = el("div", { class: "cell c-host", role: "cell" }, link);
   if (host.local) nameCell.append(el("span", { class: "tag" }, "this host"));
+  const update = updateTag(host);
+  if (update) nameCell.append(update);
   row.append(
     nameCell,
     el("div", { class: "cell c-rev", role: "cell" }, revisionNode(host.current)),
@@ -535,6 +552,13 @@ function renderHost(name: string): void {
       ...keyRow("🔜 next boot", full(host.nextboot)),
       ...keyRow("Online", onlineNode(host)),
       ...keyRow("Reboot required", flagNode(host.rebootRequired, "yes", "no", "reboot")),
+      ...keyRow(
+        "Update",
+        host.update === undefined
+          ? "none"
+          : `${host.update.state}${host.update.target === null ? "" : ` → ${host.update.target}`}` +
+              (host.update.error === null ? "" : ` (${host.update.error})`),
+      ),
       ...keyRow(
         "Pending",
         isPending(host) ? "yes (next boot or booted differs from current)" : "no",

@@ -15,6 +15,16 @@ export interface HostJson {
   online: boolean | null;
   rebootRequired: boolean | null;
   updatedAt: string | null;
+  /** The host's update (`ogygia update`), when its agent published one. */
+  update?: HostUpdateJson;
+}
+
+/** A host's update as `ogygia status --json` shows it. */
+export interface HostUpdateJson {
+  state: string;
+  target: string | null;
+  error: string | null;
+  changedAt: string | null;
 }
 
 /** The `ogygia status --json` document (also `GET /api/fleet`). */

@@ -19,6 +19,8 @@ export {
   SYSTEM_PATH_FIELDS,
   NEBULA_FIELDS,
   type SystemPathField,
+  UPDATE_FIELDS,
+  type UpdateField,
   type FleetBackend,
   type FleetField,
   type FleetPublisher,

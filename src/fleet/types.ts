@@ -41,13 +41,30 @@ export type SystemPathField = (typeof SYSTEM_PATH_FIELDS)[number];
 /** The host's Nebula certificate's facts, JSON (see src/nebula/published.ts). */
 export const NEBULA_FIELDS = ["nebula"] as const;
 
+/**
+ * The host's update agent (`ogygia update`, src/rollout): written by the
+ * agent itself through compare-and-swap, never by the publisher.
+ */
+export const UPDATE_FIELDS = [
+  "update_state",
+  "update_target",
+  "update_error",
+  "update_rollout",
+  "update_started_at",
+  "update_changed_at",
+  "update_finished_at",
+] as const;
+
+export type UpdateField = (typeof UPDATE_FIELDS)[number];
+
 export type FleetField =
   | (typeof STATE_FIELDS)[number]
   | (typeof PUBLISHER_FIELDS)[number]
   | (typeof LEASED_FIELDS)[number]
   | (typeof IRIS_FIELDS)[number]
   | (typeof NEBULA_FIELDS)[number]
-  | SystemPathField;
+  | SystemPathField
+  | UpdateField;
 
 export const FLEET_FIELDS: readonly FleetField[] = [
   ...STATE_FIELDS,
@@ -56,6 +73,7 @@ export const FLEET_FIELDS: readonly FleetField[] = [
   ...IRIS_FIELDS,
   ...NEBULA_FIELDS,
   ...SYSTEM_PATH_FIELDS,
+  ...UPDATE_FIELDS,
 ];
 
 /**
@@ -63,7 +81,10 @@ export const FLEET_FIELDS: readonly FleetField[] = [
  * goes away. `alive` is not one of them: it lives and dies with the
  * publisher's lease (etcd) or session (ZooKeeper).
  */
-export type StoredField = Exclude<FleetField, "alive" | (typeof LEASED_FIELDS)[number]>;
+export type StoredField = Exclude<
+  FleetField,
+  "alive" | (typeof LEASED_FIELDS)[number] | UpdateField
+>;
 
 export const STORED_FIELDS: readonly StoredField[] = [
   ...STATE_FIELDS,

@@ -31,6 +31,8 @@ import {
   type LocalStates,
 } from "../system/index.js";
 
+import { readHostUpdate, type HostUpdateStatus } from "./update.js";
+
 export type StatusMode = "local" | BackendKind;
 
 type StateField = (typeof STATE_FIELDS)[number];
@@ -58,6 +60,8 @@ export interface HostStatus {
   updatedAt: string | null;
   /** Each state's system store path (`current_system`, ...); absent or null when unknown. */
   systems?: SystemPaths;
+  /** The host's update agent's published state (`update_*`); absent or null when none. */
+  update?: HostUpdateStatus | null;
 }
 
 /** The store path each state runs, as published (or read locally); null when unknown. */
@@ -259,6 +263,7 @@ function fleetRow(host: string, values: HostValues, ctx: FleetContext): HostStat
   applyState(row, "booted", values.get("booted"), ctx);
   applyState(row, "nextboot", values.get("nextboot"), ctx);
   applySystemPaths(row, values, ctx);
+  row.update = readHostUpdate(values);
   return row;
 }
 

@@ -6,6 +6,7 @@ import { REVISION_WIDTH, layoutTable, type Cell, type OutputLine } from "../comm
 import { escapeForTerminal, prepareDisplayWidth } from "../core/index.js";
 import { backendLabel, describeBackends } from "../fleet/index.js";
 import type { HostStatus, StatusReport } from "./collect.js";
+import { updateMarker } from "./update.js";
 
 const HEADERS = ["Host", "⚡ current", "🥾 booted", "🔜 next boot"] as const;
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
@@ -60,12 +61,14 @@ function hostCell(row: HostStatus, mode: StatusReport["mode"]): Cell {
   const local = row.local && mode !== "local";
   const offline = row.online === false;
   const reboot = row.rebootRequired === true;
+  const update = updateMarker(row.update);
   let text = name;
-  if (local || offline || reboot) {
+  if (local || offline || reboot || update !== undefined) {
     const markers: string[] = [];
     if (local) markers.push("local");
     if (offline) markers.push("offline");
     if (reboot) markers.push("reboot required");
+    if (update !== undefined) markers.push(update);
     text = `${name} (${markers.join(", ")})`;
     if (local) text = `* ${text}`;
   }
@@ -155,6 +158,9 @@ export function statusJson(report: StatusReport): unknown {
       currentSystem: h.systems?.current ?? null,
       bootedSystem: h.systems?.booted ?? null,
       nextbootSystem: h.systems?.nextboot ?? null,
+      // Only for hosts whose agent published an update, so documents of fleets without
+      // `ogygia update` are unchanged.
+      ...(h.update && { update: h.update }),
     })),
     warnings: report.warnings,
   };

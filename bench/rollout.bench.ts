@@ -1,0 +1,252 @@
+/**
+ * A rollout of 100 simulated hosts through three waves (10 %, 50 %, 100 %:
+ * 10, 40 and 50 hosts) against real etcd, soak 0, concurrency 10: 100
+ * agents (`runAgent`, one process, each with its own etcd connections and
+ * its own chroot-store root) applying real test systems (realisation check,
+ * `switch-to-configuration test`, profile with `nix-env --set`,
+ * `switch-to-configuration boot`).
+ *
+ * Baseline, alternating with it in the same run: the same per-host commands
+ * run directly, wave by wave, with the same concurrency and no
+ * orchestration. The figure is each wave's wall time, ours and the
+ * baseline's, and the difference: the orchestration's overhead per wave
+ * (target: under 2 s). Rounds alternate the target between two systems, so
+ * every round is a real change.
+ */
+
+import { spawn } from "node:child_process";
+import { setMaxListeners } from "node:events";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+
+import { openCoordinator, openFleetBackend, type Coordinator } from "../src/fleet/index.js";
+import {
+  makePlan,
+  planKey,
+  readPlan,
+  rolloutPrefix,
+  runAgent,
+  type Plan,
+} from "../src/rollout/index.js";
+import { startEtcd } from "../test/helpers/etcd.js";
+import { nixEnv, runNix } from "../test/helpers/nix.js";
+import { removeDir, tempDir, waitFor } from "../test/helpers/process.js";
+import { buildSystems } from "../test/helpers/rollout.js";
+import { formatMs, median, printTable } from "./lib-timing.js";
+
+const HOSTS = Number(process.env.BENCH_HOSTS ?? 100);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CONCURRENCY = 10;
+const NAMESPACE = "/bench-rollout/versions";
+const REV = "c".repeat(40);
+
+function run(program: string, args: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { env, stdio: "ignore" });
+    child.once("error", reject);
+    child.once("close", (code) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${program} ${args.join(" ")} exited ${code ?? "?"}`));
+    });
+  });
+}
+
+/** What an agent does for one host, run directly. */
+const directHostMs: number[] = [];
+
+async function activateDirectly(root: string, system: string): Promise<void> {
+  const t0 = Date.now();
+  const env = { ...nixEnv(), OGYGIA_ROOT: root };
+  await run("nix-store", ["--store", root, "--check-validity", system], env);
+  await run(path.join(root, system, "bin/switch-to-configuration"), ["test"], env);
+  await run(
+    "nix-env",
+    ["--store", root, "--profile", path.join(root, "nix/var/nix/profiles/system"), "--set", system],
+    env,
+  );
+  await run(path.join(root, system, "bin/switch-to-configuration"), ["boot"], env);
+  directHostMs.push(Date.now() - t0);
+}
+
+async function pool<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const item = items[next++];
+        if (item !== undefined) await work(item);
+      }
+    }),
+  );
+}
+
+function spread(values: readonly number[]): string {
+  const sorted = [...values].sort((a, b) => a - b);
+  return `${formatMs(sorted[0] ?? NaN)} / ${formatMs(median(sorted))} / ${formatMs(sorted.at(-1) ?? NaN)}`;
+}
+
+async function main(): Promise<void> {
+  const [etcd, dir] = await Promise.all([startEtcd(), tempDir("bench-rollout")]);
+  const hosts = Array.from({ length: HOSTS }, (_, i) => `host${String(i).padStart(3, "0")}`);
+  const config = { endpoints: [etcd.endpoint], namespace: NAMESPACE, timeoutSeconds: 10 };
+  const stop = new AbortController();
+  setMaxListeners(HOSTS * 2, stop.signal);
+  const coordinators: Coordinator[] = [];
+  try {
+    const systems = await buildSystems(dir, {
+      a: { revision: REV, config: "" },
+      b: { revision: REV, config: "" },
+    });
+    const [a, b] = [systems.a ?? "", systems.b ?? ""];
+    const roots = new Map(hosts.map((h) => [h, path.join(dir, h)]));
+    process.stdout.write(`preparing ${HOSTS} host roots...\n`);
+    await pool([...roots.values()], 4, async (root) => {
+      await mkdir(path.join(root, "run"), { recursive: true });
+      await runNix("nix", ["copy", "--no-check-sigs", "--to", root, a, b]);
+      await runNix("nix-env", [
+        "--store",
+        root,
+        "--profile",
+        path.join(root, "nix/var/nix/profiles/system"),
+        "--set",
+        a,
+      ]);
+      await runNix("sh", ["-c", `ln -sfn ${a} "${root}/run/current-system"`]);
+    });
+
+    // 100 agents, each with its own coordinator and fleet reader.
+    process.env.NIX_CONFIG = nixEnv().NIX_CONFIG;
+    const agents = hosts.map(async (host) => {
+      const coordinator = await openCoordinator("etcd", config);
+      const backend = await openFleetBackend({ etcd: config, zookeeper: undefined });
+      if (!backend) throw new Error("no backend");
+      coordinators.push(coordinator);
+      const root = roots.get(host) ?? "";
+      return runAgent({
+        host,
+        root,
+        namespace: NAMESPACE,
+        coordinator,
+        backend,
+        settings: {
+          stateDir: path.join(root, "var/lib/ogygia/update"),
+          substituters: [],
+          trustedPublicKeys: [],
+          probes: [],
+          httpProbes: [],
+          checkUnits: false,
+          healthDeadlineSeconds: 30,
+          activationTimeoutSeconds: 60,
+          pollIntervalMs: 1000,
+        },
+        leaseTtlMs: 10_000,
+        reachBackend: async () => {
+          await coordinator.get(planKey(rolloutPrefix(NAMESPACE)));
+        },
+        log: () => undefined,
+        signal: stop.signal,
+      }).finally(() => backend.close());
+    });
+    const operator = await openCoordinator("etcd", config);
+    coordinators.push(operator);
+    const backend = await openFleetBackend({ etcd: config, zookeeper: undefined });
+    if (!backend) throw new Error("no backend");
+
+    const ours: number[][] = [[], [], []];
+    const ourHostMs: number[] = [];
+    const base: number[][] = [[], [], []];
+    let target = a;
+    for (let round = 0; round < ROUNDS; round++) {
+      // Ours: a rollout to the other system.
+      target = target === a ? b : a;
+      const plan: Plan = makePlan(
+        { revision: REV, hosts: Object.fromEntries(hosts.map((h) => [h, target])), tags: {} },
+        {
+          canaryTag: "canary",
+          percentages: [10, 50, 100],
+          concurrency: String(CONCURRENCY),
+          budget: 1,
+          soakSeconds: 0,
+          now: new Date(),
+        },
+      );
+      const prefix = rolloutPrefix(NAMESPACE);
+      const existing = await readPlan(operator, prefix);
+      const started = Date.now();
+      await operator.compareAndSet(
+        planKey(prefix),
+        existing ? { version: existing.version } : "absent",
+        Buffer.from(JSON.stringify(plan)),
+      );
+      const finished = await waitFor(
+        "the rollout to complete",
+        async () => {
+          const snapshot = await backend.readHosts();
+          const { progressOf } = await import("../src/rollout/index.js");
+          const progress = progressOf(plan, snapshot);
+          if (progress.state === "halted") throw new Error("rollout halted");
+          return progress.state === "completed" ? progress : undefined;
+        },
+        { timeoutMs: 600_000, intervalMs: 200 },
+      );
+      for (const h of finished.hosts) {
+        ourHostMs.push(Date.parse(h.finishedAt ?? "") - Date.parse(h.startedAt ?? ""));
+      }
+      let previousEnd = started;
+      finished.waves.forEach((wave, w) => {
+        const end = Math.max(
+          ...finished.hosts.filter((h) => h.wave === w).map((h) => Date.parse(h.finishedAt ?? "")),
+        );
+        ours[w]?.push(end - previousEnd);
+        previousEnd = end;
+      });
+      // Baseline: the same commands, wave by wave, same concurrency; back to the
+      // system the agents just left, then forth again so that the next round of
+      // ours starts where it expects.
+      const other = target === a ? b : a;
+      for (const [w, wave] of plan.waves.entries()) {
+        const t0 = Date.now();
+        await pool(wave, CONCURRENCY, (h) => activateDirectly(roots.get(h) ?? "", other));
+        base[w]?.push(Date.now() - t0);
+      }
+      await pool(hosts, CONCURRENCY, (h) => activateDirectly(roots.get(h) ?? "", target));
+      process.stdout.write(`round ${round + 1}/${ROUNDS} done\n`);
+    }
+    const rows: string[][] = [
+      [
+        "wave (hosts)",
+        "ours: min / median / max",
+        "baseline: min / median / max",
+        "overhead (median of rounds)",
+      ],
+    ];
+    const sizes = [10, 40, 50];
+    for (let w = 0; w < 3; w++) {
+      const o = ours[w] ?? [];
+      const bs = base[w] ?? [];
+      const diffs = o.map((ms, i) => ms - (bs[i] ?? NaN));
+      rows.push([
+        `${w + 1} (${sizes[w] ?? "?"})`,
+        spread(o),
+        spread(bs),
+        `${formatMs(median(diffs))} (${formatMs(Math.min(...diffs))} to ${formatMs(Math.max(...diffs))})`,
+      ]);
+    }
+    rows.push(["target", "", "", "< 2000 ms per wave"]);
+    printTable(rows);
+    console.log(
+      `one host, start to finish: ours ${spread(ourHostMs)} (published timestamps), ` +
+        `baseline ${spread(directHostMs)} (min / median / max)`,
+    );
+    stop.abort();
+    await Promise.all(agents.map((p) => p.catch(() => undefined)));
+    await backend.close();
+  } finally {
+    stop.abort();
+    await Promise.all(coordinators.map((c) => c.close()));
+    await etcd.stop();
+    await removeDir(dir);
+  }
+}
+
+await main();

@@ -1,0 +1,410 @@
+/**
+ * The host agent (`ogygia update`): waits for its host's turn in the
+ * rollout, then realises the system path, records what ran before,
+ * activates (`switch-to-configuration test`), checks health within the
+ * deadline, and either confirms (profile set, `switch-to-configuration
+ * boot`) or rolls back (`switch-to-configuration switch` of the previous
+ * system, profile reset). Each step is written to disk before it is taken
+ * (`state-file.ts`), so that a restart after a crash or reboot finishes a
+ * confirmation or rolls back, never leaving a half state; and published as
+ * the host's `update_*` fields, which the other agents read to know when
+ * their wave may start.
+ */
+
+import { errorMessage } from "../core/index.js";
+import type {
+  Coordinator,
+  FleetBackend,
+  FleetSnapshot,
+  Lease,
+  UpdateField,
+} from "../fleet/index.js";
+import { waitHealthy } from "./health.js";
+import { realise, setSystemProfile, switchTo, systemOf } from "./host-system.js";
+import { waveOf, type Plan } from "./plan.js";
+import { ACTIVE_STATES, mayStart, progressOf, type UpdateState } from "./progress.js";
+import { loadRecord, saveRecord, type AgentRecord } from "./state-file.js";
+import {
+  HostFieldWriter,
+  failedPathRecord,
+  readPlan,
+  recordFailedPath,
+  rolloutPrefix,
+  slotKey,
+} from "./store.js";
+
+/** `[ogygia.update]`, as the agent uses it. */
+export interface UpdateSettings {
+  /** The state folder, resolved on this machine. */
+  stateDir: string;
+  substituters: string[];
+  trustedPublicKeys: string[];
+  probes: string[];
+  httpProbes: string[];
+  checkUnits: boolean;
+  healthDeadlineSeconds: number;
+  activationTimeoutSeconds: number;
+  pollIntervalMs: number;
+}
+
+export interface AgentOptions {
+  host: string;
+  root: string;
+  namespace: string;
+  coordinator: Coordinator;
+  backend: FleetBackend;
+  settings: UpdateSettings;
+  /** TTL of the lease that holds the agent's concurrency slot. */
+  leaseTtlMs: number;
+  /** Throws unless the fleet store answers with the configuration the running system carries. */
+  reachBackend: () => Promise<void>;
+  log: (line: string) => void;
+  signal: AbortSignal;
+  /** Return once this host has finished (confirmed, rolled back, failed or skipped) in a rollout. */
+  once?: boolean;
+}
+
+const TERMINAL: ReadonlySet<UpdateState> = new Set([
+  "confirmed",
+  "rolled-back",
+  "failed",
+  "skipped",
+]);
+
+const nowIso = (): string => new Date().toISOString();
+
+/** Runs the agent until `signal` aborts (or, with `once`, its host is done). */
+export async function runAgent(options: AgentOptions): Promise<AgentRecord | null> {
+  return new Agent(options).run();
+}
+
+class Agent {
+  private readonly prefix: string;
+  private readonly writer: HostFieldWriter;
+  private snapshot: FleetSnapshot | undefined;
+  private record: AgentRecord | null;
+  private published = false;
+  private wake: (() => void) | undefined;
+  private lease: Lease | undefined;
+  /** The plan as last read, and when: snapshot changes reuse it, the poll reads it again. */
+  private plan: { plan: Plan; at: number } | null = null;
+  /** Releases the concurrency slot this update holds, if any. */
+  private releaseSlot: (() => Promise<void>) | undefined;
+
+  constructor(private readonly o: AgentOptions) {
+    this.prefix = rolloutPrefix(o.namespace);
+    this.writer = new HostFieldWriter(o.coordinator, o.namespace, o.host);
+    this.record = loadRecord(o.settings.stateDir);
+  }
+
+  async run(): Promise<AgentRecord | null> {
+    // An update the agent was in the middle of: finished or rolled back
+    // first, with no need of the fleet store.
+    await this.recover();
+    const watch = this.o.backend.watchHosts({
+      onSnapshot: (snapshot) => {
+        this.snapshot = snapshot;
+        this.poke();
+      },
+      onError: (err) => {
+        this.o.log(`fleet read failed: ${errorMessage(err)}`);
+      },
+    });
+    try {
+      while (!this.o.signal.aborted) {
+        try {
+          const finished = await this.step();
+          if (finished && this.o.once === true && this.published) return this.record;
+        } catch (err) {
+          this.o.log(`update step failed: ${errorMessage(err)}`);
+        }
+        await this.sleep(this.o.settings.pollIntervalMs);
+      }
+      return this.record;
+    } finally {
+      await watch.close();
+      if (this.lease) await this.lease.revoke().catch(() => undefined);
+    }
+  }
+
+  private poke(): void {
+    this.wake?.();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.o.signal.removeEventListener("abort", done);
+        this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+      this.o.signal.addEventListener("abort", done);
+    });
+  }
+
+  /** One look at the plan; true when this host is done with the current rollout. */
+  private async step(): Promise<boolean> {
+    if (!this.published && this.record) await this.publish();
+    if (!this.plan || Date.now() - this.plan.at >= this.o.settings.pollIntervalMs) {
+      const read = await readPlan(this.o.coordinator, this.prefix);
+      this.plan = read && { plan: read.plan, at: Date.now() };
+    }
+    if (!this.plan) return false;
+    const { plan } = this.plan;
+    const target = plan.hosts[this.o.host];
+    if (target === undefined || waveOf(plan, this.o.host) < 0) return false;
+    const rec = this.record;
+    if (rec?.rollout === plan.id && rec.target === target && TERMINAL.has(rec.state)) {
+      return true;
+    }
+    if (this.snapshot === undefined) return false;
+    if (
+      systemOf(this.o.root, "current") === target &&
+      systemOf(this.o.root, "nextboot") === target
+    ) {
+      const at = nowIso();
+      await this.transition({
+        state: "confirmed",
+        rollout: plan.id,
+        target,
+        previous: target,
+        previousProfile: target,
+        error: null,
+        startedAt: at,
+        changedAt: at,
+        finishedAt: at,
+      });
+      return true;
+    }
+    const progress = progressOf(plan, this.snapshot);
+    const may = mayStart(progress, this.o.host, Date.now());
+    if (!may.ok) return false;
+    // All slots visibly taken: no lock requests until a host finishes.
+    const active = progress.hosts.filter((h) => ACTIVE_STATES.has(h.state as UpdateState)).length;
+    if (active >= plan.concurrency) return false;
+    const failed = await failedPathRecord(this.o.coordinator, this.prefix, target);
+    if (failed) {
+      const at = nowIso();
+      await this.transition({
+        state: "skipped",
+        rollout: plan.id,
+        target,
+        previous: systemOf(this.o.root, "current"),
+        previousProfile: systemOf(this.o.root, "nextboot"),
+        error: `not tried: ${target} failed on ${failed.host} (${failed.reason})`,
+        startedAt: at,
+        changedAt: at,
+        finishedAt: at,
+      });
+      return true;
+    }
+    const release = await this.takeSlot(plan);
+    if (!release) return false;
+    this.releaseSlot = release;
+    try {
+      await this.update(plan, target);
+    } finally {
+      await this.freeSlot();
+    }
+    return true;
+  }
+
+  /**
+   * Takes this host's concurrency slot, or null while it is held: slot
+   * `(place in its wave) mod concurrency`, so that hosts of a wave queue on
+   * the slots evenly, and a slot set free is tried by the hosts queued on
+   * it only (one lock request each), not by every waiting host.
+   */
+  private async takeSlot(plan: Plan): Promise<(() => Promise<void>) | null> {
+    if (!this.lease || this.lease.lost.aborted) {
+      this.lease = await this.o.coordinator.grantLease({ ttlMs: this.o.leaseTtlMs });
+    }
+    const wave = plan.waves[waveOf(plan, this.o.host)] ?? [];
+    const place = Math.max(0, wave.indexOf(this.o.host));
+    const key = slotKey(this.prefix, place % plan.concurrency);
+    const lock = await this.o.coordinator.tryAcquireLock(key, {
+      holder: this.o.host,
+      lease: this.lease,
+    });
+    if (!lock) return null;
+    return async () => {
+      await lock.release().catch(() => false);
+    };
+  }
+
+  private async freeSlot(): Promise<void> {
+    const release = this.releaseSlot;
+    this.releaseSlot = undefined;
+    if (release) await release();
+  }
+
+  /** Saves the record, then publishes it (best effort: the store may be down). */
+  private async transition(record: AgentRecord): Promise<void> {
+    this.record = record;
+    await saveRecord(this.o.settings.stateDir, record);
+    // Finished (its time taken above): the slot is free before the state is
+    // published, so that the host queued on it finds it free when it reads the state.
+    if (TERMINAL.has(record.state)) await this.freeSlot();
+    this.published = false;
+    this.o.log(
+      `${record.state} ${record.target}${record.error === null ? "" : `: ${record.error}`}`,
+    );
+    await this.publish();
+  }
+
+  private async publish(): Promise<void> {
+    const rec = this.record;
+    if (!rec) return;
+    const fields: Partial<Record<UpdateField, string | null>> = {
+      update_target: rec.target,
+      update_rollout: rec.rollout,
+      update_error: rec.error,
+      update_started_at: rec.startedAt,
+      update_changed_at: rec.changedAt,
+      update_finished_at: rec.finishedAt,
+      update_state: rec.state,
+    };
+    try {
+      await this.writer.write(fields);
+      this.published = true;
+    } catch (err) {
+      this.o.log(`cannot publish the update state yet: ${errorMessage(err)}`);
+    }
+  }
+
+  private next(state: UpdateState, extra: Partial<AgentRecord> = {}): AgentRecord {
+    if (!this.record) throw new Error("no update in progress");
+    const at = nowIso();
+    return {
+      ...this.record,
+      ...extra,
+      state,
+      changedAt: at,
+      finishedAt: TERMINAL.has(state) ? at : null,
+    };
+  }
+
+  private async update(plan: Plan, target: string): Promise<void> {
+    const at = nowIso();
+    await this.transition({
+      state: "realising",
+      rollout: plan.id,
+      target,
+      previous: systemOf(this.o.root, "current"),
+      previousProfile: systemOf(this.o.root, "nextboot"),
+      error: null,
+      startedAt: at,
+      changedAt: at,
+      finishedAt: null,
+    });
+    const timeoutMs = this.o.settings.activationTimeoutSeconds * 1000;
+    try {
+      await realise(target, {
+        root: this.o.root,
+        substituters: this.o.settings.substituters,
+        trustedPublicKeys: this.o.settings.trustedPublicKeys,
+        timeoutMs,
+      });
+    } catch (err) {
+      const reason = errorMessage(err);
+      await this.recordFailure(target, reason);
+      await this.transition(this.next("failed", { error: reason }));
+      return;
+    }
+    await this.transition(this.next("activating"));
+    try {
+      await switchTo(this.o.root, target, "test", timeoutMs);
+    } catch (err) {
+      await this.rollBack(errorMessage(err));
+      return;
+    }
+    await this.transition(this.next("checking"));
+    await this.checkAndFinish();
+  }
+
+  private async checkAndFinish(): Promise<void> {
+    const unhealthy = await waitHealthy({
+      root: this.o.root,
+      reachBackend: this.o.reachBackend,
+      checkUnits: this.o.settings.checkUnits,
+      commands: this.o.settings.probes,
+      http: this.o.settings.httpProbes,
+      deadline: Date.now() + this.o.settings.healthDeadlineSeconds * 1000,
+      intervalMs: Math.min(1000, this.o.settings.pollIntervalMs * 2),
+    });
+    if (unhealthy !== null) {
+      await this.rollBack(`unhealthy: ${unhealthy}`);
+      return;
+    }
+    await this.transition(this.next("confirming"));
+    await this.confirm();
+  }
+
+  private async confirm(): Promise<void> {
+    const rec = this.record;
+    if (!rec) return;
+    const timeoutMs = this.o.settings.activationTimeoutSeconds * 1000;
+    await setSystemProfile(this.o.root, rec.target, timeoutMs);
+    await switchTo(this.o.root, rec.target, "boot", timeoutMs);
+    await this.transition(this.next("confirmed", { error: null }));
+  }
+
+  private async rollBack(reason: string): Promise<void> {
+    const rec = this.record;
+    if (!rec) return;
+    if (rec.state !== "rolling-back")
+      await this.transition(this.next("rolling-back", { error: reason }));
+    const timeoutMs = this.o.settings.activationTimeoutSeconds * 1000;
+    if (rec.previous !== null) {
+      await switchTo(this.o.root, rec.previous, "switch", timeoutMs);
+      if (rec.previousProfile !== null) {
+        await setSystemProfile(this.o.root, rec.previousProfile, timeoutMs);
+      }
+    }
+    await this.recordFailure(rec.target, reason);
+    await this.transition(this.next("rolled-back", { error: reason }));
+  }
+
+  private async recordFailure(target: string, reason: string): Promise<void> {
+    try {
+      await recordFailedPath(this.o.coordinator, this.prefix, target, {
+        host: this.o.host,
+        reason: reason.slice(0, 512),
+        at: nowIso(),
+      });
+    } catch (err) {
+      this.o.log(`cannot record the failed path yet: ${errorMessage(err)}`);
+    }
+  }
+
+  /** Finishes what a previous run of the agent left in progress. */
+  private async recover(): Promise<void> {
+    const rec = this.record;
+    if (!rec || !ACTIVE_STATES.has(rec.state)) return;
+    this.o.log(`resuming after a stop in state ${rec.state}`);
+    switch (rec.state) {
+      case "realising":
+        // Nothing was activated: the update starts again when its turn comes.
+        this.record = null;
+        return;
+      case "activating":
+      case "checking":
+        await this.rollBack("the agent stopped before the update was confirmed");
+        return;
+      case "confirming":
+        await this.confirm();
+        return;
+      case "rolling-back":
+        await this.rollBack(rec.error ?? "rollback interrupted");
+        return;
+      case "confirmed":
+      case "rolled-back":
+      case "failed":
+      case "skipped":
+        return;
+    }
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * What the agent does to its host, at the platform edge: realise a system
+ * path through the substituters (signatures required), run a system's
+ * `bin/switch-to-configuration`, and set the system profile. Under
+ * `--root` (tests, images) the root is a chroot store and the state links
+ * live under it; on a host the root is `/`.
+ */
+
+import { spawn } from "node:child_process";
+import path from "node:path";
+
+import { OgygiaError } from "../core/index.js";
+import { STATE_PATHS, readSystemPath } from "../system/index.js";
+
+export interface CommandResult {
+  code: number | null;
+  output: string;
+}
+
+/** Runs a program; never throws for its exit code. Output keeps the last 8 KiB. */
+export function runProgram(
+  program: string,
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs: number },
+): Promise<CommandResult> {
+  return new Promise((resolve) => {
+    let output = "";
+    let child;
+    try {
+      child = spawn(program, args, { env: options.env, stdio: ["ignore", "pipe", "pipe"] });
+    } catch (err) {
+      resolve({ code: null, output: (err as Error).message });
+      return;
+    }
+    const keep = (chunk: Buffer): void => {
+      output = (output + chunk.toString("utf8")).slice(-8192);
+    };
+    child.stdout.on("data", keep);
+    child.stderr.on("data", keep);
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs);
+    child.once("error", (err) => {
+      clearTimeout(timer);
+      resolve({ code: null, output: err.message });
+    });
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, output: signal === null ? output : `${output}\nkilled by ${signal}` });
+    });
+  });
+}
+
+/** The store `nix` commands act on: the local store, or the chroot store at `root`. */
+function storeArgs(root: string): string[] {
+  return root === "/" ? [] : ["--store", path.resolve(root)];
+}
+
+export interface RealiseOptions {
+  root: string;
+  substituters: readonly string[];
+  trustedPublicKeys: readonly string[];
+  timeoutMs: number;
+}
+
+/**
+ * Makes `system` valid in the host's store, trying each substituter in
+ * turn with `nix copy` and `require-sigs`: a path no trusted key signed is
+ * refused by Nix before anything of it reaches the store. A path already
+ * valid is left as it is.
+ */
+export async function realise(system: string, options: RealiseOptions): Promise<void> {
+  const store = storeArgs(options.root);
+  const valid = await runProgram("nix-store", [...store, "--check-validity", system], {
+    timeoutMs: options.timeoutMs,
+  });
+  if (valid.code === 0) return;
+  const failures: string[] = [];
+  for (const substituter of options.substituters) {
+    const args = [
+      "copy",
+      "--from",
+      substituter,
+      ...(options.root === "/" ? [] : ["--to", path.resolve(options.root)]),
+    ];
+    args.push("--option", "require-sigs", "true");
+    if (options.trustedPublicKeys.length > 0) {
+      args.push("--option", "trusted-public-keys", options.trustedPublicKeys.join(" "));
+    }
+    const result = await runProgram("nix", [...args, system], { timeoutMs: options.timeoutMs });
+    if (result.code === 0) return;
+    const line = result.output
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l !== "" && !l.startsWith("copying"))
+      .slice(-2)
+      .join(" ");
+    const unsigned = /lacks a valid signature|no signature is trusted|not signed/i.test(
+      result.output,
+    );
+    failures.push(`${substituter}: ${unsigned ? "not signed by a trusted key: " : ""}${line}`);
+  }
+  if (options.substituters.length === 0) failures.push("no substituters configured");
+  throw new OgygiaError("ERR_OGYGIA_UPDATE", `cannot realise ${system}: ${failures.join("; ")}`, {
+    hint: "check [ogygia.update] substituters and trusted_public_keys",
+  });
+}
+
+/** Runs `<system>/bin/switch-to-configuration <action>` under `root`. */
+export async function switchTo(
+  root: string,
+  system: string,
+  action: "test" | "switch" | "boot",
+  timeoutMs: number,
+): Promise<void> {
+  const script = path.join(path.resolve(root), system, "bin/switch-to-configuration");
+  const env: NodeJS.ProcessEnv = { ...process.env, OGYGIA_ROOT: path.resolve(root) };
+  const result = await runProgram(script, [action], { env, timeoutMs });
+  if (result.code !== 0) {
+    throw new OgygiaError(
+      "ERR_OGYGIA_UPDATE",
+      `${system}/bin/switch-to-configuration ${action} failed (${result.code ?? "no exit code"}): ${result.output.trim().split("\n").slice(-2).join(" ")}`,
+    );
+  }
+}
+
+/** The system store path a state runs (null when unknown). */
+export function systemOf(root: string, state: "current" | "booted" | "nextboot"): string | null {
+  return readSystemPath(root, state).storePath;
+}
+
+/**
+ * Points the system profile at `system`, as a new generation:
+ * `nix-env --profile /nix/var/nix/profiles/system --set <system>` (with
+ * `--store <root>` under a root). Nothing is done when it already does.
+ */
+export async function setSystemProfile(
+  root: string,
+  system: string,
+  timeoutMs: number,
+): Promise<void> {
+  if (systemOf(root, "nextboot") === system) return;
+  const profile = path.join(path.resolve(root), STATE_PATHS.nextboot);
+  const result = await runProgram(
+    "nix-env",
+    [...storeArgs(root), "--profile", profile, "--set", system],
+    { timeoutMs },
+  );
+  if (result.code !== 0) {
+    throw new OgygiaError(
+      "ERR_OGYGIA_UPDATE",
+      `cannot set the system profile ${profile} to ${system}: ${result.output.trim()}`,
+    );
+  }
+}

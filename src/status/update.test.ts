@@ -1,0 +1,36 @@
+import { describe, expect, it } from "vitest";
+
+import type { HostValues } from "../fleet/index.js";
+import { readHostUpdate, updateMarker } from "./update.js";
+
+const values = (fields: Record<string, string>): HostValues =>
+  new Map(Object.entries(fields).map(([k, v]) => [k, Buffer.from(v)])) as HostValues;
+
+describe("a host's published update", () => {
+  it("reads the agent's fields, and nothing for a host without them", () => {
+    expect(readHostUpdate(values({ current: "abc" }))).toBeNull();
+    expect(
+      readHostUpdate(
+        values({ update_state: "checking", update_target: "/nix/store/x", update_rollout: "r1" }),
+      ),
+    ).toEqual({
+      state: "checking",
+      target: "/nix/store/x",
+      error: null,
+      rollout: "r1",
+      startedAt: null,
+      changedAt: null,
+      finishedAt: null,
+    });
+  });
+
+  it("marks hosts mid-update and failed updates, not confirmed ones", () => {
+    const of = (state: string) => updateMarker(readHostUpdate(values({ update_state: state })));
+    expect(of("checking")).toBe("updating: checking");
+    expect(of("rolling-back")).toBe("updating: rolling-back");
+    expect(of("rolled-back")).toBe("update rolled-back");
+    expect(of("failed")).toBe("update failed");
+    expect(of("confirmed")).toBeUndefined();
+    expect(updateMarker(null)).toBeUndefined();
+  });
+});

@@ -1,0 +1,149 @@
+/**
+ * The NixOS module's update options (`nix/modules/updates.nix`, imported by
+ * `nix/module.nix`), evaluated with nixpkgs' lib and stub NixOS options: the
+ * ogygia-update service (never restarted by a switch, which it runs itself)
+ * and `[ogygia.update]` in the CLI configuration, checked by
+ * `ogygia config check`.
+ */
+
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+
+import { stringify } from "smol-toml";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { runCli } from "./helpers/cli.js";
+import { nixpkgsLibPath, runNix } from "./helpers/nixos.js";
+import { removeDir, tempDir } from "./helpers/process.js";
+
+interface Evaluated {
+  failedAssertions: string[];
+  users: Record<string, Record<string, unknown>>;
+  groups: string[];
+  openssh: boolean;
+  nixSettings: Record<string, unknown>;
+  services: Record<
+    string,
+    {
+      path: string[];
+      serviceConfig: Record<string, unknown>;
+      restartIfChanged: boolean;
+      stopIfChanged: boolean;
+    }
+  >;
+  cliSettings: { ogygia: Record<string, unknown> } | null;
+}
+
+/** Evaluates the module with `config` (a Nix expression of a NixOS module). */
+async function evaluate(config: string): Promise<Evaluated> {
+  const expr = `
+    let
+      lib = import ${nixpkgsLibPath()};
+      inherit (lib) mkOption types;
+      drv = name: stub: { type = "derivation"; inherit name stub; outPath = "/nix/store/${"x".repeat(32)}-\${name}"; };
+      pkgs = {
+        ogygia = drv "ogygia" { } // { meta.mainProgram = "ogygia"; };
+        nettools = drv "net-tools" { };
+        openssh = drv "openssh" { };
+        systemd = drv "systemd" { };
+        nix = drv "nix" { };
+        formats.toml = { }: { type = types.attrsOf types.anything; generate = name: value: drv name { inherit value; }; };
+        runCommand = name: env: script: drv name { inherit env script; };
+        writeTextFile = { name, text, destination ? "", ... }: drv name { inherit text; };
+      };
+      list = mkOption { type = types.listOf types.unspecified; default = [ ]; };
+      freeform = types.submodule { freeformType = types.attrsOf types.unspecified; };
+      stubs.options = {
+        assertions = list;
+        environment.systemPackages = list;
+        environment.pathsToLink = list;
+        environment.variables = mkOption { type = types.attrsOf types.str; default = { }; };
+        system.configurationRevision = mkOption { type = types.nullOr types.str; default = null; };
+        systemd.services = mkOption {
+          default = { };
+          type = types.attrsOf (types.submodule {
+            freeformType = types.attrsOf types.unspecified;
+            options = { path = list; wantedBy = list; wants = list; after = list; restartTriggers = list;
+              serviceConfig = mkOption { type = types.attrsOf types.unspecified; default = { }; }; };
+          });
+        };
+        nix.settings = mkOption {
+          default = { };
+          type = types.submodule {
+            freeformType = types.attrsOf types.unspecified;
+            options = { substituters = list; trusted-public-keys = list; trusted-users = list; };
+          };
+        };
+        networking.firewall.allowedTCPPorts = list;
+        users.users = mkOption { type = types.attrsOf freeform; default = { }; };
+        users.groups = mkOption { type = types.attrsOf freeform; default = { }; };
+        services.openssh.enable = mkOption { type = types.bool; default = false; };
+        nix.distributedBuilds = mkOption { type = types.bool; default = false; };
+      };
+      c = (lib.evalModules { modules = [ stubs { _module.args.pkgs = pkgs; } ./nix/module.nix (${config}) ]; }).config;
+      cliFile = lib.findFirst (p: p.name or "" == "ogygia-config.toml") null c.environment.systemPackages;
+    in {
+      failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) c.assertions);
+      users = c.users.users;
+      groups = builtins.attrNames c.users.groups;
+      openssh = c.services.openssh.enable;
+      nixSettings = c.nix.settings;
+      services = lib.mapAttrs (_: s: { path = map (p: p.name) s.path; inherit (s) serviceConfig; restartIfChanged = s.restartIfChanged or true; stopIfChanged = s.stopIfChanged or true; }) c.systemd.services;
+      cliSettings = if cliFile == null then null else cliFile.stub.env.rendered.stub.value;
+    }`;
+  return JSON.parse(
+    await runNix("nix-instantiate", ["--eval", "--strict", "--json", "-E", expr]),
+  ) as Evaluated;
+}
+
+let dir: string;
+
+beforeAll(async () => {
+  dir = await tempDir("updates-module");
+});
+
+afterAll(async () => {
+  await removeDir(dir);
+});
+
+describe("ogygia.update (the host follows the fleet's rollouts)", () => {
+  it("runs the agent, never restarted by a switch, with [ogygia.update] that the CLI accepts", async () => {
+    const result =
+      await evaluate(`{ ogygia = { enable = true; etcd.endpoints = [ "http://127.0.0.1:2379" ];
+      update = { enable = true; probes = [ "systemctl is-active nginx" ]; healthDeadlineSeconds = 300;
+        trustedPublicKeys = [ "fleet-1:AAAA" ]; }; }; }`);
+    expect(result.failedAssertions).toEqual([]);
+    const service = result.services["ogygia-update"];
+    expect(service?.restartIfChanged).toBe(false);
+    expect(service?.stopIfChanged).toBe(false);
+    expect(service?.path).toEqual(expect.arrayContaining(["nix", "systemd"]));
+    expect(service?.serviceConfig.ExecStart).toMatch(
+      /\/bin\/ogygia update --config \/run\/current-system/,
+    );
+    expect(result.cliSettings?.ogygia.update).toEqual({
+      state_dir: "/var/lib/ogygia/update",
+      substituters: ["http://127.0.0.1:35742"],
+      trusted_public_keys: ["fleet-1:AAAA"],
+      probes: ["systemctl is-active nginx"],
+      http_probes: [],
+      check_units: true,
+      health_deadline_seconds: 300,
+    });
+    const file = path.join(dir, "config.toml");
+    await writeFile(file, stringify(result.cliSettings ?? {}));
+    const check = await runCli(["config", "check", file]);
+    expect(check.code, check.stderr).toBe(0);
+  });
+
+  it("refuses the agent without a fleet store, and adds nothing when disabled", async () => {
+    const refused = await evaluate(`{ ogygia = { enable = true; update.enable = true; }; }`);
+    expect(refused.failedAssertions).toEqual([
+      expect.stringContaining("ogygia.update.enable needs ogygia.enable and a backend"),
+    ]);
+    const off = await evaluate(
+      `{ ogygia = { enable = true; etcd.endpoints = [ "http://127.0.0.1:2379" ]; }; }`,
+    );
+    expect(off.services["ogygia-update"]).toBeUndefined();
+    expect(off.cliSettings?.ogygia.update).toBeUndefined();
+  });
+});
