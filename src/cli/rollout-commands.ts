@@ -5,19 +5,11 @@
 
 import { usageError, type CommandSpec } from "./args.js";
 import { writeLines } from "./output.js";
+import { CONFIG_OPTION, JSON_OPTION, printJson, text } from "./shared.js";
 
-const JSON_OPTION = { type: "boolean", description: "print the result as JSON" } as const;
-const CONFIG_OPTION = {
-  type: "string",
-  valueName: "file",
-  description: "configuration file to use",
-} as const;
 const ENVIRONMENT: [string, string][] = [
   ["OGYGIA_CONFIG", "configuration file to use instead of the default"],
 ];
-
-const text = (value: unknown): string | undefined =>
-  typeof value === "string" ? value : undefined;
 
 function commandOptions(values: Record<string, unknown>) {
   return {
@@ -29,11 +21,7 @@ function commandOptions(values: Record<string, unknown>) {
 
 async function printProgress(json: boolean, progress: unknown): Promise<void> {
   const rollout = await import("../rollout/index.js");
-  if (json) {
-    const { jsonOutput } = await import("../command/index.js");
-    writeLines([jsonOutput(progress)]);
-    return;
-  }
+  if (json) return printJson(progress);
   writeLines(
     rollout
       .renderProgress(progress as Parameters<typeof rollout.renderProgress>[0])
@@ -249,10 +237,7 @@ const UPDATE: CommandSpec = {
         writeLines([{ stream: "stderr", text: `ogygia update: ${line}` }]);
       },
     });
-    if (values.json === true) {
-      const { jsonOutput } = await import("../command/index.js");
-      writeLines([jsonOutput(record)]);
-    }
+    if (values.json === true) await printJson(record);
     return 0;
   },
 };
