@@ -32,46 +32,7 @@ async function evaluate(config: string): Promise<Evaluated> {
   const expr = `
     let
       lib = import ${nixpkgsLibPath()};
-      inherit (lib) mkOption types;
-      drv = name: stub: { type = "derivation"; inherit name stub; outPath = "/nix/store/${"x".repeat(32)}-\${name}"; };
-      pkgs = {
-        ogygia = drv "ogygia" { } // { meta.mainProgram = "ogygia"; };
-        nettools = drv "net-tools" { };
-        openssh = drv "openssh" { };
-        nix = drv "nix" { };
-        formats.toml = { }: { type = types.attrsOf types.anything; generate = name: value: drv name { inherit value; }; };
-        runCommand = name: env: script: drv name { inherit env script; };
-        writeTextFile = { name, text, destination ? "", ... }: drv name { inherit text; };
-      };
-      list = mkOption { type = types.listOf types.unspecified; default = [ ]; };
-      freeform = types.submodule { freeformType = types.attrsOf types.unspecified; };
-      stubs.options = {
-        assertions = list;
-        environment.systemPackages = list;
-        environment.pathsToLink = list;
-        environment.variables = mkOption { type = types.attrsOf types.str; default = { }; };
-        system.configurationRevision = mkOption { type = types.nullOr types.str; default = null; };
-        systemd.services = mkOption {
-          default = { };
-          type = types.attrsOf (types.submodule {
-            freeformType = types.attrsOf types.unspecified;
-            options = { path = list; wantedBy = list; wants = list; after = list; restartTriggers = list;
-              serviceConfig = mkOption { type = types.attrsOf types.unspecified; default = { }; }; };
-          });
-        };
-        nix.settings = mkOption {
-          default = { };
-          type = types.submodule {
-            freeformType = types.attrsOf types.unspecified;
-            options = { substituters = list; trusted-public-keys = list; trusted-users = list; };
-          };
-        };
-        networking.firewall.allowedTCPPorts = list;
-        users.users = mkOption { type = types.attrsOf freeform; default = { }; };
-        users.groups = mkOption { type = types.attrsOf freeform; default = { }; };
-        services.openssh.enable = mkOption { type = types.bool; default = false; };
-        nix.distributedBuilds = mkOption { type = types.bool; default = false; };
-      };
+      inherit (import ./test/nix/module-stubs.nix { inherit lib; }) pkgs stubs;
       c = (lib.evalModules { modules = [ stubs { _module.args.pkgs = pkgs; } ./nix/module.nix (${config}) ]; }).config;
       cliFile = lib.findFirst (p: p.name or "" == "ogygia-config.toml") null c.environment.systemPackages;
     in {
