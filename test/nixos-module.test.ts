@@ -20,6 +20,7 @@ const CLI_DEFAULT_CONFIG = "/run/current-system/sw/share/ogygia/config.toml";
 
 let report: { examples: Record<string, ExampleReport>; optionNames: string[] };
 let dir: string;
+let readmeExamples: Record<string, string> = {};
 
 /** An example's report, failing the test when it is missing. */
 function example(name: string): ExampleReport {
@@ -40,9 +41,25 @@ async function writeToml(name: string, settings: Record<string, unknown>): Promi
   return file;
 }
 
+/** The README's NixOS blocks that are modules (not flakes), by name `readme-<n>`. */
+async function readmeModules(): Promise<Record<string, string>> {
+  const readme = await readFile(path.join(REPO_ROOT, "README.md"), "utf8");
+  const blocks = [...readme.matchAll(/```nix\n([\s\S]*?)```/g)].map((m) => m[1] ?? "");
+  return Object.fromEntries(
+    blocks
+      .map((block, index) => [`readme-${index}`, block] as const)
+      .filter(([, block]) => !block.includes("inputs"))
+      // Paths to the reader's own files (`./nebula-ca/ca.crt`) become absolute
+      // strings: the files exist in their repository, not here.
+      .map(([name, block]) => [name, block.replace(/(?<=\s)\.\/([\w./-]+)/g, '"/readme/$1"')]),
+  );
+}
+
 beforeAll(async () => {
   dir = await tempDir("ogygia-nixos-");
+  readmeExamples = await readmeModules();
   report = (await evaluateExamples({
+    ...readmeExamples,
     // A typo in irisd's freeform settings, and one in the publisher's.
     "irisd-typo": `{ ogygia.irisd = { enable = true; settings.peers.url = [ "http://10.0.0.2:35742" ]; }; }`,
     "publish-typo": `{ ogygia = { enable = true; etcd.endpoints = [ "http://127.0.0.1:2379" ]; publish.settings.lease_ttl = 5; }; }`,
@@ -119,6 +136,10 @@ describe("the NixOS module, evaluated for the README's examples", () => {
     expect(disabled.variables).toEqual({});
     expect(disabled.nixSettings).toEqual({ substituters: [], "trusted-public-keys": [] });
     expect(disabled.firewallTCPPorts).toEqual([]);
+    // Every option the stub declares, not just those above: nothing differs
+    // from a system that never imported the module.
+    expect(disabled.changedOutsideOgygia).toEqual([]);
+    expect(example("etcd-fleet").changedOutsideOgygia).toContain("systemd.services");
   });
 
   it("writes system.configurationRevision to share/ogygia/build-revision, or unknown", () => {
@@ -372,6 +393,15 @@ describe("rendered settings checked by the programs' own parsers", () => {
 });
 
 describe("the README's On NixOS section", () => {
+  it("every NixOS module the README shows evaluates, with no failed assertion or expectation", () => {
+    const names = Object.keys(readmeExamples);
+    expect(names.length).toBeGreaterThan(0);
+    for (const name of names) {
+      expect(example(name).failures, name).toEqual([]);
+      expect(example(name).failedAssertions, name).toEqual([]);
+    }
+  });
+
   it("names only options the module declares, and every nix block in it parses", async () => {
     const readme = await readFile(path.join(REPO_ROOT, "README.md"), "utf8");
     const start = readme.indexOf("## On NixOS");

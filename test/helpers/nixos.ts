@@ -73,6 +73,8 @@ export interface ExampleReport {
   firewallTCPPorts: number[];
   /** `services.nebula.networks`, as nix/modules/nebula.nix sets it. */
   nebulaNetworks: Record<string, Record<string, unknown>>;
+  /** NixOS options outside `ogygia.*` whose value differs from a system without the module. */
+  changedOutsideOgygia: string[];
 }
 
 /**

@@ -212,7 +212,38 @@ let
       };
       firewallTCPPorts = config.networking.firewall.allowedTCPPorts;
       nebulaNetworks = config.services.nebula.networks;
+      # Every NixOS option (outside ogygia.*) whose value differs from a
+      # system without the module, as "systemd.services": a disabled module
+      # must leave this empty. (Assertions that hold change nothing; those
+      # that fail are `failedAssertions`.)
+      changedOutsideOgygia =
+        changedPaths [ ]
+          (removeAttrs config [
+            "ogygia"
+            "_module"
+            "assertions"
+          ])
+          (
+            removeAttrs baseline [
+              "_module"
+              "assertions"
+            ]
+          );
     };
+
+  # The attribute paths (two levels deep) where `a` and `b` differ, compared as JSON.
+  changedPaths =
+    prefix: a: b:
+    let
+      names = lib.unique (builtins.attrNames a ++ builtins.attrNames b);
+      differs = n: builtins.toJSON (a.${n} or null) != builtins.toJSON (b.${n} or null);
+      deeper =
+        n:
+        if builtins.length prefix < 1 && builtins.isAttrs (a.${n} or null) && builtins.isAttrs (b.${n} or null)
+        then changedPaths (prefix ++ [ n ]) a.${n} b.${n}
+        else [ (lib.concatStringsSep "." (prefix ++ [ n ])) ];
+    in
+    lib.concatMap deeper (builtins.filter differs names);
 
   options =
     (lib.evalModules {
