@@ -52,6 +52,18 @@ describe("progressOf and mayStart", () => {
     expect(mayStart(soaking, "b", Date.parse(t) + 10_000)).toEqual({ ok: true });
   });
 
+  it("does not count a confirmation whose finish time is not there yet as soaked", () => {
+    // ZooKeeper delivers a host's keys one by one: the state can arrive first.
+    const { update_finished_at: _at, ...confirmedOnly } = done(SYS(1), "");
+    const partial = progressOf(plan, snapshot({ a: confirmedOnly }));
+    expect(partial.hosts[0]?.state).toBe("confirmed");
+    expect(partial.waves[0]?.done).toBe(false);
+    expect(mayStart(partial, "b", Date.now())).toMatchObject({
+      ok: false,
+      reason: "wave 1 not done",
+    });
+  });
+
   it("ignores states of another rollout or another target", () => {
     const p = progressOf(
       plan,

@@ -123,8 +123,15 @@ export function progressOf(plan: Plan, snapshot: FleetSnapshot): Progress {
       const update = hostUpdate(values);
       const ours = update.rollout === plan.id && update.target === target && update.state !== null;
       const state = ours ? (update.state ?? "pending") : "pending";
-      if (state !== "confirmed") done = false;
-      else last = Math.max(last, Date.parse(update.finishedAt ?? "") || 0);
+      if (state !== "confirmed") {
+        done = false;
+      } else {
+        // A confirmation whose time has not arrived yet (ZooKeeper delivers a
+        // host's keys one by one) cannot start the soak: the wave waits for it.
+        const finished = Date.parse(update.finishedAt ?? "");
+        if (Number.isNaN(finished)) done = false;
+        else last = Math.max(last, finished);
+      }
       if (FAILED_STATES.has(state as UpdateState)) failures += 1;
       hosts.push({
         host,
