@@ -63,8 +63,10 @@ export function storePathNameProblem(name: string): string | undefined {
       return `the name contains the illegal character '${name.charAt(i)}'`;
     }
   }
-  const first = name.split("-", 1)[0];
-  if (first === "." || first === "..") return `the name's first component is '${first}'`;
+  if (name.charCodeAt(0) === 0x2e) {
+    const first = name.split("-", 1)[0];
+    if (first === "." || first === "..") return `the name's first component is '${first}'`;
+  }
   return undefined;
 }
 
@@ -103,7 +105,12 @@ export function parseStorePath(text: string, storeDir = DEFAULT_STORE_DIR): Stor
   if (baseName.includes("/")) throw storePathError(text, "it names a file inside a store path");
   const problem = baseNameProblem(baseName);
   if (problem !== undefined) throw storePathError(text, problem);
-  return parseStorePathBaseName(baseName, storeDir);
+  return {
+    path: text,
+    baseName,
+    hashPart: baseName.slice(0, HASH_PART_LENGTH),
+    name: baseName.slice(HASH_PART_LENGTH + 1),
+  };
 }
 
 /** True when `text` is a valid store path under `storeDir`. */
