@@ -39,6 +39,12 @@ const PUBLISHED = ["web01.example.com", "web02.example.com", "db01.example.com"]
 const EVIL_HOST = `<img src=x onerror="window.__pwned=1">.${DOMAIN}`;
 const EVIL_VALUE = `</script><script>window.__pwned=2</script>"'<b>`;
 
+const UPDATE_TARGET = "/nix/store/0d3l1v5q2y7k9h4m8c6r1w3z5b7n9p2f-nixos-system-app-24.05";
+const UPDATES: [host: string, state: string, error: string | null][] = [
+  [`app05.${DOMAIN}`, "activating", null],
+  [`app10.${DOMAIN}`, "rolled-back", "unhealthy: probe 'curl -fs localhost:8080/health' exited 7"],
+];
+
 /** Hosts written straight to the backend (no publisher: shown offline), for a fuller fleet. */
 function seededHosts(namespace: string): [string, string][] {
   const now = Date.now();
@@ -56,6 +62,14 @@ function seededHosts(namespace: string): [string, string][] {
     );
     // Written once, outliving any publisher: online as far as the dashboard can tell.
     if (i % 6 !== 0) entries.push([`${namespace}/${host}/alive`, "1"]);
+  }
+  // Two hosts in a rollout: one mid-update, one whose update was rolled back.
+  for (const [host, state, error] of UPDATES) {
+    entries.push(
+      [`${namespace}/${host}/update_target`, UPDATE_TARGET],
+      [`${namespace}/${host}/update_state`, state],
+    );
+    if (error !== null) entries.push([`${namespace}/${host}/update_error`, error]);
   }
   entries.push(
     [`${namespace}/${EVIL_HOST}/current`, EVIL_VALUE],
@@ -155,6 +169,14 @@ describe.each(FLEET_HARNESSES)("ogygia dashboard with $label", (harness) => {
     }
     // 3 published + 12 seeded + the hostile one + this host.
     expect(await page.locator(".shown").textContent()).toBe("17 hosts");
+    for (const [host, state, error] of UPDATES) {
+      const tag = row(page, host).locator(".tag.update");
+      expect(await tag.textContent()).toBe(`update: ${state}`);
+      expect(await tag.getAttribute("title")).toBe(error ?? UPDATE_TARGET);
+      expect(await tag.evaluate((node) => node.classList.contains("update-failed"))).toBe(
+        error !== null,
+      );
+    }
     if (harness.kind === "etcd") {
       await mkdir(SHOTS, { recursive: true });
       await page.screenshot({ path: path.join(SHOTS, "dashboard.png") });
