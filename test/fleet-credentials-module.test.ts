@@ -13,41 +13,20 @@ import { stringify } from "smol-toml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { runCli } from "./helpers/cli.js";
-import { nixpkgsLibPath, runNix } from "./helpers/nixos.js";
+import { evaluateModule, type ModuleReport } from "./helpers/nixos.js";
 import { removeDir, tempDir } from "./helpers/process.js";
 
-interface Evaluated {
-  failedAssertions: string[];
-  users: Record<string, Record<string, unknown>>;
-  groups: string[];
-  openssh: boolean;
-  nixSettings: Record<string, unknown>;
-  services: Record<string, { path: string[]; serviceConfig: Record<string, unknown> }>;
-  cliSettings: { ogygia: Record<string, unknown> } | null;
-  credentialSettings: Record<string, Record<string, string>>;
-}
-
-/** Evaluates the module with `config` (a Nix expression of a NixOS module). */
-async function evaluate(config: string): Promise<Evaluated> {
-  const expr = `
-    let
-      lib = import ${nixpkgsLibPath()};
-      inherit (import ./test/nix/module-stubs.nix { inherit lib; }) pkgs stubs;
-      c = (lib.evalModules { modules = [ stubs { _module.args.pkgs = pkgs; } ./nix/module.nix (${config}) ]; }).config;
-      cliFile = lib.findFirst (p: p.name or "" == "ogygia-config.toml") null c.environment.systemPackages;
-    in {
-      failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) c.assertions);
-      users = c.users.users;
-      groups = builtins.attrNames c.users.groups;
-      openssh = c.services.openssh.enable;
-      nixSettings = c.nix.settings;
-      services = lib.mapAttrs (_: s: { path = map (p: p.name) s.path; inherit (s) serviceConfig; }) c.systemd.services;
-      credentialSettings = c.ogygia.fleetCredentials.settings;
-      cliSettings = if cliFile == null then null else cliFile.stub.env.rendered.stub.value;
-    }`;
-  return JSON.parse(
-    await runNix("nix-instantiate", ["--eval", "--strict", "--json", "-E", expr]),
-  ) as Evaluated;
+/** Evaluates the module with \`config\`, and reports the credential settings. */
+async function evaluate(
+  config: string,
+): Promise<ModuleReport & { credentialSettings: Record<string, Record<string, string>> }> {
+  const report = await evaluateModule(config, {
+    credentialSettings: "c.ogygia.fleetCredentials.settings",
+  });
+  return {
+    ...report,
+    credentialSettings: report.extra.credentialSettings as Record<string, Record<string, string>>,
+  };
 }
 
 const ETCD = `ogygia = { enable = true; etcd.endpoints = [ "https://10.0.0.1:2379" ]; publish.enable = true; }`;

@@ -101,3 +101,64 @@ export async function evaluateExamples(
   ]);
   return JSON.parse(out) as Record<string, ExampleReport>;
 }
+
+/** What {@link evaluateModule} reports of one system with the module imported. */
+export interface ModuleReport {
+  failedAssertions: string[];
+  users: Record<string, Record<string, unknown>>;
+  groups: string[];
+  openssh: boolean;
+  nixSettings: Record<string, unknown>;
+  services: Record<
+    string,
+    {
+      path: string[];
+      serviceConfig: Record<string, unknown>;
+      restartIfChanged: boolean;
+      stopIfChanged: boolean;
+    }
+  >;
+  /** The CLI's config.toml as the module renders it, or null without one. */
+  cliSettings: { ogygia: Record<string, unknown> } | null;
+  /** The `extra` fields asked for, by name. */
+  extra: Record<string, unknown>;
+}
+
+/**
+ * Evaluates `nix/module.nix` with the stub NixOS options of
+ * `test/nix/module-stubs.nix` and `config` (a NixOS module as a Nix
+ * expression). `extra` adds fields to the report: name -> a Nix expression
+ * over the evaluated config `c` (e.g. `c.ogygia.fleetCredentials.settings`).
+ */
+export async function evaluateModule(
+  config: string,
+  extra: Record<string, string> = {},
+): Promise<ModuleReport> {
+  const extraFields = Object.entries(extra)
+    .map(([name, expr]) => `${JSON.stringify(name)} = ${expr};`)
+    .join(" ");
+  const expr = `
+    let
+      lib = import ${nixpkgsLibPath()};
+      inherit (import ./test/nix/module-stubs.nix { inherit lib; }) pkgs stubs;
+      c = (lib.evalModules { modules = [ stubs { _module.args.pkgs = pkgs; } ./nix/module.nix (${config}) ]; }).config;
+      cliFile = lib.findFirst (p: p.name or "" == "ogygia-config.toml") null c.environment.systemPackages;
+    in {
+      failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) c.assertions);
+      users = c.users.users;
+      groups = builtins.attrNames c.users.groups;
+      openssh = c.services.openssh.enable;
+      nixSettings = c.nix.settings;
+      services = lib.mapAttrs (_: s: {
+        path = map (p: p.name) s.path;
+        inherit (s) serviceConfig;
+        restartIfChanged = s.restartIfChanged or true;
+        stopIfChanged = s.stopIfChanged or true;
+      }) c.systemd.services;
+      cliSettings = if cliFile == null then null else cliFile.stub.env.rendered.stub.value;
+      extra = { ${extraFields} };
+    }`;
+  return JSON.parse(
+    await runNix("nix-instantiate", ["--eval", "--strict", "--json", "-E", expr]),
+  ) as ModuleReport;
+}
