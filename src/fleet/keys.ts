@@ -286,42 +286,45 @@ export class TableBuilder {
     const text = this.#text;
     const prefix = this.#prefix;
     const hostStart = keyStart + prefix.length;
-    // The host ends at the key's only slash after the prefix. The prefix
-    // ends with a slash, so searching back from the key's end stays in the key.
     if (hostStart >= keyEnd || !text.startsWith(prefix, keyStart)) {
       this.#strayKeys += 1;
       return;
     }
-    const slash = text.lastIndexOf("/", keyEnd - 1);
-    if (slash <= hostStart || text.indexOf("/", hostStart) !== slash) {
-      this.#strayKeys += 1;
-      return;
+    let base = this.#lastBase;
+    let column: number;
+    // The previous key's host and its slash: one comparison for most keys.
+    const last = this.#lastHost;
+    if (base >= 0 && text.startsWith(last, hostStart)) {
+      column = matchFieldText(text, hostStart + last.length, keyEnd);
+    } else {
+      // The host ends at the first slash after the prefix (found before the
+      // next key's prefix at the latest); a field name has none.
+      const slash = text.indexOf("/", hostStart);
+      column = slash > hostStart && slash < keyEnd ? matchFieldText(text, slash + 1, keyEnd) : -1;
+      if (column >= 0) {
+        const raw = text.slice(hostStart, slash);
+        const host = NON_ASCII.test(raw) ? buf.toString("utf8", hostStart, slash) : raw;
+        if (!isValidHostSegment(host)) {
+          this.#strayKeys += 1;
+          return;
+        }
+        const row = this.#rows.get(host);
+        if (row === undefined) {
+          base = this.#hosts.length * FIELD_COUNT;
+          this.#rows.set(host, this.#hosts.length);
+          this.#hosts.push(host);
+        } else {
+          base = row * FIELD_COUNT;
+        }
+        // Compared as latin1 text (the host's bytes, whatever they decode
+        // to) with its slash.
+        this.#lastHost = text.slice(hostStart, slash + 1);
+        this.#lastBase = base;
+      }
     }
-    const column = matchFieldText(text, slash + 1, keyEnd);
     if (column < 0) {
       this.#strayKeys += 1;
       return;
-    }
-    let base = this.#lastBase;
-    const last = this.#lastHost;
-    if (base < 0 || last.length !== slash - hostStart || !text.startsWith(last, hostStart)) {
-      const raw = text.slice(hostStart, slash);
-      const host = NON_ASCII.test(raw) ? buf.toString("utf8", hostStart, slash) : raw;
-      if (!isValidHostSegment(host)) {
-        this.#strayKeys += 1;
-        return;
-      }
-      const row = this.#rows.get(host);
-      if (row === undefined) {
-        base = this.#hosts.length * FIELD_COUNT;
-        this.#rows.set(host, this.#hosts.length);
-        this.#hosts.push(host);
-      } else {
-        base = row * FIELD_COUNT;
-      }
-      // Compared as latin1 text: the host's bytes, whatever they decode to.
-      this.#lastHost = raw;
-      this.#lastBase = base;
     }
     PRINTABLE_RUN.lastIndex = valueStart;
     PRINTABLE_RUN.test(text);

@@ -125,7 +125,10 @@ function spaces(count: number): string {
  * column but the last padded to its widest cell and a two-space gutter, a
  * rule under the header spanning them all.
  */
-function layoutColumns(columns: readonly [Column, Column, Column, Column], out: OutputLine[]): void {
+function layoutColumns(
+  columns: readonly [Column, Column, Column, Column],
+  out: OutputLine[],
+): void {
   const [a, b, c, d] = columns;
   const line = (i: number): string =>
     (a.texts[i] ?? "") +
