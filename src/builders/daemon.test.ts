@@ -45,6 +45,7 @@ function fakeBackend(): { backend: FleetBackend; push: (s: FleetSnapshot) => voi
     kind: "etcd",
     config: { endpoints: [], namespace: "/n", timeoutSeconds: 1 },
     readHosts: () => Promise.reject(new Error("unused")),
+    readTable: () => Promise.reject(new Error("unused")),
     watchHosts: (handlers) => {
       deliver = (s) => {
         handlers.onSnapshot(s);

@@ -26,11 +26,18 @@ import {
   readTls,
 } from "./credentials.js";
 import { DeadlineError, connectError, readError, withDeadline, writeError } from "./errors.js";
-import { SnapshotBuilder, fieldKey, namespacePrefix, snapshotFromPairs } from "./keys.js";
+import {
+  SnapshotBuilder,
+  TableBuilder,
+  fieldKey,
+  namespacePrefix,
+  snapshotFromPairs,
+} from "./keys.js";
 import type {
   FleetBackend,
   FleetPublisher,
   FleetSnapshot,
+  FleetTable,
   FleetWatch,
   FleetWatchHandlers,
   HostChanges,
@@ -139,6 +146,26 @@ class EtcdBackend implements FleetBackend {
 
   async readHosts(): Promise<FleetSnapshot> {
     return (await this.readRange()).snapshot;
+  }
+
+  async readTable(): Promise<FleetTable> {
+    const prefix = namespacePrefix(this.config.namespace);
+    const key = bytes(prefix);
+    try {
+      const builder = new TableBuilder(prefix);
+      await withDeadline(
+        this.client.rangeVisit({ key, rangeEnd: prefixRangeEnd(key) }, builder.add),
+        this.config.timeoutSeconds * 1000,
+      );
+      return builder.table();
+    } catch (err) {
+      throw mapEtcdError(
+        this.config,
+        err,
+        (cause) => readError("etcd", this.config, cause),
+        `read ${prefix}`,
+      );
+    }
   }
 
   /** The namespace, and the store revision the read saw. */

@@ -25,6 +25,8 @@ export {
   type FleetField,
   type FleetPublisher,
   type FleetSnapshot,
+  type FleetTable,
+  type FleetValue,
   type FleetWatch,
   type HostChanges,
   type HostValues,
@@ -40,7 +42,14 @@ export {
   describeBackends,
   type BackendKind,
 } from "./registry.js";
-export { fieldKey, isValidHostSegment } from "./keys.js";
+export {
+  FIELD_COUNT,
+  fieldIndex,
+  fieldKey,
+  isValidHostSegment,
+  tableFromSnapshot,
+  tableValue,
+} from "./keys.js";
 export { connectError } from "./errors.js";
 export {
   checkCredentialFiles,

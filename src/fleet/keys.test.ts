@@ -1,6 +1,23 @@
 import { describe, expect, it } from "vitest";
 
-import { SnapshotBuilder, fieldKey, snapshotFromPairs, splitHostKey } from "./keys.js";
+import {
+  SnapshotBuilder,
+  TableBuilder,
+  fieldKey,
+  snapshotFromPairs,
+  splitHostKey,
+  tableFromSnapshot,
+  tableValue,
+} from "./keys.js";
+import type { FleetTable } from "./types.js";
+
+/** `table` with its text values as bytes, as `tableFromSnapshot` holds them. */
+function asBytes(table: FleetTable): FleetTable {
+  return {
+    ...table,
+    values: table.values.map((v) => (typeof v === "string" ? Buffer.from(v) : v)),
+  };
+}
 
 const value = (text: string): Uint8Array => Buffer.from(text);
 
@@ -101,6 +118,10 @@ describe("key layout", () => {
       const packed = Buffer.concat(chunks);
       for (const [ks, ke, vs, ve] of spans) builder.add(packed, ks, ke, vs, ve);
       const built = builder.snapshot();
+      // So does the table, its values as text or (not printable ASCII) bytes.
+      const tableBuilder = new TableBuilder("/ns/");
+      for (const [ks, ke, vs, ve] of spans) tableBuilder.add(packed, ks, ke, vs, ve);
+      expect(asBytes(tableBuilder.table())).toEqual(tableFromSnapshot(snapshot));
       expect(built.strayKeys).toBe(snapshot.strayKeys);
       expect([...built.hosts.keys()]).toEqual([...snapshot.hosts.keys()]);
       for (const [host, values] of snapshot.hosts) {
@@ -131,8 +152,41 @@ describe("key layout", () => {
       "/ns/",
       keys.map((key) => ({ key, value: key.subarray(0, 1) })),
     );
+    const tableBuilder = new TableBuilder("/ns/");
+    at = 0;
+    for (const key of keys) {
+      tableBuilder.add(packed, at, at + key.length, at, at + 1);
+      at += key.length;
+    }
+    expect(asBytes(tableBuilder.table())).toEqual(tableFromSnapshot(reference));
     expect([...built.hosts.keys()]).toEqual(["東京", "x\ufffd"]);
     expect([...built.hosts.keys()]).toEqual([...reference.hosts.keys()]);
     expect([...(built.hosts.get("東京")?.keys() ?? [])]).toEqual(["current", "booted"]);
+  });
+
+  it("reads values as text when printable ASCII, else as their bytes", () => {
+    const values = ["abc 123", "", " x", "tab\there", "é", "\u0000"];
+    const keys = values.map((_, i) => `/ns/h${i}/current`);
+    const packed = Buffer.concat(
+      keys.flatMap((k, i) => [Buffer.from(k), Buffer.from(values[i] ?? "")]),
+    );
+    const builder = new TableBuilder("/ns/");
+    let at = 0;
+    for (const [i, key] of keys.entries()) {
+      const end = at + Buffer.byteLength(key);
+      const valueEnd = end + Buffer.byteLength(values[i] ?? "");
+      builder.add(packed, at, end, end, valueEnd);
+      at = valueEnd;
+    }
+    const table = builder.table();
+    expect(table.hosts).toEqual(["h0", "h1", "h2", "h3", "h4", "h5"]);
+    expect(table.hosts.map((_, row) => tableValue(table, row, "current"))).toEqual([
+      "abc 123",
+      "",
+      " x",
+      Buffer.from("tab\there"),
+      Buffer.from("é"),
+      Buffer.from("\u0000"),
+    ]);
   });
 });

@@ -2,7 +2,14 @@
  * The key layout shared by every backend: `<namespace>/<host>/<field>`.
  */
 
-import { FLEET_FIELDS, type FleetField, type FleetSnapshot, type HostValues } from "./types.js";
+import {
+  FLEET_FIELDS,
+  type FleetField,
+  type FleetSnapshot,
+  type FleetTable,
+  type FleetValue,
+  type HostValues,
+} from "./types.js";
 
 const FIELD_SET: ReadonlySet<string> = new Set(FLEET_FIELDS);
 const SLASH = 0x2f;
@@ -195,4 +202,151 @@ function bytesEqual(a: Buffer, aStart: number, b: Buffer, bStart: number, length
     if (a[aStart + i] !== b[bStart + i]) return false;
   }
   return true;
+}
+
+/** Values per host in a `FleetTable`: one per known field. */
+export const FIELD_COUNT = FLEET_FIELDS.length;
+
+const FIELD_INDEX: ReadonlyMap<FleetField, number> = new Map(
+  FLEET_FIELDS.map((field, i) => [field, i] as const),
+);
+
+/** The column of `field` in a `FleetTable` row (`FLEET_FIELDS`' order). */
+export function fieldIndex(field: FleetField): number {
+  const index = FIELD_INDEX.get(field);
+  if (index === undefined) throw new Error(`unknown fleet field ${field}`);
+  return index;
+}
+
+/** Host `row`'s value of `field` in `table`, or undefined. */
+export function tableValue(
+  table: FleetTable,
+  row: number,
+  field: FleetField,
+): FleetValue | undefined {
+  return table.values[row * FIELD_COUNT + fieldIndex(field)];
+}
+
+/** The table of a snapshot: its hosts in order, values as bytes. */
+export function tableFromSnapshot(snapshot: FleetSnapshot): FleetTable {
+  const hosts: string[] = [];
+  const values: (FleetValue | undefined)[] = [];
+  for (const [host, hostValues] of snapshot.hosts) {
+    const base = hosts.length * FIELD_COUNT;
+    hosts.push(host);
+    values.length = base + FIELD_COUNT;
+    for (const [field, value] of hostValues) values[base + fieldIndex(field)] = value;
+  }
+  return { hosts, values, strayKeys: snapshot.strayKeys };
+}
+
+/** Printable ASCII from `lastIndex` on: a sticky test moves `lastIndex` to its end. */
+const PRINTABLE_RUN = /[\x20-\x7e]*/y;
+const NON_ASCII = /[\x80-\xff]/;
+
+/**
+ * Builds a `FleetTable` from keys and values given as byte ranges of a
+ * response (etcd's range, visited without an object per key), by the rules
+ * of `snapshotFromPairs`. The response is read as one latin1 string (one
+ * character per byte), so keys are compared and values cut out by native
+ * string operations: this runs 30,000 times for 10,000 hosts in code not
+ * yet optimised, where a loop over bytes costs far more.
+ */
+export class TableBuilder {
+  /** The prefix's UTF-8 bytes, as latin1 text. */
+  readonly #prefix: string;
+  readonly #hosts: string[] = [];
+  readonly #values: (FleetValue | undefined)[] = [];
+  readonly #rows = new Map<string, number>();
+  #strayKeys = 0;
+  #buf: Buffer | undefined;
+  #text = "";
+  // The previous key's host: keys come grouped by host (etcd returns them
+  // sorted), so most keys only compare it.
+  #lastHost = "";
+  #lastBase = -1;
+
+  constructor(prefix: string) {
+    this.#prefix = Buffer.from(prefix).toString("latin1");
+  }
+
+  /** Adds the key [keyStart, keyEnd) and value [valueStart, valueEnd) of `buf`. */
+  readonly add = (
+    buf: Buffer,
+    keyStart: number,
+    keyEnd: number,
+    valueStart: number,
+    valueEnd: number,
+  ): void => {
+    if (buf !== this.#buf) {
+      this.#buf = buf;
+      this.#text = buf.toString("latin1");
+      this.#lastBase = -1;
+    }
+    const text = this.#text;
+    const prefix = this.#prefix;
+    const hostStart = keyStart + prefix.length;
+    if (hostStart >= keyEnd || !text.startsWith(prefix, keyStart)) {
+      this.#strayKeys += 1;
+      return;
+    }
+    let base = this.#lastBase;
+    let column: number;
+    // The previous key's host and its slash: one comparison for most keys.
+    const last = this.#lastHost;
+    if (base >= 0 && text.startsWith(last, hostStart)) {
+      column = matchFieldText(text, hostStart + last.length, keyEnd);
+    } else {
+      // The host ends at the first slash after the prefix (found before the
+      // next key's prefix at the latest); a field name has none.
+      const slash = text.indexOf("/", hostStart);
+      column = slash > hostStart && slash < keyEnd ? matchFieldText(text, slash + 1, keyEnd) : -1;
+      if (column >= 0) {
+        const raw = text.slice(hostStart, slash);
+        const host = NON_ASCII.test(raw) ? buf.toString("utf8", hostStart, slash) : raw;
+        if (!isValidHostSegment(host)) {
+          this.#strayKeys += 1;
+          return;
+        }
+        const row = this.#rows.get(host);
+        if (row === undefined) {
+          base = this.#hosts.length * FIELD_COUNT;
+          this.#rows.set(host, this.#hosts.length);
+          this.#hosts.push(host);
+        } else {
+          base = row * FIELD_COUNT;
+        }
+        // Compared as latin1 text (the host's bytes, whatever they decode
+        // to) with its slash.
+        this.#lastHost = text.slice(hostStart, slash + 1);
+        this.#lastBase = base;
+      }
+    }
+    if (column < 0) {
+      this.#strayKeys += 1;
+      return;
+    }
+    PRINTABLE_RUN.lastIndex = valueStart;
+    PRINTABLE_RUN.test(text);
+    this.#values[base + column] =
+      PRINTABLE_RUN.lastIndex >= valueEnd
+        ? text.slice(valueStart, valueEnd)
+        : buf.subarray(valueStart, valueEnd);
+  };
+
+  table(): FleetTable {
+    // A row's missing values past the last one set are holes: undefined too.
+    this.#values.length = this.#hosts.length * FIELD_COUNT;
+    return { hosts: this.#hosts, values: this.#values, strayKeys: this.#strayKeys };
+  }
+}
+
+/** The column of the known field named by [start, end) of `text`, or -1. */
+function matchFieldText(text: string, start: number, end: number): number {
+  const length = end - start;
+  for (let i = 0; i < FIELD_COUNT; i++) {
+    const name = FLEET_FIELDS[i] ?? "";
+    if (name.length === length && text.startsWith(name, start)) return i;
+  }
+  return -1;
 }

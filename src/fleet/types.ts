@@ -105,6 +105,26 @@ export interface FleetSnapshot {
   strayKeys: number;
 }
 
+/**
+ * A value as read into a `FleetTable`: its text when its bytes are
+ * printable ASCII (0x20-0x7e, decoded for free), else its bytes.
+ */
+export type FleetValue = string | Uint8Array;
+
+/**
+ * Every host under the namespace as one table, for reading the whole fleet
+ * at once (`ogygia status`): no map or buffer per host or key. Host `i`'s
+ * value of `FLEET_FIELDS[f]` is `values[i * FLEET_FIELDS.length + f]`
+ * (`tableValue` in keys.ts reads it by name).
+ */
+export interface FleetTable {
+  /** Host names (key segments, as stored), each once. */
+  hosts: string[];
+  values: (FleetValue | undefined)[];
+  /** Keys under the namespace that do not fit the layout; ignored. */
+  strayKeys: number;
+}
+
 /** Receives the results of a `watchHosts`. */
 export interface FleetWatchHandlers {
   /** A complete, fresh snapshot: the first one, then one after each change. */
@@ -127,6 +147,8 @@ export interface FleetBackend {
   readonly config: BackendConfig;
   /** Reads every host under the namespace. Throws `OgygiaError` on failure. */
   readHosts(): Promise<FleetSnapshot>;
+  /** Reads every host under the namespace as one table. Throws `OgygiaError` on failure. */
+  readTable(): Promise<FleetTable>;
   /**
    * Delivers a snapshot now and after every change under the namespace
    * (changes close together are coalesced), until closed. At most one read

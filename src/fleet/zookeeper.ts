@@ -10,12 +10,13 @@ import type { BackendConfig } from "./types.js";
 import { OgygiaError, errorMessage } from "../core/index.js";
 import { anotherPublisher, credentialFailure, permissionFailure, readAuth } from "./credentials.js";
 import { connectError, readError, withDeadline } from "./errors.js";
-import { fieldKey, isFleetField, isValidHostSegment } from "./keys.js";
+import { fieldKey, isFleetField, isValidHostSegment, tableFromSnapshot } from "./keys.js";
 import type {
   FleetBackend,
   FleetField,
   FleetPublisher,
   FleetSnapshot,
+  FleetTable,
   FleetWatch,
   FleetWatchHandlers,
   HostChanges,
@@ -197,6 +198,10 @@ class ZooKeeperBackend implements FleetBackend {
     } catch (err) {
       throw this.mapError(err);
     }
+  }
+
+  async readTable(): Promise<FleetTable> {
+    return tableFromSnapshot(await this.readHosts());
   }
 
   private async read(timeoutMs: number): Promise<FleetSnapshot> {

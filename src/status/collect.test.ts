@@ -4,7 +4,7 @@ import path from "node:path";
 
 import { describe, expect, it } from "vitest";
 
-import type { FleetField, FleetSnapshot } from "../fleet/index.js";
+import { tableFromSnapshot, type FleetField, type FleetSnapshot } from "../fleet/index.js";
 import type { LocalStates } from "../system/index.js";
 import {
   buildReport,
@@ -295,7 +295,7 @@ describe("buildReport with publisher keys", () => {
   };
   const report = buildReport({
     ...etcdInput,
-    fleet: { kind: "etcd", namespace: "/ns", snapshot, error: null },
+    fleet: { kind: "etcd", namespace: "/ns", table: tableFromSnapshot(snapshot), error: null },
   });
   const row = (name: string) => report.hosts.find((h) => h.host === name);
 
@@ -322,7 +322,10 @@ describe("buildReport with publisher keys", () => {
       fleet: {
         kind: "etcd",
         namespace: "/ns",
-        snapshot: { strayKeys: 0, hosts: new Map([["legacy", host({ current: A })]]) },
+        table: tableFromSnapshot({
+          strayKeys: 0,
+          hosts: new Map([["legacy", host({ current: A })]]),
+        }),
         error: null,
       },
     });

@@ -14,13 +14,15 @@ import {
 } from "../core/index.js";
 import {
   backendLabel,
+  FIELD_COUNT,
+  fieldIndex,
   fieldKey,
   PUBLISHER_FIELDS,
   STATE_FIELDS,
   type BackendKind,
   type FleetField,
-  type FleetSnapshot,
-  type HostValues,
+  type FleetTable,
+  type FleetValue,
 } from "../fleet/index.js";
 import {
   isSystemStorePath,
@@ -144,12 +146,29 @@ function localSystemPaths(root: string): SystemPaths {
   };
 }
 
+/** A fleet table's values, and where one host's row starts in them. */
+type TableValues = readonly (FleetValue | undefined)[];
+
+const STATE_COLUMNS = STATE_FIELDS.map(fieldIndex);
+const SYSTEM_FIELDS = STATE_FIELDS.map((state) => `${state}_system` as const);
+const SYSTEM_COLUMNS = SYSTEM_FIELDS.map(fieldIndex);
+const ALIVE = fieldIndex("alive");
+const REBOOT_REQUIRED = fieldIndex("reboot_required");
+const UPDATED_AT = fieldIndex("updated_at");
+const PUBLISHER_COLUMNS = PUBLISHER_FIELDS.map(fieldIndex);
+
 /** Sets the system paths of a fleet row from `<state>_system`, refusing values that are not store paths. */
-function applySystemPaths(row: HostStatus, values: HostValues, ctx: FleetContext): void {
-  for (const state of STATE_FIELDS) {
-    const field = `${state}_system` as const;
-    const raw = values.get(field);
+function applySystemPaths(
+  row: HostStatus,
+  values: TableValues,
+  base: number,
+  ctx: FleetContext,
+): void {
+  for (let i = 0; i < STATE_FIELDS.length; i++) {
+    const raw = values[base + (SYSTEM_COLUMNS[i] ?? -1)];
     if (raw === undefined) continue;
+    const state = STATE_FIELDS[i] ?? "current";
+    const field = SYSTEM_FIELDS[i] ?? "current_system";
     const parsed = parseRevision(raw);
     if (!parsed.ok) {
       refuse(ctx, row.host, field, parsed.reason);
@@ -176,7 +195,7 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\
 /** A publisher field's text, or a reason to refuse it (size, UTF-8, control characters, shape). */
 function parsePublisherField(
   field: "reboot_required" | "updated_at",
-  raw: Uint8Array,
+  raw: FleetValue,
 ): { ok: true; value: string } | { ok: false; reason: string } {
   const parsed = parseRevision(raw);
   if (!parsed.ok) return parsed;
@@ -201,19 +220,20 @@ function parsePublisherField(
 function applyPublisherStatus(
   row: Pick<HostStatus, "online" | "rebootRequired" | "updatedAt">,
   host: string,
-  values: HostValues,
+  values: TableValues,
+  base: number,
   ctx: FleetContext,
 ): void {
-  row.online = ctx.publisherFleet ? values.has("alive") : null;
+  row.online = ctx.publisherFleet ? values[base + ALIVE] !== undefined : null;
   row.rebootRequired = null;
   row.updatedAt = null;
-  const reboot = values.get("reboot_required");
+  const reboot = values[base + REBOOT_REQUIRED];
   if (reboot !== undefined) {
     const parsed = parsePublisherField("reboot_required", reboot);
     if (parsed.ok) row.rebootRequired = parsed.value === "true";
     else refuse(ctx, host, "reboot_required", parsed.reason);
   }
-  const updated = values.get("updated_at");
+  const updated = values[base + UPDATED_AT];
   if (updated !== undefined) {
     const parsed = parsePublisherField("updated_at", updated);
     if (parsed.ok) row.updatedAt = parsed.value;
@@ -231,7 +251,7 @@ function refuse(ctx: FleetContext, host: string, field: FleetField, reason: stri
 function applyState(
   row: HostStatus,
   field: StateField,
-  raw: Uint8Array | undefined,
+  raw: FleetValue | undefined,
   ctx: FleetContext,
 ): void {
   if (raw === undefined) return;
@@ -244,7 +264,7 @@ function applyState(
   }
 }
 
-function fleetRow(host: string, values: HostValues, ctx: FleetContext): HostStatus {
+function fleetRow(host: string, values: TableValues, base: number, ctx: FleetContext): HostStatus {
   const row: HostStatus = {
     host,
     displayName: trimDomain(host, ctx.domain),
@@ -258,12 +278,12 @@ function fleetRow(host: string, values: HostValues, ctx: FleetContext): HostStat
     updatedAt: null,
   };
   // Warnings in key order: publisher fields first, then the states.
-  applyPublisherStatus(row, host, values, ctx);
-  applyState(row, "current", values.get("current"), ctx);
-  applyState(row, "booted", values.get("booted"), ctx);
-  applyState(row, "nextboot", values.get("nextboot"), ctx);
-  applySystemPaths(row, values, ctx);
-  row.update = readHostUpdate(values);
+  applyPublisherStatus(row, host, values, base, ctx);
+  applyState(row, "current", values[base + (STATE_COLUMNS[0] ?? -1)], ctx);
+  applyState(row, "booted", values[base + (STATE_COLUMNS[1] ?? -1)], ctx);
+  applyState(row, "nextboot", values[base + (STATE_COLUMNS[2] ?? -1)], ctx);
+  applySystemPaths(row, values, base, ctx);
+  row.update = readHostUpdate(values, base);
   return row;
 }
 
@@ -272,12 +292,10 @@ function fleetRow(host: string, values: HostValues, ctx: FleetContext): HostStat
  * exist), the one whose publisher keys describe it: a live one first, then
  * one that a publisher wrote, then any.
  */
-function pickOwnEntry(entries: readonly [string, HostValues][]): [string, HostValues] | undefined {
-  return (
-    entries.find(([, values]) => values.has("alive")) ??
-    entries.find(([, values]) => values.has("updated_at")) ??
-    entries[0]
-  );
+function pickOwnEntry(table: FleetTable, rows: readonly number[]): number | undefined {
+  const has = (row: number, column: number) =>
+    table.values[row * FIELD_COUNT + column] !== undefined;
+  return rows.find((row) => has(row, ALIVE)) ?? rows.find((row) => has(row, UPDATED_AT)) ?? rows[0];
 }
 
 /** Orders fleet rows by displayed name (numbers in names compare as numbers). */
@@ -300,8 +318,8 @@ function hostOf(row: HostStatus): string {
 
 /** The fleet part of a report: read, failed, or not configured (undefined). */
 export type FleetReading =
-  | { kind: BackendKind; namespace: string; snapshot: FleetSnapshot; error: null }
-  | { kind: BackendKind; namespace: string; snapshot: null; error: string };
+  | { kind: BackendKind; namespace: string; table: FleetTable; error: null }
+  | { kind: BackendKind; namespace: string; table: null; error: string };
 
 async function readFleet(config: OgygiaConfig): Promise<FleetReading | undefined> {
   const backend = await openBackend(config);
@@ -309,19 +327,24 @@ async function readFleet(config: OgygiaConfig): Promise<FleetReading | undefined
   const { kind } = backend;
   const { namespace } = backend.config;
   try {
-    return { kind, namespace, snapshot: await backend.readHosts(), error: null };
+    return { kind, namespace, table: await backend.readTable(), error: null };
   } catch (err) {
     if (!(err instanceof OgygiaError)) throw err;
-    return { kind, namespace, snapshot: null, error: errorMessage(err) };
+    return { kind, namespace, table: null, error: errorMessage(err) };
   } finally {
     await backend.close();
   }
 }
 
-/** Whether any host in the snapshot has a key that only `ogygia publish` writes. */
-function hasPublisherKeys(snapshot: FleetSnapshot): boolean {
-  for (const values of snapshot.hosts.values()) {
-    if (PUBLISHER_FIELDS.some((field) => values.has(field))) return true;
+/** Whether any host in the table has a key that only `ogygia publish` writes. */
+function hasPublisherKeys(table: FleetTable): boolean {
+  const values = table.values;
+  for (let base = 0; base < values.length; base += FIELD_COUNT) {
+    // An index loop: an array iterator per host costs more in code not yet optimised.
+    // eslint-disable-next-line @typescript-eslint/prefer-for-of
+    for (let i = 0; i < PUBLISHER_COLUMNS.length; i++) {
+      if (values[base + (PUBLISHER_COLUMNS[i] ?? 0)] !== undefined) return true;
+    }
   }
   return false;
 }
@@ -383,7 +406,7 @@ export function buildReport({
       hosts: [local],
     };
   }
-  if (fleet.snapshot === null) {
+  if (fleet.table === null) {
     return {
       ...base,
       mode: fleet.kind,
@@ -393,33 +416,38 @@ export function buildReport({
       hosts: [local],
     };
   }
+  const { table } = fleet;
   const others: HostStatus[] = [];
-  const own: [string, HostValues][] = [];
+  const own: number[] = [];
   const isLocal = localHostMatcher(detected.hostname, domain);
   const ctx: FleetContext = {
     domain,
     namespace: fleet.namespace,
     kind: fleet.kind,
     warnings,
-    publisherFleet: hasPublisherKeys(fleet.snapshot),
+    publisherFleet: hasPublisherKeys(table),
   };
-  for (const [host, values] of fleet.snapshot.hosts) {
+  const { hosts, values } = table;
+  for (let i = 0; i < hosts.length; i++) {
+    const host = hosts[i] ?? "";
     if (isLocal(host)) {
-      own.push([host, values]);
+      own.push(i);
       continue;
     }
-    others.push(fleetRow(host, values, ctx));
+    others.push(fleetRow(host, values, i * FIELD_COUNT, ctx));
   }
   // The local row shows local states, and what the fleet knows of its publisher.
-  const entry = pickOwnEntry(own);
-  if (entry) applyPublisherStatus(local, entry[0], entry[1], ctx);
+  const entry = pickOwnEntry(table, own);
+  if (entry !== undefined) {
+    applyPublisherStatus(local, hosts[entry] ?? "", values, entry * FIELD_COUNT, ctx);
+  }
 
   return {
     ...base,
     mode: fleet.kind,
     namespace: fleet.namespace,
     error: null,
-    nothingPublished: fleet.snapshot.hosts.size === 0,
+    nothingPublished: hosts.length === 0,
     hosts: [local, ...sortRows(others)],
   };
 }

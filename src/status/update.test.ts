@@ -1,10 +1,14 @@
 import { describe, expect, it } from "vitest";
 
-import type { HostValues } from "../fleet/index.js";
-import { readHostUpdate, updateMarker } from "./update.js";
+import { tableFromSnapshot, type HostValues } from "../fleet/index.js";
+import { readHostUpdate as readRow, updateMarker } from "./update.js";
 
 const values = (fields: Record<string, string>): HostValues =>
   new Map(Object.entries(fields).map(([k, v]) => [k, Buffer.from(v)])) as HostValues;
+
+/** `readHostUpdate` of a one-host table holding `host`. */
+const readHostUpdate = (host: HostValues) =>
+  readRow(tableFromSnapshot({ hosts: new Map([["h", host]]), strayKeys: 0 }).values, 0);
 
 describe("a host's published update", () => {
   it("reads the agent's fields, and nothing for a host without them", () => {

@@ -3,7 +3,7 @@
  * `update_*` fields: shown as a marker by the table and whole by `--json`.
  */
 
-import type { HostValues } from "../fleet/index.js";
+import { fieldIndex, type FleetValue } from "../fleet/index.js";
 
 export interface HostUpdateStatus {
   state: string;
@@ -18,23 +18,37 @@ export interface HostUpdateStatus {
 /** States between the start and the end of an update. */
 const IN_PROGRESS = new Set(["realising", "activating", "checking", "confirming", "rolling-back"]);
 
-const field = (values: HostValues, name: Parameters<HostValues["get"]>[0]): string | null => {
-  const raw = values.get(name);
-  return raw === undefined ? null : Buffer.from(raw).toString("utf8").slice(0, 4096);
-};
+const STATE = fieldIndex("update_state");
+const TARGET = fieldIndex("update_target");
+const ERROR = fieldIndex("update_error");
+const ROLLOUT = fieldIndex("update_rollout");
+const STARTED_AT = fieldIndex("update_started_at");
+const CHANGED_AT = fieldIndex("update_changed_at");
+const FINISHED_AT = fieldIndex("update_finished_at");
 
-/** The host's update, or null when its agent never published one. */
-export function readHostUpdate(values: HostValues): HostUpdateStatus | null {
-  const state = field(values, "update_state");
+function text(value: FleetValue | undefined): string | null {
+  if (value === undefined) return null;
+  return (typeof value === "string" ? value : Buffer.from(value).toString("utf8")).slice(0, 4096);
+}
+
+/**
+ * The host's update, or null when its agent never published one: from the
+ * fleet table row whose values start at `values[base]` (see `FleetTable`).
+ */
+export function readHostUpdate(
+  values: readonly (FleetValue | undefined)[],
+  base: number,
+): HostUpdateStatus | null {
+  const state = text(values[base + STATE]);
   if (state === null) return null;
   return {
     state,
-    target: field(values, "update_target"),
-    error: field(values, "update_error"),
-    rollout: field(values, "update_rollout"),
-    startedAt: field(values, "update_started_at"),
-    changedAt: field(values, "update_changed_at"),
-    finishedAt: field(values, "update_finished_at"),
+    target: text(values[base + TARGET]),
+    error: text(values[base + ERROR]),
+    rollout: text(values[base + ROLLOUT]),
+    startedAt: text(values[base + STARTED_AT]),
+    changedAt: text(values[base + CHANGED_AT]),
+    finishedAt: text(values[base + FINISHED_AT]),
   };
 }
 

@@ -5,7 +5,7 @@
 
 import { jsonOutput, loadContext, openBackend, type OutputLine } from "../command/index.js";
 import { OgygiaError, errorMessage } from "../core/index.js";
-import { describeBackends, type FleetSnapshot } from "../fleet/index.js";
+import { describeBackends, tableFromSnapshot, type FleetSnapshot } from "../fleet/index.js";
 import { readLocalStates } from "../system/index.js";
 import { buildReport, type StatusOptions, type StatusReport } from "./collect.js";
 import { renderStatusText, statusJson } from "./render.js";
@@ -66,8 +66,8 @@ export async function watchStatus(options: WatchOptions): Promise<void> {
         const states = await readLocalStates(options.root);
         const fleet =
           update.snapshot === null
-            ? { kind, namespace, snapshot: null, error: update.error }
-            : { kind, namespace, snapshot: update.snapshot, error: null };
+            ? { kind, namespace, table: null, error: update.error }
+            : { kind, namespace, table: tableFromSnapshot(update.snapshot), error: null };
         await options.onReport(
           buildReport({ config, detected, states, fleet, root: options.root }),
         );

@@ -41,4 +41,21 @@ describe("parseRevision", () => {
     });
     expect(parseRevision(bytes("abc\u202edef"))).toMatchObject({ ok: false });
   });
+
+  it("parses text as it parses the same text's UTF-8 bytes", () => {
+    const samples = [
+      "",
+      " ",
+      "unknown",
+      " unknown ",
+      "abc123-dirty",
+      "  0123456789abcdef\n",
+      "a".repeat(MAX_REVISION_BYTES),
+      "a".repeat(MAX_REVISION_BYTES + 1),
+      "é".repeat(200),
+      "bad\u0007bell",
+      "\u202eevil",
+    ];
+    for (const text of samples) expect(parseRevision(text)).toEqual(parseRevision(bytes(text)));
+  });
 });

@@ -16,7 +16,8 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * or the literal `unknown` (what a dirty flake records) means unknown (null).
  * Oversized, non-UTF-8 or control-character values are refused with a reason.
  */
-export function parseRevision(raw: Uint8Array): RevisionParse {
+export function parseRevision(raw: Uint8Array | string): RevisionParse {
+  if (typeof raw === "string") return parseRevisionText(raw);
   if (raw.byteLength > MAX_REVISION_BYTES) {
     return {
       ok: false,
@@ -35,5 +36,27 @@ export function parseRevision(raw: Uint8Array): RevisionParse {
     return { ok: false, reason: "value contains control characters" };
   }
   if (trimmed === "" || trimmed === "unknown") return { ok: true, revision: null };
+  return { ok: true, revision: trimmed };
+}
+
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+const UNKNOWN: RevisionParse = Object.freeze({ ok: true, revision: null });
+
+/**
+ * `parseRevision` of a value read as text (a fleet table's value). Printable
+ * ASCII, the common case, needs no decoding and has no control characters,
+ * and only spaces to trim; anything else is checked as its UTF-8 bytes.
+ */
+function parseRevisionText(text: string): RevisionParse {
+  if (!PRINTABLE_ASCII.test(text)) return parseRevision(Buffer.from(text));
+  if (text.length > MAX_REVISION_BYTES) {
+    return {
+      ok: false,
+      reason: `value is ${text.length} bytes; the limit is ${MAX_REVISION_BYTES}`,
+    };
+  }
+  const trimmed =
+    text.charCodeAt(0) === 0x20 || text.charCodeAt(text.length - 1) === 0x20 ? text.trim() : text;
+  if (trimmed === "" || trimmed === "unknown") return UNKNOWN;
   return { ok: true, revision: trimmed };
 }

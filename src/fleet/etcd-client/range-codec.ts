@@ -275,17 +275,31 @@ export interface RangeSummary {
 export function visitRangeResponse(buf: Buffer, visit: RangeVisitor): RangeSummary {
   const reader = new Reader(buf, 0, buf.length);
   const summary: RangeSummary = { revision: 0n, more: false };
-  while (reader.pos < buf.length) {
+  const length = buf.length;
+  while (reader.pos < length) {
+    // The key-values (field 2) come one after another: they are read here,
+    // in one loop with the common one-byte lengths inline, as this runs
+    // once per key (30,000 times for 10,000 hosts) in code not yet optimised.
+    let pos = reader.pos;
+    while (buf[pos] === 0x12) {
+      let size = buf[pos + 1] ?? 0;
+      let start = pos + 2;
+      if (size >= 0x80) {
+        reader.pos = pos + 1;
+        size = reader.uint();
+        start = reader.pos;
+      }
+      const end = start + size;
+      if (end > length) throw new DecodeError("a field runs past its message");
+      pos = visitKeyValue(reader, start, end, visit);
+    }
+    reader.pos = pos;
+    if (pos >= length) break;
     const tag = reader.uint();
     switch (tag) {
       case 0x0a:
         summary.revision = headerRevision(reader);
         break;
-      case 0x12: {
-        const end = reader.delimited();
-        visitKeyValue(reader, end, visit);
-        break;
-      }
       case 0x18:
         summary.more = reader.uint() !== 0;
         break;
@@ -293,17 +307,18 @@ export function visitRangeResponse(buf: Buffer, visit: RangeVisitor): RangeSumma
         reader.skip(tag & 7);
     }
   }
-  if (reader.pos !== buf.length) throw new DecodeError("the message runs past its end");
+  if (reader.pos !== length) throw new DecodeError("the message runs past its end");
   return summary;
 }
 
-function visitKeyValue(reader: Reader, end: number, visit: RangeVisitor): void {
+/** Visits the key-value in [start, end) of the reader's buffer; returns `end`. */
+function visitKeyValue(reader: Reader, start: number, end: number, visit: RangeVisitor): number {
   const buf = reader.buf;
   let keyStart = 0;
   let keyEnd = 0;
   let valueStart = 0;
   let valueEnd = 0;
-  let pos = reader.pos;
+  let pos = start;
   while (pos < end) {
     const tag = buf[pos] ?? 0;
     if (tag === 0x0a || tag === 0x2a) {
@@ -324,15 +339,22 @@ function visitKeyValue(reader: Reader, end: number, visit: RangeVisitor): void {
         valueEnd = stop;
       }
       pos = stop;
-      continue;
+    } else if ((tag & 7) === 0 && tag < 0x80) {
+      // A varint (revisions, version, lease): skip to its last byte.
+      const first = pos + 1;
+      pos = first;
+      while ((buf[pos] ?? 0) >= 0x80 && pos < end) pos += 1;
+      pos += 1;
+      if (pos - first > 10) throw new DecodeError("varint longer than 10 bytes");
+    } else {
+      reader.pos = pos;
+      reader.skip(reader.uint() & 7);
+      pos = reader.pos;
     }
-    reader.pos = pos;
-    reader.skip(reader.uint() & 7);
-    pos = reader.pos;
   }
   if (pos !== end) throw new DecodeError("a key-value runs past its end");
-  reader.pos = pos;
   visit(buf, keyStart, keyEnd, valueStart, valueEnd);
+  return end;
 }
 
 /** Decodes a `RangeResponse`; keys and values stay views into `buf`. */
