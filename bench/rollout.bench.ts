@@ -155,6 +155,8 @@ async function main(): Promise<void> {
     const ours: number[][] = [[], [], []];
     const ourHostMs: number[] = [];
     const base: number[][] = [[], [], []];
+    // From the previous wave's last confirmation (or the plan's write) to this wave's first start.
+    const gates: number[][] = [[], [], []];
     let target = a;
     for (let round = 0; round < ROUNDS; round++) {
       // Ours: a rollout to the other system.
@@ -194,6 +196,10 @@ async function main(): Promise<void> {
       }
       let previousEnd = started;
       finished.waves.forEach((wave, w) => {
+        const firstStart = Math.min(
+          ...finished.hosts.filter((h) => h.wave === w).map((h) => Date.parse(h.startedAt ?? "")),
+        );
+        gates[w]?.push(firstStart - previousEnd);
         const end = Math.max(
           ...finished.hosts.filter((h) => h.wave === w).map((h) => Date.parse(h.finishedAt ?? "")),
         );
@@ -234,6 +240,9 @@ async function main(): Promise<void> {
     }
     rows.push(["target", "", "", "< 2000 ms per wave"]);
     printTable(rows);
+    console.log(
+      `gate (previous wave's last confirmation to this wave's first start), min / median / max: ${gates.map((g, w) => `wave ${w + 1} ${spread(g)}`).join("; ")}`,
+    );
     console.log(
       `one host, start to finish: ours ${spread(ourHostMs)} (published timestamps), ` +
         `baseline ${spread(directHostMs)} (min / median / max)`,

@@ -11,6 +11,8 @@
  * their wave may start.
  */
 
+import { setTimeout as delay } from "node:timers/promises";
+
 import { errorMessage } from "../core/index.js";
 import type {
   Coordinator,
@@ -22,7 +24,13 @@ import type {
 import { waitHealthy } from "./health.js";
 import { realise, setSystemProfile, switchTo, systemOf } from "./host-system.js";
 import { waveOf, type Plan } from "./plan.js";
-import { ACTIVE_STATES, mayStart, progressOf, type UpdateState } from "./progress.js";
+import {
+  ACTIVE_STATES,
+  mayStart,
+  progressOf,
+  type Progress,
+  type UpdateState,
+} from "./progress.js";
 import { loadRecord, saveRecord, type AgentRecord } from "./state-file.js";
 import {
   HostFieldWriter,
@@ -30,6 +38,7 @@ import {
   readPlan,
   recordFailedPath,
   rolloutPrefix,
+  planKey,
   slotKey,
 } from "./store.js";
 
@@ -73,6 +82,9 @@ const TERMINAL: ReadonlySet<UpdateState> = new Set([
 
 const nowIso = (): string => new Date().toISOString();
 
+/** How often the plan is read while its watch runs (a safety net only). */
+const PLAN_REREAD_MS = 30_000;
+
 /** Runs the agent until `signal` aborts (or, with `once`, its host is done). */
 export async function runAgent(options: AgentOptions): Promise<AgentRecord | null> {
   return new Agent(options).run();
@@ -85,6 +97,12 @@ class Agent {
   private record: AgentRecord | null;
   private published = false;
   private wake: (() => void) | undefined;
+  /** The plan's key is being watched: the plan is read again when it changes. */
+  private planWatched = false;
+  /** The plan and target for which the host was seen not running the target already. */
+  private runningChecked: string | undefined;
+  /** Set by a change that came while the agent was busy: the next sleep returns at once. */
+  private woken = false;
   private lease: Lease | undefined;
   /** The plan as last read, and when: snapshot changes reuse it, the poll reads it again. */
   private plan: { plan: Plan; at: number } | null = null;
@@ -101,6 +119,7 @@ class Agent {
     // An update the agent was in the middle of: finished or rolled back
     // first, with no need of the fleet store.
     await this.recover();
+    const planWatch = this.watchPlan();
     const watch = this.o.backend.watchHosts({
       onSnapshot: (snapshot) => {
         this.snapshot = snapshot;
@@ -122,16 +141,58 @@ class Agent {
       }
       return this.record;
     } finally {
+      planWatch.abort();
       await watch.close();
       if (this.lease) await this.lease.revoke().catch(() => undefined);
     }
   }
 
   private poke(): void {
-    this.wake?.();
+    if (this.wake) this.wake();
+    else this.woken = true;
+  }
+
+  /**
+   * Follows the plan's key, so that a new, resumed or paused plan is read at
+   * once rather than on the next poll (which stays, for a watch that broke).
+   */
+  private watchPlan(): AbortController {
+    const stop = new AbortController();
+    const key = planKey(this.prefix);
+    const follow = async (): Promise<void> => {
+      while (!stop.signal.aborted && !this.o.signal.aborted) {
+        try {
+          const { entry } = await this.o.coordinator.get(key);
+          const after = entry?.version ?? 0n;
+          this.planWatched = true;
+          // What the watch may have missed before it started.
+          this.plan = null;
+          this.poke();
+          for await (const _event of this.o.coordinator.watch(key, {
+            after,
+            signal: stop.signal,
+          })) {
+            this.plan = null;
+            this.poke();
+          }
+        } catch {
+          // The store is away: the poll reads the plan meanwhile; watch again later.
+        }
+        this.planWatched = false;
+        await delay(this.o.settings.pollIntervalMs, undefined, { signal: stop.signal }).catch(
+          () => undefined,
+        );
+      }
+    };
+    void follow();
+    return stop;
   }
 
   private sleep(ms: number): Promise<void> {
+    if (this.woken) {
+      this.woken = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
@@ -148,7 +209,9 @@ class Agent {
   /** One look at the plan; true when this host is done with the current rollout. */
   private async step(): Promise<boolean> {
     if (!this.published && this.record) await this.publish();
-    if (!this.plan || Date.now() - this.plan.at >= this.o.settings.pollIntervalMs) {
+    // Read again on the plan watch's news, or on the poll while the watch is down.
+    const stale = this.planWatched ? PLAN_REREAD_MS : this.o.settings.pollIntervalMs;
+    if (!this.plan || Date.now() - this.plan.at >= stale) {
       const read = await readPlan(this.o.coordinator, this.prefix);
       this.plan = read && { plan: read.plan, at: Date.now() };
     }
@@ -161,7 +224,11 @@ class Agent {
       return true;
     }
     if (this.snapshot === undefined) return false;
+    // Already running the target (looked at once per plan and target: nothing
+    // else changes the host's system while the agent waits).
+    const seen = `${plan.id} ${target}`;
     if (
+      this.runningChecked !== seen &&
       systemOf(this.o.root, "current") === target &&
       systemOf(this.o.root, "nextboot") === target
     ) {
@@ -179,6 +246,7 @@ class Agent {
       });
       return true;
     }
+    this.runningChecked = seen;
     const progress = progressOf(plan, this.snapshot);
     const may = mayStart(progress, this.o.host, Date.now());
     if (!may.ok) return false;
@@ -201,7 +269,7 @@ class Agent {
       });
       return true;
     }
-    const release = await this.takeSlot(plan);
+    const release = await this.takeSlot(plan, progress, plan.concurrency - active);
     if (!release) return false;
     this.releaseSlot = release;
     try {
@@ -213,26 +281,48 @@ class Agent {
   }
 
   /**
-   * Takes this host's concurrency slot, or null while it is held: slot
-   * `(place in its wave) mod concurrency`, so that hosts of a wave queue on
-   * the slots evenly, and a slot set free is tried by the hosts queued on
-   * it only (one lock request each), not by every waiting host.
+   * Takes a concurrency slot, or null while none is free for this host.
+   * First its own slot, `(place in its wave) mod concurrency`, so that the
+   * hosts of a wave queue on the slots evenly and a host is never passed
+   * over for good; then, when the snapshot shows `free` slots unused and
+   * this host is among the first `free` hosts of its wave still pending,
+   * any other slot, so that a free slot does not stay idle while the host
+   * queued on a busy one waits. Only those few hosts try the other slots:
+   * a slot set free is not raced for by every waiting host.
    */
-  private async takeSlot(plan: Plan): Promise<(() => Promise<void>) | null> {
+  private async takeSlot(
+    plan: Plan,
+    progress: Progress,
+    free: number,
+  ): Promise<(() => Promise<void>) | null> {
     if (!this.lease || this.lease.lost.aborted) {
       this.lease = await this.o.coordinator.grantLease({ ttlMs: this.o.leaseTtlMs });
     }
-    const wave = plan.waves[waveOf(plan, this.o.host)] ?? [];
+    const lease = this.lease;
+    const waveIndex = waveOf(plan, this.o.host);
+    const wave = plan.waves[waveIndex] ?? [];
     const place = Math.max(0, wave.indexOf(this.o.host));
-    const key = slotKey(this.prefix, place % plan.concurrency);
-    const lock = await this.o.coordinator.tryAcquireLock(key, {
-      holder: this.o.host,
-      lease: this.lease,
-    });
-    if (!lock) return null;
-    return async () => {
-      await lock.release().catch(() => false);
+    const own = place % plan.concurrency;
+    const attempt = async (n: number): Promise<(() => Promise<void>) | null> => {
+      const lock = await this.o.coordinator.tryAcquireLock(slotKey(this.prefix, n), {
+        holder: this.o.host,
+        lease,
+      });
+      if (!lock) return null;
+      return async () => {
+        await lock.release().catch(() => false);
+      };
     };
+    const mine = await attempt(own);
+    if (mine) return mine;
+    const queue = progress.hosts.filter((h) => h.wave === waveIndex && h.state === "pending");
+    const rank = queue.findIndex((h) => h.host === this.o.host);
+    if (rank < 0 || rank >= free) return null;
+    for (let i = 1; i < plan.concurrency; i++) {
+      const taken = await attempt((own + rank + i) % plan.concurrency);
+      if (taken) return taken;
+    }
+    return null;
   }
 
   private async freeSlot(): Promise<void> {

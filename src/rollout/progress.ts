@@ -55,8 +55,25 @@ const text = (values: HostValues | undefined, field: Parameters<HostValues["get"
   return s.length > 4096 ? s.slice(0, 4096) : s;
 };
 
+/**
+ * Decoded fields by host values: a snapshot replaces a host's values when
+ * they change and keeps the same object otherwise, so an agent reading
+ * every snapshot decodes only the hosts that changed.
+ */
+const decoded = new WeakMap<HostValues, HostUpdate>();
+
 /** A host's `update_*` fields; an unknown state reads as null. */
 export function hostUpdate(values: HostValues | undefined): HostUpdate {
+  if (values === undefined) return decodeUpdate(values);
+  let update = decoded.get(values);
+  if (update === undefined) {
+    update = decodeUpdate(values);
+    decoded.set(values, update);
+  }
+  return update;
+}
+
+function decodeUpdate(values: HostValues | undefined): HostUpdate {
   const state = text(values, "update_state");
   return {
     state: (UPDATE_STATES as readonly string[]).includes(state ?? "")
