@@ -31,6 +31,13 @@ import {
   type Progress,
   type UpdateState,
 } from "./progress.js";
+import {
+  bootLinksChanged,
+  mayRebootNow,
+  msUntilWindow,
+  triggerReboot,
+  type RebootSettings,
+} from "./reboot.js";
 import { loadRecord, saveRecord, type AgentRecord } from "./state-file.js";
 import {
   HostFieldWriter,
@@ -54,6 +61,8 @@ export interface UpdateSettings {
   healthDeadlineSeconds: number;
   activationTimeoutSeconds: number;
   pollIntervalMs: number;
+  /** What to do with a release that needs a reboot (default: never reboot). */
+  reboot?: RebootSettings;
 }
 
 export interface AgentOptions {
@@ -206,8 +215,18 @@ class Agent {
     });
   }
 
+  private inProgress(): boolean {
+    return this.record !== null && ACTIVE_STATES.has(this.record.state);
+  }
+
   /** One look at the plan; true when this host is done with the current rollout. */
   private async step(): Promise<boolean> {
+    // An update left between two states (a step threw): finished or rolled
+    // back as after a crash, never started again over it.
+    if (this.inProgress()) {
+      await this.recover();
+      if (this.inProgress()) return false;
+    }
     if (!this.published && this.record) await this.publish();
     // Read again on the plan watch's news, or on the poll while the watch is down.
     const stale = this.planWatched ? PLAN_REREAD_MS : this.o.settings.pollIntervalMs;
@@ -250,6 +269,15 @@ class Agent {
     const progress = progressOf(plan, this.snapshot);
     const may = mayStart(progress, this.o.host, Date.now());
     if (!may.ok) return false;
+    // Waiting for the reboot window: no slot is taken before it opens.
+    if (
+      rec?.state === "waiting-reboot-window" &&
+      rec.rollout === plan.id &&
+      rec.target === target &&
+      !mayRebootNow(this.rebootSettings, new Date())
+    ) {
+      return false;
+    }
     // All slots visibly taken: no lock requests until a host finishes.
     const active = progress.hosts.filter((h) => ACTIVE_STATES.has(h.state as UpdateState)).length;
     if (active >= plan.concurrency) return false;
@@ -404,6 +432,19 @@ class Agent {
       await this.transition(this.next("failed", { error: reason }));
       return;
     }
+    const links = await this.rebootLinks(target);
+    if (links.length > 0 && this.rebootSettings.policy !== "never") {
+      if (!mayRebootNow(this.rebootSettings, new Date())) {
+        const wait = Math.round(msUntilWindow(this.rebootSettings.window, new Date()) / 60_000);
+        this.o.log(
+          `${links.join(", ")} changed: waiting for the reboot window ${this.rebootSettings.window} (in ${wait} min)`,
+        );
+        await this.transition(this.next("waiting-reboot-window"));
+        return;
+      }
+      await this.rebootInto(target);
+      return;
+    }
     await this.transition(this.next("activating"));
     try {
       await switchTo(this.o.root, target, "test", timeoutMs);
@@ -442,6 +483,89 @@ class Agent {
     await this.transition(this.next("confirmed", { error: null }));
   }
 
+  private get rebootSettings(): RebootSettings {
+    return this.o.settings.reboot ?? { policy: "never", window: "", command: [] };
+  }
+
+  /** The boot links `target` changes against the booted system ([] when none, or unknown). */
+  private async rebootLinks(target: string): Promise<string[]> {
+    if (this.rebootSettings.policy === "never") return [];
+    const booted = systemOf(this.o.root, "booted") ?? systemOf(this.o.root, "current");
+    if (booted === null || booted === target) return [];
+    try {
+      return await bootLinksChanged(this.o.root, booted, target);
+    } catch (err) {
+      // Unknown: activated without a reboot, as with reboot = "never".
+      this.o.log(`cannot compare the boot links of ${booted} and ${target}: ${errorMessage(err)}`);
+      return [];
+    }
+  }
+
+  /**
+   * Makes `target` the boot default (profile set, `switch-to-configuration
+   * boot`) and reboots into it; the confirmation is pending across the
+   * reboot (`rebooting` on disk), and made after the boot by `afterReboot`.
+   */
+  private async rebootInto(target: string): Promise<void> {
+    await this.transition(this.next("rebooting", { reboot: true }));
+    const timeoutMs = this.o.settings.activationTimeoutSeconds * 1000;
+    try {
+      await setSystemProfile(this.o.root, target, timeoutMs);
+      await switchTo(this.o.root, target, "boot", timeoutMs);
+      await triggerReboot(this.o.root, this.rebootSettings.command, timeoutMs);
+    } catch (err) {
+      await this.rollBack(`cannot reboot into the new system: ${errorMessage(err)}`);
+      return;
+    }
+    await this.awaitReboot();
+  }
+
+  /**
+   * The reboot ends this process. If it has not come when the activation
+   * timeout ends, what runs decides, as after a boot.
+   */
+  private async awaitReboot(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.o.signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, this.o.settings.activationTimeoutSeconds * 1000);
+      this.o.signal.addEventListener("abort", done);
+    });
+    if (this.o.signal.aborted) return;
+    const rec = this.record;
+    if (rec?.state === "rebooting") await this.afterReboot();
+    else if (rec?.state === "rebooting-back") await this.afterRebootBack();
+  }
+
+  /** After the reboot into the new system: its health decides, as after `test`. */
+  private async afterReboot(): Promise<void> {
+    const rec = this.record;
+    if (!rec) return;
+    if (systemOf(this.o.root, "booted") !== rec.target) {
+      await this.rollBack("the host did not boot into the new system");
+      return;
+    }
+    await this.transition(this.next("checking"));
+    await this.checkAndFinish();
+  }
+
+  /** After the reboot back into the previous system. */
+  private async afterRebootBack(): Promise<void> {
+    const rec = this.record;
+    if (!rec) return;
+    if (rec.previous !== null && systemOf(this.o.root, "booted") !== rec.previous) {
+      // Not back yet (the reboot did not happen): the rollback is made again.
+      await this.rollBack(rec.error ?? "rollback interrupted");
+      return;
+    }
+    const reason = rec.error ?? "rolled back";
+    await this.recordFailure(rec.target, reason);
+    await this.transition(this.next("rolled-back", { error: reason }));
+  }
+
   private async rollBack(reason: string): Promise<void> {
     const rec = this.record;
     if (!rec) return;
@@ -449,6 +573,18 @@ class Agent {
       await this.transition(this.next("rolling-back", { error: reason }));
     const timeoutMs = this.o.settings.activationTimeoutSeconds * 1000;
     if (rec.previous !== null) {
+      if (rec.reboot === true && systemOf(this.o.root, "booted") !== rec.previous) {
+        // Booted into the new system: back the same way, by a reboot.
+        if (rec.previousProfile !== null) {
+          await setSystemProfile(this.o.root, rec.previousProfile, timeoutMs);
+        }
+        await switchTo(this.o.root, rec.previous, "boot", timeoutMs);
+        await this.recordFailure(rec.target, reason);
+        await this.transition(this.next("rebooting-back", { error: reason }));
+        await triggerReboot(this.o.root, this.rebootSettings.command, timeoutMs);
+        await this.awaitReboot();
+        return;
+      }
       await switchTo(this.o.root, rec.previous, "switch", timeoutMs);
       if (rec.previousProfile !== null) {
         await setSystemProfile(this.o.root, rec.previousProfile, timeoutMs);
@@ -490,10 +626,17 @@ class Agent {
       case "rolling-back":
         await this.rollBack(rec.error ?? "rollback interrupted");
         return;
+      case "rebooting":
+        await this.afterReboot();
+        return;
+      case "rebooting-back":
+        await this.afterRebootBack();
+        return;
       case "confirmed":
       case "rolled-back":
       case "failed":
       case "skipped":
+      case "waiting-reboot-window":
         return;
     }
   }

@@ -21,6 +21,9 @@ export const UPDATE_STATES = [
   "rolled-back",
   "failed",
   "skipped",
+  "waiting-reboot-window",
+  "rebooting",
+  "rebooting-back",
 ] as const;
 
 export type UpdateState = (typeof UPDATE_STATES)[number];
@@ -32,6 +35,8 @@ export const ACTIVE_STATES: ReadonlySet<UpdateState> = new Set([
   "checking",
   "confirming",
   "rolling-back",
+  "rebooting",
+  "rebooting-back",
 ]);
 
 /** States that count against the failure budget. */
