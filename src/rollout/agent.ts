@@ -23,9 +23,10 @@ import type {
 } from "../fleet/index.js";
 import { waitHealthy } from "./health.js";
 import { realise, setSystemProfile, switchTo, systemOf } from "./host-system.js";
-import { waveOf, type Plan } from "./plan.js";
+import { parsePlan, waveOf, type Plan } from "./plan.js";
 import {
   ACTIVE_STATES,
+  earlierWavesConfirmed,
   mayStart,
   progressOf,
   type Progress,
@@ -105,6 +106,9 @@ class Agent {
   private snapshot: FleetSnapshot | undefined;
   private record: AgentRecord | null;
   private published = false;
+  /** The publication in flight, if any; `publishAgain` when the record changed since it began. */
+  private publishing: Promise<void> | undefined;
+  private publishAgain = false;
   private wake: (() => void) | undefined;
   /** The plan's key is being watched: the plan is read again when it changes. */
   private planWatched = false;
@@ -142,7 +146,10 @@ class Agent {
       while (!this.o.signal.aborted) {
         try {
           const finished = await this.step();
-          if (finished && this.o.once === true && this.published) return this.record;
+          if (finished && this.o.once === true) {
+            await this.publishing;
+            if (this.published) return this.record;
+          }
         } catch (err) {
           this.o.log(`update step failed: ${errorMessage(err)}`);
         }
@@ -150,6 +157,7 @@ class Agent {
       }
       return this.record;
     } finally {
+      await this.publishing;
       planWatch.abort();
       await watch.close();
       if (this.lease) await this.lease.revoke().catch(() => undefined);
@@ -177,11 +185,13 @@ class Agent {
           // What the watch may have missed before it started.
           this.plan = null;
           this.poke();
-          for await (const _event of this.o.coordinator.watch(key, {
+          for await (const event of this.o.coordinator.watch(key, {
             after,
             signal: stop.signal,
           })) {
-            this.plan = null;
+            // The new plan is in the event: no read of it by every agent at once.
+            this.plan =
+              event.type === "put" ? { plan: parsePlan(event.value, key), at: Date.now() } : null;
             this.poke();
           }
         } catch {
@@ -227,7 +237,7 @@ class Agent {
       await this.recover();
       if (this.inProgress()) return false;
     }
-    if (!this.published && this.record) await this.publish();
+    if (!this.published && this.record) await this.schedulePublish();
     // Read again on the plan watch's news, or on the poll while the watch is down.
     const stale = this.planWatched ? PLAN_REREAD_MS : this.o.settings.pollIntervalMs;
     if (!this.plan || Date.now() - this.plan.at >= stale) {
@@ -266,6 +276,8 @@ class Agent {
       return true;
     }
     this.runningChecked = seen;
+    // Most waiting hosts stop here, at the first unconfirmed host of an earlier wave.
+    if (!earlierWavesConfirmed(plan, this.snapshot, this.o.host)) return false;
     const progress = progressOf(plan, this.snapshot);
     const may = mayStart(progress, this.o.host, Date.now());
     if (!may.ok) return false;
@@ -359,7 +371,10 @@ class Agent {
     if (release) await release();
   }
 
-  /** Saves the record, then publishes it (best effort: the store may be down). */
+  /**
+   * Saves the record, then publishes it in the background (best effort: the
+   * store may be down): the next step does not wait for the fleet store.
+   */
   private async transition(record: AgentRecord): Promise<void> {
     this.record = record;
     await saveRecord(this.o.settings.stateDir, record);
@@ -370,7 +385,35 @@ class Agent {
     this.o.log(
       `${record.state} ${record.target}${record.error === null ? "" : `: ${record.error}`}`,
     );
-    await this.publish();
+    void this.schedulePublish();
+  }
+
+  /**
+   * Publishes the record as it stands, one publication at a time (the
+   * writer's versions need it); a record that changes meanwhile is
+   * published when the one in flight ends, so states passed through
+   * quickly may never be seen, and the latest always is. Resolves when
+   * nothing is left to publish.
+   */
+  private changedSincePublish(): boolean {
+    return this.publishAgain;
+  }
+
+  private schedulePublish(): Promise<void> {
+    if (this.publishing) {
+      this.publishAgain = true;
+      return this.publishing;
+    }
+    const run = async (): Promise<void> => {
+      do {
+        this.publishAgain = false;
+        await this.publish();
+      } while (this.changedSincePublish());
+    };
+    this.publishing = run().finally(() => {
+      this.publishing = undefined;
+    });
+    return this.publishing;
   }
 
   private async publish(): Promise<void> {
@@ -512,6 +555,7 @@ class Agent {
     try {
       await setSystemProfile(this.o.root, target, timeoutMs);
       await switchTo(this.o.root, target, "boot", timeoutMs);
+      await this.schedulePublish();
       await triggerReboot(this.o.root, this.rebootSettings.command, timeoutMs);
     } catch (err) {
       await this.rollBack(`cannot reboot into the new system: ${errorMessage(err)}`);
@@ -581,6 +625,7 @@ class Agent {
         await switchTo(this.o.root, rec.previous, "boot", timeoutMs);
         await this.recordFailure(rec.target, reason);
         await this.transition(this.next("rebooting-back", { error: reason }));
+        await this.schedulePublish();
         await triggerReboot(this.o.root, this.rebootSettings.command, timeoutMs);
         await this.awaitReboot();
         return;

@@ -194,6 +194,30 @@ export function progressOf(plan: Plan, snapshot: FleetSnapshot): Progress {
 }
 
 /**
+ * Whether every host of the waves before `host`'s reports `confirmed` (with
+ * its finish time) for this plan: what `mayStart` needs first, answered
+ * without the whole fleet's progress, stopping at the first host that is
+ * not. False says `host` may not start; true says `progressOf` decides.
+ */
+export function earlierWavesConfirmed(plan: Plan, snapshot: FleetSnapshot, host: string): boolean {
+  for (const names of plan.waves) {
+    if (names.includes(host)) return true;
+    for (const name of names) {
+      const update = hostUpdate(snapshot.hosts.get(name));
+      if (
+        update.state !== "confirmed" ||
+        update.rollout !== plan.id ||
+        update.target !== (plan.hosts[name] ?? "") ||
+        update.finishedAt === null
+      ) {
+        return false;
+      }
+    }
+  }
+  return false;
+}
+
+/**
  * Whether `host` may start its update now: the rollout runs, and every
  * earlier wave is done and soaked. `waitMs` says when to look again when
  * only a soak stands in the way.
