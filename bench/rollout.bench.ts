@@ -51,14 +51,20 @@ function run(program: string, args: string[], env: NodeJS.ProcessEnv): Promise<v
   });
 }
 
+/** Per host, its agent's log lines with their times: where a host's time goes. */
+const trace = new Map<string, { at: number; state: string }[]>();
+
 /** What an agent does for one host, run directly. */
 const directHostMs: number[] = [];
+const directPhases = { realise: [] as number[], test: [] as number[], confirm: [] as number[] };
 
 async function activateDirectly(root: string, system: string): Promise<void> {
   const t0 = Date.now();
   const env = { ...nixEnv(), OGYGIA_ROOT: root };
   await run("nix-store", ["--store", root, "--check-validity", system], env);
+  const t1 = Date.now();
   await run(path.join(root, system, "bin/switch-to-configuration"), ["test"], env);
+  const t2 = Date.now();
   await run(
     "nix-env",
     ["--store", root, "--profile", path.join(root, "nix/var/nix/profiles/system"), "--set", system],
@@ -66,6 +72,9 @@ async function activateDirectly(root: string, system: string): Promise<void> {
   );
   await run(path.join(root, system, "bin/switch-to-configuration"), ["boot"], env);
   directHostMs.push(Date.now() - t0);
+  directPhases.realise.push(t1 - t0);
+  directPhases.test.push(t2 - t1);
+  directPhases.confirm.push(Date.now() - t2);
 }
 
 async function pool<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>) {
@@ -143,7 +152,12 @@ async function main(): Promise<void> {
         reachBackend: async () => {
           await coordinator.get(planKey(rolloutPrefix(NAMESPACE)));
         },
-        log: () => undefined,
+        log: (line) => {
+          const state = line.split(" ")[0] ?? "";
+          const list = trace.get(host) ?? [];
+          list.push({ at: Date.now(), state });
+          trace.set(host, list);
+        },
         signal: stop.signal,
       }).finally(() => backend.close());
     });
@@ -155,6 +169,8 @@ async function main(): Promise<void> {
     const ours: number[][] = [[], [], []];
     const ourHostMs: number[] = [];
     const base: number[][] = [[], [], []];
+    // From the previous wave's last confirmation (or the plan's write) to this wave's first start.
+    const gates: number[][] = [[], [], []];
     let target = a;
     for (let round = 0; round < ROUNDS; round++) {
       // Ours: a rollout to the other system.
@@ -194,6 +210,10 @@ async function main(): Promise<void> {
       }
       let previousEnd = started;
       finished.waves.forEach((wave, w) => {
+        const firstStart = Math.min(
+          ...finished.hosts.filter((h) => h.wave === w).map((h) => Date.parse(h.startedAt ?? "")),
+        );
+        gates[w]?.push(firstStart - previousEnd);
         const end = Math.max(
           ...finished.hosts.filter((h) => h.wave === w).map((h) => Date.parse(h.finishedAt ?? "")),
         );
@@ -234,6 +254,28 @@ async function main(): Promise<void> {
     }
     rows.push(["target", "", "", "< 2000 ms per wave"]);
     printTable(rows);
+    console.log(
+      `gate (previous wave's last confirmation to this wave's first start), min / median / max: ${gates.map((g, w) => `wave ${w + 1} ${spread(g)}`).join("; ")}`,
+    );
+    // Time in each state (from its log line to the next one's), over every host and round.
+    const phases = new Map<string, number[]>();
+    for (const lines of trace.values()) {
+      lines.forEach((line, i) => {
+        const next = lines[i + 1];
+        if (!next || line.state === "confirmed") return;
+        const list = phases.get(line.state) ?? [];
+        list.push(next.at - line.at);
+        phases.set(line.state, list);
+      });
+    }
+    console.log(
+      `time in each state, min / median / max: ${[...phases].map(([state, ms]) => `${state} ${spread(ms)}`).join("; ")}`,
+    );
+    console.log(
+      `run directly: ${Object.entries(directPhases)
+        .map(([step, ms]) => `${step} ${spread(ms)}`)
+        .join("; ")}`,
+    );
     console.log(
       `one host, start to finish: ours ${spread(ourHostMs)} (published timestamps), ` +
         `baseline ${spread(directHostMs)} (min / median / max)`,

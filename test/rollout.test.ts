@@ -14,6 +14,7 @@ import { FLEET_HARNESSES, type FleetServer } from "./helpers/fleet.js";
 import { removeDir, tempDir, waitFor, type ManagedProcess } from "./helpers/process.js";
 import {
   buildSystems,
+  keepAgent,
   makeCache,
   makeHostRoot,
   startAgent,
@@ -21,6 +22,7 @@ import {
   switchCalls,
   systemConfig,
   readSystemPaths,
+  writeRebootScript,
   type SystemSpec,
 } from "./helpers/rollout.js";
 
@@ -66,7 +68,11 @@ describe.each(FLEET_HARNESSES)("rollouts with $label", (harness) => {
   async function fleet(
     hosts: string[],
     systemSpecs: (config: string) => Record<string, SystemSpec>,
-    options: { healthDeadlineSeconds?: number; probes?: string[] } = {},
+    options: {
+      healthDeadlineSeconds?: number;
+      probes?: string[];
+      reboot?: { policy: string; window?: string; command?: string[] };
+    } = {},
   ) {
     counter += 1;
     const work = path.join(dir, `f${counter}`);
@@ -428,4 +434,151 @@ describe.each(FLEET_HARNESSES)("rollouts with $label", (harness) => {
     const expected = o1?.state === "confirmed" ? f.systems.o1 : f.systems.base;
     expect(o1Paths).toMatchObject({ current: expected, nextboot: expected });
   }, 150_000);
+  /** "HH:MM-HH:MM" in local time, from `fromHours` to `toHours` hours after now. */
+  function windowFromNow(fromHours: number, toHours: number): string {
+    const at = (h: number): string => {
+      const d = new Date(Date.now() + h * 3_600_000);
+      return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+    };
+    return `${at(fromHours)}-${at(toHours)}`;
+  }
+
+  it("reboots into a release whose kernel changes, confirms it after the boot, and rolls an unhealthy one back by a second reboot", async () => {
+    const hosts = ["kgood", "kbad", "plain"];
+    const rebootScript = await writeRebootScript(dir);
+    const f = await fleet(
+      hosts,
+      (config) => ({
+        kgood: { revision: REV_B, config, kernel: "6.6.1" },
+        kbad: { revision: REV_B, config, kernel: "6.6.1", unhealthy: true },
+        plain: { revision: REV_B, config },
+      }),
+      {
+        reboot: { policy: "window", window: windowFromNow(-1, 1), command: [rebootScript] },
+        healthDeadlineSeconds: 3,
+      },
+    );
+    const agents = hosts.map((host) => keepAgent(host, f.roots[host] ?? ""));
+    for (const host of hosts) processes.push(startPublisher(host, f.roots[host] ?? ""));
+    try {
+      const release = await writeRelease(f.work, "release.json", {
+        kgood: f.systems.kgood ?? "",
+        kbad: f.systems.kbad ?? "",
+        plain: f.systems.plain ?? "",
+      });
+      await rollout(f.operatorConfig, [
+        "start",
+        release,
+        "--waves",
+        "100",
+        "--soak",
+        "0",
+        "--concurrency",
+        "3",
+        "--budget",
+        "2",
+      ]);
+      const done = await waitFor(
+        "every host to finish",
+        async () => {
+          const p = await rollout(f.operatorConfig, ["status"]);
+          return p.hosts.every((h) => ["confirmed", "rolled-back"].includes(h.state))
+            ? p
+            : undefined;
+        },
+        { timeoutMs: 90_000, intervalMs: 100 },
+      );
+      const state = (host: string) => done.hosts.find((h) => h.host === host);
+      const base = f.systems.base ?? "";
+
+      // kgood: boot entry, reboot, healthy after the boot: confirmed, nothing activated with `test`.
+      const kgood = f.systems.kgood ?? "";
+      expect(state("kgood")?.state).toBe("confirmed");
+      expect(await switchCalls(f.roots.kgood ?? "")).toEqual([
+        [kgood, "boot"],
+        [kgood, "reboot"],
+        [kgood, "boot"],
+      ]);
+      expect(readSystemPaths(f.roots.kgood ?? "")).toEqual({
+        current: kgood,
+        booted: kgood,
+        nextboot: kgood,
+      });
+
+      // kbad: booted into, unhealthy: profile and boot entry back, rebooted into the old system.
+      const kbad = f.systems.kbad ?? "";
+      expect(state("kbad")?.state).toBe("rolled-back");
+      expect(state("kbad")?.error).toMatch(/unhealthy: probe .* failed/);
+      expect(await switchCalls(f.roots.kbad ?? "")).toEqual([
+        [kbad, "boot"],
+        [kbad, "reboot"],
+        [base, "boot"],
+        [base, "reboot"],
+      ]);
+      expect(readSystemPaths(f.roots.kbad ?? "")).toEqual({
+        current: base,
+        booted: base,
+        nextboot: base,
+      });
+
+      // plain: the same kernel: activated with `test` and confirmed with `boot`, no reboot.
+      const plain = f.systems.plain ?? "";
+      expect(state("plain")?.state).toBe("confirmed");
+      expect(await switchCalls(f.roots.plain ?? "")).toEqual([
+        [plain, "test"],
+        [plain, "boot"],
+      ]);
+      expect(readSystemPaths(f.roots.plain ?? "").booted).toBe(base);
+      expect(agents.map((a) => a.starts())).toEqual([2, 3, 1]);
+    } finally {
+      await Promise.all(agents.map((a) => a.stop("SIGKILL")));
+    }
+  }, 180_000);
+
+  it("waits for the reboot window without holding a concurrency slot", async () => {
+    const hosts = ["wait1", "now1"];
+    const rebootScript = await writeRebootScript(dir);
+    const f = await fleet(
+      hosts,
+      (config) => ({
+        wait1: { revision: REV_B, config, kernel: "6.6.2" },
+        now1: { revision: REV_B, config },
+      }),
+      { reboot: { policy: "window", window: windowFromNow(3, 4), command: [rebootScript] } },
+    );
+    startHosts(f.roots, hosts);
+    const release = await writeRelease(f.work, "release.json", {
+      wait1: f.systems.wait1 ?? "",
+      now1: f.systems.now1 ?? "",
+    });
+    await rollout(f.operatorConfig, [
+      "start",
+      release,
+      "--waves",
+      "100",
+      "--soak",
+      "0",
+      "--concurrency",
+      "1",
+    ]);
+    // With one slot, now1 finishes only if the waiting host does not hold it.
+    const done = await waitFor(
+      "wait1 waiting and now1 confirmed",
+      async () => {
+        const p = await rollout(f.operatorConfig, ["status"]);
+        const states = Object.fromEntries(p.hosts.map((h) => [h.host, h.state]));
+        return states.wait1 === "waiting-reboot-window" && states.now1 === "confirmed"
+          ? p
+          : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
+    expect(done.state).toBe("running");
+    expect(await switchCalls(f.roots.wait1 ?? "")).toEqual([]);
+    expect(readSystemPaths(f.roots.wait1 ?? "").current).toBe(f.systems.base);
+    const table = await runCli(["rollout", "status", "--config", f.operatorConfig], {
+      env: { OGYGIA_CONFIG: undefined },
+    });
+    expect(table.stdout).toMatch(/waiting-reboot-window/);
+  }, 120_000);
 });

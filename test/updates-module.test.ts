@@ -33,7 +33,7 @@ describe("ogygia.update (the host follows the fleet's rollouts)", () => {
     const result =
       await evaluate(`{ ogygia = { enable = true; etcd.endpoints = [ "http://127.0.0.1:2379" ];
       update = { enable = true; probes = [ "systemctl is-active nginx" ]; healthDeadlineSeconds = 300;
-        trustedPublicKeys = [ "fleet-1:AAAA" ]; }; }; }`);
+        trustedPublicKeys = [ "fleet-1:AAAA" ]; reboot = "window"; rebootWindow = "23:30-01:00"; }; }; }`);
     expect(result.failedAssertions).toEqual([]);
     const service = result.services["ogygia-update"];
     expect(service?.restartIfChanged).toBe(false);
@@ -50,6 +50,9 @@ describe("ogygia.update (the host follows the fleet's rollouts)", () => {
       http_probes: [],
       check_units: true,
       health_deadline_seconds: 300,
+      reboot: "window",
+      reboot_window: "23:30-01:00",
+      reboot_command: ["systemctl", "reboot"],
     });
     const file = path.join(dir, "config.toml");
     await writeFile(file, stringify(result.cliSettings ?? {}));

@@ -54,6 +54,32 @@ in
       default = 120;
       description = "Seconds within which the new system must be healthy, else it is rolled back.";
     };
+    reboot = mkOption {
+      type = types.enum [
+        "never"
+        "always"
+        "window"
+      ];
+      default = "never";
+      description = ''
+        A release that changes the kernel, initrd or kernel modules: "never" activates it
+        now and leaves the reboot to the operator; "always" makes it the boot default and
+        reboots into it, checking health after the boot; "window" does so within rebootWindow.
+      '';
+    };
+    rebootWindow = mkOption {
+      type = types.strMatching "([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]";
+      default = "02:00-04:00";
+      description = "Local-time window of reboot = \"window\" (may span midnight).";
+    };
+    rebootCommand = mkOption {
+      type = types.nonEmptyListOf types.str;
+      default = [
+        "systemctl"
+        "reboot"
+      ];
+      description = "The command that reboots the host.";
+    };
     stateDir = mkOption {
       type = types.strMatching "/.*";
       default = "/var/lib/ogygia/update";
@@ -76,6 +102,9 @@ in
       http_probes = cfg.update.httpProbes;
       check_units = cfg.update.checkUnits;
       health_deadline_seconds = cfg.update.healthDeadlineSeconds;
+      reboot = cfg.update.reboot;
+      reboot_window = cfg.update.rebootWindow;
+      reboot_command = cfg.update.rebootCommand;
     };
     systemd.services.ogygia-update = {
       description = "Ogygia update agent: the fleet's rollouts, with health-gated rollback";

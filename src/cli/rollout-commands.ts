@@ -122,7 +122,8 @@ const STATUS: CommandSpec = {
     "Read the plan and every host's update state from the fleet store: running, paused,\n" +
     "aborted, halted (the failure budget is spent) or completed; per wave, the hosts and\n" +
     "their states (realising, activating, checking, confirming, confirmed, rolling-back,\n" +
-    "rolled-back, failed, skipped) with the error of those that failed.",
+    "rolled-back, failed, skipped; with a reboot: waiting-reboot-window, rebooting,\n" +
+    "rebooting-back) with the error of those that failed.",
   options: { config: CONFIG_OPTION, json: JSON_OPTION },
   environment: ENVIRONMENT,
   examples: ["ogygia rollout status", "ogygia rollout status --json"],
@@ -205,7 +206,9 @@ const UPDATE: CommandSpec = {
     "Wait for this host's turn in the fleet's rollout, then realise its system path (signed\n" +
     "by a trusted key, from [ogygia.update] substituters), activate it, check health within\n" +
     "the deadline, and confirm it (profile and boot entry) or roll back. An update left in\n" +
-    "progress by a crash or reboot is finished or rolled back at start. Logs go to stderr.",
+    "progress by a crash or reboot is finished or rolled back at start. A release that\n" +
+    "changes the kernel, initrd or modules reboots the host when [ogygia.update] reboot\n" +
+    "allows it (health is then checked after the boot). Logs go to stderr.",
   options: {
     once: {
       type: "boolean",

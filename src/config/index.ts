@@ -2,6 +2,7 @@ export {
   loadConfig,
   parseConfig,
   parseHostPort,
+  parseRebootWindow,
   type BackendConfig,
   type BuilderConfig,
   type UpdateConfig,

@@ -52,6 +52,9 @@ describe("parseConfig", () => {
         healthDeadlineSeconds: 120,
         activationTimeoutSeconds: 600,
         pollIntervalSeconds: 1,
+        reboot: "never",
+        rebootWindow: "02:00-04:00",
+        rebootCommand: ["systemctl", "reboot"],
       },
     });
   });

@@ -341,8 +341,40 @@ const updateSection = table({
       min: 0.05,
       max: 3600,
     }),
+    reboot: string({
+      description:
+        'When a release changes the kernel, initrd or kernel modules: "never" (activate it now, ' +
+        'the reboot is left to the operator), "always" (boot into it at once) or "window" (boot ' +
+        "into it within reboot_window, waiting for it).",
+      default: "never",
+      check: (v) =>
+        ["never", "always", "window"].includes(v)
+          ? undefined
+          : 'must be "never", "always" or "window"',
+    }),
+    reboot_window: string({
+      description:
+        'The local-time window of reboot = "window", as "HH:MM-HH:MM" (it may span midnight).',
+      default: "02:00-04:00",
+      check: (v) => (parseRebootWindow(v) === null ? 'must be like "02:00-04:00"' : undefined),
+    }),
+    reboot_command: stringList({
+      description: "The command that reboots the host (program and arguments).",
+      default: ["systemctl", "reboot"],
+      minItems: 1,
+    }),
   },
 });
+
+/** A reboot window "HH:MM-HH:MM" as minutes of the day [start, end), or null when malformed. */
+export function parseRebootWindow(text: string): { start: number; end: number } | null {
+  const m = /^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$/.exec(text);
+  if (!m) return null;
+  const start = Number(m[1]) * 60 + Number(m[2]);
+  const end = Number(m[3]) * 60 + Number(m[4]);
+  if (end > 24 * 60 || start === end) return null;
+  return { start, end };
+}
 
 /** `[ogygia.update]`, defaults filled in. */
 export interface UpdateConfig {
@@ -355,6 +387,9 @@ export interface UpdateConfig {
   healthDeadlineSeconds: number;
   activationTimeoutSeconds: number;
   pollIntervalSeconds: number;
+  reboot: "never" | "always" | "window";
+  rebootWindow: string;
+  rebootCommand: string[];
 }
 
 // --- end [ogygia.update] ---
@@ -589,6 +624,9 @@ export async function parseConfig(text: string, file: string): Promise<OgygiaCon
       healthDeadlineSeconds: raw.ogygia.update.health_deadline_seconds,
       activationTimeoutSeconds: raw.ogygia.update.activation_timeout_seconds,
       pollIntervalSeconds: raw.ogygia.update.poll_interval_seconds,
+      reboot: raw.ogygia.update.reboot as UpdateConfig["reboot"],
+      rebootWindow: raw.ogygia.update.reboot_window,
+      rebootCommand: raw.ogygia.update.reboot_command,
     },
     publish: {
       leaseTtlSeconds: raw.ogygia.publish.lease_ttl_seconds,

@@ -80,6 +80,11 @@ export async function runUpdateCommand(options: UpdateCommandOptions): Promise<A
     healthDeadlineSeconds: update.healthDeadlineSeconds,
     activationTimeoutSeconds: update.activationTimeoutSeconds,
     pollIntervalMs: Math.round(update.pollIntervalSeconds * 1000),
+    reboot: {
+      policy: update.reboot,
+      window: update.rebootWindow,
+      command: update.rebootCommand,
+    },
   };
   // Reached with the configuration the running system carries now, read
   // afresh: a new system that cuts the host off fails here.

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 
 import type { FleetSnapshot, HostValues } from "../fleet/index.js";
 import type { Plan } from "./plan.js";
-import { mayStart, progressOf } from "./progress.js";
+import { earlierWavesConfirmed, mayStart, progressOf } from "./progress.js";
 
 const SYS = (n: number): string => `/nix/store/${"b".repeat(31)}${n}-nixos-system-h${n}`;
 
@@ -50,6 +50,17 @@ describe("progressOf and mayStart", () => {
       waitMs: 5000,
     });
     expect(mayStart(soaking, "b", Date.parse(t) + 10_000)).toEqual({ ok: true });
+  });
+
+  it("answers early that a host may not start while an earlier wave is unconfirmed", () => {
+    const t = "2026-01-01T00:01:00.000Z";
+    expect(earlierWavesConfirmed(plan, snapshot({}), "a")).toBe(true);
+    expect(earlierWavesConfirmed(plan, snapshot({}), "b")).toBe(false);
+    expect(earlierWavesConfirmed(plan, snapshot({ a: done(SYS(2), t) }), "b")).toBe(false);
+    const { update_finished_at: _at, ...noTime } = done(SYS(1), t);
+    expect(earlierWavesConfirmed(plan, snapshot({ a: noTime }), "b")).toBe(false);
+    expect(earlierWavesConfirmed(plan, snapshot({ a: done(SYS(1), t) }), "c")).toBe(true);
+    expect(earlierWavesConfirmed(plan, snapshot({}), "nobody")).toBe(false);
   });
 
   it("does not count a confirmation whose finish time is not there yet as soaked", () => {

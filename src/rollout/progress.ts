@@ -21,6 +21,9 @@ export const UPDATE_STATES = [
   "rolled-back",
   "failed",
   "skipped",
+  "waiting-reboot-window",
+  "rebooting",
+  "rebooting-back",
 ] as const;
 
 export type UpdateState = (typeof UPDATE_STATES)[number];
@@ -32,6 +35,8 @@ export const ACTIVE_STATES: ReadonlySet<UpdateState> = new Set([
   "checking",
   "confirming",
   "rolling-back",
+  "rebooting",
+  "rebooting-back",
 ]);
 
 /** States that count against the failure budget. */
@@ -55,8 +60,25 @@ const text = (values: HostValues | undefined, field: Parameters<HostValues["get"
   return s.length > 4096 ? s.slice(0, 4096) : s;
 };
 
+/**
+ * Decoded fields by host values: a snapshot replaces a host's values when
+ * they change and keeps the same object otherwise, so an agent reading
+ * every snapshot decodes only the hosts that changed.
+ */
+const decoded = new WeakMap<HostValues, HostUpdate>();
+
 /** A host's `update_*` fields; an unknown state reads as null. */
 export function hostUpdate(values: HostValues | undefined): HostUpdate {
+  if (values === undefined) return decodeUpdate(values);
+  let update = decoded.get(values);
+  if (update === undefined) {
+    update = decodeUpdate(values);
+    decoded.set(values, update);
+  }
+  return update;
+}
+
+function decodeUpdate(values: HostValues | undefined): HostUpdate {
   const state = text(values, "update_state");
   return {
     state: (UPDATE_STATES as readonly string[]).includes(state ?? "")
@@ -169,6 +191,30 @@ export function progressOf(plan: Plan, snapshot: FleetSnapshot): Progress {
     waves,
     hosts,
   };
+}
+
+/**
+ * Whether every host of the waves before `host`'s reports `confirmed` (with
+ * its finish time) for this plan: what `mayStart` needs first, answered
+ * without the whole fleet's progress, stopping at the first host that is
+ * not. False says `host` may not start; true says `progressOf` decides.
+ */
+export function earlierWavesConfirmed(plan: Plan, snapshot: FleetSnapshot, host: string): boolean {
+  for (const names of plan.waves) {
+    if (names.includes(host)) return true;
+    for (const name of names) {
+      const update = hostUpdate(snapshot.hosts.get(name));
+      if (
+        update.state !== "confirmed" ||
+        update.rollout !== plan.id ||
+        update.target !== (plan.hosts[name] ?? "") ||
+        update.finishedAt === null
+      ) {
+        return false;
+      }
+    }
+  }
+  return false;
 }
 
 /**

@@ -24,6 +24,13 @@ export interface AgentRecord {
   startedAt: string;
   changedAt: string;
   finishedAt: string | null;
+  /**
+   * The update goes through a reboot (the release changes the kernel,
+   * initrd or modules, and the policy allows it): the new system is made
+   * the boot default, the host reboots, and health is checked after the
+   * boot. Absent in records of updates without one.
+   */
+  reboot?: boolean;
 }
 
 const FILE = "state.json";

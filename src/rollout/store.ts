@@ -125,12 +125,21 @@ export class HostFieldWriter {
   /** Sets fields (null deletes); unchanged values are not written again. */
   async write(fields: Partial<Record<UpdateField, string | null>>): Promise<void> {
     // The state last, so that a reader never sees a new state with old details.
-    const entries = Object.entries(fields) as [UpdateField, string | null][];
-    entries.sort((a, b) => Number(a[0] === "update_state") - Number(b[0] === "update_state"));
-    for (const [field, value] of entries) {
-      if (this.last.has(field) && this.last.get(field) === value) continue;
-      await this.writeOne(field, value);
-      this.last.set(field, value);
+    // The details are written together (one round trip's wait, not one each).
+    const entries = (Object.entries(fields) as [UpdateField, string | null][]).filter(
+      ([field, value]) => !(this.last.has(field) && this.last.get(field) === value),
+    );
+    const details = entries.filter(([field]) => field !== "update_state");
+    const state = entries.filter(([field]) => field === "update_state");
+    for (const group of [details, state]) {
+      await Promise.all(
+        group.map(async ([field, value]) => {
+          // Forgotten while written: a write that failed is made again next time.
+          this.last.delete(field);
+          await this.writeOne(field, value);
+          this.last.set(field, value);
+        }),
+      );
     }
   }
 

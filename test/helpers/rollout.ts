@@ -23,6 +23,8 @@ export interface SystemSpec {
   unhealthy?: boolean;
   /** Sign it with the cache's key (default true). */
   signed?: boolean;
+  /** The kernel it boots: a name for its `kernel` link (none by default); systems differing here need a reboot. */
+  kernel?: string;
 }
 
 const BUILDER = `
@@ -31,6 +33,7 @@ mkdir -p $out/bin $out/sw/share/ogygia
 printf '%s\\n' "$revision" > $out/sw/share/ogygia/build-revision
 printf '%s\\n' "$configText" > $out/sw/share/ogygia/config.toml
 if [ "$unhealthy" = 1 ]; then echo unhealthy > $out/unhealthy; fi
+if [ -n "$kernel" ]; then ln -s /nix/store/00000000000000000000000000000000-linux-$kernel/bzImage $out/kernel; fi
 cat > $out/bin/switch-to-configuration <<EOF
 #!/bin/sh
 set -e
@@ -68,6 +71,7 @@ in builtins.mapAttrs (name: s: derivation {
   args = [ ${builder} ];
   revision = s.revision; configText = s.config;
   unhealthy = if s.unhealthy or false then "1" else "0";
+  kernel = s.kernel or "";
 }) specs
 `,
   );
@@ -133,6 +137,8 @@ export function systemConfig(options: {
   publicKey: string;
   healthDeadlineSeconds?: number;
   probes?: string[];
+  /** `[ogygia.update] reboot`, `reboot_window` and `reboot_command`. */
+  reboot?: { policy: string; window?: string; command?: string[] };
 }): string {
   const probes = options.probes ?? ['test ! -e "$OGYGIA_ROOT/run/current-system/unhealthy"'];
   return [
@@ -150,6 +156,19 @@ export function systemConfig(options: {
     "check_units = false",
     `health_deadline_seconds = ${options.healthDeadlineSeconds ?? 4}`,
     "poll_interval_seconds = 0.2",
+    ...(options.reboot
+      ? [
+          `reboot = ${JSON.stringify(options.reboot.policy)}`,
+          ...(options.reboot.window
+            ? [`reboot_window = ${JSON.stringify(options.reboot.window)}`]
+            : []),
+          ...(options.reboot.command
+            ? [
+                `reboot_command = [${options.reboot.command.map((c) => JSON.stringify(c)).join(", ")}]`,
+              ]
+            : []),
+        ]
+      : []),
     "",
   ].join("\n");
 }
@@ -179,5 +198,58 @@ export function readSystemPaths(
     current: readSystemPath(root, "current").storePath,
     booted: readSystemPath(root, "booted").storePath,
     nextboot: readSystemPath(root, "nextboot").storePath,
+  };
+}
+
+/**
+ * A reboot under `$OGYGIA_ROOT`, for `reboot_command`: the profile's system
+ * becomes the booted and the current one, the call is recorded in
+ * `switch-calls.log` as `<system> reboot`, and the agent that ran it is
+ * killed (SIGKILL), as a reboot ends it; `keepAgent` starts it again.
+ */
+export async function writeRebootScript(dir: string): Promise<string> {
+  const file = path.join(dir, "fake-reboot.sh");
+  await writeFile(
+    file,
+    `#!/bin/sh
+set -e
+root="$OGYGIA_ROOT"
+gen=$(readlink "$root/nix/var/nix/profiles/system")
+case "$gen" in
+  /*) sys="$gen" ;;
+  *) sys=$(readlink "$root/nix/var/nix/profiles/$gen") ;;
+esac
+echo "$(date +%s.%N) $sys reboot" >> "$root/switch-calls.log"
+ln -sfn "$sys" "$root/run/.booted-system.tmp" && mv -T "$root/run/.booted-system.tmp" "$root/run/booted-system"
+ln -sfn "$sys" "$root/run/.current-system.tmp" && mv -T "$root/run/.current-system.tmp" "$root/run/current-system"
+kill -9 "$PPID"
+`,
+    { mode: 0o755 },
+  );
+  return file;
+}
+
+/** An agent started again whenever it dies (as after a reboot), until stopped. */
+export function keepAgent(
+  host: string,
+  root: string,
+): { starts(): number; stop(signal?: NodeJS.Signals): Promise<void> } {
+  let current = startAgent(host, root);
+  let starts = 1;
+  const control = { stopped: false };
+  void (async () => {
+    for (;;) {
+      await current.exited;
+      if (control.stopped) return;
+      starts += 1;
+      current = startAgent(host, root);
+    }
+  })();
+  return {
+    starts: () => starts,
+    async stop(signal) {
+      control.stopped = true;
+      await current.stop(signal);
+    },
   };
 }
