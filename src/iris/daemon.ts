@@ -24,7 +24,7 @@ import {
   openCompressedNars,
   zstdCompression,
   type CompressedNars,
-} from "./compress/index.js";
+} from "./zstd/index.js";
 import type { IrisdConfig } from "./config.js";
 import {
   IrisServer,

@@ -72,7 +72,7 @@ export interface LookupOptions {
 /**
  * Compressed NARs beside the chain's (`[server] compression`): the narinfo
  * of a GET names the compressed file, `nar/<hash>-<nar hash>.nar<extension>`
- * serves it. Implemented by `src/iris/compress`.
+ * serves it. Implemented by `src/iris/zstd`.
  */
 export interface NarCompression {
   /** Appended to `.nar` in URLs (`.zst`). */

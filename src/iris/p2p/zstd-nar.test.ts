@@ -5,7 +5,7 @@ import { pipeline } from "node:stream/promises";
 import { describe, expect, it } from "vitest";
 
 import { hashFromDigest } from "../../nix/index.js";
-import { zstdCompressStream } from "../compress/index.js";
+import { zstdCompressStream } from "../zstd/index.js";
 import { decompressedNar } from "./zstd-nar.js";
 
 const nar = Buffer.from("nix-archive-1 ".repeat(50_000));

@@ -16,7 +16,7 @@ import { pipeline } from "node:stream";
 
 import { OgygiaError } from "../../core/index.js";
 import { formatHash, hashFromDigest, hashEquals, type Hash } from "../../nix/index.js";
-import { zstdDecompressStream } from "../compress/index.js";
+import { zstdDecompressStream } from "../zstd/index.js";
 
 export interface ZstdNarOptions {
   /** The compressed body, as it arrives. */
