@@ -280,7 +280,9 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
     throw err;
   }
   const compression =
-    compressed === undefined ? undefined : zstdCompression({ chain, store: compressed, storeDir });
+    compressed === undefined
+      ? undefined
+      : zstdCompression({ chain, store: compressed, storeDir, log });
   const closureDb = openClosureDb(local.db.dbPath);
   const server = new IrisServer({
     routes: daemonRoutes({

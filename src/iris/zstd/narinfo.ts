@@ -9,6 +9,7 @@
  */
 
 import { formatHash, parseNarInfo, parseStorePath, renderNarInfo } from "../../nix/index.js";
+import { errorFields, type Logger } from "../../log/index.js";
 import type {
   LookupOptions,
   NarCompression,
@@ -22,11 +23,22 @@ export interface ZstdCompressionOptions {
   chain: ResolverChain;
   store: CompressedNars;
   storeDir: string;
+  log: Logger;
+  /** How long a peer's narinfo waits for a compression (default `PEER_WAIT_MS`). */
+  peerWaitMs?: number;
 }
+
+/**
+ * Peers ask for a narinfo with a 1.5 s timeout (`PEER_REQUEST_TIMEOUT_MS`
+ * in p2p): a compression not done by then leaves their narinfo
+ * uncompressed (they read both) and goes on for the next asker.
+ */
+export const PEER_WAIT_MS = 500;
 
 /** The zstd half of the store routes (see `NarCompression`). */
 export function zstdCompression(options: ZstdCompressionOptions): NarCompression {
-  const { chain, store, storeDir } = options;
+  const { chain, store, storeDir, log } = options;
+  const peerWaitMs = options.peerWaitMs ?? PEER_WAIT_MS;
   // Rendered narinfos by the uncompressed one they came from (resolvers keep theirs).
   const rendered = new WeakMap<Buffer, { narHash: string; body: Buffer }>();
 
@@ -55,8 +67,20 @@ export function zstdCompression(options: ZstdCompressionOptions): NarCompression
       });
       if (info.compression !== "none") return served;
       const narHash = formatHash(info.narHash, "nix32", false);
-      const file = (await compressedOf(hashPart, narHash, lookup))?.file;
-      // Gone meanwhile, or too large for the limit: the NAR is served as it is.
+      const compressing = compressedOf(hashPart, narHash, lookup).then(
+        (found) => found?.file,
+        (err: unknown) => {
+          // The NAR is served as it is; its own request will fail if it is broken.
+          log.warn(
+            { storePath: info.storePath, ...errorFields(err) },
+            "cannot compress a NAR: its narinfo names it uncompressed",
+          );
+          return undefined;
+        },
+      );
+      const file =
+        lookup.localOnly === true ? await within(compressing, peerWaitMs) : await compressing;
+      // Gone meanwhile, too large for the limit, or (for a peer) not ready: the NAR as it is.
       if (file === undefined) return served;
       const ownHashPart = parseStorePath(info.storePath, storeDir).hashPart;
       const body = Buffer.from(
@@ -89,4 +113,19 @@ export function zstdCompression(options: ZstdCompressionOptions): NarCompression
       };
     },
   };
+}
+
+/** `promise`'s value if it settles within `ms`, else undefined (it goes on). */
+async function within<T>(promise: Promise<T | undefined>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => {
+      resolve(undefined);
+    }, ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
