@@ -233,6 +233,7 @@ in
     ./modules/irisd-registry.nix
     ./modules/nebula.nix
     ./modules/irisd-unix.nix
+    ./modules/irisd-compression.nix
     ./modules/updates.nix
   ];
 

@@ -69,7 +69,8 @@ buildNpmPackage {
   # The dashboard's page: bundled for the browser into dist/bundle/dashboard.
   postBuild = "npm run bundle:dashboard";
 
-  # better-sqlite3 from source in the sandbox, never a downloaded prebuild.
+  # better-sqlite3 and zstd-napi from source in the sandbox, never a
+  # downloaded prebuild (zstd-napi's install runs `prebuild-install || node-gyp rebuild`).
   nativeBuildInputs = [ python3 ];
   env.npm_config_build_from_source = "true";
 
@@ -81,6 +82,13 @@ buildNpmPackage {
     mv "$sqlite/build/Release/better_sqlite3.node" "$TMPDIR/"
     rm -rf "$sqlite/build" "$sqlite/deps" "$sqlite/src"
     install -Dm444 "$TMPDIR/better_sqlite3.node" "$sqlite/build/Release/better_sqlite3.node"
+
+    # The same for zstd-napi (irisd's [server] compression = "zstd"): its
+    # binding.js loads build/Release/binding.node; libzstd's sources go.
+    zstd=$out/lib/node_modules/ogygia/node_modules/zstd-napi
+    mv "$zstd/build/Release/binding.node" "$TMPDIR/zstd-binding.node"
+    rm -rf "$zstd/build" "$zstd/deps" "$zstd/src"
+    install -Dm444 "$TMPDIR/zstd-binding.node" "$zstd/build/Release/binding.node"
 
     # The CLI's startup snapshot fits only the Node that built it, so the npm
     # package leaves it out; here that Node is the wrappers' Node. bin/ogygia
@@ -101,6 +109,8 @@ buildNpmPackage {
     # Loads the native addon with the wrapper's Node.
     ${nodejs}/bin/node -e 'new (require(process.argv[1]))(":memory:").close()' \
       $out/lib/node_modules/ogygia/node_modules/better-sqlite3
+    ${nodejs}/bin/node -e 'const z = require(process.argv[1]); if (z.decompress(z.compress(Buffer.from("nar"))).toString() !== "nar") process.exit(1)' \
+      $out/lib/node_modules/ogygia/node_modules/zstd-napi
     runHook postInstallCheck
   '';
 

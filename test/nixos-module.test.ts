@@ -68,6 +68,7 @@ beforeAll(async () => {
     "dashboard-without-token": `{ ogygia = { enable = true; etcd.endpoints = [ "http://127.0.0.1:2379" ]; dashboard = { enable = true; listen = "0.0.0.0:35743"; }; }; }`,
     "key-in-store": `{ ogygia.irisd = { enable = true; settings.signing.secret_key_files = [ "/nix/store/aaaa-key.secret" ]; }; }`,
     "irisd-unix": `{ ogygia.irisd = { enable = true; configureNixDaemon = true; openFirewall = true; settings.server.listen = [ "unix:/run/ogygia-irisd/irisd.sock" "127.0.0.1:35742" "unix:/srv/irisd/peers.sock" ]; }; }`,
+    "irisd-zstd": `{ ogygia.irisd = { enable = true; compression = "zstd"; }; }`,
     "irisd-unix-only": `{ ogygia.irisd = { enable = true; settings.server.listen = [ "unix:/run/ogygia-irisd/irisd.sock" ]; }; }`,
     "irisd-unix-only-nix-daemon": `{ ogygia.irisd = { enable = true; configureNixDaemon = true; settings.server.listen = [ "unix:/run/ogygia-irisd/irisd.sock" ]; }; }`,
   })) as unknown as typeof report;
@@ -288,6 +289,17 @@ describe("the NixOS module, evaluated for the README's examples", () => {
     expect(example("irisd-unix-only-nix-daemon").failedAssertions).toEqual([
       expect.stringContaining("configureNixDaemon needs a TCP listen address") as unknown,
     ]);
+  });
+
+  it("ogygia.irisd.compression sets server.compression only when it is not none", () => {
+    const zstd = example("irisd-zstd");
+    expect(zstd.failures).toEqual([]);
+    expect(zstd.failedAssertions).toEqual([]);
+    expect(zstd.irisdConfig?.settings.server).toEqual({
+      listen: ["127.0.0.1:35742"],
+      compression: "zstd",
+    });
+    expect(example("irisd-peers").irisdConfig?.settings.server).not.toHaveProperty("compression");
   });
 
   it("runs ogygia dashboard with its state folder, the token as a credential, and its port open", () => {

@@ -33,6 +33,7 @@ const TOOLS_BUT_WRK = [
   "ip",
   "curl",
   "openssl",
+  "zstd",
   "chromium",
 ];
 

@@ -37,6 +37,7 @@ describe("parseIrisdConfig", () => {
         logLevel: "info",
         shutdownTimeoutSecs: 30,
         helperThreadNice: 19,
+        compression: "none",
       },
       store: { root: "/", narMemoryCacheBytes: 64 * 1024 * 1024, logDir: undefined },
       signing: { secretKeyFiles: [] },
@@ -102,6 +103,7 @@ priority = 10
 log_level = "debug"
 shutdown_timeout_secs = 5
 helper_thread_nice = 10
+compression = "zstd"
 
 [store]
 root = "/tmp/store"
@@ -146,6 +148,7 @@ peer_ttl_secs = 30
       logLevel: "debug",
       shutdownTimeoutSecs: 5,
       helperThreadNice: 10,
+      compression: "zstd",
     });
     expect(config.store).toEqual({ root: "/tmp/store", narMemoryCacheBytes: 0 });
     expect(config.signing.secretKeyFiles).toEqual(["/run/keys/cache.secret"]);
@@ -195,6 +198,8 @@ peer_ttl_secs = 30
     ["priority = -1", "server.priority: must be from 0"],
     ['priority = "high"', "expected an integer"],
     ['log_level = "loud"', "server.log_level: must be one of"],
+    ['compression = "xz"', 'server.compression: must be one of "none", "zstd"'],
+    ["compression = 1", "server.compression"],
   ])("refuses [server] %s", async (line, message) => {
     const err = await failure(`[server]\n${line}\n`);
     expect(err.message).toContain(message);

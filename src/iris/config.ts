@@ -91,6 +91,10 @@ function checkPublicKey(value: string): string | undefined {
   }
 }
 
+/** The values of `[server] compression`. */
+export const COMPRESSIONS = ["none", "zstd"] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+
 export const irisdConfigSchema = table({
   description: "The ogygia-irisd configuration file.",
   fields: {
@@ -131,6 +135,17 @@ export const irisdConfigSchema = table({
           default: 30,
           min: 0,
           max: 3600,
+        }),
+        compression: string({
+          description:
+            'NARs served compressed: "none" (the default, right on a LAN: compressing costs ' +
+            'more CPU than the bytes saved) or "zstd" (for slow links: a narinfo names the ' +
+            "zstd file, compressed on its first request and kept under [cache] dir/zstd).",
+          default: "none",
+          check: (v) =>
+            (COMPRESSIONS as readonly string[]).includes(v)
+              ? undefined
+              : `must be one of ${COMPRESSIONS.map((c) => `"${c}"`).join(", ")}`,
         }),
         helper_thread_nice: integer({
           description:
@@ -287,6 +302,8 @@ export interface IrisdConfig {
     logLevel: LogThreshold;
     shutdownTimeoutSecs: number;
     helperThreadNice: number;
+    /** NARs served compressed (`[server] compression`). */
+    compression: Compression;
   };
   store: { root: string; narMemoryCacheBytes: number; logDir: string | undefined };
   signing: { secretKeyFiles: string[] };
@@ -378,6 +395,7 @@ export async function parseIrisdConfig(
       logLevel: raw.server.log_level as LogThreshold,
       shutdownTimeoutSecs: raw.server.shutdown_timeout_secs,
       helperThreadNice: raw.server.helper_thread_nice,
+      compression: raw.server.compression as Compression,
     },
     store: {
       root: raw.store.root,

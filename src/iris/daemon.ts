@@ -6,6 +6,8 @@
  * listens.
  */
 
+import path from "node:path";
+
 import { Counter, type Registry } from "prom-client";
 
 import { packageVersion } from "../core/index.js";
@@ -17,6 +19,12 @@ import {
 } from "../nix/index.js";
 
 import { closureRoute } from "./closure-route.js";
+import {
+  loadZstd,
+  openCompressedNars,
+  zstdCompression,
+  type CompressedNars,
+} from "./zstd/index.js";
 import type { IrisdConfig } from "./config.js";
 import {
   IrisServer,
@@ -29,6 +37,7 @@ import {
   storeRoutes,
   type BoundAddress,
   type HttpMetrics,
+  type NarCompression,
   type PathResolver,
   type ResolverChain,
   type Route,
@@ -162,16 +171,18 @@ function daemonRoutes(options: {
   buildLog: (drvBaseName: string) => Promise<Buffer | undefined>;
   closureDb: ClosureDb;
   canSign: boolean;
+  compression: NarCompression | undefined;
 }): Route[] {
-  const { config, chain, metrics, storeDir, index, peers } = options;
+  const { config, chain, metrics, storeDir, index, peers, compression } = options;
   return [
-    ...coreRoutes({ chain, metrics, storeDir, priority: config.server.priority }),
+    ...coreRoutes({ chain, metrics, storeDir, priority: config.server.priority, compression }),
     buildLogRoute(options.buildLog),
     ...storeRoutes({
       chain,
       prefix: "/local/",
       namePrefix: "local-",
       lookup: { localOnly: true },
+      compression,
     }),
     bloomRoute(index),
     providersRoute({ chain, peers }),
@@ -192,6 +203,7 @@ function daemonFeatures(config: IrisdConfig): string[] {
   if (config.peers.urls.length > 0 || config.peers.registry) features.push("peers");
   if (config.peers.registry) features.push("registry");
   if (config.server.listen.some((a) => a.socketPath !== undefined)) features.push("unix-socket");
+  if (config.server.compression === "zstd") features.push("zstd");
   return features;
 }
 
@@ -259,6 +271,18 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
     else localIndex.removed();
   });
   const chain = createResolverChain([local, ...(layer?.resolvers ?? [])]);
+  let compressed: CompressedNars | undefined;
+  try {
+    compressed = await openCompression(config, log);
+  } catch (err) {
+    localIndex.close();
+    await chain.close();
+    throw err;
+  }
+  const compression =
+    compressed === undefined
+      ? undefined
+      : zstdCompression({ chain, store: compressed, storeDir, log });
   const closureDb = openClosureDb(local.db.dbPath);
   const server = new IrisServer({
     routes: daemonRoutes({
@@ -271,6 +295,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
       buildLog: (name) => local.buildLog(name),
       closureDb,
       canSign: local.canSign,
+      compression,
     }),
     log,
     metrics,
@@ -300,6 +325,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
     await registry?.close();
     await scrub?.stop();
     localIndex.close();
+    compressed?.close();
     await chain.close();
     closureDb.close();
     throw err;
@@ -315,6 +341,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
       ...peerFields(config, layer, trusted),
       registry: registry?.description ?? null,
       advertise: config.server.advertise ?? null,
+      compression: config.server.compression,
       config: config.path ?? null,
     },
     "listening",
@@ -326,8 +353,28 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
       await server.close();
       await scrub?.stop();
       localIndex.close();
+      compressed?.close();
       await chain.close();
       closureDb.close();
     },
   };
+}
+
+/**
+ * With `[server] compression = "zstd"`: the compressed NARs under
+ * `[cache] dir`/zstd, bounded by the `[cache]` limits. The addon is loaded
+ * now, so a daemon that cannot compress fails at start, not on a request.
+ */
+async function openCompression(
+  config: IrisdConfig,
+  log: Logger,
+): Promise<CompressedNars | undefined> {
+  if (config.server.compression !== "zstd") return undefined;
+  await loadZstd();
+  return openCompressedNars({
+    dir: path.join(config.cache.dir, "zstd"),
+    maxBytes: config.cache.maxSizeBytes,
+    timeToIdleMs: config.cache.timeToIdleSecs * 1000,
+    log,
+  });
 }

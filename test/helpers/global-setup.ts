@@ -53,6 +53,11 @@ const requirements: Requirement[] = [
     install: "nix-bin",
   },
   {
+    what: "zstd (zstd --version, irisd's compressed NARs)",
+    check: () => runs("zstd", ["--version"]),
+    install: "zstd",
+  },
+  {
     what: "Nebula (nebula-cert -version)",
     check: () => runs("nebula-cert", ["-version"]),
     install: "nebula",

@@ -54,6 +54,8 @@ export interface IrisdConfigOptions {
   peers?: string[];
   /** `[peers] registry` and `ogygia_config`: peers from the fleet registry. */
   registry?: { ogygiaConfig: string };
+  /** `[server] compression`. */
+  compression?: string;
   /** `[server] advertise`. */
   advertise?: string;
   /** `[trust] trusted_keys` (`name:base64`). */
@@ -120,6 +122,9 @@ export function irisdConfigText(options: IrisdConfigOptions): string {
   }
   if (options.helperThreadNice !== undefined) {
     lines.push(`helper_thread_nice = ${options.helperThreadNice}`);
+  }
+  if (options.compression !== undefined) {
+    lines.push(`compression = ${tomlString(options.compression)}`);
   }
   lines.push("", "[store]", `root = ${tomlString(options.storeRoot)}`);
   if (options.logDir !== undefined) lines.push(`log_dir = ${tomlString(options.logDir)}`);

@@ -11,6 +11,8 @@ export { createHttpMetrics, type HttpMetrics } from "./metrics.js";
 export {
   createResolverChain,
   type ByteRange,
+  type LookupOptions,
+  type NarCompression,
   type PathResolver,
   type ResolverChain,
   type ServedNar,

@@ -69,6 +69,20 @@ export interface LookupOptions {
   localOnly?: boolean;
 }
 
+/**
+ * Compressed NARs beside the chain's (`[server] compression`): the narinfo
+ * of a GET names the compressed file, `nar/<hash>-<nar hash>.nar<extension>`
+ * serves it. Implemented by `src/iris/zstd`.
+ */
+export interface NarCompression {
+  /** Appended to `.nar` in URLs (`.zst`). */
+  readonly extension: string;
+  /** The narinfo naming the compressed file (or `served` itself when it is not compressed). */
+  narInfo(served: ServedNarInfo, hashPart: string, lookup: LookupOptions): Promise<ServedNarInfo>;
+  /** The compressed file of the NAR the chain serves, as a NAR-like body (`narSize`: its size). */
+  nar(hashPart: string, narHash: string, lookup: LookupOptions): Promise<ServedNar | undefined>;
+}
+
 /** The resolvers, asked in order; the first answer wins. */
 export interface ResolverChain {
   readonly resolvers: readonly PathResolver[];

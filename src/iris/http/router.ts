@@ -120,9 +120,11 @@ const NAR_HASH_LENGTH = 52;
  * Any other name under `<prefix>nar/` is not ours (a 404): Nix's own
  * `nar/<file hash>.nar[.xz]` names, or anything else, are simply not here.
  */
-export function narPath(prefix: string): (candidate: string) => readonly string[] | undefined {
+export function narPath(
+  prefix: string,
+  suffix = ".nar",
+): (candidate: string) => readonly string[] | undefined {
   const start = `${prefix}nar/`;
-  const suffix = ".nar";
   return (candidate) => {
     if (!candidate.endsWith(suffix) || !candidate.startsWith(start)) return undefined;
     const name = candidate.slice(start.length, candidate.length - suffix.length);

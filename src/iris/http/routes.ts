@@ -14,7 +14,13 @@ import { parseStorePathBaseName, renderNixCacheInfo } from "../../nix/index.js";
 import { HttpError, notFound } from "./http-error.js";
 import type { HttpMetrics } from "./metrics.js";
 import { evaluateRange } from "./range.js";
-import type { LookupOptions, ResolverChain, ServedNar, ServedNarInfo } from "./resolve.js";
+import type {
+  LookupOptions,
+  NarCompression,
+  ResolverChain,
+  ServedNar,
+  ServedNarInfo,
+} from "./resolve.js";
 import {
   exactPath,
   listingPath,
@@ -59,6 +65,7 @@ async function sendNar(
   req: IncomingMessage,
   res: ServerResponse,
   served: ServedNar | undefined,
+  contentType = "application/x-nix-nar",
 ): Promise<RouteOutcome> {
   if (served === undefined) throw notFound("no such NAR here (the path is gone or changed)");
   const size = served.narSize;
@@ -79,7 +86,7 @@ async function sendNar(
   const length = partial ? range.length : size;
   const headers = [
     "Content-Type",
-    "application/x-nix-nar",
+    contentType,
     "Content-Length",
     String(length),
     "Accept-Ranges",
@@ -111,11 +118,13 @@ export interface StoreRoutesOptions {
   /** Prefix of the route names (`local-` gives `local-narinfo`). */
   namePrefix?: string;
   lookup?: LookupOptions;
+  /** Compressed NARs: narinfos (GET) name them, `.nar<extension>` serves them. */
+  compression?: NarCompression | undefined;
 }
 
 /** The narinfo and NAR routes over a resolver chain. */
 export function storeRoutes(options: StoreRoutesOptions): Route[] {
-  const { chain } = options;
+  const { chain, compression } = options;
   const prefix = options.prefix ?? "/";
   const names = options.namePrefix ?? "";
   const lookup = options.lookup ?? {};
@@ -127,6 +136,17 @@ export function storeRoutes(options: StoreRoutesOptions): Route[] {
       handle(req, res, params) {
         const hashPart = params[0] ?? "";
         const served = chain.narInfo(hashPart, lookup);
+        // HEAD only asks whether the path is here: it never waits for a compression.
+        if (compression !== undefined && req.method === "GET") {
+          return Promise.resolve(served).then(async (s) =>
+            sendNarInfo(
+              req,
+              res,
+              hashPart,
+              s === undefined ? s : await compression.narInfo(s, hashPart, lookup),
+            ),
+          );
+        }
         if (isPromise(served)) return served.then((s) => sendNarInfo(req, res, hashPart, s));
         return sendNarInfo(req, res, hashPart, served);
       },
@@ -140,6 +160,19 @@ export function storeRoutes(options: StoreRoutesOptions): Route[] {
         return sendNar(req, res, served);
       },
     },
+    ...(compression === undefined
+      ? []
+      : [
+          {
+            name: `${names}nar-compressed`,
+            methods: READ,
+            match: narPath(prefix, `.nar${compression.extension}`),
+            async handle(req, res, params) {
+              const served = await compression.nar(params[0] ?? "", params[1] ?? "", lookup);
+              return sendNar(req, res, served, "application/zstd");
+            },
+          } satisfies Route,
+        ]),
   ];
 }
 
@@ -210,6 +243,7 @@ export interface CoreRoutesOptions {
   metrics: HttpMetrics;
   storeDir: string;
   priority: number;
+  compression?: NarCompression | undefined;
 }
 
 /** Everything a single node serves: cache info, narinfo, NAR, metrics. */
@@ -228,7 +262,7 @@ export function coreRoutes(options: CoreRoutesOptions): Route[] {
       match: exactPath("/nix-cache-info"),
       handle: (req, res) => sendBody(req, res, 200, "text/x-nix-cache-info", cacheInfo),
     },
-    ...storeRoutes({ chain: options.chain }),
+    ...storeRoutes({ chain: options.chain, compression: options.compression }),
     listingRoute(options.chain),
     {
       name: "metrics",

@@ -104,16 +104,35 @@ describe("a peer's narinfo", () => {
     });
   });
 
-  it("is refused when it describes a compressed NAR or a file other than the NAR", () => {
+  it("is refused when it describes a compression other than zstd or a file other than the NAR", () => {
     const text = narInfoText(info);
-    expect(verify(text.replace("Compression: none", "Compression: xz"), hash)).toMatchObject({
-      ok: false,
-      reason: "unsupported",
-    });
+    const xz = verify(text.replace("Compression: none", "Compression: xz"), hash);
+    expect(xz).toMatchObject({ ok: false, reason: "unsupported" });
+    if (!xz.ok) {
+      expect(xz.message).toContain("from http://peer");
+      expect(xz.message).toContain(info.storePath);
+      expect(xz.message).toContain('"none" or "zstd"');
+    }
     expect(verify(text.replace(/FileSize: \d+/, "FileSize: 1"), hash)).toMatchObject({
       ok: false,
       reason: "unsupported",
     });
+  });
+
+  it("is accepted as zstd, its FileHash and FileSize kept for the compressed file", () => {
+    const text = narInfoText(info)
+      .replace("Compression: none", "Compression: zstd")
+      .replace(/FileSize: \d+/, "FileSize: 17");
+    const verdict = verify(text, hash);
+    expect(verdict).toMatchObject({ ok: true, file: { compression: "zstd", fileSize: 17 } });
+    if (verdict.ok) {
+      expect(verdict.file.compression === "zstd" && verdict.file.fileHash).toEqual(info.narHash);
+      // Served to our own clients uncompressed, as the NAR it stands for.
+      const ours = renderPeerNarInfo(verdict.info, STORE).toString("utf8");
+      expect(ours).toContain("Compression: none");
+      expect(ours).toContain(`FileSize: ${info.narSize}`);
+    }
+    expect(verify(narInfoText(info), hash)).toMatchObject({ file: { compression: "none" } });
   });
 
   it("is re-rendered with our URL and nothing the parser did not keep", () => {

@@ -6,8 +6,10 @@
  * - it is UTF-8 and parses strictly (`parseNarInfo`);
  * - its `StorePath` has the hash part that was asked for;
  * - it describes an uncompressed NAR (`Compression: none`; `FileHash` and
- *   `FileSize`, when present, equal `NarHash` and `NarSize`), which is what
- *   irisd serves;
+ *   `FileSize`, when present, equal `NarHash` and `NarSize`), or a zstd one
+ *   (`Compression: zstd`, from a peer with `[server] compression = "zstd"`;
+ *   `FileHash` and `FileSize`, when present, are checked on the compressed
+ *   bytes, the NAR hash on what they decompress to); nothing else;
  * - it is signed by a key in `[trust] trusted_keys` (real Ed25519 over the
  *   path's fingerprint), or it is content-addressed: its path really follows
  *   from its `CA` field. A content-addressed path no trusted key signed gets
@@ -32,6 +34,7 @@ import {
   parseStorePath,
   renderNarInfo,
   signatureKeyName,
+  type Hash,
   type NarInfo,
   type NarParser,
   type TrustedKeys,
@@ -40,10 +43,17 @@ import { narUrlOf } from "../store/index.js";
 
 export type RejectReason = "malformed" | "wrong-path" | "unsupported" | "untrusted" | "ca-mismatch";
 
+/** How a peer serves a NAR: as it is, or zstd-compressed (with what it says of the file). */
+export type PeerNarFile =
+  | { compression: "none" }
+  | { compression: "zstd"; fileHash?: Hash | undefined; fileSize?: number | undefined };
+
 export type PeerNarInfoVerdict =
   | {
       ok: true;
       info: NarInfo;
+      /** The file the peer serves the NAR as. */
+      file: PeerNarFile;
       /** nix32 of the NAR hash, as in our URLs. */
       narHash: string;
       /** Names of the trusted keys whose signatures verified. */
@@ -92,17 +102,26 @@ export function verifyPeerNarInfo(bytes: Uint8Array, options: VerifyOptions): Pe
   if (info.narHash.algorithm !== "sha256") {
     return reject("unsupported", `narinfo ${whence}: NarHash is not SHA-256`);
   }
-  if (info.compression !== "none") {
+  let file: PeerNarFile;
+  if (info.compression === "zstd") {
+    if (info.fileHash !== undefined && info.fileHash.algorithm !== "sha256") {
+      return reject("unsupported", `narinfo ${whence}: FileHash is not SHA-256`);
+    }
+    file = { compression: "zstd", fileHash: info.fileHash, fileSize: info.fileSize };
+  } else if (info.compression === "none") {
+    if (
+      (info.fileHash !== undefined && !hashEquals(info.fileHash, info.narHash)) ||
+      (info.fileSize !== undefined && info.fileSize !== info.narSize)
+    ) {
+      return reject("unsupported", `narinfo ${whence}: FileHash/FileSize differ from the NAR's`);
+    }
+    file = { compression: "none" };
+  } else {
     return reject(
       "unsupported",
-      `narinfo ${whence}: Compression ${info.compression} (peers serve uncompressed NARs)`,
+      `narinfo ${whence} for ${info.storePath}: Compression ${info.compression} is not ` +
+        `supported (irisd reads NARs from peers as "none" or "zstd")`,
     );
-  }
-  if (
-    (info.fileHash !== undefined && !hashEquals(info.fileHash, info.narHash)) ||
-    (info.fileSize !== undefined && info.fileSize !== info.narSize)
-  ) {
-    return reject("unsupported", `narinfo ${whence}: FileHash/FileSize differ from the NAR's`);
   }
   let verdict;
   try {
@@ -139,6 +158,7 @@ export function verifyPeerNarInfo(bytes: Uint8Array, options: VerifyOptions): Pe
   return {
     ok: true,
     info,
+    file,
     narHash: formatHash(info.narHash, "nix32", false),
     signers: verdict.signers,
     contentAddressedOnly,

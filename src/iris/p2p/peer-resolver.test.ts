@@ -34,6 +34,7 @@ function verdict(info: NarInfo): VerifiedNarInfo {
   return {
     ok: true,
     info,
+    file: { compression: "none" },
     narHash: formatHash(info.narHash, "nix32", false),
     signers: ["resolver-test-1"],
     contentAddressedOnly: false,

@@ -38,7 +38,7 @@ import { narListingSink, parseStorePath, renderNarListing } from "../../nix/inde
 import { SMALL_NAR_BYTES, type CacheEntry, type NarCache } from "./nar-cache.js";
 import type { FetchSpec, NarFetcher, NarSource } from "./nar-fetch.js";
 import type { P2pMetrics } from "./metrics.js";
-import { contentCheckFor, renderPeerNarInfo } from "./peer-narinfo.js";
+import { contentCheckFor, renderPeerNarInfo, type PeerNarFile } from "./peer-narinfo.js";
 import {
   LOOKUP_DEADLINE_MS,
   type Peer,
@@ -206,6 +206,8 @@ interface PeerPath {
   body: Buffer;
   /** Peers that answered this NAR hash, first answer first. */
   providers: Peer[];
+  /** How each provider serves the NAR (compressed or not). */
+  files: Map<Peer, PeerNarFile>;
   expiresAt: number;
 }
 
@@ -329,6 +331,7 @@ class PeerResolver implements PathResolver {
     if (known !== undefined && known.expiresAt > t) {
       if (known.narHash === answer.verdict.narHash && !known.providers.includes(answer.peer)) {
         known.providers.push(answer.peer);
+        known.files.set(answer.peer, answer.verdict.file);
       }
       return;
     }
@@ -343,6 +346,7 @@ class PeerResolver implements PathResolver {
       verdict: answer.verdict,
       body: renderPeerNarInfo(answer.verdict.info, this.options.storeDir),
       providers: [answer.peer],
+      files: new Map([[answer.peer, answer.verdict.file]]),
       expiresAt: t + ANSWER_TTL_MS,
     });
   }
@@ -380,6 +384,8 @@ class PeerResolver implements PathResolver {
       hashPart: path.hashPart,
       narHash: path.narHash,
       narSize: path.verdict.info.narSize,
+      storePath: path.verdict.info.storePath,
+      file: path.files.get(peer),
     };
     return {
       peer,
@@ -427,6 +433,7 @@ class PeerResolver implements PathResolver {
       onAnswer: (answer) => {
         if (answer.verdict.narHash === path.narHash && !path.providers.includes(answer.peer)) {
           path.providers.push(answer.peer);
+          path.files.set(answer.peer, answer.verdict.file);
         }
       },
     });

@@ -38,7 +38,8 @@ import {
   type PeerHttp,
   type PeerResponse,
 } from "./peer-http.js";
-import { verifyPeerNarInfo, type PeerNarInfoVerdict } from "./peer-narinfo.js";
+import { verifyPeerNarInfo, type PeerNarFile, type PeerNarInfoVerdict } from "./peer-narinfo.js";
+import { decompressedNar } from "./zstd-nar.js";
 
 /** A peer that failed: left alone for 1 s, 2 s, 4 s, ... up to 30 s, ±20 %. */
 const PEER_BACKOFF: BackoffOptions = { initialMs: 1000, maxMs: 30_000, jitter: 0.2 };
@@ -74,6 +75,16 @@ export interface Peer {
 
 export type VerifiedNarInfo = Extract<PeerNarInfoVerdict, { ok: true }>;
 
+/** A NAR to fetch from a peer, and the file the peer serves it as (default: uncompressed). */
+export interface PeerNar {
+  hashPart: string;
+  narHash: string;
+  narSize: number;
+  /** For messages: the store path. */
+  storePath?: string;
+  file?: PeerNarFile;
+}
+
 export interface PeerAnswer {
   peer: Peer;
   verdict: VerifiedNarInfo;
@@ -104,7 +115,7 @@ export interface PeerSet {
   /** The NAR from `offset` on, from one peer (throws when it cannot start). */
   openNar(
     peer: Peer,
-    nar: { hashPart: string; narHash: string; narSize: number },
+    nar: PeerNar,
     offset: number,
     signal: AbortSignal,
   ): Promise<AsyncIterable<Buffer>>;
@@ -401,11 +412,13 @@ class Peers implements PeerSet {
 
   async openNar(
     peer: Peer,
-    nar: { hashPart: string; narHash: string; narSize: number },
+    nar: PeerNar,
     offset: number,
     signal: AbortSignal,
   ): Promise<AsyncIterable<Buffer>> {
     if (!isHashPart(nar.hashPart)) throw new Error(`openNar: bad hash part ${nar.hashPart}`);
+    const file = nar.file;
+    if (file?.compression === "zstd") return this.openZstdNar(peer, nar, file, offset, signal);
     const res = await this.requestNar(peer, nar, offset, signal);
     const plan = continuationOf({
       status: res.status,
@@ -424,18 +437,47 @@ class Peers implements PeerSet {
     return this.narChunks(peer, res.body, plan.skip, signal);
   }
 
+  /**
+   * `GET /local/nar/...nar.zst` (whole: see `zstd-nar.ts`), decompressed as
+   * it arrives, from decompressed byte `offset` on.
+   */
+  private async openZstdNar(
+    peer: Peer,
+    nar: PeerNar,
+    file: Extract<PeerNarFile, { compression: "zstd" }>,
+    offset: number,
+    signal: AbortSignal,
+  ): Promise<AsyncIterable<Buffer>> {
+    const res = await this.requestNar(peer, nar, 0, signal, ".nar.zst");
+    if (res.status !== 200) {
+      res.discard();
+      this.metrics?.peerRequest(peer.label, "nar", "miss");
+      throw new Error(`peer ${peer.label}: the zstd NAR answered ${res.status}`);
+    }
+    this.succeeded(peer);
+    this.metrics?.peerRequest(peer.label, "nar", "ok");
+    return decompressedNar({
+      body: this.narChunks(peer, res.body, 0, signal),
+      offset,
+      fileHash: file.fileHash,
+      fileSize: file.fileSize,
+      what: `${nar.storePath ?? nar.hashPart} from ${peer.label}`,
+    });
+  }
+
   /** `GET /local/nar/...` from `offset`; a failure to connect or a 5xx is the peer's failure. */
   private async requestNar(
     peer: Peer,
     nar: { hashPart: string; narHash: string },
     offset: number,
     signal: AbortSignal,
+    extension = ".nar",
   ): Promise<PeerResponse> {
     let res: PeerResponse;
     try {
       res = await this.http.request(peer.base, {
-        path: `local/nar/${nar.hashPart}-${nar.narHash}.nar`,
-        headers: rangeHeaders(offset, nar.narHash),
+        path: `local/nar/${nar.hashPart}-${nar.narHash}${extension}`,
+        headers: extension === ".nar" ? rangeHeaders(offset, nar.narHash) : {},
         timeoutMs: PEER_REQUEST_TIMEOUT_MS,
         bodyIdleMs: NAR_IDLE_TIMEOUT_MS,
         signal,
