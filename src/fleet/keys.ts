@@ -103,29 +103,19 @@ export function snapshotFromPairs(
   return { hosts, strayKeys };
 }
 
-const FIELD_BYTES: readonly (readonly [FleetField, Buffer])[] = FLEET_FIELDS.map(
-  (field) => [field, Buffer.from(field)] as const,
-);
-
 /**
  * Builds a snapshot from keys and values given as byte ranges of a response
  * (etcd's range, visited without an object per key), with the same rules
  * as `snapshotFromPairs`: a key counts when it is `<prefix><host>/<field>`
  * with a valid host segment and a known field, else it is a stray key.
+ * Keys are split by `TableBuilder`'s `HostKeySlots`; values stay bytes.
  */
 export class SnapshotBuilder {
-  readonly #prefix: Buffer;
-  readonly #hosts: FleetSnapshot["hosts"] = new Map();
-  #strayKeys = 0;
-  // The previous key's host, as bytes of its buffer: keys usually come
-  // grouped by host (etcd returns them sorted), so most keys decode no text.
-  #lastBuf: Buffer | undefined;
-  #lastStart = 0;
-  #lastEnd = 0;
-  #lastValues: HostValues | undefined;
+  readonly #slots: HostKeySlots;
+  readonly #values: Buffer[] = [];
 
   constructor(prefix: string) {
-    this.#prefix = Buffer.from(prefix);
+    this.#slots = new HostKeySlots(prefix);
   }
 
   /** Adds the key [keyStart, keyEnd) and value [valueStart, valueEnd) of `buf`. */
@@ -136,72 +126,22 @@ export class SnapshotBuilder {
     valueStart: number,
     valueEnd: number,
   ): void => {
-    const prefix = this.#prefix;
-    const hostStart = keyStart + prefix.length;
-    if (hostStart >= keyEnd || !bytesEqual(buf, keyStart, prefix, 0, prefix.length)) {
-      this.#strayKeys += 1;
-      return;
-    }
-    const slash = buf.indexOf(SLASH, hostStart);
-    if (slash <= hostStart || slash >= keyEnd) {
-      this.#strayKeys += 1;
-      return;
-    }
-    const field = matchField(buf, slash + 1, keyEnd);
-    if (field === undefined) {
-      this.#strayKeys += 1;
-      return;
-    }
-    let values = this.#lastValues;
-    const last = this.#lastBuf;
-    if (
-      values === undefined ||
-      last === undefined ||
-      this.#lastEnd - this.#lastStart !== slash - hostStart ||
-      !bytesEqual(buf, hostStart, last, this.#lastStart, slash - hostStart)
-    ) {
-      const host = buf.toString("utf8", hostStart, slash);
-      if (!isValidHostSegment(host)) {
-        this.#strayKeys += 1;
-        return;
-      }
-      values = this.#hosts.get(host);
-      if (values === undefined) {
-        values = new Map();
-        this.#hosts.set(host, values);
-      }
-      this.#lastBuf = buf;
-      this.#lastStart = hostStart;
-      this.#lastEnd = slash;
-      this.#lastValues = values;
-    }
-    values.set(field, buf.subarray(valueStart, valueEnd));
+    const slot = this.#slots.slot(buf, keyStart, keyEnd);
+    if (slot >= 0) this.#values[slot] = buf.subarray(valueStart, valueEnd);
   };
 
   snapshot(): FleetSnapshot {
-    return { hosts: this.#hosts, strayKeys: this.#strayKeys };
+    const hosts: FleetSnapshot["hosts"] = new Map();
+    for (const [row, host] of this.#slots.hosts.entries()) {
+      const values: HostValues = new Map();
+      for (const [column, field] of FLEET_FIELDS.entries()) {
+        const value = this.#values[row * FIELD_COUNT + column];
+        if (value !== undefined) values.set(field, value);
+      }
+      hosts.set(host, values);
+    }
+    return { hosts, strayKeys: this.#slots.strayKeys };
   }
-}
-
-/** The known field whose name is the bytes [start, end) of `buf`. */
-function matchField(buf: Buffer, start: number, end: number): FleetField | undefined {
-  const length = end - start;
-  for (const [field, name] of FIELD_BYTES) {
-    if (name.length === length && bytesEqual(buf, start, name, 0, length)) return field;
-  }
-  return undefined;
-}
-
-/**
- * Whether `length` bytes of `a` from `aStart` equal those of `b` from
- * `bStart`. A plain loop: for the few bytes of a key segment it beats
- * `Buffer.compare`, whose argument checks cost more than the comparison.
- */
-function bytesEqual(a: Buffer, aStart: number, b: Buffer, bStart: number, length: number): boolean {
-  for (let i = 0; i < length; i++) {
-    if (a[aStart + i] !== b[bStart + i]) return false;
-  }
-  return true;
 }
 
 /** Values per host in a `FleetTable`: one per known field. */
@@ -245,22 +185,24 @@ const PRINTABLE_RUN = /[\x20-\x7e]*/y;
 const NON_ASCII = /[\x80-\xff]/;
 
 /**
- * Builds a `FleetTable` from keys and values given as byte ranges of a
- * response (etcd's range, visited without an object per key), by the rules
- * of `snapshotFromPairs`. The response is read as one latin1 string (one
- * character per byte), so keys are compared and values cut out by native
- * string operations: this runs 30,000 times for 10,000 hosts in code not
- * yet optimised, where a loop over bytes costs far more.
+ * The one key splitter of the byte builders: maps each key of a response
+ * (a byte range of `buf`) to its slot, `row * FIELD_COUNT + column`, in a
+ * table of hosts in the order first seen, by the rules of
+ * `snapshotFromPairs`; -1 (counted as stray) for a key outside the layout.
+ * The response is read as one latin1 string (one character per byte), so
+ * keys are compared by native string operations: this runs 30,000 times
+ * for 10,000 hosts in code not yet optimised, where a loop over bytes
+ * costs far more.
  */
-export class TableBuilder {
+class HostKeySlots {
   /** The prefix's UTF-8 bytes, as latin1 text. */
   readonly #prefix: string;
-  readonly #hosts: string[] = [];
-  readonly #values: (FleetValue | undefined)[] = [];
+  readonly hosts: string[] = [];
   readonly #rows = new Map<string, number>();
-  #strayKeys = 0;
+  strayKeys = 0;
   #buf: Buffer | undefined;
-  #text = "";
+  /** `buf` as latin1 text. */
+  text = "";
   // The previous key's host: keys come grouped by host (etcd returns them
   // sorted), so most keys only compare it.
   #lastHost = "";
@@ -270,25 +212,19 @@ export class TableBuilder {
     this.#prefix = Buffer.from(prefix).toString("latin1");
   }
 
-  /** Adds the key [keyStart, keyEnd) and value [valueStart, valueEnd) of `buf`. */
-  readonly add = (
-    buf: Buffer,
-    keyStart: number,
-    keyEnd: number,
-    valueStart: number,
-    valueEnd: number,
-  ): void => {
+  /** The slot of the key [keyStart, keyEnd) of `buf`, or -1. */
+  slot(buf: Buffer, keyStart: number, keyEnd: number): number {
     if (buf !== this.#buf) {
       this.#buf = buf;
-      this.#text = buf.toString("latin1");
+      this.text = buf.toString("latin1");
       this.#lastBase = -1;
     }
-    const text = this.#text;
+    const text = this.text;
     const prefix = this.#prefix;
     const hostStart = keyStart + prefix.length;
     if (hostStart >= keyEnd || !text.startsWith(prefix, keyStart)) {
-      this.#strayKeys += 1;
-      return;
+      this.strayKeys += 1;
+      return -1;
     }
     let base = this.#lastBase;
     let column: number;
@@ -305,14 +241,14 @@ export class TableBuilder {
         const raw = text.slice(hostStart, slash);
         const host = NON_ASCII.test(raw) ? buf.toString("utf8", hostStart, slash) : raw;
         if (!isValidHostSegment(host)) {
-          this.#strayKeys += 1;
-          return;
+          this.strayKeys += 1;
+          return -1;
         }
         const row = this.#rows.get(host);
         if (row === undefined) {
-          base = this.#hosts.length * FIELD_COUNT;
-          this.#rows.set(host, this.#hosts.length);
-          this.#hosts.push(host);
+          base = this.hosts.length * FIELD_COUNT;
+          this.#rows.set(host, this.hosts.length);
+          this.hosts.push(host);
         } else {
           base = row * FIELD_COUNT;
         }
@@ -323,21 +259,52 @@ export class TableBuilder {
       }
     }
     if (column < 0) {
-      this.#strayKeys += 1;
-      return;
+      this.strayKeys += 1;
+      return -1;
     }
+    return base + column;
+  }
+}
+
+/**
+ * Builds a `FleetTable` from keys and values given as byte ranges of a
+ * response (etcd's range, visited without an object per key), by the rules
+ * of `snapshotFromPairs`. Printable ASCII values (nearly all) are cut out of
+ * the latin1 text; anything else stays bytes.
+ */
+export class TableBuilder {
+  readonly #slots: HostKeySlots;
+  readonly #values: (FleetValue | undefined)[] = [];
+
+  constructor(prefix: string) {
+    this.#slots = new HostKeySlots(prefix);
+  }
+
+  /** Adds the key [keyStart, keyEnd) and value [valueStart, valueEnd) of `buf`. */
+  readonly add = (
+    buf: Buffer,
+    keyStart: number,
+    keyEnd: number,
+    valueStart: number,
+    valueEnd: number,
+  ): void => {
+    const slots = this.#slots;
+    const slot = slots.slot(buf, keyStart, keyEnd);
+    if (slot < 0) return;
+    const text = slots.text;
     PRINTABLE_RUN.lastIndex = valueStart;
     PRINTABLE_RUN.test(text);
-    this.#values[base + column] =
+    this.#values[slot] =
       PRINTABLE_RUN.lastIndex >= valueEnd
         ? text.slice(valueStart, valueEnd)
         : buf.subarray(valueStart, valueEnd);
   };
 
   table(): FleetTable {
+    const hosts = this.#slots.hosts;
     // A row's missing values past the last one set are holes: undefined too.
-    this.#values.length = this.#hosts.length * FIELD_COUNT;
-    return { hosts: this.#hosts, values: this.#values, strayKeys: this.#strayKeys };
+    this.#values.length = hosts.length * FIELD_COUNT;
+    return { hosts, values: this.#values, strayKeys: this.#slots.strayKeys };
   }
 }
 
