@@ -18,7 +18,7 @@ import {
   addToStore,
   buildClosure,
   makeChrootStore,
-  nix,
+  nixVerify,
   nixCopy,
   pathInfoJson,
   runNix,
@@ -48,18 +48,9 @@ async function startB(): Promise<IrisdProcess> {
   return startIrisd({ storeRoot: storeB.root, listen: [`127.0.0.1:${portB}`] });
 }
 
+/** NAR hashes of what arrived, and signatures by the test key. */
 async function verify(store: string, paths: readonly string[]): Promise<void> {
-  await nix([
-    "store",
-    "verify",
-    "--store",
-    store,
-    "-r",
-    ...paths,
-    "--option",
-    "trusted-public-keys",
-    keys.publicKey,
-  ]);
+  await nixVerify({ store, paths, trustedPublicKeys: [keys.publicKey] });
 }
 
 beforeAll(async () => {

@@ -32,7 +32,7 @@ import {
   buildClosure,
   generateKeys,
   makeChrootStore,
-  nix,
+  nixVerify,
   nixCopy,
   runNix,
   uniqueSalt,
@@ -239,16 +239,12 @@ describe("a peer dying mid-stream", () => {
   it("the download continues from another provider with a Range request, and Nix gets the right path", async () => {
     const copy = await copyThroughC(failoverPath.storePath, "failover");
     expect(copy.code, copy.stderr).toBe(0);
-    await nix([
-      "store",
-      "verify",
-      "--store",
-      path.join(dir, "client-failover"),
-      failoverPath.storePath,
-      "--option",
-      "trusted-public-keys",
-      trusted.publicKey,
-    ]);
+    await nixVerify({
+      store: path.join(dir, "client-failover"),
+      paths: [failoverPath.storePath],
+      trustedPublicKeys: [trusted.publicKey],
+      recursive: false,
+    });
     const ranged = [...halfA.requests, ...halfB.requests].filter((r) => r.range !== undefined);
     expect(ranged.length).toBeGreaterThan(0);
     expect(ranged[0]?.range).toMatch(/^bytes=[1-9][0-9]*-$/);

@@ -25,6 +25,7 @@ import {
   generateKeys,
   makeChrootStore,
   nix,
+  nixVerify,
   nixCopy,
   nixDump,
   nixDumpDigest,
@@ -113,17 +114,7 @@ describe("a real Nix client", () => {
     });
     const copied = await pathInfoJson([closure.top], { store: client, recursive: true });
     expect(copied.map((p) => p.path).sort()).toEqual([...closure.paths].sort());
-    await nix([
-      "store",
-      "verify",
-      "--store",
-      client,
-      "-r",
-      closure.top,
-      "--option",
-      "trusted-public-keys",
-      keys.publicKey,
-    ]);
+    await nixVerify({ store: client, paths: [closure.top], trustedPublicKeys: [keys.publicKey] });
     // The executable bit and the symlink made it through.
     const mid = path.join(client, closure.mid);
     expect((await stat(path.join(mid, "bin/run"))).mode & 0o111).not.toBe(0);
@@ -169,17 +160,11 @@ describe("a real Nix client", () => {
       expect(info.signatures?.some((s) => s.startsWith(`${signer.name}:`))).toBe(true);
     }
     // Only that key is trusted here: verify passes because of the on-the-fly signatures.
-    await nix([
-      "store",
-      "verify",
-      "--store",
-      client,
-      "-r",
-      unsigned.top,
-      "--option",
-      "trusted-public-keys",
-      signer.publicKey,
-    ]);
+    await nixVerify({
+      store: client,
+      paths: [unsigned.top],
+      trustedPublicKeys: [signer.publicKey],
+    });
   });
 
   it("copies a content-addressed path that has no signature, trusting no key", async () => {
@@ -192,16 +177,7 @@ describe("a real Nix client", () => {
       trustedPublicKeys: [],
       cacheDir: path.join(dir, "nix-cache-ca"),
     });
-    await nix([
-      "store",
-      "verify",
-      "--store",
-      client,
-      caPath,
-      "--option",
-      "trusted-public-keys",
-      "",
-    ]);
+    await nixVerify({ store: client, paths: [caPath], trustedPublicKeys: [], recursive: false });
   });
 });
 

@@ -18,7 +18,7 @@ import {
   addToStore,
   hashPartOf,
   makeChrootStore,
-  nix,
+  nixVerify,
   nixCopy,
   nixDump,
   pathInfoJson,
@@ -55,17 +55,7 @@ async function textFile(file: string, bytes: number, salt: string): Promise<void
 
 /** NAR hashes of what arrived, and signatures by the test key. */
 async function verify(store: string, paths: readonly string[]): Promise<void> {
-  await nix([
-    "store",
-    "verify",
-    "--store",
-    store,
-    "-r",
-    ...paths,
-    "--option",
-    "trusted-public-keys",
-    keys.publicKey,
-  ]);
+  await nixVerify({ store, paths, trustedPublicKeys: [keys.publicKey] });
 }
 
 function metric(text: string, name: string): number {

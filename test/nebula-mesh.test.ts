@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./helpers/cli.js";
 import { startEtcd, type EtcdServer } from "./helpers/etcd.js";
 import { IRISD_BIN, irisdConfigText } from "./helpers/irisd.js";
-import { nix, pathInfoJson, signedClosureStore, makeChrootStore } from "./helpers/nix.js";
+import { nixVerify, pathInfoJson, signedClosureStore, makeChrootStore } from "./helpers/nix.js";
 import {
   removeDir,
   startProcess,
@@ -400,17 +400,7 @@ describe("a Nebula mesh of three namespaces, managed with ogygia", () => {
       );
       const copied = await pathInfoJson([closure.top], { store: client, recursive: true });
       expect(copied.map((p) => p.path).sort()).toEqual([...closure.paths].sort());
-      await nix([
-        "store",
-        "verify",
-        "--store",
-        client,
-        "-r",
-        closure.top,
-        "--option",
-        "trusted-public-keys",
-        keys.publicKey,
-      ]);
+      await nixVerify({ store: client, paths: [closure.top], trustedPublicKeys: [keys.publicKey] });
 
       // Re-signed for one minute (the registry keeps their addresses) and reloaded:
       // a warning under a third left, critical once expired.

@@ -35,7 +35,7 @@ import {
   buildClosure,
   generateKeys,
   makeChrootStore,
-  nix,
+  nixVerify,
   nixCopy,
   pathInfoJson,
   signPaths,
@@ -161,18 +161,11 @@ describe("signatures interoperate with Nix 2.8", () => {
         ),
       );
     }
-    await nix([
-      "store",
-      "verify",
-      "--store",
-      client,
-      "--option",
-      "trusted-public-keys",
-      formatPublicKey(ourKey.publicKey),
-      "-r",
-      closure.top,
-      caPath,
-    ]);
+    await nixVerify({
+      store: client,
+      paths: [closure.top, caPath],
+      trustedPublicKeys: [formatPublicKey(ourKey.publicKey)],
+    });
   });
 
   it("nix copy refuses a signature over a tampered fingerprint, and so do we", async () => {

@@ -107,6 +107,31 @@ export async function nix(args: readonly string[], options: RunNixOptions = {}):
   return (await runNix("nix", args, options)).stdout.toString("utf8");
 }
 
+/**
+ * `nix store verify` of `paths` in `store` (their closures unless
+ * `recursive: false`): each path's NAR hash against what is on disk, and a
+ * signature by one of `trustedPublicKeys` (none given: only content-addressed
+ * paths pass). Throws, with Nix's output, when any path fails.
+ */
+export async function nixVerify(options: {
+  store: string;
+  paths: readonly string[];
+  trustedPublicKeys: readonly string[];
+  recursive?: boolean;
+}): Promise<void> {
+  await nix([
+    "store",
+    "verify",
+    "--store",
+    options.store,
+    ...(options.recursive === false ? [] : ["-r"]),
+    "--option",
+    "trusted-public-keys",
+    options.trustedPublicKeys.join(" "),
+    ...options.paths,
+  ]);
+}
+
 /** `nix-store --dump <path>`: the reference NAR, in memory (small trees only). */
 export async function nixDump(file: string): Promise<Buffer> {
   return (await runNix("nix-store", ["--dump", file])).stdout;
