@@ -14,6 +14,9 @@
  *   2. every NAR, sequentially over one keep-alive connection;
  *   3. a real `nix copy --from http://...` of the closure into a fresh store;
  *   4. a wrk load run on narinfo (64 connections, 20 s) for each server.
+ * Beside them, the floor of any node:http server (`startNodeFloor`): a
+ * fixed narinfo body, and NAR files read into pooled buffers and written
+ * (no `sendfile` in Node), timed in the same rounds for 1, 2 and 4.
  * Targets: narinfo <= 1.2x nginx, NAR <= 1.1x, first pass <= 2x, wrk
  * throughput >= 0.8x. Also irisd's peak RSS. `IRIS_BENCH_BEFORE=<another
  * checkout>/dist/bundle/ogygia-irisd.js` runs that build beside ours;
@@ -272,8 +275,13 @@ async function main(): Promise<void> {
       await timeNarinfos(target, hashes, 2);
       return (await timeNars(target)).ms;
     });
-    floor = await startNodeFloor(narinfoBytes);
-    const floorServer: Server = { name: "floor", url: floor.url, port: floor.port, narUrls: [] };
+    floor = await startNodeFloor(narinfoBytes, cacheDir);
+    const floorServer: Server = {
+      name: "floor",
+      url: floor.url,
+      port: floor.port,
+      narUrls: nginxServer.narUrls,
+    };
     await timeNarinfos(floorServer, hashes, 2);
 
     console.log(
@@ -298,7 +306,7 @@ async function main(): Promise<void> {
     console.log(
       `\n2. NAR: all ${hashes.length} NARs (${mb(closure.narBytes)}) over one keep-alive connection (${ROUNDS} rounds)`,
     );
-    const narMs = await alternating(servers, ROUNDS, async (server) => {
+    const narMs = await alternating([...servers, floorServer], ROUNDS, async (server) => {
       const { ms, bytes } = await timeNars(server);
       if (bytes !== closure.narBytes) {
         throw new Error(`${server.name} sent ${bytes} NAR bytes, expected ${closure.narBytes}`);
@@ -311,8 +319,8 @@ async function main(): Promise<void> {
     const nginxFirst = firstPass.nginx ?? [];
     printTable([
       ["server", "all NARs (median)", "throughput", "ratio to nginx min / median / max"],
-      ...names.map((name) => [
-        name,
+      ...[...names, "floor"].map((name) => [
+        name === "floor" ? "node:http floor (NAR files read into pooled buffers)" : name,
         formatMs(median(narMs[name] ?? [])),
         rate(median(narMs[name] ?? [])),
         ratios(narMs[name] ?? [], nginxNar),
@@ -344,7 +352,7 @@ async function main(): Promise<void> {
       `\n4. wrk on narinfo: ${WRK_CONNECTIONS} connections, ${WRK_SECONDS} s, 2 threads, rotating over ${hashes.length} hashes (${WRK_ROUNDS} rounds)`,
     );
     const wrk: Record<string, WrkResult[]> = {};
-    const wrkRps = await alternating(servers, WRK_ROUNDS, (server) => {
+    const wrkRps = await alternating([...servers, floorServer], WRK_ROUNDS, (server) => {
       const result = runWrk({
         baseUrl: server.url,
         hashParts: hashes,
@@ -358,12 +366,14 @@ async function main(): Promise<void> {
     });
     printTable([
       ["server (last round)", "req/s", "p50", "p90", "p99", "p99.9", "max", "errors"],
-      ...names.flatMap((name) => {
+      ...[...names, "floor"].flatMap((name) => {
         const last = wrk[name]?.at(-1);
-        return last === undefined ? [] : [wrkRow(name, last)];
+        return last === undefined
+          ? []
+          : [wrkRow(name === "floor" ? "node:http floor" : name, last)];
       }),
     ]);
-    for (const name of names) {
+    for (const name of [...names, "floor"]) {
       if (name === "nginx") continue;
       console.log(
         `${name}/nginx throughput (higher is better): ${ratios(wrkRps[name] ?? [], wrkRps.nginx ?? [])}`,

@@ -114,8 +114,45 @@ export function currentRss(pid: number): number {
 
 const FLOOR_SCRIPT = `
 const http = require("node:http");
+const fs = require("node:fs");
+const path = require("node:path");
 const body = Buffer.alloc(Number(process.argv[1]), 120);
+const narDir = process.argv[2] ? path.join(process.argv[2], "nar") : undefined;
+const SIZE = 1024 * 1024;
+const pool = [];
+function sendFile(res, file) {
+  let fd;
+  try {
+    fd = fs.openSync(file, "r");
+  } catch {
+    res.writeHead(404, ["Content-Length", "0"]);
+    res.end();
+    return;
+  }
+  const size = fs.fstatSync(fd).size;
+  res.writeHead(200, ["Content-Type", "application/x-nix-nar", "Content-Length", String(size)]);
+  let pos = 0;
+  const pump = () => {
+    while (pos < size) {
+      const buf = pool.pop() ?? Buffer.allocUnsafeSlow(SIZE);
+      const n = fs.readSync(fd, buf, 0, Math.min(SIZE, size - pos), pos);
+      pos += n;
+      const more = res.write(n === SIZE ? buf : buf.subarray(0, n), () => pool.push(buf));
+      if (!more) {
+        res.once("drain", pump);
+        return;
+      }
+    }
+    fs.closeSync(fd);
+    res.end();
+  };
+  pump();
+}
 const server = http.createServer({ keepAliveTimeout: 30000 }, (req, res) => {
+  if (narDir !== undefined && req.url.startsWith("/nar/")) {
+    sendFile(res, path.join(narDir, path.basename(req.url)));
+    return;
+  }
   res.writeHead(200, ["Content-Type", "text/x-nix-narinfo", "Content-Length", String(body.length)]);
   res.end(body);
 });
@@ -125,15 +162,19 @@ server.listen(0, "127.0.0.1", () => console.log(server.address().port));
 export interface FloorServer {
   url: string;
   port: number;
+  pid: number;
   stop(): Promise<void>;
 }
 
 /**
  * The floor of any node:http server: a process answering every request with
- * a fixed body of `bodyBytes` (a typical narinfo), doing nothing else.
+ * a fixed body of `bodyBytes` (a typical narinfo), doing nothing else; with
+ * `fileCache` (the tree `nix copy --to file://` writes), `/nar/<file>`
+ * streams that NAR file as any Node server without `sendfile` must: read
+ * into pooled 1 MiB buffers, written to the socket with backpressure.
  */
-export async function startNodeFloor(bodyBytes: number): Promise<FloorServer> {
-  const child = spawn(process.execPath, ["-e", FLOOR_SCRIPT, String(bodyBytes)], {
+export async function startNodeFloor(bodyBytes: number, fileCache?: string): Promise<FloorServer> {
+  const child = spawn(process.execPath, ["-e", FLOOR_SCRIPT, String(bodyBytes), fileCache ?? ""], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const exited = new Promise<void>((resolve) => {
@@ -152,6 +193,7 @@ export async function startNodeFloor(bodyBytes: number): Promise<FloorServer> {
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    pid: child.pid ?? -1,
     async stop() {
       if (child.exitCode !== null) return;
       child.kill("SIGTERM");

@@ -125,7 +125,7 @@ export class ConnectionGuard {
     this.sweeper.unref();
   }
 
-  /** Hooks the server's connections and requests. */
+  /** Hooks the server's connections; the server hands each request to `onRequest`. */
   attach(server: http.Server): void {
     server.headersTimeout = this.limits.headerTimeoutMs;
     // requestTimeout must not be below headersTimeout; it bounds receiving a whole request.
@@ -133,9 +133,6 @@ export class ConnectionGuard {
     server.keepAliveTimeout = this.limits.idleTimeoutMs;
     server.on("connection", (socket: Socket) => {
       this.onConnection(socket);
-    });
-    server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
-      this.onRequest(req.socket, res);
     });
   }
 
@@ -168,7 +165,8 @@ export class ConnectionGuard {
     });
   }
 
-  private onRequest(socket: Socket, res: http.ServerResponse): void {
+  /** A request began on `socket`: it is busy until `res` closes. */
+  onRequest(socket: Socket, res: http.ServerResponse): void {
     const tracked = this.idle.get(socket) ?? this.busy.get(socket);
     if (tracked === undefined) return;
     this.idle.delete(socket);
@@ -178,7 +176,8 @@ export class ConnectionGuard {
     }
     tracked.active += 1;
     this.busy.set(socket, tracked);
-    res.once("close", () => {
+    // `on`, not `once`: a response closes once, and `once` wraps the listener.
+    res.on("close", () => {
       tracked.active -= 1;
       if (tracked.active > 0 || socket.destroyed || !this.busy.has(socket)) return;
       this.busy.delete(socket);

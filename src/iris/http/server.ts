@@ -272,6 +272,7 @@ export class IrisServer {
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
+    this.guard.onRequest(req.socket, res);
     this.inFlight += 1;
     if (this.stopping) res.shouldKeepAlive = false;
     let routeName = ROUTE_UNMATCHED;
