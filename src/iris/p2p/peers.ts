@@ -39,6 +39,8 @@ import {
   type PeerResponse,
 } from "./peer-http.js";
 import { verifyPeerNarInfo, type PeerNarFile, type PeerNarInfoVerdict } from "./peer-narinfo.js";
+import { isPooledBody, type PooledBody } from "./peer-stream.js";
+import { peerSlabs } from "./slabs.js";
 import { decompressedNar } from "./zstd-nar.js";
 
 /** A peer that failed: left alone for 1 s, 2 s, 4 s, ... up to 30 s, ±20 %. */
@@ -419,7 +421,7 @@ class Peers implements PeerSet {
     if (!isHashPart(nar.hashPart)) throw new Error(`openNar: bad hash part ${nar.hashPart}`);
     const file = nar.file;
     if (file?.compression === "zstd") return this.openZstdNar(peer, nar, file, offset, signal);
-    const res = await this.requestNar(peer, nar, offset, signal);
+    const res = await this.requestNar(peer, nar, offset, signal, ".nar", nar.narSize - offset);
     const plan = continuationOf({
       status: res.status,
       contentRange: res.headers["content-range"],
@@ -434,7 +436,17 @@ class Peers implements PeerSet {
     }
     this.succeeded(peer);
     this.metrics?.peerRequest(peer.label, "nar", "ok");
+    if (isPooledBody(res.body) && plan.skip === 0) return this.pooledNar(peer, res.body, signal);
     return this.narChunks(peer, res.body, plan.skip, signal);
+  }
+
+  /** A pooled body (`peer-stream.ts`) as is, with narChunks' bookkeeping at its end. */
+  private pooledNar(peer: Peer, body: PooledBody, signal: AbortSignal): PooledBody {
+    body.onEnd = (received, err) => {
+      if (err !== undefined && !signal.aborted) this.failed(peer, "nar", err);
+      this.metrics?.narBytes(peer.label, received);
+    };
+    return body;
   }
 
   /**
@@ -472,16 +484,27 @@ class Peers implements PeerSet {
     offset: number,
     signal: AbortSignal,
     extension = ".nar",
+    /** For a NAR read into pooled slabs (`peer-stream.ts`): the bytes expected. */
+    pooledBytes?: number,
   ): Promise<PeerResponse> {
     let res: PeerResponse;
     try {
-      res = await this.http.request(peer.base, {
+      const request = {
         path: `local/nar/${nar.hashPart}-${nar.narHash}${extension}`,
         headers: extension === ".nar" ? rangeHeaders(offset, nar.narHash) : {},
         timeoutMs: PEER_REQUEST_TIMEOUT_MS,
         bodyIdleMs: NAR_IDLE_TIMEOUT_MS,
         signal,
-      });
+      };
+      const pooled =
+        pooledBytes === undefined
+          ? undefined
+          : this.http.pooledGet?.(peer.base, {
+              ...request,
+              expectBytes: pooledBytes,
+              slabs: peerSlabs,
+            });
+      res = await (pooled ?? this.http.request(peer.base, request));
     } catch (err) {
       if (!signal.aborted) this.failed(peer, "nar", err);
       throw err;
