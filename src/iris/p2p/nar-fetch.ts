@@ -716,6 +716,51 @@ function writeChunk(out: Writable, data: Buffer): boolean {
   });
 }
 
+/**
+ * Sends `length` bytes of `handle` from `position` to `out` and ends it,
+ * read into pooled slabs (no new buffer per read), one read ahead of the
+ * socket at most.
+ */
+export async function sendFileRange(
+  handle: FileHandle,
+  out: Writable,
+  position: number,
+  length: number,
+): Promise<void> {
+  try {
+    await sendSlabs(handle, out, position, length);
+  } catch (err) {
+    // As a stream pipeline would: the response is cut, not left hanging.
+    out.destroy(asError(err));
+    throw err;
+  }
+}
+
+async function sendSlabs(
+  handle: FileHandle,
+  out: Writable,
+  position: number,
+  length: number,
+): Promise<void> {
+  let at = position;
+  const end = position + length;
+  while (at < end) {
+    if (out.destroyed) throw new Error("the client went away");
+    const region = peerSlabs.region(Math.min(READ_CHUNK, end - at));
+    let more: boolean;
+    try {
+      const { bytesRead } = await handle.read(region, 0, region.length, at);
+      if (bytesRead <= 0) throw new Error(`the file ended at byte ${at}, before ${end}`);
+      at += bytesRead;
+      more = writeChunk(out, region.subarray(0, bytesRead));
+    } finally {
+      peerSlabs.unref(region);
+    }
+    if (!more) await drained(out);
+  }
+  out.end();
+}
+
 /** Streams `fetch` (or `range` of it) into `out` as its bytes arrive; see the module comment. */
 async function sendTo(
   fetch: Download,

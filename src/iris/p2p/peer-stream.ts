@@ -24,9 +24,9 @@ const MAX_HEAD_BYTES = 32 * 1024;
 /** Room for the response head in the first read. */
 const HEAD_ROOM = 4096;
 /** Most bytes one socket read asks for. */
-const READ_BYTES = 64 * 1024;
+const READ_BYTES = 256 * 1024;
 /** A region with less room left than this is left for a fresh one. */
-const MIN_READ_BYTES = 8 * 1024;
+const MIN_READ_BYTES = 16 * 1024;
 /** Handed to a socket that reads no more. */
 const SCRATCH = Buffer.alloc(64);
 
