@@ -140,6 +140,14 @@ export interface PeerSetOptions {
   now?: () => number;
 }
 
+/**
+ * NARs with more bytes left than this are read into pooled slabs
+ * (`peer-stream.ts`): one connection each, a round trip more than undici's
+ * kept-alive ones, worth it where the bytes are. Smaller ones (little
+ * garbage) keep the kept-alive connections.
+ */
+const POOLED_NAR_BYTES = 1024 * 1024;
+
 function retryAfterMs(headers: IncomingHttpHeaders): number {
   const value = Number(headers["retry-after"]);
   const seconds = Number.isFinite(value) ? value : 1;
@@ -421,7 +429,9 @@ class Peers implements PeerSet {
     if (!isHashPart(nar.hashPart)) throw new Error(`openNar: bad hash part ${nar.hashPart}`);
     const file = nar.file;
     if (file?.compression === "zstd") return this.openZstdNar(peer, nar, file, offset, signal);
-    const res = await this.requestNar(peer, nar, offset, signal, ".nar", nar.narSize - offset);
+    const left = nar.narSize - offset;
+    const pooled = left > POOLED_NAR_BYTES ? left : undefined;
+    const res = await this.requestNar(peer, nar, offset, signal, ".nar", pooled);
     const plan = continuationOf({
       status: res.status,
       contentRange: res.headers["content-range"],
