@@ -11,7 +11,9 @@
  *      same copy through a minimal forwarding process (no verification, no
  *      cache: the floor of any intermediate process here) and from C's warm
  *      cache. Rounds alternate; C restarts with an empty cache each round.
- *      CPU seconds per copy for each server.
+ *      CPU seconds per copy for each server. `IRIS_BENCH_CPU_PROF=<dir>`
+ *      runs every C with `node --cpu-prof` into that folder (one profile per
+ *      C process: warm-up, each round's copy and its warm-cache copy).
  *   2. Time to a negative answer (a path nobody has) from C with B as its
  *      peer: the first request (B's filter older than 2 s: one conditional
  *      revalidation), then repeated ones (no request to B), against B's own
@@ -200,12 +202,23 @@ async function main(): Promise<void> {
     nodeB = b;
     floor = await startFloor(b.url);
     const key = storeB.publicKey;
+    const profileText = process.env.IRIS_BENCH_CPU_PROF;
+    const profileDir = profileText !== undefined && profileText !== "" ? profileText : undefined;
     const freshC = async (
       peers: string[] = [b.url],
       variant: { script?: string; helperThreadNice?: number } = {},
     ): Promise<IrisdProcess> => {
       await nodeC?.stop();
-      nodeC = await startC({ storeRoot: rootC, peers, publicKey: key, cacheDir, ...variant });
+      nodeC = await startC({
+        storeRoot: rootC,
+        peers,
+        publicKey: key,
+        cacheDir,
+        ...variant,
+        ...(profileDir !== undefined
+          ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] }
+          : {}),
+      });
       return nodeC;
     };
     // IRIS_BENCH_BEFORE: another build's bundle (dist/bundle/ogygia-irisd.js) as C, beside ours.

@@ -29,6 +29,8 @@ export async function startC(options: {
   script?: string;
   /** `[server] helper_thread_nice` (default: the daemon's). */
   helperThreadNice?: number;
+  /** Node options before the script (e.g. `--cpu-prof`). */
+  nodeArgs?: string[];
 }): Promise<IrisdProcess> {
   rmSync(options.cacheDir, { recursive: true, force: true });
   mkdirSync(options.cacheDir, { recursive: true });
@@ -40,5 +42,6 @@ export async function startC(options: {
     logLevel: "info",
     script: options.script,
     helperThreadNice: options.helperThreadNice,
+    nodeArgs: options.nodeArgs,
   });
 }

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from "node:fs";
+import http from "node:http";
 import { readdir } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -20,6 +21,9 @@ import {
   QUIET_LOG,
 } from "../../../test/support/p2p.js";
 import { renderPeerNarInfo } from "./peer-narinfo.js";
+import { describeFailure, peerBase } from "./peer-http.js";
+import { pooledGet } from "./peer-stream.js";
+import { peerSlabs } from "./slabs.js";
 
 const STORE = "/nix/store";
 const { secret, trusted } = testKey("fetch-test-1");
@@ -330,5 +334,105 @@ describe("a large NAR written to a file", () => {
     expect(Buffer.concat(received).equals(bigNar)).toBe(true);
     await settledCache();
     expect(cache.get(hashPartOf(bigInfo.storePath))?.size).toBe(bigNar.length);
+  });
+});
+
+/** Listens on a free port of 127.0.0.1; resolves with its URL. */
+async function listen(server: http.Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  return `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}`;
+}
+
+/** GETs `url`; when `lag` is given, reads nothing for that long first. */
+function download(url: string, lag = 0): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, (res) => {
+        const chunks: Buffer[] = [];
+        if (lag > 0) {
+          res.pause();
+          setTimeout(() => res.resume(), lag);
+        }
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () => {
+          resolve(Buffer.concat(chunks));
+        });
+        res.on("error", reject);
+      })
+      .on("error", reject);
+  });
+}
+
+describe.each([
+  ["held in memory", 64 * 1024 * 1024],
+  ["written to a file as it comes", 0],
+])("a NAR read into pooled slabs, %s", (_mode, memoryNarBytes) => {
+  beforeEach(async () => {
+    await setUp(memoryNarBytes);
+  });
+
+  it("reaches every client intact, fast, slow or not a socket, and its slabs go back", async () => {
+    const bigContents = Buffer.alloc(12 * 1024 * 1024);
+    for (let i = 0; i < bigContents.length; i += 4)
+      bigContents.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const bigNar = narOfFile(bigContents);
+    const bigInfo = signedInfo(bigNar, secret, "pooled");
+    const peer = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-length": bigNar.length });
+      res.end(bigNar);
+    });
+    const peerUrl = await listen(peer);
+    const source: NarSource = {
+      label: "pooled",
+      open: async (offset, signal) => {
+        const response = await pooledGet(peerBase(peerUrl), {
+          path: "nar",
+          headers: {},
+          timeoutMs: 5000,
+          bodyIdleMs: 5000,
+          signal,
+          expectBytes: bigNar.length - offset,
+          slabs: peerSlabs,
+          connectTimeoutMs: 500,
+          describe: describeFailure,
+        });
+        return response.body;
+      },
+    };
+    const spec: FetchSpec = {
+      ...specFor([], bigInfo),
+      nextSource: (tried) => Promise.resolve(tried.length === 0 ? source : undefined),
+    };
+    // C: its clients get ServerResponses, as in irisd.
+    const front = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-length": bigNar.length });
+      void fetcher.stream(spec, res, undefined).catch(() => res.destroy());
+    });
+    const frontUrl = await listen(front);
+    try {
+      const plain = client();
+      const [fast, slow] = await Promise.all([
+        download(frontUrl),
+        download(frontUrl, 300),
+        fetcher.stream(spec, plain, undefined),
+      ]);
+      expect(fast.equals(bigNar)).toBe(true);
+      expect(slow.equals(bigNar)).toBe(true);
+      expect(plain.bytes().equals(bigNar)).toBe(true);
+      await settledCache();
+      expect(cache.get(hashPartOf(bigInfo.storePath))?.size).toBe(bigNar.length);
+      // A late client, from the cache file or a new download, gets the same bytes.
+      expect((await download(frontUrl)).equals(bigNar)).toBe(true);
+      for (let i = 0; i < 100 && peerSlabs.live > 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(peerSlabs.live).toBe(0);
+    } finally {
+      front.closeAllConnections();
+      peer.closeAllConnections();
+      await new Promise((resolve) => front.close(resolve));
+      await new Promise((resolve) => peer.close(resolve));
+    }
   });
 });

@@ -20,6 +20,13 @@
  * destroys the connection), so no client sees a complete-looking wrong
  * body, and nothing is cached.
  *
+ * A body read into pooled slabs (`peer-stream.ts`) is handed over chunk
+ * by chunk with no copy: the memory window, a queued cache write and a
+ * socket write in flight each hold a reference on the chunk's slab
+ * (`slabs.ts`), and the window is let go only once the download is over
+ * and no client reads it. A response that is not a `ServerResponse` (whose
+ * writes are done with a chunk once their callback ran) gets copies.
+ *
  * When a provider fails mid-stream (reset, stall, a short body), the
  * download continues from the next provider at the byte reached (`Range`);
  * when no provider is left, the fetch fails and so do the responses. A
@@ -29,6 +36,7 @@
 
 import { createHash } from "node:crypto";
 import { open, type FileHandle } from "node:fs/promises";
+import { ServerResponse } from "node:http";
 import { Readable, type Writable } from "node:stream";
 
 import { OgygiaError } from "../../core/index.js";
@@ -41,6 +49,8 @@ import {
 import { errorFields, type Logger } from "../../log/index.js";
 import { SMALL_NAR_BYTES, type NarCache, type TempEntry } from "./nar-cache.js";
 import type { P2pMetrics } from "./metrics.js";
+import { isPooledBody, type PooledBody } from "./peer-stream.js";
+import { peerSlabs } from "./slabs.js";
 import type { ContentCheck } from "./peer-narinfo.js";
 import { slowPeerError, watchRate, type MinRate, type RateWatch } from "./rate.js";
 import type { ByteRange } from "../http/index.js";
@@ -119,6 +129,7 @@ type State = "running" | "verified" | "failed";
 /** Chunks in memory, in order, from some offset up to `received`. */
 interface Chunks {
   offsets: number[];
+  /** Each holds a reference on its slab (`slabs.ts`) while here. */
   buffers: Buffer[];
   bytes: number;
 }
@@ -290,6 +301,7 @@ class FileWriter {
   ) {}
 
   push(chunk: Buffer): void {
+    peerSlabs.ref(chunk);
     this.queued.push(chunk);
     this.queuedBytes += chunk.length;
     void this.flush();
@@ -326,7 +338,10 @@ class FileWriter {
       this.queued = [];
       this.queuedBytes = 0;
       await writeAll(this.file.handle, batch, this.file.offset + download.written);
-      for (const buffer of batch) download.written += buffer.length;
+      for (const buffer of batch) {
+        download.written += buffer.length;
+        peerSlabs.unref(buffer);
+      }
       download.trimMemory();
       wake(download);
     }
@@ -342,6 +357,8 @@ class Download {
   /** Bytes on disk so far (file mode). */
   written = 0;
   readers = 0;
+  /** Over (cached or failed) and out of the fetcher's map: no client joins any more. */
+  finished = false;
   readonly memory: Chunks = { offsets: [], buffers: [], bytes: 0 };
   temp: TempEntry | undefined;
   /** For clients behind the memory window (file mode). */
@@ -462,7 +479,7 @@ class Download {
           minRate.onSlow?.(source.label, bytes);
           const err = slowPeerError(source.label, minRate, bytes);
           provider.abort(err);
-          if (isReadable(body)) body.destroy(err);
+          if (isReadable(body) || isPooledBody(body)) body.destroy(err);
         });
       }
       await this.pumpBody(source, body, watch);
@@ -478,7 +495,9 @@ class Download {
     watch: RateWatch | undefined,
   ): Promise<void> {
     this.contributors.push(source);
-    if (isReadable(body)) {
+    if (isPooledBody(body)) {
+      await this.pumpPooled(body, watch);
+    } else if (isReadable(body)) {
       await this.pumpReadable(body, watch);
     } else {
       for await (const chunk of body) {
@@ -553,6 +572,45 @@ class Download {
     });
   }
 
+  /** A pooled body: like `pumpReadable`, with its chunks handed over by calls. */
+  private pumpPooled(body: PooledBody, watch: RateWatch | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const finish = (err?: unknown): void => {
+        if (settled) return;
+        settled = true;
+        if (err === undefined) resolve();
+        else reject(asError(err));
+      };
+      body.start({
+        chunk: (chunk) => {
+          if (settled) return;
+          watch?.add(chunk.length);
+          this.accept(chunk);
+          if (this.fatal() !== undefined) {
+            finish();
+            body.destroy();
+            return;
+          }
+          const writer = this.writer;
+          if (writer === undefined) return;
+          if (writer.error !== undefined) {
+            finish(writer.error);
+            body.destroy();
+          } else if (writer.queuedBytes > WRITE_HIGH_WATER) {
+            body.pause();
+            void writer.flush().then(() => {
+              if (!settled) body.resume();
+            });
+          }
+        },
+        end: (err) => {
+          finish(err);
+        },
+      });
+    });
+  }
+
   /** Read through a call: the checks above must not be narrowed across awaits. */
   private fatal(): unknown {
     return this.badBytes;
@@ -567,6 +625,7 @@ class Download {
       return;
     }
     const memory = this.memory;
+    peerSlabs.ref(chunk);
     memory.offsets.push(this.received);
     memory.buffers.push(chunk);
     memory.bytes += chunk.length;
@@ -583,8 +642,21 @@ class Download {
       (memory.offsets[0] ?? 0) + (memory.buffers[0]?.length ?? 0) <= this.written
     ) {
       memory.offsets.shift();
-      memory.bytes -= memory.buffers.shift()?.length ?? 0;
+      const buffer = memory.buffers.shift();
+      if (buffer === undefined) break;
+      memory.bytes -= buffer.length;
+      peerSlabs.unref(buffer);
     }
+  }
+
+  /** Lets the memory window go once the download is over and no client reads it. */
+  releaseIfIdle(): void {
+    if (!this.finished || this.readers > 0) return;
+    const memory = this.memory;
+    for (const buffer of memory.buffers) peerSlabs.unref(buffer);
+    memory.buffers = [];
+    memory.offsets = [];
+    memory.bytes = 0;
   }
 
   /** After verification: the NAR onto disk (memory mode), fsynced, into the cache. */
@@ -629,6 +701,66 @@ class Download {
   }
 }
 
+/**
+ * Writes `data` (perhaps a view into a slab) to `out`. A `ServerResponse`
+ * is done with it once the write's callback ran: the slab is referenced
+ * until then. Any other stream may keep it (a test's collector, a
+ * transform): it gets a copy.
+ */
+function writeChunk(out: Writable, data: Buffer): boolean {
+  if (!peerSlabs.owns(data)) return out.write(data);
+  if (!(out instanceof ServerResponse)) return out.write(Buffer.from(data));
+  peerSlabs.ref(data);
+  return out.write(data, () => {
+    peerSlabs.unref(data);
+  });
+}
+
+/**
+ * Sends `length` bytes of `handle` from `position` to `out` and ends it,
+ * read into pooled slabs (no new buffer per read), one read ahead of the
+ * socket at most.
+ */
+export async function sendFileRange(
+  handle: FileHandle,
+  out: Writable,
+  position: number,
+  length: number,
+): Promise<void> {
+  try {
+    await sendSlabs(handle, out, position, length);
+  } catch (err) {
+    // As a stream pipeline would: the response is cut, not left hanging.
+    out.destroy(asError(err));
+    throw err;
+  }
+}
+
+async function sendSlabs(
+  handle: FileHandle,
+  out: Writable,
+  position: number,
+  length: number,
+): Promise<void> {
+  let at = position;
+  const end = position + length;
+  while (at < end) {
+    if (out.destroyed) throw new Error("the client went away");
+    const region = peerSlabs.region(Math.min(READ_CHUNK, end - at));
+    let more: boolean;
+    try {
+      const { bytesRead } = await handle.read(region, 0, region.length, at);
+      if (bytesRead <= 0) throw new Error(`the file ended at byte ${at}, before ${end}`);
+      at += bytesRead;
+      more = writeChunk(out, region.subarray(0, bytesRead));
+    } finally {
+      peerSlabs.unref(region);
+    }
+    if (!more) await drained(out);
+  }
+  out.end();
+}
+
 /** Streams `fetch` (or `range` of it) into `out` as its bytes arrive; see the module comment. */
 async function sendTo(
   fetch: Download,
@@ -670,7 +802,7 @@ async function sendTo(
       let more = true;
       while (data !== undefined) {
         position += data.length;
-        more = out.write(data);
+        more = writeChunk(out, data);
         if (!more || position >= limit) break;
         data = fromMemory(fetch.memory, position, limit);
       }
@@ -680,6 +812,7 @@ async function sendTo(
     out.end();
   } finally {
     fetch.readers -= 1;
+    fetch.releaseIfIdle();
     if (fetch.readers === 0 && fetch.state === "running" && fetch.spec.narSize > cacheMaxBytes) {
       // Nobody is waiting and it will not be cached: stop downloading.
       fetch.controller.abort();
@@ -783,6 +916,8 @@ class Fetcher implements NarFetcher {
         // The chunks go with the last client still reading them.
         if (inMemory) this.memoryInUse -= spec.narSize;
         this.forget(key, fetch);
+        fetch.finished = true;
+        fetch.releaseIfIdle();
         void fetch.closeReader().catch(() => undefined);
       });
     return fetch;

@@ -17,6 +17,8 @@ import type { IncomingHttpHeaders } from "node:http";
 import { Agent } from "undici";
 
 import { OgygiaError, redactUrl } from "../../core/index.js";
+import { canPoolGet, pooledGet, type PooledResponse } from "./peer-stream.js";
+import type { Slabs } from "./slabs.js";
 
 /** Time to establish a TCP (and TLS) connection to a peer. */
 export const CONNECT_TIMEOUT_MS = 500;
@@ -51,6 +53,14 @@ export interface PeerResponse {
 
 export interface PeerHttp {
   request(base: PeerBase, request: PeerRequest): Promise<PeerResponse>;
+  /**
+   * A `GET` whose body is read into `slabs` (`peer-stream.ts`): for NAR
+   * bodies; undefined when this peer cannot be reached that way (HTTPS).
+   */
+  pooledGet?(
+    base: PeerBase,
+    request: PeerRequest & { expectBytes: number; slabs: Slabs },
+  ): Promise<PooledResponse> | undefined;
   close(): Promise<void>;
 }
 
@@ -100,6 +110,20 @@ export function createPeerHttp(options: { connections?: number } = {}): PeerHttp
   });
   return {
     request: (base, request) => new Exchange(base, request).run(agent),
+    pooledGet: (base, request) =>
+      canPoolGet(base)
+        ? pooledGet(base, {
+            path: request.path,
+            headers: request.headers ?? {},
+            timeoutMs: request.timeoutMs,
+            bodyIdleMs: request.bodyIdleMs ?? 10_000,
+            signal: request.signal,
+            expectBytes: request.expectBytes,
+            slabs: request.slabs,
+            connectTimeoutMs: CONNECT_TIMEOUT_MS,
+            describe: describeFailure,
+          })
+        : undefined,
     async close() {
       await agent.destroy();
     },

@@ -31,12 +31,12 @@
 
 import { open, type FileHandle } from "node:fs/promises";
 import { Writable } from "node:stream";
-import { finished, pipeline } from "node:stream/promises";
+import { finished } from "node:stream/promises";
 
 import { OgygiaError, errorMessage, hasErrorCode } from "../../core/index.js";
 import { narListingSink, parseStorePath, renderNarListing } from "../../nix/index.js";
 import { SMALL_NAR_BYTES, type CacheEntry, type NarCache } from "./nar-cache.js";
-import type { FetchSpec, NarFetcher, NarSource } from "./nar-fetch.js";
+import { sendFileRange, type FetchSpec, type NarFetcher, type NarSource } from "./nar-fetch.js";
 import type { P2pMetrics } from "./metrics.js";
 import { contentCheckFor, renderPeerNarInfo, type PeerNarFile } from "./peer-narinfo.js";
 import {
@@ -59,7 +59,6 @@ export const READ_AHEAD_QUEUE = 4096;
 /** Default largest NAR downloaded ahead of Nix's request for it. */
 export const READ_AHEAD_NAR_BYTES = 1024 * 1024;
 const MAX_ANSWERS = 16_384;
-const CACHE_READ_CHUNK = 1024 * 1024;
 
 /** Throws the error for a cache entry whose file vanished. */
 function vanished(cache: NarCache, entry: CacheEntry): never {
@@ -183,13 +182,7 @@ export function createCacheResolver(cache: NarCache, metrics?: P2pMetrics): Path
           }
           const start = entry.offset + (range?.start ?? 0);
           const length = range === undefined ? entry.size : range.length;
-          const stream = handle.createReadStream({
-            start,
-            end: start + length - 1,
-            highWaterMark: CACHE_READ_CHUNK,
-            autoClose: false,
-          });
-          await pipeline(stream, out);
+          await sendFileRange(handle, out, start, length);
         } finally {
           await handle.close();
         }

@@ -39,6 +39,8 @@ import {
   type PeerResponse,
 } from "./peer-http.js";
 import { verifyPeerNarInfo, type PeerNarFile, type PeerNarInfoVerdict } from "./peer-narinfo.js";
+import { isPooledBody, type PooledBody } from "./peer-stream.js";
+import { peerSlabs } from "./slabs.js";
 import { decompressedNar } from "./zstd-nar.js";
 
 /** A peer that failed: left alone for 1 s, 2 s, 4 s, ... up to 30 s, ±20 %. */
@@ -137,6 +139,14 @@ export interface PeerSetOptions {
   /** Monotonic clock in ms (tests). */
   now?: () => number;
 }
+
+/**
+ * NARs with more bytes left than this are read into pooled slabs
+ * (`peer-stream.ts`): one connection each, a round trip more than undici's
+ * kept-alive ones, worth it where the bytes are. Smaller ones (little
+ * garbage) keep the kept-alive connections.
+ */
+const POOLED_NAR_BYTES = 1024 * 1024;
 
 function retryAfterMs(headers: IncomingHttpHeaders): number {
   const value = Number(headers["retry-after"]);
@@ -419,7 +429,9 @@ class Peers implements PeerSet {
     if (!isHashPart(nar.hashPart)) throw new Error(`openNar: bad hash part ${nar.hashPart}`);
     const file = nar.file;
     if (file?.compression === "zstd") return this.openZstdNar(peer, nar, file, offset, signal);
-    const res = await this.requestNar(peer, nar, offset, signal);
+    const left = nar.narSize - offset;
+    const pooled = left > POOLED_NAR_BYTES ? left : undefined;
+    const res = await this.requestNar(peer, nar, offset, signal, ".nar", pooled);
     const plan = continuationOf({
       status: res.status,
       contentRange: res.headers["content-range"],
@@ -434,7 +446,17 @@ class Peers implements PeerSet {
     }
     this.succeeded(peer);
     this.metrics?.peerRequest(peer.label, "nar", "ok");
+    if (isPooledBody(res.body) && plan.skip === 0) return this.pooledNar(peer, res.body, signal);
     return this.narChunks(peer, res.body, plan.skip, signal);
+  }
+
+  /** A pooled body (`peer-stream.ts`) as is, with narChunks' bookkeeping at its end. */
+  private pooledNar(peer: Peer, body: PooledBody, signal: AbortSignal): PooledBody {
+    body.onEnd = (received, err) => {
+      if (err !== undefined && !signal.aborted) this.failed(peer, "nar", err);
+      this.metrics?.narBytes(peer.label, received);
+    };
+    return body;
   }
 
   /**
@@ -472,16 +494,27 @@ class Peers implements PeerSet {
     offset: number,
     signal: AbortSignal,
     extension = ".nar",
+    /** For a NAR read into pooled slabs (`peer-stream.ts`): the bytes expected. */
+    pooledBytes?: number,
   ): Promise<PeerResponse> {
     let res: PeerResponse;
     try {
-      res = await this.http.request(peer.base, {
+      const request = {
         path: `local/nar/${nar.hashPart}-${nar.narHash}${extension}`,
         headers: extension === ".nar" ? rangeHeaders(offset, nar.narHash) : {},
         timeoutMs: PEER_REQUEST_TIMEOUT_MS,
         bodyIdleMs: NAR_IDLE_TIMEOUT_MS,
         signal,
-      });
+      };
+      const pooled =
+        pooledBytes === undefined
+          ? undefined
+          : this.http.pooledGet?.(peer.base, {
+              ...request,
+              expectBytes: pooledBytes,
+              slabs: peerSlabs,
+            });
+      res = await (pooled ?? this.http.request(peer.base, request));
     } catch (err) {
       if (!signal.aborted) this.failed(peer, "nar", err);
       throw err;
