@@ -6,7 +6,7 @@ import path from "node:path";
 import { Writable } from "node:stream";
 
 import { Registry } from "prom-client";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { formatHash, type NarInfo } from "../../nix/index.js";
 import type { NarCache } from "./nar-cache.js";
@@ -187,6 +187,11 @@ describe.each([
     };
     await counted.stream(spec, client(), undefined);
     expect(await misses()).toBe("1");
+    // The client has its bytes before the NAR is committed to the cache: the
+    // folder is removed after this test only once nothing writes into it.
+    await vi.waitFor(() => {
+      expect(counted.active).toBe(0);
+    });
   });
 
   it("fetches once for concurrent clients, each getting the whole NAR or its range", async () => {
