@@ -20,7 +20,12 @@ export interface BuildersMetrics {
 
 export function createBuildersMetrics(): BuildersMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "ogygia_builders_" });
+  // Event-loop lag sampled every 100 ms, not every 10 ms (as irisd's metrics).
+  collectDefaultMetrics({
+    register: registry,
+    prefix: "ogygia_builders_",
+    eventLoopMonitoringPrecision: 100,
+  });
   const listed = new Gauge({
     name: "ogygia_builders_listed",
     help: "Builders in the machines file.",

@@ -14,7 +14,12 @@ export interface DashboardMetrics {
 /** Metrics read from `fleet()` at each scrape. */
 export function createMetrics(fleet: () => FleetJson | undefined): DashboardMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "ogygia_dashboard_" });
+  // Event-loop lag sampled every 100 ms, not every 10 ms (as irisd's metrics).
+  collectDefaultMetrics({
+    register: registry,
+    prefix: "ogygia_dashboard_",
+    eventLoopMonitoringPrecision: 100,
+  });
   new Gauge({
     name: "ogygia_fleet_hosts",
     help: "Hosts by publisher state (online, offline, unknown).",

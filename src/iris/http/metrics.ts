@@ -104,7 +104,11 @@ export function createHttpMetrics(
 ): HttpMetrics {
   const prefix = options.prefix ?? "irisd_";
   const registry = new Registry();
-  if (options.defaults !== false) collectDefaultMetrics({ register: registry, prefix });
+  // The event-loop lag histogram samples every 100 ms, not prom-client's
+  // default 10 ms: 100 wake-ups a second cost an idle daemon ~0.3 % CPU
+  // (measured: 81 ms vs 37 ms of CPU over 15 idle seconds).
+  if (options.defaults !== false)
+    collectDefaultMetrics({ register: registry, prefix, eventLoopMonitoringPrecision: 100 });
   const routes = new Map<string, RouteCounts>();
   const countsOf = (route: string): RouteCounts => {
     let entry = routes.get(route);
