@@ -1,10 +1,14 @@
 /**
  * A rollout of 100 simulated hosts through three waves (10 %, 50 %, 100 %:
  * 10, 40 and 50 hosts) against real etcd, soak 0, concurrency 10: 100
- * agents (`runAgent`, one process, each with its own etcd connections and
- * its own chroot-store root) applying real test systems (realisation check,
+ * agents (`runAgent`, each with its own etcd connections and its own
+ * chroot-store root) applying real test systems (realisation check,
  * `switch-to-configuration test`, profile with `nix-env --set`,
- * `switch-to-configuration boot`).
+ * `switch-to-configuration boot`). The agents run in child processes
+ * (`lib-rollout-agents.ts`), `BENCH_AGENTS_PER_PROCESS` each (default: all
+ * in one; on this 2-core machine 10, 25 or 50 a process measured slower, as
+ * every process decodes the same fleet changes); `BENCH_CPU_PROF=DIR`
+ * writes their CPU profiles.
  *
  * Baseline, alternating with it in the same run: the same per-host commands
  * run directly, wave by wave, with the same concurrency and no
@@ -14,29 +18,26 @@
  * every round is a real change.
  */
 
-import { spawn } from "node:child_process";
-import { setMaxListeners } from "node:events";
+import { fork, spawn } from "node:child_process";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
 import { openCoordinator, openFleetBackend, type Coordinator } from "../src/fleet/index.js";
-import {
-  makePlan,
-  planKey,
-  readPlan,
-  rolloutPrefix,
-  runAgent,
-  type Plan,
-} from "../src/rollout/index.js";
+import { makePlan, planKey, readPlan, rolloutPrefix, type Plan } from "../src/rollout/index.js";
 import { startEtcd } from "../test/helpers/etcd.js";
 import { nixEnv, runNix } from "../test/helpers/nix.js";
 import { removeDir, tempDir, waitFor } from "../test/helpers/process.js";
 import { buildSystems } from "../test/helpers/rollout.js";
+import type { AgentLine, AgentsStart } from "./lib-rollout-agents.js";
 import { formatMs, median, printTable } from "./lib-timing.js";
 
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 100);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONCURRENCY = 10;
+/** Agents per child process: 1 as on a fleet; HOSTS (the default) for all in one process. */
+const AGENTS_PER_PROCESS = Number(process.env.BENCH_AGENTS_PER_PROCESS ?? HOSTS);
+const here = path.dirname(fileURLToPath(import.meta.url));
 const NAMESPACE = "/bench-rollout/versions";
 const REV = "c".repeat(40);
 
@@ -98,8 +99,7 @@ async function main(): Promise<void> {
   const [etcd, dir] = await Promise.all([startEtcd(), tempDir("bench-rollout")]);
   const hosts = Array.from({ length: HOSTS }, (_, i) => `host${String(i).padStart(3, "0")}`);
   const config = { endpoints: [etcd.endpoint], namespace: NAMESPACE, timeoutSeconds: 10 };
-  const stop = new AbortController();
-  setMaxListeners(HOSTS * 2, stop.signal);
+  let stopAgents = (): Promise<void> => Promise.resolve();
   const coordinators: Coordinator[] = [];
   try {
     const systems = await buildSystems(dir, {
@@ -123,44 +123,68 @@ async function main(): Promise<void> {
       await runNix("sh", ["-c", `ln -sfn ${a} "${root}/run/current-system"`]);
     });
 
-    // 100 agents, each with its own coordinator and fleet reader.
+    // The agents, each with its own coordinator and fleet reader, in child
+    // processes of AGENTS_PER_PROCESS agents each (as on a fleet, where each
+    // host runs its own: a spawn blocks only the agents of its process).
     process.env.NIX_CONFIG = nixEnv().NIX_CONFIG;
-    const agents = hosts.map(async (host) => {
-      const coordinator = await openCoordinator("etcd", config);
-      const backend = await openFleetBackend({ etcd: config, zookeeper: undefined });
-      if (!backend) throw new Error("no backend");
-      coordinators.push(coordinator);
-      const root = roots.get(host) ?? "";
-      return runAgent({
-        host,
-        root,
-        namespace: NAMESPACE,
-        coordinator,
-        backend,
-        settings: {
-          stateDir: path.join(root, "var/lib/ogygia/update"),
-          substituters: [],
-          trustedPublicKeys: [],
-          probes: [],
-          httpProbes: [],
-          checkUnits: false,
-          healthDeadlineSeconds: 30,
-          activationTimeoutSeconds: 60,
-          pollIntervalMs: 1000,
-        },
-        leaseTtlMs: 10_000,
-        reachBackend: async () => {
-          await coordinator.get(planKey(rolloutPrefix(NAMESPACE)));
-        },
-        log: (line) => {
-          const state = line.split(" ")[0] ?? "";
-          const list = trace.get(host) ?? [];
-          list.push({ at: Date.now(), state });
-          trace.set(host, list);
-        },
-        signal: stop.signal,
-      }).finally(() => backend.close());
+    const groups: string[][] = [];
+    hosts.forEach((host, i) => {
+      const g = Math.floor(i / AGENTS_PER_PROCESS);
+      (groups[g] ??= []).push(host);
     });
+    process.stdout.write(
+      `starting ${HOSTS} agents in ${groups.length} processes of up to ${AGENTS_PER_PROCESS}...\n`,
+    );
+    const children = await Promise.all(
+      groups.map(async (group) => {
+        const child = fork(path.join(here, "lib-rollout-agents.js"), [], {
+          stdio: ["ignore", "inherit", "inherit", "ipc"],
+          // BENCH_CPU_PROF=DIR: a CPU profile of each agent process in DIR.
+          execArgv: process.env.BENCH_CPU_PROF
+            ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_CPU_PROF]
+            : [],
+        });
+        const exited = new Promise<void>((resolve) =>
+          child.once("exit", () => {
+            resolve();
+          }),
+        );
+        child.on("message", (message: AgentLine | { type: "ready" }) => {
+          if (message.type !== "line") return;
+          const list = trace.get(message.host) ?? [];
+          list.push({ at: message.at, state: message.state });
+          trace.set(message.host, list);
+        });
+        const ready = new Promise<void>((resolve, reject) => {
+          child.on("message", (message: { type?: string }) => {
+            if (message.type === "ready") resolve();
+          });
+          child.once("exit", (code) => {
+            reject(new Error(`an agent process exited ${code ?? "?"}`));
+          });
+        });
+        const start: AgentsStart = {
+          type: "start",
+          endpoint: etcd.endpoint,
+          namespace: NAMESPACE,
+          roots: Object.fromEntries(group.map((h) => [h, roots.get(h) ?? ""])),
+          nixConfig: process.env.NIX_CONFIG,
+        };
+        child.send(start);
+        await ready;
+        return { child, exited };
+      }),
+    );
+    stopAgents = async () => {
+      for (const { child } of children) {
+        if (child.connected) child.send({ type: "stop" });
+      }
+      await Promise.race([
+        Promise.all(children.map((c) => c.exited)),
+        new Promise((resolve) => setTimeout(resolve, 10_000)),
+      ]);
+      for (const { child } of children) if (child.exitCode === null) child.kill("SIGKILL");
+    };
     const operator = await openCoordinator("etcd", config);
     coordinators.push(operator);
     const backend = await openFleetBackend({ etcd: config, zookeeper: undefined });
@@ -280,11 +304,10 @@ async function main(): Promise<void> {
       `one host, start to finish: ours ${spread(ourHostMs)} (published timestamps), ` +
         `baseline ${spread(directHostMs)} (min / median / max)`,
     );
-    stop.abort();
-    await Promise.all(agents.map((p) => p.catch(() => undefined)));
+    await stopAgents();
     await backend.close();
   } finally {
-    stop.abort();
+    await stopAgents();
     await Promise.all(coordinators.map((c) => c.close()));
     await etcd.stop();
     await removeDir(dir);

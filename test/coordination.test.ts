@@ -173,6 +173,78 @@ describe.each(COORDINATION_BACKENDS)("coordination over $kind", (backend) => {
     });
   });
 
+  describe("compareAndSetMany", () => {
+    it("writes, creates and deletes several keys at once, or nothing when one is not as expected", async () => {
+      const c = await connect();
+      const dir = freshKey("many");
+      const [k1, k2, k3] = [`${dir}/a`, `${dir}/b`, `${dir}/c`];
+      const first = await c.compareAndSet(k1, "absent", encoder.encode("a1"));
+      if (!first.won) throw new Error("the creation lost");
+      const removed = await c.compareAndSet(k3, "absent", encoder.encode("c1"));
+      if (!removed.won) throw new Error("the creation lost");
+
+      // A stale version on one key: nothing at all is written.
+      expect(
+        await c.compareAndSetMany([
+          { key: k1, expected: { version: first.version + 1000n }, value: encoder.encode("a2") },
+          { key: k2, expected: "absent", value: encoder.encode("b1") },
+        ]),
+      ).toEqual({ won: false });
+      expect(text((await c.get(k1)).entry?.value ?? new Uint8Array())).toBe("a1");
+      expect((await c.get(k2)).entry).toBeNull();
+      // A key expected absent that exists: nothing written either.
+      expect(
+        await c.compareAndSetMany([
+          { key: k1, expected: { version: first.version }, value: encoder.encode("a2") },
+          { key: k3, expected: "absent", value: encoder.encode("c2") },
+        ]),
+      ).toEqual({ won: false });
+      expect(text((await c.get(k1)).entry?.value ?? new Uint8Array())).toBe("a1");
+
+      const done = await c.compareAndSetMany([
+        { key: k1, expected: { version: first.version }, value: encoder.encode("a2") },
+        { key: k2, expected: "absent", value: encoder.encode("b1") },
+        { key: k3, expected: { version: removed.version }, value: null },
+        { key: `${dir}/never`, expected: "absent", value: null },
+      ]);
+      if (!done.won) throw new Error("the write lost");
+      const [v1, v2, v3, v4] = done.versions;
+      expect(v3).toBe("absent");
+      expect(v4).toBe("absent");
+      // One write: both keys carry its version, newer than what they had.
+      expect(v1).toBe(v2);
+      expect(typeof v1 === "bigint" && v1 > removed.version).toBe(true);
+      const [r1, r2] = await Promise.all([c.get(k1), c.get(k2)]);
+      expect(text(r1.entry?.value ?? new Uint8Array())).toBe("a2");
+      expect(r1.entry?.version).toBe(v1);
+      expect(text(r2.entry?.value ?? new Uint8Array())).toBe("b1");
+      expect(r2.entry?.version).toBe(v2);
+      expect((await c.get(k3)).entry).toBeNull();
+      // The versions returned are the ones to expect next time.
+      if (typeof v1 !== "bigint") throw new Error("no version");
+      const again = await c.compareAndSetMany([
+        { key: k1, expected: { version: v1 }, value: encoder.encode("a3") },
+      ]);
+      expect(again.won).toBe(true);
+    });
+
+    it("lets one of two connections win a race over the same keys", async () => {
+      const [a, b] = await Promise.all([connect(), connect()]);
+      const dir = freshKey("many-race");
+      const keys = [`${dir}/x`, `${dir}/y`];
+      const write = (c: Coordinator, value: string) =>
+        c.compareAndSetMany(
+          keys.map((key) => ({ key, expected: "absent" as const, value: encoder.encode(value) })),
+        );
+      const [wa, wb] = await Promise.all([write(a, "a"), write(b, "b")]);
+      expect([wa.won, wb.won].filter(Boolean)).toHaveLength(1);
+      const winner = wa.won ? "a" : "b";
+      for (const key of keys) {
+        expect(text((await a.get(key)).entry?.value ?? new Uint8Array())).toBe(winner);
+      }
+    });
+  });
+
   describe("leases", () => {
     it("deletes the lease's keys when it is revoked, and reports the lease lost", async () => {
       const c = await connect();

@@ -56,6 +56,19 @@ export type Expected = { version: Revision } | "absent";
 /** `won`: the write happened, and `version` is the key's new version. */
 export type CasResult = { won: true; version: Revision } | { won: false };
 
+/** One change of `compareAndSetMany`: `value` put, or (null) the key deleted, if it is at `expected`. */
+export interface KeyChange {
+  key: string;
+  expected: Expected;
+  value: Uint8Array | null;
+}
+
+/**
+ * `won`: every change happened, at once; `versions[i]` is the new version
+ * of `changes[i]`'s key ("absent" for a delete).
+ */
+export type CasManyResult = { won: true; versions: (Revision | "absent")[] } | { won: false };
+
 /** Per call: the deadline of each network request it makes. */
 export interface CallOptions {
   /**
@@ -185,6 +198,16 @@ export interface Coordinator {
     value: Uint8Array,
     options?: SetOptions,
   ): Promise<CasResult>;
+
+  /**
+   * Several keys' compare-and-swap as one atomic write: every key is
+   * checked against its `expected` and, if all match, every change is made
+   * together (readers and watchers see them in one revision); else nothing
+   * is written. etcd: one transaction; ZooKeeper: one `multi` (the keys'
+   * stats are read first; a delete of a key expected absent is not checked).
+   * Keys must be distinct; no lease.
+   */
+  compareAndSetMany(changes: readonly KeyChange[], options?: CallOptions): Promise<CasManyResult>;
 
   /** Deletes the key if it is at `expected.version`; false when it was not (or is gone). */
   compareAndDelete(

@@ -11,9 +11,11 @@ import type { BackendKind } from "./backends.js";
 import type {
   AcquireOptions,
   CallOptions,
+  CasManyResult,
   CasResult,
   Coordinator,
   Expected,
+  KeyChange,
   Lease,
   LeaseOptions,
   Lock,
@@ -59,6 +61,10 @@ export abstract class CoordinatorBase<L extends TrackedLease> implements Coordin
     value: Uint8Array,
     options?: SetOptions,
   ): Promise<CasResult>;
+  abstract compareAndSetMany(
+    changes: readonly KeyChange[],
+    options?: CallOptions,
+  ): Promise<CasManyResult>;
   abstract compareAndDelete(
     key: string,
     expected: { version: Revision },

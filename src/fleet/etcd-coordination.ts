@@ -11,9 +11,11 @@ import type { OgygiaError } from "../core/index.js";
 import {
   checkKey,
   type CallOptions,
+  type CasManyResult,
   type CasResult,
   type Coordinator,
   type Expected,
+  type KeyChange,
   type Lease,
   type LeaseOptions,
   type Read,
@@ -103,6 +105,24 @@ class EtcdCoordinator extends CoordinatorBase<EtcdLease> {
       },
     );
     return version === null ? { won: false } : { won: true, version };
+  }
+
+  async compareAndSetMany(
+    changes: readonly KeyChange[],
+    options?: CallOptions,
+  ): Promise<CasManyResult> {
+    for (const change of changes) checkKey(change.key);
+    this.checkOpen();
+    const revision = await this.client.changeIf(
+      changes.map((change) => ({
+        key: change.key,
+        expected: change.expected === "absent" ? "absent" : change.expected.version,
+        value: change.value,
+      })),
+      this.deadline(options),
+    );
+    if (revision === null) return { won: false };
+    return { won: true, versions: changes.map((c) => (c.value === null ? "absent" : revision)) };
   }
 
   async compareAndDelete(

@@ -503,6 +503,15 @@ export interface EtcdCoordinationClient {
   ): Promise<bigint | null>;
   /** One transaction: deletes the key if its mod revision is `expected`. */
   deleteIf(key: string, expected: bigint, timeoutMs: number): Promise<boolean>;
+  /**
+   * One transaction over several keys: each compared as in `putIf`, then
+   * each put (`value`, keeping its lease) or deleted (null). The
+   * transaction's revision, or null when a compare failed.
+   */
+  changeIf(
+    changes: readonly { key: string; expected: bigint | "absent"; value: Uint8Array | null }[],
+    timeoutMs: number,
+  ): Promise<bigint | null>;
   /** Grants a lease; its id (decimal, as etcd writes it) and the TTL granted. */
   grantLease(ttlSeconds: number, timeoutMs: number): Promise<{ id: string; ttlSeconds: number }>;
   /** One keepalive: the remaining TTL, 0 when etcd no longer knows the lease. */
@@ -638,6 +647,51 @@ class EtcdCoordinationClientImpl implements EtcdCoordinationClient {
       "write",
     );
     return response.succeeded;
+  }
+
+  async changeIf(
+    changes: readonly { key: string; expected: bigint | "absent"; value: Uint8Array | null }[],
+    timeoutMs: number,
+  ): Promise<bigint | null> {
+    const compare: TxnCompare[] = [];
+    const success: TxnOp[] = [];
+    for (const change of changes) {
+      const key = bytes(change.key);
+      compare.push(
+        change.expected === "absent"
+          ? {
+              key,
+              target: CompareTarget.Create,
+              result: CompareResult.Equal,
+              targetUnion: { case: "createRevision", value: 0n },
+            }
+          : {
+              key,
+              target: CompareTarget.Mod,
+              result: CompareResult.Equal,
+              targetUnion: { case: "modRevision", value: change.expected },
+            },
+      );
+      if (change.value !== null) {
+        success.push({
+          request: {
+            case: "requestPut",
+            value:
+              change.expected === "absent"
+                ? { key, value: change.value }
+                : { key, value: change.value, ignoreLease: true },
+          },
+        });
+      } else if (change.expected !== "absent") {
+        success.push({ request: { case: "requestDeleteRange", value: { key } } });
+      }
+    }
+    const response = await this.call(
+      () => this.client.txn({ compare, success }, { timeoutMs }),
+      timeoutMs,
+      "write",
+    );
+    return response.succeeded ? (response.header?.revision ?? 0n) : null;
   }
 
   async grantLease(

@@ -131,3 +131,4 @@ export async function loadFleetGrants(): Promise<GrantModule> {
   return import("./grant.js");
 }
 export { type Coordinator, type Revision, type WatchEvent } from "./coordination.js";
+export type { CasManyResult, KeyChange } from "./coordination.js";

@@ -12,9 +12,11 @@ import {
   checkKey,
   parentKey,
   type CallOptions,
+  type CasManyResult,
   type CasResult,
   type Coordinator,
   type Expected,
+  type KeyChange,
   type Lease,
   type LeaseOptions,
   type Read,
@@ -220,6 +222,57 @@ class ZooKeeperCoordinator extends CoordinatorBase<ZkLease> {
       throw new Error("the lease was not granted by this coordinator, or has ended");
     }
     return lease;
+  }
+
+  async compareAndSetMany(
+    changes: readonly KeyChange[],
+    options?: CallOptions,
+  ): Promise<CasManyResult> {
+    for (const change of changes) checkKey(change.key);
+    this.checkOpen();
+    return this.call(
+      async (session) => {
+        const stats = await Promise.all(changes.map((c) => session.exists(c.key)));
+        const ops: Parameters<ZkSession["multiAt"]>[0][number][] = [];
+        const parents = new Set<string>();
+        for (const [i, change] of changes.entries()) {
+          const stat = stats[i] ?? null;
+          if (
+            change.expected === "absent" ? stat !== null : stat?.mzxid !== change.expected.version
+          ) {
+            return { won: false };
+          }
+          if (change.value === null) {
+            if (stat) ops.push({ type: "remove", path: change.key, version: stat.version });
+          } else if (stat) {
+            ops.push({
+              type: "set",
+              path: change.key,
+              data: Buffer.from(change.value),
+              version: stat.version,
+            });
+          } else {
+            ops.push({ type: "create", path: change.key, data: Buffer.from(change.value) });
+            parents.add(parentKey(change.key));
+          }
+        }
+        if (ops.length === 0) {
+          return { won: true, versions: changes.map(() => "absent" as const) };
+        }
+        // Parents made beforehand: a multi cannot create what may already exist.
+        for (const parent of parents) {
+          if ((await session.exists(parent)) === null) await session.mkdirp(parent);
+        }
+        const zxid = await session.multiAt(ops);
+        if (zxid === null) return { won: false };
+        return {
+          won: true,
+          versions: changes.map((c) => (c.value === null ? ("absent" as const) : zxid)),
+        };
+      },
+      "write",
+      options,
+    );
   }
 
   async compareAndDelete(

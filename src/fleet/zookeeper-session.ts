@@ -438,6 +438,64 @@ export class ZkSession {
     }
   }
 
+  /**
+   * One `multi`: each node created (persistent; its parent must exist), set
+   * at its data version, or removed at its data version, all or none. The
+   * zxid of the write, or null when a node was not as expected (created
+   * meanwhile, at another version, or gone). At least one operation.
+   */
+  async multiAt(
+    ops: readonly (
+      | { type: "create"; path: string; data: Buffer }
+      | { type: "set"; path: string; data: Buffer; version: number }
+      | { type: "remove"; path: string; version: number }
+    )[],
+  ): Promise<bigint | null> {
+    // Each create is followed by a setData at version 0, as in
+    // `createWithStat`, so that a stat (and the zxid) comes back; the
+    // index of the results that carry one.
+    const withStat: number[] = [];
+    let index = 0;
+    const transaction = this.client.transaction();
+    for (const op of ops) {
+      if (op.type === "create") {
+        if (this.acl)
+          transaction.create(op.path, op.data, this.acl, zookeeper.CreateMode.PERSISTENT);
+        else transaction.create(op.path, op.data, zookeeper.CreateMode.PERSISTENT);
+        transaction.setData(op.path, op.data, 0);
+        withStat.push(index + 1);
+        index += 2;
+      } else if (op.type === "set") {
+        transaction.setData(op.path, op.data, op.version);
+        withStat.push(index);
+        index += 1;
+      } else {
+        transaction.remove(op.path, op.version);
+        index += 1;
+      }
+    }
+    try {
+      return await this.call<bigint>((done) => {
+        transaction.commit((err, results: unknown) => {
+          if (err) {
+            done(err, 0n);
+            return;
+          }
+          try {
+            const at = withStat[0];
+            // A multi of removes only: its zxid is not in its results.
+            done(null, at === undefined ? 0n : statOfResult(results, at).mzxid);
+          } catch (resultErr) {
+            done(resultErr, 0n);
+          }
+        });
+      });
+    } catch (err) {
+      if (isNoNode(err) || isBadVersion(err) || isNodeExists(err)) return null;
+      throw err;
+    }
+  }
+
   /** Replaces a node's data if it is at `version`: its new stat, or null (other version, or gone). */
   async setDataAt(path: string, data: Buffer, version: number): Promise<ZkNodeStat | null> {
     try {

@@ -90,6 +90,23 @@ const TERMINAL: ReadonlySet<UpdateState> = new Set([
   "skipped",
 ]);
 
+/**
+ * States whose record reaches the disk (fsync) before their step: the steps
+ * that change what the host boots (the profile, the boot default, a
+ * reboot). Other records are written atomically but not synced: across a
+ * power loss their steps are undone anyway (the host boots its boot
+ * default, still the previous system), and the older record on disk leads
+ * the recovery to the same place (an update started again, or rolled back).
+ * A synced write waits on the disk behind every other write of the machine:
+ * one per step made every update wait for the disk five times.
+ */
+const DURABLE: ReadonlySet<UpdateState> = new Set([
+  "confirming",
+  "rebooting",
+  "rolling-back",
+  "rebooting-back",
+]);
+
 const nowIso = (): string => new Date().toISOString();
 
 /** How often the plan is read while its watch runs (a safety net only). */
@@ -377,7 +394,10 @@ class Agent {
    */
   private async transition(record: AgentRecord): Promise<void> {
     this.record = record;
-    await saveRecord(this.o.settings.stateDir, record);
+    const t0 = performance.now();
+    await saveRecord(this.o.settings.stateDir, record, { durable: DURABLE.has(record.state) });
+    if (process.env.TRACE_SAVE)
+      process.stderr.write(`SAVE ${(performance.now() - t0).toFixed(1)}\n`);
     // Finished (its time taken above): the slot is free before the state is
     // published, so that the host queued on it finds it free when it reads the state.
     if (TERMINAL.has(record.state)) await this.freeSlot();

@@ -10,6 +10,7 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 
 import { OgygiaError } from "../core/index.js";
+import { openStoreDb } from "../nix/index.js";
 import { STATE_PATHS, readSystemPath } from "../system/index.js";
 
 export interface CommandResult {
@@ -62,17 +63,42 @@ export interface RealiseOptions {
 }
 
 /**
+ * Whether `system` is valid in the store under `root`, from its database
+ * (read-only: no process to start); undefined when the database cannot be
+ * read (a store only the daemon reads, a busy database, ...).
+ */
+function validInStoreDb(root: string, system: string): boolean | undefined {
+  try {
+    // A short busy wait: the call blocks the event loop; a busy database falls back.
+    const store = openStoreDb({ root: path.resolve(root), busyTimeoutMs: 50 });
+    try {
+      return store.isValidPath(system);
+    } finally {
+      store.close();
+    }
+  } catch (err) {
+    if (err instanceof OgygiaError && err.code === "ERR_OGYGIA_NIX_DB") return undefined;
+    throw err;
+  }
+}
+
+/**
  * Makes `system` valid in the host's store, trying each substituter in
  * turn with `nix copy` and `require-sigs`: a path no trusted key signed is
  * refused by Nix before anything of it reaches the store. A path already
- * valid is left as it is.
+ * valid is left as it is (asked of the store database, else of
+ * `nix-store --check-validity`).
  */
 export async function realise(system: string, options: RealiseOptions): Promise<void> {
   const store = storeArgs(options.root);
-  const valid = await runProgram("nix-store", [...store, "--check-validity", system], {
-    timeoutMs: options.timeoutMs,
-  });
-  if (valid.code === 0) return;
+  const known = validInStoreDb(options.root, system);
+  if (known === true) return;
+  if (known === undefined) {
+    const valid = await runProgram("nix-store", [...store, "--check-validity", system], {
+      timeoutMs: options.timeoutMs,
+    });
+    if (valid.code === 0) return;
+  }
   const failures: string[] = [];
   for (const substituter of options.substituters) {
     const args = [

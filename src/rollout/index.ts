@@ -24,4 +24,5 @@ export {
 export { renderProgress } from "./render.js";
 export { planKey, readPlan, rolloutPrefix } from "./store.js";
 export { loadRecord, type AgentRecord } from "./state-file.js";
+export { realise, type RealiseOptions } from "./host-system.js";
 export { openFleet, runUpdateCommand, withFleet, type UpdateCommandOptions } from "./command.js";

@@ -1,12 +1,23 @@
 /**
  * The agent's own record of its update, on disk, so that an update in
  * progress is finished or rolled back after the agent's crash (SIGKILL) or
- * a reboot: written to a temporary file, synced and renamed over
- * `<state dir>/state.json` before each step it describes is taken.
+ * a reboot: written to a temporary file and renamed over
+ * `<state dir>/state.json` before each step it describes is taken (so a
+ * crashed agent finds the whole record of its last step), and synced to
+ * the disk, file and folder, before the steps that change what the host
+ * boots (see `saveRecord`).
  */
 
-import { readFileSync } from "node:fs";
-import { mkdir, open, rename } from "node:fs/promises";
+import {
+  closeSync,
+  fsync as fsyncCallback,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from "node:fs";
+import { promisify } from "node:util";
 import path from "node:path";
 
 import { OgygiaError, hasErrorCode } from "../core/index.js";
@@ -34,6 +45,7 @@ export interface AgentRecord {
 }
 
 const FILE = "state.json";
+const fsync = promisify(fsyncCallback);
 
 /** The record under `dir`, or null when there is none. A damaged file is an error naming it. */
 export function loadRecord(dir: string): AgentRecord | null {
@@ -66,25 +78,34 @@ export function loadRecord(dir: string): AgentRecord | null {
 }
 
 /**
- * Writes the record durably: temp file, fsync, rename, fsync of the folder.
- * Asynchronous, so that a slow disk holds up this update only.
+ * Writes the record atomically (temp file, rename): a crash of the agent
+ * never leaves half a record. With `durable`, also through a power loss:
+ * the file is synced before the rename, and the folder after it. The syncs
+ * are asynchronous, so that a slow disk holds up this update only; the
+ * other calls reach the page cache only and are made synchronously (each
+ * asynchronous call would wait for a turn of a busy event loop).
  */
-export async function saveRecord(dir: string, record: AgentRecord): Promise<void> {
-  await mkdir(dir, { recursive: true });
+export async function saveRecord(
+  dir: string,
+  record: AgentRecord,
+  options: { durable: boolean },
+): Promise<void> {
   const file = path.join(dir, FILE);
   const temp = `${file}.tmp-${process.pid}`;
-  const handle = await open(temp, "w", 0o644);
+  mkdirSync(dir, { recursive: true });
+  const fd = openSync(temp, "w", 0o644);
   try {
-    await handle.writeFile(`${JSON.stringify(record, null, 2)}\n`);
-    await handle.sync();
+    writeFileSync(fd, `${JSON.stringify(record, null, 2)}\n`);
+    if (options.durable) await fsync(fd);
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
-  await rename(temp, file);
-  const folder = await open(dir, "r");
+  renameSync(temp, file);
+  if (!options.durable) return;
+  const folder = openSync(dir, "r");
   try {
-    await folder.sync();
+    await fsync(folder);
   } finally {
-    await folder.close();
+    closeSync(folder);
   }
 }

@@ -108,9 +108,12 @@ export async function failedPathRecord(
 }
 
 /**
- * Writes one host's `update_*` fields with compare-and-swap, remembering
- * each key's version from its own writes (the agent is their only writer),
- * and reading again when a write finds another version.
+ * Writes one host's `update_*` fields with compare-and-swap, all of a
+ * record in one atomic write (`compareAndSetMany`: one etcd transaction, one
+ * ZooKeeper multi), so that a reader never sees a new state with old
+ * details, and a watcher gets one change per record. Each key's version is
+ * remembered from the writer's own writes (the agent is their only writer);
+ * keys are read again when a write finds another version.
  */
 export class HostFieldWriter {
   private readonly versions = new Map<UpdateField, bigint | "absent">();
@@ -124,54 +127,55 @@ export class HostFieldWriter {
 
   /** Sets fields (null deletes); unchanged values are not written again. */
   async write(fields: Partial<Record<UpdateField, string | null>>): Promise<void> {
-    // The state last, so that a reader never sees a new state with old details.
-    // The details are written together (one round trip's wait, not one each).
     const entries = (Object.entries(fields) as [UpdateField, string | null][]).filter(
       ([field, value]) => !(this.last.has(field) && this.last.get(field) === value),
     );
-    const details = entries.filter(([field]) => field !== "update_state");
-    const state = entries.filter(([field]) => field === "update_state");
-    for (const group of [details, state]) {
+    if (entries.length === 0) return;
+    // Forgotten while written: a write that failed is made again next time.
+    for (const [field] of entries) this.last.delete(field);
+    for (let attempt = 0; attempt < 5; attempt++) {
       await Promise.all(
-        group.map(async ([field, value]) => {
-          // Forgotten while written: a write that failed is made again next time.
-          this.last.delete(field);
-          await this.writeOne(field, value);
-          this.last.set(field, value);
+        entries.map(async ([field]) => {
+          if (this.versions.has(field)) return;
+          const { entry } = await this.coordinator.get(this.key(field));
+          this.versions.set(field, entry ? entry.version : "absent");
         }),
       );
+      // A delete of a key known to be absent is no change.
+      const changes = entries.filter(
+        ([field, value]) => !(value === null && this.versions.get(field) === "absent"),
+      );
+      if (changes.length > 0) {
+        const result = await this.coordinator.compareAndSetMany(
+          changes.map(([field, value]) => {
+            const version = this.versions.get(field) ?? "absent";
+            return {
+              key: this.key(field),
+              expected: version === "absent" ? "absent" : { version },
+              value: value === null ? null : Buffer.from(value),
+            };
+          }),
+        );
+        if (!result.won) {
+          // Another writer, or a version not known right: read them again.
+          for (const [field] of changes) this.versions.delete(field);
+          continue;
+        }
+        changes.forEach(([field], i) => {
+          this.versions.set(field, result.versions[i] ?? "absent");
+        });
+      }
+      for (const [field, value] of entries) this.last.set(field, value);
+      return;
     }
+    throw new OgygiaError(
+      "ERR_OGYGIA_FLEET_WRITE",
+      `${fieldKey(this.namespace, this.host, "update_state")} and its details kept changing under this agent`,
+      { hint: "is another `ogygia update` running for this host?" },
+    );
   }
 
-  private async writeOne(field: UpdateField, value: string | null): Promise<void> {
-    const key = fieldKey(this.namespace, this.host, field);
-    for (let attempt = 0; attempt < 5; attempt++) {
-      let version = this.versions.get(field);
-      if (version === undefined) {
-        const { entry } = await this.coordinator.get(key);
-        version = entry ? entry.version : "absent";
-      }
-      if (value === null) {
-        if (version === "absent") return;
-        const gone = await this.coordinator.compareAndDelete(key, { version });
-        this.versions.set(field, "absent");
-        if (gone) return;
-        this.versions.delete(field);
-        continue;
-      }
-      const result = await this.coordinator.compareAndSet(
-        key,
-        version === "absent" ? "absent" : { version },
-        Buffer.from(value),
-      );
-      if (result.won) {
-        this.versions.set(field, result.version);
-        return;
-      }
-      this.versions.delete(field);
-    }
-    throw new OgygiaError("ERR_OGYGIA_FLEET_WRITE", `${key} kept changing under this agent`, {
-      hint: "is another `ogygia update` running for this host?",
-    });
+  private key(field: UpdateField): string {
+    return fieldKey(this.namespace, this.host, field);
   }
 }

@@ -32,6 +32,9 @@ describe("a host's published update", () => {
     const of = (state: string) => updateMarker(readHostUpdate(values({ update_state: state })));
     expect(of("checking")).toBe("updating: checking");
     expect(of("rolling-back")).toBe("updating: rolling-back");
+    expect(of("waiting-reboot-window")).toBe("updating: waiting-reboot-window");
+    expect(of("rebooting")).toBe("updating: rebooting");
+    expect(of("rebooting-back")).toBe("updating: rebooting-back");
     expect(of("rolled-back")).toBe("update rolled-back");
     expect(of("failed")).toBe("update failed");
     expect(of("confirmed")).toBeUndefined();

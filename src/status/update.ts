@@ -15,8 +15,17 @@ export interface HostUpdateStatus {
   finishedAt: string | null;
 }
 
-/** States between the start and the end of an update. */
-const IN_PROGRESS = new Set(["realising", "activating", "checking", "confirming", "rolling-back"]);
+/** States between the start and the end of an update, the wait for a reboot window included. */
+const IN_PROGRESS = new Set([
+  "realising",
+  "activating",
+  "checking",
+  "confirming",
+  "rolling-back",
+  "waiting-reboot-window",
+  "rebooting",
+  "rebooting-back",
+]);
 
 const STATE = fieldIndex("update_state");
 const TARGET = fieldIndex("update_target");
