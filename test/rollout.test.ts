@@ -294,6 +294,10 @@ describe.each(FLEET_HARNESSES)("rollouts with $label", (harness) => {
       { timeoutMs: 60_000, intervalMs: 250 },
     );
     expect(after.hosts.find((h) => h.host === "twin")?.error).toMatch(/failed on bad/);
+    const skippedTable = await runCli(["status", "--config", f.operatorConfig], {
+      env: { OGYGIA_CONFIG: undefined },
+    });
+    expect(skippedTable.stdout).toMatch(/twin \(update skipped\)/);
     expect(await switchCalls(f.roots.twin ?? "")).toEqual([]);
     expect(readSystemPaths(f.roots.bad ?? "").current).toBe(f.systems.fixed);
     // A fixed path for twin completes the rollout.

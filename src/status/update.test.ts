@@ -28,7 +28,7 @@ describe("a host's published update", () => {
     });
   });
 
-  it("marks hosts mid-update and failed updates, not confirmed ones", () => {
+  it("marks hosts mid-update, failed and skipped updates, not confirmed ones", () => {
     const of = (state: string) => updateMarker(readHostUpdate(values({ update_state: state })));
     expect(of("checking")).toBe("updating: checking");
     expect(of("rolling-back")).toBe("updating: rolling-back");
@@ -37,6 +37,7 @@ describe("a host's published update", () => {
     expect(of("rebooting-back")).toBe("updating: rebooting-back");
     expect(of("rolled-back")).toBe("update rolled-back");
     expect(of("failed")).toBe("update failed");
+    expect(of("skipped")).toBe("update skipped");
     expect(of("confirmed")).toBeUndefined();
     expect(updateMarker(null)).toBeUndefined();
   });

@@ -61,10 +61,15 @@ export function readHostUpdate(
   };
 }
 
-/** The table's marker for a host mid-update or whose update failed, else undefined. */
+/**
+ * The table's marker for a host mid-update, whose update failed, or that was
+ * skipped (its path failed elsewhere), else undefined.
+ */
 export function updateMarker(update: HostUpdateStatus | null | undefined): string | undefined {
   if (!update) return undefined;
   if (IN_PROGRESS.has(update.state)) return `updating: ${update.state}`;
-  if (update.state === "rolled-back" || update.state === "failed") return `update ${update.state}`;
+  if (update.state === "rolled-back" || update.state === "failed" || update.state === "skipped") {
+    return `update ${update.state}`;
+  }
   return undefined;
 }
