@@ -102,10 +102,38 @@ describe("ogygia.fleetCredentials", () => {
     );
   });
 
+  it("every other service that talks to the fleet gets them: the update agent, builders, irisd's registry", async () => {
+    const result = await evaluate(`{ ${ETCD}; ${ALL};
+      ogygia.update.enable = true; ogygia.builders.enable = true;
+      ogygia.irisd = { enable = true; settings.server.listen = [ "127.0.0.1:35742" ];
+        settings.signing.secret_key_files = [ "/run/keys/irisd-signing.secret" ]; registry.enable = true; }; }`);
+    expect(result.failedAssertions).toEqual([]);
+    const expected = result.services["ogygia-publish"]?.serviceConfig.LoadCredential;
+    expect(expected).toHaveLength(4);
+    for (const service of ["ogygia-update", "ogygia-builders"]) {
+      expect(result.services[service]?.serviceConfig.LoadCredential, service).toEqual(expected);
+    }
+    // irisd keeps its signing key beside them.
+    expect(result.services["ogygia-irisd"]?.serviceConfig.LoadCredential).toEqual(
+      expect.arrayContaining([...(expected as string[]), expect.stringMatching(/irisd-signing/)]),
+    );
+  });
+
+  it("irisd without the registry does not talk to the fleet: no fleet credentials", async () => {
+    const result = await evaluate(`{ ${ETCD}; ${ALL};
+      ogygia.irisd = { enable = true; settings.server.listen = [ "127.0.0.1:35742" ]; }; }`);
+    expect(result.failedAssertions).toEqual([]);
+    expect(
+      JSON.stringify(result.services["ogygia-irisd"]?.serviceConfig.LoadCredential ?? []),
+    ).not.toContain("fleet-");
+  });
+
   it("without credentials: no LoadCredential and no credential keys", async () => {
     const result = await evaluate(`{ ${ETCD}; }`);
     expect(result.failedAssertions).toEqual([]);
     expect(result.services["ogygia-publish"]?.serviceConfig).not.toHaveProperty("LoadCredential");
+    const agent = await evaluate(`{ ${ETCD}; ogygia.update.enable = true; }`);
+    expect(agent.services["ogygia-update"]?.serviceConfig).not.toHaveProperty("LoadCredential");
     expect(result.credentialSettings).toEqual({ etcd: {}, zookeeper: {} });
     expect(Object.keys(result.cliSettings?.ogygia.etcd ?? {}).sort()).toEqual([
       "endpoints",

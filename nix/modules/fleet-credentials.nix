@@ -1,6 +1,6 @@
 # Credentials of the fleet backend (issue 13): TLS files and a user with its
-# password file, passed to the ogygia services with systemd's LoadCredential
-# (never through the Nix store). The CLI configuration names them by their
+# password file, passed to every ogygia service that talks to the fleet
+# backend with systemd's LoadCredential (never through the Nix store). The CLI configuration names them by their
 # credential names, which ogygia resolves in $CREDENTIALS_DIRECTORY.
 { config, lib, ... }:
 let
@@ -19,6 +19,18 @@ let
   notInStore =
     file:
     file == null || !lib.hasPrefix builtins.storeDir (toString file);
+
+  # The services that read or write the fleet backend, when enabled: the
+  # publisher, the dashboard, the update agent (its rollout keys and
+  # update_* fields), the builders daemon (it watches the fleet), and irisd
+  # when it finds its peers in the fleet registry.
+  o = config.ogygia;
+  fleetServices =
+    lib.optional o.publish.enable "ogygia-publish"
+    ++ lib.optional o.dashboard.enable "ogygia-dashboard"
+    ++ lib.optional o.update.enable "ogygia-update"
+    ++ lib.optional o.builders.enable "ogygia-builders"
+    ++ lib.optional (o.irisd.enable && o.irisd.registry.enable) "ogygia-irisd";
 
   userKeys = lib.optionalAttrs (cfg.username != null) {
     inherit (cfg) username;
@@ -87,13 +99,11 @@ in
       }
     ];
 
-    systemd.services = lib.mkMerge [
-      (mkIf (files != { } && config.ogygia.publish.enable) {
-        ogygia-publish.serviceConfig.LoadCredential = loadCredential;
+    # Every service that talks to the fleet backend gets the files.
+    systemd.services = mkIf (files != { }) (
+      lib.genAttrs fleetServices (_: {
+        serviceConfig.LoadCredential = loadCredential;
       })
-      (mkIf (files != { } && config.ogygia.dashboard.enable) {
-        ogygia-dashboard.serviceConfig.LoadCredential = loadCredential;
-      })
-    ];
+    );
   };
 }
