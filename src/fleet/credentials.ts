@@ -271,8 +271,10 @@ export function permissionFailure(
     {
       hint:
         "With per-host isolation a host's credentials may write only <namespace>/<host>/ " +
-        "of its own host name: check the host name (OGYGIA_HOSTNAME, --host) and " +
-        `username in [ogygia.${kind}], or run \`ogygia fleet grant HOST\` with admin credentials.`,
+        "of its own host name (and a rollout's slots and failed records): check the host name " +
+        `(OGYGIA_HOSTNAME, --host) and username in [ogygia.${kind}], or run ` +
+        "`ogygia fleet grant HOST` with admin credentials (again, for a grant made before " +
+        "rollouts had access).",
       cause: err,
     },
   );

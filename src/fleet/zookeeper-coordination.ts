@@ -7,7 +7,7 @@
  */
 
 import type { BackendConfig } from "./types.js";
-import type { OgygiaError } from "../core/index.js";
+import { OgygiaError } from "../core/index.js";
 import {
   checkKey,
   parentKey,
@@ -26,10 +26,29 @@ import {
   type WatchOptions,
 } from "./coordination.js";
 import { CoordinatorBase, type TrackedLease } from "./coordinator-base.js";
+import { credentialFailure, permissionFailure, readAuth } from "./credentials.js";
 import { DeadlineError, connectError, withDeadline, writeError } from "./errors.js";
 import type { EventSink } from "./event-stream.js";
 import { LeaseKeeper } from "./lease-keeper.js";
-import { ZkSession, isConnectionFailure, isNoNode, sessionFailure } from "./zookeeper-session.js";
+import {
+  ZK_PERMS,
+  ZkSession,
+  isConnectionFailure,
+  isNoNode,
+  sessionFailure,
+  type ZkAcl,
+} from "./zookeeper-session.js";
+
+/**
+ * The ACL of the nodes a coordinator creates when it has a digest identity,
+ * the publisher's policy: readable by all, everything for the creator's
+ * identity (`auth`). The identity that holds the parent (`ogygia fleet
+ * grant`'s admin) can still delete them.
+ */
+const CREATOR_ACL: readonly ZkAcl[] = [
+  { perms: ZK_PERMS.read, scheme: "world", id: "anyone" },
+  { perms: ZK_PERMS.all, scheme: "auth", id: "" },
+];
 
 class ZkLease implements TrackedLease {
   readonly id: string;
@@ -102,7 +121,7 @@ class ZooKeeperCoordinator extends CoordinatorBase<ZkLease> {
     this.connecting ??= (async () => {
       this.session?.close();
       this.session = undefined;
-      const session = await ZkSession.connect(this.config.endpoints, this.timeoutMs);
+      const session = await this.connect(this.timeoutMs);
       if (this.stop.signal.aborted) {
         session.close();
         throw connectError("zookeeper", this.config, new Error("coordinator closed"));
@@ -115,22 +134,49 @@ class ZooKeeperCoordinator extends CoordinatorBase<ZkLease> {
     return this.connecting;
   }
 
+  /**
+   * A new session, authenticated with the configuration's digest identity
+   * when it has one (the password file read now), whose nodes are then
+   * created with `CREATOR_ACL`; without one, ZooKeeper's default (open to all).
+   */
+  private async connect(timeoutMs: number, sessionTimeoutMs?: number): Promise<ZkSession> {
+    const auth = readAuth("zookeeper", this.config);
+    const session = await ZkSession.connect(this.config.endpoints, timeoutMs, {
+      auth,
+      ...(sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs }),
+    });
+    if (auth) session.setCreateAcl(CREATOR_ACL);
+    return session;
+  }
+
   /** Runs `fn` under the deadline, mapping failures to `OgygiaError`. */
   private async call<T>(
     fn: (session: ZkSession) => Promise<T>,
     what: "read" | "write",
     options?: CallOptions,
+    target?: string,
   ): Promise<T> {
     let session: ZkSession | undefined;
     try {
       session = await this.current();
       return await withDeadline(fn(session), this.deadline(options));
     } catch (err) {
-      throw this.mapError(err, what, session);
+      throw this.mapError(err, what, session, target);
     }
   }
 
-  private mapError(err: unknown, what: "read" | "write", session?: ZkSession): OgygiaError {
+  /** `target`: the key (or keys) the call was about, for a refusal's message. */
+  private mapError(
+    err: unknown,
+    what: "read" | "write",
+    session?: ZkSession,
+    target?: string,
+  ): OgygiaError {
+    if (err instanceof OgygiaError) return err;
+    const refused =
+      credentialFailure("zookeeper", this.config, err) ??
+      permissionFailure("zookeeper", this.config, err, `${what} ${target ?? "there"}`);
+    if (refused) return refused;
     return sessionFailure(err, what, this.config, () => {
       if (session && this.session === session) {
         this.session = undefined;
@@ -157,6 +203,7 @@ class ZooKeeperCoordinator extends CoordinatorBase<ZkLease> {
       },
       "read",
       options,
+      key,
     );
   }
 
@@ -186,6 +233,7 @@ class ZooKeeperCoordinator extends CoordinatorBase<ZkLease> {
       },
       "write",
       options,
+      key,
     );
   }
 
@@ -203,7 +251,7 @@ class ZooKeeperCoordinator extends CoordinatorBase<ZkLease> {
         return await withDeadline(session.createWithStat(key, data, mode), this.deadline(options));
       } catch (err) {
         if (isNoNode(err)) return "no-parent";
-        throw this.mapError(err, "write", session);
+        throw this.mapError(err, "write", session, key);
       }
     };
     if (lease?.lost.aborted === true) {
@@ -211,7 +259,7 @@ class ZooKeeperCoordinator extends CoordinatorBase<ZkLease> {
     }
     const first = await attempt();
     if (first !== "no-parent") return first;
-    await this.call((session) => session.mkdirp(parentKey(key)), "write", options);
+    await this.call((session) => session.mkdirp(parentKey(key)), "write", options, parentKey(key));
     const second = await attempt();
     if (second !== "no-parent") return second;
     throw writeError("zookeeper", this.config, new Error(`the parent of ${key} keeps vanishing`));
@@ -272,6 +320,7 @@ class ZooKeeperCoordinator extends CoordinatorBase<ZkLease> {
       },
       "write",
       options,
+      changes.map((c) => c.key).join(", "),
     );
   }
 
@@ -290,6 +339,7 @@ class ZooKeeperCoordinator extends CoordinatorBase<ZkLease> {
       },
       "write",
       options,
+      key,
     );
   }
 
@@ -299,9 +349,7 @@ class ZooKeeperCoordinator extends CoordinatorBase<ZkLease> {
     const grantedAt = Date.now();
     let session: ZkSession;
     try {
-      session = await ZkSession.connect(this.config.endpoints, timeoutMs, {
-        sessionTimeoutMs: options.ttlMs,
-      });
+      session = await this.connect(timeoutMs, options.ttlMs);
     } catch (err) {
       throw this.mapError(err, "write");
     }

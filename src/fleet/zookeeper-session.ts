@@ -205,15 +205,66 @@ export class ZkSession {
 
   /** Replaces a node's ACL; false when the node does not exist. */
   async setAcl(path: string, acl: readonly ZkAcl[]): Promise<boolean> {
+    return (await this.setAclAt(path, acl, -1)) === "set";
+  }
+
+  /**
+   * Changes a node's ACL with compare-and-swap on its ACL version: `change`
+   * gets the ACL and returns the new one (or null: leave it), retried when
+   * another writer changed it meanwhile. False when the node does not exist.
+   */
+  async updateAcl(path: string, change: (acl: ZkAcl[]) => ZkAcl[] | null): Promise<boolean> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const read = await this.getAclAndVersion(path);
+      if (!read) return false;
+      const next = change(read.acl);
+      if (next === null) return true;
+      const result = await this.setAclAt(path, next, read.aversion);
+      if (result !== "moved") return result === "set";
+    }
+    throw new Error(`the ACL of ${path} kept changing`);
+  }
+
+  private async getAclAndVersion(path: string): Promise<{ acl: ZkAcl[]; aversion: number } | null> {
+    try {
+      return await this.call<{ acl: ZkAcl[]; aversion: number }>((done) => {
+        this.client.getACL(path, (err, acls, stat) => {
+          done(
+            err,
+            err
+              ? { acl: [], aversion: -1 }
+              : {
+                  acl: acls.map((a) => ({
+                    perms: (a as unknown as { permission: number }).permission,
+                    scheme: a.id.scheme,
+                    id: a.id.id,
+                  })),
+                  aversion: stat.aversion,
+                },
+          );
+        });
+      });
+    } catch (err) {
+      if (isNoNode(err)) return null;
+      throw err;
+    }
+  }
+
+  private async setAclAt(
+    path: string,
+    acl: readonly ZkAcl[],
+    aversion: number,
+  ): Promise<"set" | "gone" | "moved"> {
     try {
       await this.call<unknown>((done) => {
-        this.client.setACL(path, toLibraryAcl(acl), -1, (err) => {
+        this.client.setACL(path, toLibraryAcl(acl), aversion, (err) => {
           done(err, undefined);
         });
       });
-      return true;
+      return "set";
     } catch (err) {
-      if (isNoNode(err)) return false;
+      if (isNoNode(err)) return "gone";
+      if (isBadVersion(err)) return "moved";
       throw err;
     }
   }
@@ -405,9 +456,9 @@ export class ZkSession {
   }
 
   /**
-   * Creates a node and returns its stat, in one transaction (a create and a
-   * `setData` at version 0), so that the stat is the creation's own; null
-   * when the node exists. The parent must exist.
+   * Creates a node (with the create ACL, as `create`) and returns its stat,
+   * in one transaction (a create and a `setData` at version 0), so that the
+   * stat is the creation's own; null when the node exists. The parent must exist.
    */
   async createWithStat(
     path: string,
@@ -416,21 +467,20 @@ export class ZkSession {
   ): Promise<ZkNodeStat | null> {
     try {
       return await this.call<ZkNodeStat>((done) => {
-        this.client
-          .transaction()
-          .create(path, data, createMode(mode))
-          .setData(path, data, 0)
-          .commit((err, results: unknown) => {
-            if (err) {
-              done(err, EMPTY_STAT);
-              return;
-            }
-            try {
-              done(null, statOfResult(results, 1));
-            } catch (resultErr) {
-              done(resultErr, EMPTY_STAT);
-            }
-          });
+        const transaction = this.client.transaction();
+        if (this.acl) transaction.create(path, data, this.acl, createMode(mode));
+        else transaction.create(path, data, createMode(mode));
+        transaction.setData(path, data, 0).commit((err, results: unknown) => {
+          if (err) {
+            done(err, EMPTY_STAT);
+            return;
+          }
+          try {
+            done(null, statOfResult(results, 1));
+          } catch (resultErr) {
+            done(resultErr, EMPTY_STAT);
+          }
+        });
       });
     } catch (err) {
       if (isNodeExists(err)) return null;
