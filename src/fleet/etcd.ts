@@ -31,6 +31,7 @@ import {
   TableBuilder,
   fieldKey,
   namespacePrefix,
+  rolloutPrefix,
   snapshotFromPairs,
 } from "./keys.js";
 import type {
@@ -788,9 +789,26 @@ function adminCall<T>(config: BackendConfig, fn: () => Promise<T>, what: string)
 }
 
 /**
+ * What a granted host's role may do beside its own keys: read the rollout's
+ * keys (the plan), and write its slot locks and failed-path records
+ * (docs/updates.md, "Keys"). etcd's permissions are by key range, so a
+ * host may write any slot or failed record there, not only its own.
+ */
+function rolloutPermissions(namespace: string): { type: "read" | "readwrite"; key: Uint8Array }[] {
+  const prefix = `${rolloutPrefix(namespace)}/`;
+  return [
+    { type: "read", key: bytes(prefix) },
+    { type: "readwrite", key: bytes(`${prefix}slots/`) },
+    { type: "readwrite", key: bytes(`${prefix}failed/`) },
+  ];
+}
+
+/**
  * Creates (or updates) `host`'s user with `password` and its role: read on
- * the whole namespace, read and write on `<namespace>/<host>/` only. Runs
- * with the configuration's (admin) credentials.
+ * the whole namespace, read and write on `<namespace>/<host>/` only, and
+ * what the update agent needs of the rollout's keys (`rolloutPermissions`).
+ * Runs with the configuration's (admin) credentials. Granting again adds
+ * what a role made by an older version lacks.
  */
 export async function etcdGrantHost(
   config: BackendConfig,
@@ -821,6 +839,9 @@ export async function etcdGrantHost(
           key: own,
           rangeEnd: prefixRangeEnd(own),
         });
+        for (const { type, key } of rolloutPermissions(config.namespace)) {
+          await client.roleGrantPermission(role, { type, key, rangeEnd: prefixRangeEnd(key) });
+        }
         try {
           await client.userAdd(host, password);
         } catch (err) {
@@ -836,7 +857,34 @@ export async function etcdGrantHost(
   }
 }
 
-/** Removes `host`'s user and role; false when there was neither. */
+/**
+ * Deletes the rollout slot locks `host` holds (each only if unchanged
+ * since read), so that a revoked host's agent frees its slot at once.
+ */
+async function releaseSlotsOf(client: EtcdClient, namespace: string, host: string): Promise<void> {
+  const slots = bytes(`${rolloutPrefix(namespace)}/slots/`);
+  const { kvs } = await client.range({ key: slots, rangeEnd: prefixRangeEnd(slots) });
+  for (const kv of kvs) {
+    if (Buffer.from(kv.value).toString("utf8") !== host) continue;
+    const key = Uint8Array.from(kv.key);
+    await client.txn({
+      compare: [
+        {
+          key,
+          target: CompareTarget.Mod,
+          result: CompareResult.Equal,
+          targetUnion: { case: "modRevision", value: kv.modRevision },
+        },
+      ],
+      success: [{ request: { case: "requestDeleteRange", value: { key } } }],
+    });
+  }
+}
+
+/**
+ * Removes `host`'s user and role (with it, every permission `grant` gave),
+ * and the rollout slot locks it holds; false when there was no user or role.
+ */
 export async function etcdRevokeHost(config: BackendConfig, host: string): Promise<boolean> {
   const client = createClient(config);
   const what = "administer users and roles (run it with the admin's credentials)";
@@ -856,6 +904,8 @@ export async function etcdRevokeHost(config: BackendConfig, host: string): Promi
             if (!isNotFound(err)) throw err;
           }
         }
+        // After the user is gone, so that it cannot take a slot again.
+        await releaseSlotsOf(client, config.namespace, host);
         return removed;
       },
       what,

@@ -47,6 +47,7 @@ export {
   fieldIndex,
   fieldKey,
   isValidHostSegment,
+  rolloutPrefix,
   tableFromSnapshot,
   tableValue,
 } from "./keys.js";

@@ -2,6 +2,8 @@
  * The key layout shared by every backend: `<namespace>/<host>/<field>`.
  */
 
+import path from "node:path";
+
 import {
   FLEET_FIELDS,
   type FleetField,
@@ -26,6 +28,17 @@ export function fieldKey(namespace: string, host: string, field: FleetField): st
 /** The prefix under which every host's keys live, with a trailing slash. */
 export function namespacePrefix(namespace: string): string {
   return `${namespace}/`;
+}
+
+/**
+ * Where the rollout's keys live (docs/updates.md, "Keys"): beside the
+ * namespace, never inside it, `<parent of namespace>/rollout/<last segment>`
+ * (`/nixos/versions` → `/nixos/rollout/versions`). Here, not in `src/rollout`,
+ * because `ogygia fleet grant` gives hosts access to it.
+ */
+export function rolloutPrefix(namespace: string): string {
+  const parent = path.posix.dirname(namespace);
+  return `${parent === "/" ? "" : parent}/rollout/${path.posix.basename(namespace)}`;
 }
 
 /** Whether a host name can be a key segment: non-empty and without `/`. */

@@ -10,7 +10,13 @@ import type { BackendConfig } from "./types.js";
 import { OgygiaError, errorMessage } from "../core/index.js";
 import { anotherPublisher, credentialFailure, permissionFailure, readAuth } from "./credentials.js";
 import { connectError, readError, withDeadline } from "./errors.js";
-import { fieldKey, isFleetField, isValidHostSegment, tableFromSnapshot } from "./keys.js";
+import {
+  fieldKey,
+  isFleetField,
+  isValidHostSegment,
+  rolloutPrefix,
+  tableFromSnapshot,
+} from "./keys.js";
 import type {
   FleetBackend,
   FleetField,
@@ -569,10 +575,112 @@ async function withAdminSession<T>(
 }
 
 /**
+ * The rollout's folders a granted host's agent writes in (docs/updates.md,
+ * "Keys"), and the rights its identity gets on each: creating and deleting
+ * its slot locks, creating failed-path records. ZooKeeper checks these on
+ * the parent, so they cover every child: a host may delete another host's
+ * slot lock, and create (never change) any failed record.
+ */
+function rolloutFolders(
+  namespace: string,
+  perms: typeof ZkSessionModule.ZK_PERMS,
+): { path: string; perms: number }[] {
+  const prefix = rolloutPrefix(namespace);
+  return [
+    { path: `${prefix}/slots`, perms: perms.create | perms.delete },
+    { path: `${prefix}/failed`, perms: perms.create },
+  ];
+}
+
+/** Whether an ACL entry is `host`'s digest identity (whatever its password). */
+function isHostEntry(entry: ZkAcl, host: string): boolean {
+  return entry.scheme === "digest" && entry.id.startsWith(`${host}:`);
+}
+
+/** Whether anyone (`world:anyone`) may do more than read the node. */
+function openToAll(acl: readonly ZkAcl[] | null, read: number): boolean {
+  return acl?.some((a) => a.scheme === "world" && a.perms !== read) === true;
+}
+
+/**
+ * Makes the rollout's nodes what `host`'s agent needs and no more: the
+ * prefix and the plan readable by all and writable by the admin, the
+ * slots and failed folders with `host`'s rights (`rolloutFolders`) beside
+ * those of the hosts granted before. Nodes made open to all (by a
+ * coordinator without credentials, before isolation) are closed, failed
+ * records included; slot locks end with their agents' sessions.
+ */
+async function grantRollout(
+  session: ZkSession,
+  namespace: string,
+  host: string,
+  ids: { admin: string; host: string },
+  zk: typeof ZkSessionModule,
+): Promise<void> {
+  const { ZK_PERMS } = zk;
+  const world = { perms: ZK_PERMS.read, scheme: "world", id: "anyone" };
+  const adminAll = { perms: ZK_PERMS.all, scheme: "digest", id: ids.admin };
+  const closed = [world, adminAll];
+  const prefix = rolloutPrefix(namespace);
+  session.setCreateAcl(closed);
+  for (const path of [prefix, `${prefix}/plan`]) {
+    if (openToAll(await session.getAcl(path), ZK_PERMS.read)) await session.setAcl(path, closed);
+  }
+  for (const folder of rolloutFolders(namespace, ZK_PERMS)) {
+    await session.mkdirp(folder.path);
+    await session.updateAcl(folder.path, (acl) => [
+      world,
+      adminAll,
+      ...acl.filter(
+        (a) =>
+          a.scheme !== "world" &&
+          !isHostEntry(a, host) &&
+          !(a.scheme === "digest" && a.id === ids.admin),
+      ),
+      { perms: folder.perms, scheme: "digest", id: ids.host },
+    ]);
+  }
+  const failed = `${prefix}/failed`;
+  for (const child of (await session.getChildren(failed)) ?? []) {
+    const path = `${failed}/${child}`;
+    if (openToAll(await session.getAcl(path), ZK_PERMS.read)) await session.setAcl(path, closed);
+  }
+}
+
+/**
+ * Takes `host`'s rights on the rollout's folders away and deletes the slot
+ * locks it holds (its agent's session would keep them); true when it had any.
+ */
+async function revokeRollout(
+  session: ZkSession,
+  namespace: string,
+  host: string,
+  zk: typeof ZkSessionModule,
+): Promise<boolean> {
+  let had = false;
+  for (const folder of rolloutFolders(namespace, zk.ZK_PERMS)) {
+    await session.updateAcl(folder.path, (acl) => {
+      if (!acl.some((a) => isHostEntry(a, host))) return null;
+      had = true;
+      return acl.filter((a) => !isHostEntry(a, host));
+    });
+  }
+  const slots = `${rolloutPrefix(namespace)}/slots`;
+  for (const child of (await session.getChildren(slots)) ?? []) {
+    const node = await session.getWithStat(`${slots}/${child}`);
+    if (node?.data.toString("utf8") === host) {
+      await session.removeAt(`${slots}/${child}`, node.stat.version);
+    }
+  }
+  return had;
+}
+
+/**
  * Gives `host` the digest identity `host:password` and the ACL that
  * isolates it: the namespace readable by all and administered by the admin
  * (this configuration's identity), the host's node and the nodes under it
- * readable by all and writable by the host and the admin.
+ * readable by all and writable by the host and the admin; and the rights
+ * its update agent needs on the rollout's nodes (`grantRollout`).
  */
 export function zooKeeperGrantHost(
   config: BackendConfig,
@@ -606,11 +714,19 @@ export function zooKeeperGrantHost(
       await session.remove(path);
       if (data !== null && child !== "alive") await session.create(path, data, "persistent");
     }
+    await grantRollout(
+      session,
+      config.namespace,
+      host,
+      { admin, host: zk.digestId(host, password) },
+      zk,
+    );
   });
 }
 
 /**
- * Takes `host`'s write access away; false when it had none. Its nodes stay,
+ * Takes `host`'s write access away (and its rights on the rollout's
+ * nodes: `revokeRollout`); false when it had none. Its nodes stay,
  * readable by all: each is re-created by the admin (who holds the host
  * node) with the admin's ACL; the host's \`alive\`, tied to its session, is
  * removed.
@@ -618,10 +734,9 @@ export function zooKeeperGrantHost(
 export function zooKeeperRevokeHost(config: BackendConfig, host: string): Promise<boolean> {
   return withAdminSession(config, async (session, admin, zk) => {
     const hostPath = `${config.namespace}/${host}`;
+    const hadRollout = await revokeRollout(session, config.namespace, host, zk);
     const acl = await session.getAcl(hostPath);
-    if (!acl?.some((a) => a.scheme === "digest" && a.id.startsWith(`${host}:`))) {
-      return false;
-    }
+    if (!acl?.some((a) => isHostEntry(a, host))) return hadRollout;
     const locked = [
       { perms: zk.ZK_PERMS.read, scheme: "world", id: "anyone" },
       { perms: zk.ZK_PERMS.all, scheme: "digest", id: admin },

@@ -16,14 +16,11 @@
 import path from "node:path";
 
 import { OgygiaError } from "../core/index.js";
-import { fieldKey, type Coordinator, type UpdateField } from "../fleet/index.js";
+import { fieldKey, rolloutPrefix, type Coordinator, type UpdateField } from "../fleet/index.js";
 import { encodePlan, parsePlan, type Plan } from "./plan.js";
 
-/** The rollout keys' prefix for a fleet namespace. */
-export function rolloutPrefix(namespace: string): string {
-  const parent = path.posix.dirname(namespace);
-  return `${parent === "/" ? "" : parent}/rollout/${path.posix.basename(namespace)}`;
-}
+/** The rollout keys' prefix for a fleet namespace (kept in `src/fleet`: grants need it). */
+export { rolloutPrefix };
 
 export const planKey = (prefix: string): string => `${prefix}/plan`;
 export const failedKey = (prefix: string, system: string): string =>
