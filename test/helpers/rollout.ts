@@ -139,6 +139,8 @@ export function systemConfig(options: {
   probes?: string[];
   /** `[ogygia.update] reboot`, `reboot_window` and `reboot_command`. */
   reboot?: { policy: string; window?: string; command?: string[] };
+  /** The backend's `username` and `password_file`. */
+  credentials?: { username: string; passwordFile: string };
 }): string {
   const probes = options.probes ?? ['test ! -e "$OGYGIA_ROOT/run/current-system/unhealthy"'];
   return [
@@ -146,6 +148,12 @@ export function systemConfig(options: {
     `endpoints = [${JSON.stringify(options.endpoint)}]`,
     `namespace = ${JSON.stringify(options.namespace)}`,
     "timeout_seconds = 8",
+    ...(options.credentials
+      ? [
+          `username = ${JSON.stringify(options.credentials.username)}`,
+          `password_file = ${JSON.stringify(options.credentials.passwordFile)}`,
+        ]
+      : []),
     "[ogygia.publish]",
     "lease_ttl_seconds = 4",
     "resync_interval_seconds = 2",
