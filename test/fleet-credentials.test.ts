@@ -7,8 +7,10 @@
  * certificate are clear errors.
  */
 
+import { execFile } from "node:child_process";
 import { mkdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { promisify } from "node:util";
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
@@ -346,6 +348,31 @@ describe("ZooKeeper with digest identities and ACLs", () => {
     await watchSees(h, config, A, REV.a);
     // The nodes it created are not writable by others either.
     await expect(zk.put(`${namespace}/${A}/current`, "forged")).rejects.toThrow(/NO_AUTH/);
+  });
+
+  it("publishes the builder entry (through the coordinator's lease) with the host's identity", async () => {
+    const hostKey = path.join(h.dir, "host_key");
+    await promisify(execFile)("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", hostKey]);
+    const config = await configFile(h, "a-builder", [
+      ...zkSection([`username = "${A}"`, `password_file = "${path.join(h.dir, `${A}.password`)}"`]),
+      "",
+      "[ogygia.builder]",
+      'address = "build01.example.com"',
+      'systems = ["x86_64-linux"]',
+      `host_key_file = "${hostKey}.pub"`,
+    ]);
+    const bootRoot = await standardBootRoot();
+    h.roots.push(bootRoot);
+    const proc = publisher(h, config, bootRoot, A);
+    await waitFor(
+      "web01 to publish its builder entry",
+      async () => ((await zk.get(`${namespace}/${A}/builder`)) !== null ? true : undefined),
+      { timeoutMs: 20_000, intervalMs: 100 },
+    ).catch((err: unknown) => {
+      throw new Error(`${String(err)}\n${proc.output()}`);
+    });
+    // Created with the host's identity: nobody else may write it.
+    await expect(zk.put(`${namespace}/${A}/builder`, "forged")).rejects.toThrow(/NO_AUTH/);
   });
 
   it("refuses a host's write to another host's nodes, saying so", async () => {
