@@ -46,6 +46,9 @@ const GRANT: CommandSpec = {
     "that reads the whole namespace and writes only <namespace>/HOST/. On ZooKeeper: give\n" +
     "HOST the digest identity HOST and set ACLs: the namespace readable by all and\n" +
     "administered by the admin, HOST's nodes writable by HOST and the admin only.\n" +
+    "Both: HOST's update agent may read the rollout's plan and take slots and record\n" +
+    "failed paths beside the namespace (<parent>/rollout/<name>/{slots,failed}/).\n" +
+    "Granting again upgrades an older grant (with a new password).\n" +
     "A new password is written to the password file (0600), never printed: install it\n" +
     "on HOST as [ogygia.<backend>] password_file, with username = HOST.",
   options: {
@@ -85,7 +88,8 @@ const REVOKE: CommandSpec = {
   summary: "take a host's write access away",
   description:
     "Run with the admin's credentials. On etcd: delete HOST's user and role. On ZooKeeper:\n" +
-    "set HOST's nodes to readable by all and writable by the admin only. Its keys stay.",
+    "set HOST's nodes to readable by all and writable by the admin only, and take its\n" +
+    "rollout rights away. Its keys stay; the rollout slot locks it holds are deleted.",
   options: { config: ADMIN_CONFIG_OPTION, json: JSON_OPTION },
   positionals: [{ name: "host", description: "the host's name, as it publishes" }],
   environment: [["OGYGIA_CONFIG", "configuration file to use instead of the default"]],
