@@ -15,6 +15,7 @@ import path from "node:path";
 import zookeeper from "node-zookeeper-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
+import { prefixRangeEnd } from "../src/fleet/etcd-client/index.js";
 import { openCoordinator, type Coordinator } from "../src/fleet/index.js";
 import { runCli } from "./helpers/cli.js";
 import { enableEtcdAuth, type EtcdTestClient } from "./helpers/etcd.js";
@@ -158,8 +159,37 @@ describe.each(FLEET_HARNESSES)(
       await server.stop();
       await removeDir(dir);
     });
+    /**
+     * What an older version left: h2 granted without rollout rights (etcd: its
+     * role as `grant` made it then), and rollout nodes a coordinator without
+     * credentials made open to all (ZooKeeper).
+     */
+    async function seedOlderGrant(): Promise<void> {
+      if (etcdRoot) {
+        const raw = etcdRoot.raw;
+        const role = "ogygia-host-h2";
+        await raw.roleAdd(role);
+        for (const [type, key] of [
+          ["read", `${namespace}/`],
+          ["readwrite", `${namespace}/h2/`],
+        ] as const) {
+          const bytes = Buffer.from(key);
+          await raw.roleGrantPermission(role, {
+            type,
+            key: bytes,
+            rangeEnd: prefixRangeEnd(bytes),
+          });
+        }
+        await raw.userAdd("h2", "old-password");
+        await raw.userGrantRole("h2", role);
+      } else if (server.native.kind === "zookeeper") {
+        await server.native.zk.put(`${prefix}/failed/left-open`, '{"host":"h9"}');
+        await server.native.zk.put(`${prefix}/slots`, "");
+      }
+    }
 
-    it("grants the hosts, whose agents then finish a rollout the admin started", async () => {
+    it("grants the hosts (upgrading an older grant), whose agents then finish a rollout the admin started", async () => {
+      await seedOlderGrant();
       for (const host of HOSTS) {
         const grant = await runCli([
           "fleet",
@@ -171,6 +201,21 @@ describe.each(FLEET_HARNESSES)(
           adminConfig,
         ]);
         expect(grant.code, grant.stderr).toBe(0);
+      }
+      if (harness.kind === "zookeeper") {
+        // Granting closed what was left open to all.
+        for (const node of [
+          prefix,
+          `${prefix}/slots`,
+          `${prefix}/failed`,
+          `${prefix}/failed/left-open`,
+        ]) {
+          const acl = await zkAcl(node);
+          expect(acl, node).not.toBeNull();
+          for (const entry of acl ?? []) {
+            if (entry.scheme === "world") expect(entry.perms, node).toBe(zookeeper.Permission.READ);
+          }
+        }
       }
       const release = path.join(dir, "release.json");
       await writeFile(
