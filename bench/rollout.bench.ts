@@ -70,24 +70,27 @@ interface Build {
   ourHostMs: number[];
   /** From the previous wave's last confirmation (or the plan's write) to this wave's first start. */
   gates: number[][];
+  /** The agents' CPU per rollout: user + system, and each. */
   cpuMs: number[];
+  userMs: number[];
+  systemMs: number[];
   /** Per host, its agent's log lines with their times: where a host's time goes. */
   trace: Map<string, { at: number; state: string }[]>;
 }
 
 interface Agents {
-  /** The CPU time (user + system) the agent processes used so far. */
-  cpuMs(): number;
+  /** The CPU time the agent processes used so far. */
+  cpuMs(): { user: number; system: number };
   stop(): Promise<void>;
 }
 
-/** A process's own CPU time (user + system, its children left out), from `/proc/PID/stat`. */
-function cpuMsOf(pid: number | undefined): number {
-  if (pid === undefined) return 0;
+/** A process's own CPU time (its children left out), user and system, from `/proc/PID/stat`. */
+function cpuMsOf(pid: number | undefined): { user: number; system: number } {
+  if (pid === undefined) return { user: 0, system: 0 };
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * CLOCK_TICK_MS;
+  return { user: Number(fields[11]) * CLOCK_TICK_MS, system: Number(fields[12]) * CLOCK_TICK_MS };
 }
 
 function run(program: string, args: string[], env: NodeJS.ProcessEnv): Promise<void> {
@@ -236,7 +239,14 @@ async function main(): Promise<void> {
       };
       stopAgents = stop;
       return {
-        cpuMs: () => children.reduce((sum, { child }) => sum + cpuMsOf(child.pid), 0),
+        cpuMs: () =>
+          children.reduce(
+            (sum, { child }) => {
+              const cpu = cpuMsOf(child.pid);
+              return { user: sum.user + cpu.user, system: sum.system + cpu.system };
+            },
+            { user: 0, system: 0 },
+          ),
         stop,
       };
     };
@@ -256,6 +266,8 @@ async function main(): Promise<void> {
         ourHostMs: [],
         gates: [[], [], []],
         cpuMs: [],
+        userMs: [],
+        systemMs: [],
         trace: new Map(),
       }));
     const base: number[][] = [[], [], []];
@@ -299,7 +311,10 @@ async function main(): Promise<void> {
           },
           { timeoutMs: 600_000, intervalMs: 200 },
         );
-        build.cpuMs.push(agents.cpuMs() - cpuBefore);
+        const cpuAfter = agents.cpuMs();
+        build.userMs.push(cpuAfter.user - cpuBefore.user);
+        build.systemMs.push(cpuAfter.system - cpuBefore.system);
+        build.cpuMs.push(cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system);
         await agents.stop();
         for (const h of finished.hosts) {
           build.ourHostMs.push(Date.parse(h.finishedAt ?? "") - Date.parse(h.startedAt ?? ""));
@@ -330,7 +345,8 @@ async function main(): Promise<void> {
         process.stdout.write(
           `round ${round + 1}/${ROUNDS} ${build.name}: overhead ${build.overhead
             .map((o) => formatMs(o.at(-1) ?? NaN))
-            .join(" / ")}, agents' CPU ${formatMs(build.cpuMs.at(-1) ?? NaN)}\n`,
+            .join(" / ")}, agents' CPU ${formatMs(build.cpuMs.at(-1) ?? NaN)} ` +
+            `(user ${formatMs(build.userMs.at(-1) ?? NaN)}, system ${formatMs(build.systemMs.at(-1) ?? NaN)})\n`,
         );
       }
     }
@@ -349,7 +365,7 @@ async function main(): Promise<void> {
       rows.push(["target", "", "< 2000 ms per wave"]);
       printTable(rows);
       console.log(
-        `${build.name}: agents' CPU per rollout (user + system, from /proc), min / median / max: ${spread(build.cpuMs)}`,
+        `${build.name}: agents' CPU per rollout (user + system, from /proc), min / median / max: ${spread(build.cpuMs)} (user ${spread(build.userMs)}; system ${spread(build.systemMs)})`,
       );
       console.log(
         `${build.name}: gate (previous wave's last confirmation to this wave's first start), min / median / max: ${build.gates.map((g, w) => `wave ${w + 1} ${spread(g)}`).join("; ")}`,
@@ -380,7 +396,8 @@ async function main(): Promise<void> {
         return `${(r[0] ?? NaN).toFixed(2)} / ${median(r).toFixed(2)} / ${(r.at(-1) ?? NaN).toFixed(2)}`;
       };
       console.log(
-        `this build / base, per round, min / median / max: agents' CPU ${ratios(ours.cpuMs, other.cpuMs)}; ` +
+        `this build / base, per round, min / median / max: agents' CPU ${ratios(ours.cpuMs, other.cpuMs)} ` +
+          `(user ${ratios(ours.userMs, other.userMs)}, system ${ratios(ours.systemMs, other.systemMs)}); ` +
           `overhead ${ours.overhead.map((o, w) => `wave ${w + 1} ${ratios(o, other.overhead[w] ?? [])}`).join("; ")}`,
       );
     }
