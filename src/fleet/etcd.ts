@@ -729,11 +729,10 @@ class EtcdCoordinationClientImpl implements EtcdCoordinationClient {
       {
         onEvents: (events) => {
           handlers.onChanges(
-            events.map(
-              ({ deleted, value, modRevision }): EtcdChange =>
-                deleted
-                  ? { type: "delete", modRevision }
-                  : { type: "put", value: Buffer.from(value), modRevision },
+            events.map(({ deleted, value, modRevision }): EtcdChange =>
+              deleted
+                ? { type: "delete", modRevision }
+                : { type: "put", value: Buffer.from(value), modRevision },
             ),
           );
         },
