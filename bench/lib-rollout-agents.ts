@@ -73,6 +73,8 @@ async function runAgents(start: AgentsStart): Promise<void> {
             await coordinator.get(planKey(rolloutPrefix(start.namespace)));
           },
           log: (line) => {
+            // A failure's whole line goes to stderr: the trace keeps its first word only.
+            if (/failed|cannot/.test(line)) process.stderr.write(`${host}: ${line}\n`);
             const message: AgentLine = {
               type: "line",
               host,

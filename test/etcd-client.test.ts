@@ -14,8 +14,7 @@ import {
   EtcdClient,
   GrpcCode,
   GrpcError,
-  isDeleteEvent,
-  type WatchEvent,
+  type WatchChange,
 } from "../src/fleet/etcd-client/index.js";
 import { makeTlsFiles, startEtcd, tlsOptions, type EtcdServer } from "./helpers/etcd.js";
 import { freePort, removeDir, tempDir, waitFor } from "./helpers/process.js";
@@ -68,7 +67,7 @@ describe("the etcd client over plain http", () => {
       revs.push((await c.put({ key, value: text(v) })).header?.revision ?? 0n);
     }
     await c.deleteRange({ key });
-    const seen: WatchEvent[] = [];
+    const seen: WatchChange[] = [];
     const watcher = c.watch(
       { key, startRevision: revs[1] },
       {
@@ -82,13 +81,13 @@ describe("the etcd client over plain http", () => {
     await c.put({ key, value: text("four") });
     await waitFor("the live event", () => (seen.length >= 4 ? true : undefined));
     watcher.cancel();
-    expect(seen.map((e) => (isDeleteEvent(e) ? "delete" : str(e.kv?.value)))).toEqual([
+    expect(seen.map((e) => (e.deleted ? "delete" : str(e.value)))).toEqual([
       "two",
       "three",
       "delete",
       "four",
     ]);
-    expect(seen[0]?.kv?.modRevision).toBe(revs[1]);
+    expect(seen[0]?.modRevision).toBe(revs[1]);
   });
 
   it("reports a compacted revision: cancels the watch and fails the read", async () => {
@@ -229,7 +228,7 @@ describe("the etcd client with authentication", () => {
           },
           onEvents: (events) => {
             watcher.cancel();
-            resolve(str(events[0]?.kv?.value));
+            resolve(str(events[0]?.value));
           },
           onCanceled: reject,
         },

@@ -13,7 +13,6 @@ import {
   EtcdClient,
   GrpcCode,
   GrpcError,
-  isDeleteEvent,
   prefixRangeEnd,
   type EtcdClientOptions,
   type EtcdWatcher,
@@ -230,10 +229,7 @@ class EtcdBackend implements FleetBackend {
             if (mine !== generation) return;
             let changed = false;
             for (const event of events) {
-              const kv = event.kv;
-              if (!kv) continue;
-              const name = Buffer.from(kv.key.buffer, kv.key.byteOffset, kv.key.byteLength);
-              if (live.apply(name.toString(), isDeleteEvent(event) ? null : kv.value)) {
+              if (live.apply(event.key.toString(), event.deleted ? null : event.value)) {
                 changed = true;
               }
             }
@@ -734,12 +730,11 @@ class EtcdCoordinationClientImpl implements EtcdCoordinationClient {
       {
         onEvents: (events) => {
           handlers.onChanges(
-            events.map((event): EtcdChange => {
-              const modRevision = event.kv?.modRevision ?? 0n;
-              return isDeleteEvent(event)
+            events.map(({ deleted, value, modRevision }): EtcdChange =>
+              deleted
                 ? { type: "delete", modRevision }
-                : { type: "put", value: Buffer.from(event.kv?.value ?? []), modRevision };
-            }),
+                : { type: "put", value: Buffer.from(value), modRevision },
+            ),
           );
         },
         onCanceled: (err) => {

@@ -2,7 +2,9 @@
  * A fleet snapshot kept current from a stream of key changes, for backends
  * whose watch delivers the changed keys themselves (etcd). Each delivered
  * snapshot is a copy that later changes never touch: a host's values are
- * replaced, never edited in place.
+ * copied on their first change after a snapshot (a copy per host and
+ * snapshot, not per changed key: a host publishes several keys at once),
+ * and only that copy, which no snapshot holds yet, is edited in place.
  */
 
 import { splitHostKey } from "./keys.js";
@@ -12,6 +14,8 @@ export class LiveSnapshot {
   readonly #prefix: string;
   #hosts = new Map<string, HostValues>();
   #strayKeys = 0;
+  /** Hosts whose values were copied since the last snapshot: no snapshot holds them. */
+  #copied = new Set<string>();
 
   constructor(prefix: string) {
     this.#prefix = prefix;
@@ -21,6 +25,7 @@ export class LiveSnapshot {
   reset(snapshot: FleetSnapshot): void {
     this.#hosts = new Map(snapshot.hosts);
     this.#strayKeys = snapshot.strayKeys;
+    this.#copied.clear();
   }
 
   /**
@@ -34,22 +39,28 @@ export class LiveSnapshot {
     if (!parsed) return false;
     const { host, field } = parsed;
     const before = this.#hosts.get(host);
-    if (value === null) {
-      if (!before?.has(field)) return false;
-      const after: HostValues = new Map(before);
-      after.delete(field);
-      if (after.size === 0) this.#hosts.delete(host);
-      else this.#hosts.set(host, after);
-      return true;
+    if (value === null && !before?.has(field)) return false;
+    let values = before;
+    if (values === undefined || !this.#copied.has(host)) {
+      values = new Map(before);
+      this.#hosts.set(host, values);
+      this.#copied.add(host);
     }
-    const after: HostValues = new Map(before);
-    after.set(field, value);
-    this.#hosts.set(host, after);
+    if (value === null) {
+      values.delete(field);
+      if (values.size === 0) {
+        this.#hosts.delete(host);
+        this.#copied.delete(host);
+      }
+    } else {
+      values.set(field, value);
+    }
     return true;
   }
 
   /** The fleet as it stands, as a snapshot later changes leave alone. */
   snapshot(): FleetSnapshot {
+    this.#copied.clear();
     return { hosts: new Map(this.#hosts), strayKeys: this.#strayKeys };
   }
 }

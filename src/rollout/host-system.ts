@@ -7,9 +7,19 @@
  */
 
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import {
+  closeSync,
+  constants as fsConstants,
+  fstatSync,
+  openSync,
+  readSync,
+  unlinkSync,
+} from "node:fs";
+import os from "node:os";
 import path from "node:path";
 
-import { OgygiaError } from "../core/index.js";
+import { OgygiaError, hasErrorCode } from "../core/index.js";
 import { openStoreDb } from "../nix/index.js";
 import { STATE_PATHS, readSystemPath } from "../system/index.js";
 
@@ -18,34 +28,100 @@ export interface CommandResult {
   output: string;
 }
 
-/** Runs a program; never throws for its exit code. Output keeps the last 8 KiB. */
+/** How much of a program's output is kept (its end). */
+const OUTPUT_TAIL = 8192;
+let outputFiles = 0;
+
+/**
+ * Opens a new temporary file for a program's output and unlinks it at once
+ * (the open descriptor stays valid): created exclusively, never through a
+ * link someone left under its name.
+ */
+function openOutputFile(): number {
+  for (let attempt = 0; ; attempt++) {
+    const file = path.join(
+      os.tmpdir(),
+      `ogygia-output-${process.pid}-${(outputFiles++).toString(36)}-${randomBytes(4).toString("hex")}`,
+    );
+    try {
+      const fd = openSync(
+        file,
+        fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_EXCL,
+        0o600,
+      );
+      unlinkSync(file);
+      return fd;
+    } catch (err) {
+      if (!hasErrorCode(err, "EEXIST") || attempt >= 10) throw err;
+    }
+  }
+}
+
+/** The last `OUTPUT_TAIL` bytes written to `fd`, as text. */
+function readTail(fd: number): string {
+  const size = fstatSync(fd).size;
+  const length = Math.min(size, OUTPUT_TAIL);
+  const buf = Buffer.alloc(length);
+  const read = length > 0 ? readSync(fd, buf, 0, length, size - length) : 0;
+  return buf.toString("utf8", 0, read);
+}
+
+/**
+ * Runs a program; never throws for its exit code. Output (stdout and
+ * stderr, in the order written) keeps the last 8 KiB. It goes to an
+ * unlinked temporary file read once the program ends, not to pipes: no
+ * streams to read while it runs, which in a busy agent process cost as much
+ * as the spawn itself, and a program that leaves a daemon holding its
+ * output open does not keep this call waiting.
+ */
 export function runProgram(
   program: string,
   args: readonly string[],
   options: { env?: NodeJS.ProcessEnv; timeoutMs: number },
 ): Promise<CommandResult> {
   return new Promise((resolve) => {
-    let output = "";
-    let child;
+    let fd: number;
     try {
-      child = spawn(program, args, { env: options.env, stdio: ["ignore", "pipe", "pipe"] });
+      fd = openOutputFile();
     } catch (err) {
-      resolve({ code: null, output: (err as Error).message });
+      resolve({
+        code: null,
+        output: `cannot open a file for the output: ${(err as Error).message}`,
+      });
       return;
     }
-    const keep = (chunk: Buffer): void => {
-      output = (output + chunk.toString("utf8")).slice(-8192);
+    let done = false;
+    const finish = (code: number | null, note: string | null): void => {
+      if (done) return;
+      done = true;
+      let output: string;
+      try {
+        output = readTail(fd);
+      } catch (err) {
+        output = `(output unreadable: ${(err as Error).message})`;
+      } finally {
+        closeSync(fd);
+      }
+      resolve({
+        code,
+        output: note === null || output === "" ? (note ?? output) : `${output}\n${note}`,
+      });
     };
-    child.stdout.on("data", keep);
-    child.stderr.on("data", keep);
+    let child;
+    try {
+      child = spawn(program, args, { env: options.env, stdio: ["ignore", fd, fd] });
+    } catch (err) {
+      finish(null, (err as Error).message);
+      return;
+    }
     const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs);
     child.once("error", (err) => {
       clearTimeout(timer);
-      resolve({ code: null, output: err.message });
+      finish(null, err.message);
     });
     child.once("close", (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, output: signal === null ? output : `${output}\nkilled by ${signal}` });
+      finish(code, signal === null ? null : `killed by ${signal}`);
     });
   });
 }

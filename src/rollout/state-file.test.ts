@@ -41,6 +41,14 @@ describe("the agent's record on disk", () => {
     expect(await readdir(dir)).toEqual(["state.json"]);
   });
 
+  it("makes its folder again when it was removed after a first write", async () => {
+    const dir = await stateDir();
+    await saveRecord(dir, record("realising"), { durable: false });
+    await rm(dir, { recursive: true });
+    await saveRecord(dir, record("checking"), { durable: false });
+    expect(loadRecord(dir)?.state).toBe("checking");
+  });
+
   it("names a damaged record instead of acting on it", async () => {
     const dir = await stateDir();
     await saveRecord(dir, record("checking"), { durable: false });

@@ -45,6 +45,8 @@ export interface AgentRecord {
 }
 
 const FILE = "state.json";
+/** Folders this process made (or found): made once, not before each write. */
+const madeDirs = new Set<string>();
 const fsync = promisify(fsyncCallback);
 
 /** The record under `dir`, or null when there is none. A damaged file is an error naming it. */
@@ -92,8 +94,19 @@ export async function saveRecord(
 ): Promise<void> {
   const file = path.join(dir, FILE);
   const temp = `${file}.tmp-${process.pid}`;
-  mkdirSync(dir, { recursive: true });
-  const fd = openSync(temp, "w", 0o644);
+  if (!madeDirs.has(dir)) {
+    mkdirSync(dir, { recursive: true });
+    madeDirs.add(dir);
+  }
+  let fd: number;
+  try {
+    fd = openSync(temp, "w", 0o644);
+  } catch (err) {
+    // The folder was removed since: made again.
+    if (!hasErrorCode(err, "ENOENT")) throw err;
+    mkdirSync(dir, { recursive: true });
+    fd = openSync(temp, "w", 0o644);
+  }
   try {
     writeFileSync(fd, `${JSON.stringify(record, null, 2)}\n`);
     if (options.durable) await fsync(fd);

@@ -9,7 +9,6 @@ import path from "node:path";
 
 import {
   EtcdClient,
-  isDeleteEvent,
   type RangeKeyValue,
   type TlsOptions,
 } from "../../src/fleet/etcd-client/index.js";
@@ -70,7 +69,7 @@ export function etcdTestClient(client: EtcdClient): EtcdTestClient {
           {
             onEvents: (events) => {
               for (const event of events) {
-                if (!isDeleteEvent(event) && event.kv) onPut(Buffer.from(event.kv.value));
+                if (!event.deleted) onPut(Buffer.from(event.value));
               }
             },
             onConnected: () => {

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { CompareResult, CompareTarget, isDeleteEvent, prefixRangeEnd } from "./client.js";
-import { Event_EventType } from "./kv_pb.js";
+import { CompareResult, CompareTarget, prefixRangeEnd } from "./client.js";
 import { Compare_CompareResult, Compare_CompareTarget } from "./rpc_pb.js";
 
 describe("the client's copies of generated enum values", () => {
@@ -13,8 +12,6 @@ describe("the client's copies of generated enum values", () => {
       Lease: Compare_CompareTarget.Lease,
     });
     expect(CompareResult.Equal).toBe(Compare_CompareResult.Equal);
-    expect(isDeleteEvent({ type: Event_EventType.Delete } as never)).toBe(true);
-    expect(isDeleteEvent({ type: Event_EventType.Put } as never)).toBe(false);
   });
 });
 

@@ -10,7 +10,6 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type * as CodecModule from "./codec.js";
 
 import type { Permission_Type } from "./auth_pb.js";
-import type { Event, Event_EventType } from "./kv_pb.js";
 import {
   Channel,
   GrpcCode,
@@ -39,6 +38,7 @@ import type {
   TxnRequestSchema,
   TxnResponse,
 } from "./rpc_pb.js";
+import { decodeWatchResponse, type WatchChange } from "./watch-codec.js";
 
 type Codec = typeof CodecModule;
 
@@ -70,8 +70,8 @@ export interface WatchParams {
 }
 
 export interface WatchHandlers {
-  /** Changes, in etcd's order. */
-  onEvents(events: Event[]): void;
+  /** Changes, in etcd's order; keys and values are views into the message received. */
+  onEvents(events: WatchChange[]): void;
   /** The watch is in place on a server (again, after a reconnection). */
   onConnected?(): void;
   /** The stream was lost; the watch is made again from the next revision. */
@@ -363,8 +363,8 @@ export class EtcdClient {
           {
             onMessage: (message) => {
               if (stopped || ended) return;
-              const response = c.fromBinary(c.WatchResponseSchema, message);
-              const revision = response.header?.revision ?? 0n;
+              const response = decodeWatchResponse(message);
+              const revision = response.revision;
               if (response.canceled) {
                 ended = true;
                 stopped = true;
@@ -386,8 +386,8 @@ export class EtcdClient {
                 if (nextRevision === 0n) nextRevision = revision + 1n;
                 handlers.onConnected?.();
               }
-              const events = response.events;
-              const last = events.at(-1)?.kv?.modRevision;
+              const events = response.changes;
+              const last = events.at(-1)?.modRevision;
               if (last !== undefined) {
                 nextRevision = last + 1n;
               } else if (!response.created && revision + 1n > nextRevision) {
@@ -625,10 +625,4 @@ const PERMISSION_TYPES = {
 } as const;
 /** `Compare.CompareResult` values. */
 export const CompareResult = { Equal: 0 as Compare_CompareResult } as const;
-const EVENT_DELETE = 1 as Event_EventType;
-
-/** Whether a watch event is a deletion (else it is a put). */
-export function isDeleteEvent(event: Event): boolean {
-  return event.type === EVENT_DELETE;
-}
 /* eslint-enable @typescript-eslint/no-unsafe-enum-assignment */

@@ -8,7 +8,6 @@ export {
   CompareResult,
   CompareTarget,
   EtcdClient,
-  isDeleteEvent,
   prefixRangeEnd,
   type EtcdCallOptions,
   type EtcdClientOptions,
@@ -26,4 +25,4 @@ export {
   type RangeSummary,
   type RangeVisitor,
 } from "./range-codec.js";
-export type { Event as WatchEvent } from "./kv_pb.js";
+export type { WatchChange, WatchResult } from "./watch-codec.js";
