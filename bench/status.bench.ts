@@ -68,18 +68,26 @@ async function main(): Promise<void> {
     booted: revision(1, "a"),
     nextboot: revision(2, "b"),
   });
-  const env: NodeJS.ProcessEnv = { ...process.env, OGYGIA_HOSTNAME: "bench.example.com" };
-  delete env.OGYGIA_CONFIG;
+  // Local mode detects the host name as a user's run does (no
+  // $OGYGIA_HOSTNAME): its cost is part of the start-up measured.
+  const localEnv: NodeJS.ProcessEnv = { ...process.env };
+  delete localEnv.OGYGIA_CONFIG;
+  delete localEnv.OGYGIA_HOSTNAME;
+  const env: NodeJS.ProcessEnv = { ...localEnv, OGYGIA_HOSTNAME: "bench.example.com" };
 
   console.log(`Local mode (${ROUNDS * 2} alternating rounds; ratio per round: median (min-max))`);
   const local = alternate(
     {
       'node -e ""': { command: process.execPath, args: ["-e", ""] },
-      "ogygia status": { command: ogygia, args: ["status", "--root", sys.root], options: { env } },
+      "ogygia status": {
+        command: ogygia,
+        args: ["status", "--root", sys.root],
+        options: { env: localEnv },
+      },
       bundle: {
         command: process.execPath,
         args: [bundle, "status", "--root", sys.root],
-        options: { env },
+        options: { env: localEnv },
       },
     },
     { rounds: ROUNDS * 2 },

@@ -1,10 +1,17 @@
 /**
  * Host name detection, in the reference order: `$OGYGIA_HOSTNAME`,
  * `hostname -f`, `$HOSTNAME`, `hostname`, then the gethostname() system call.
+ *
+ * `hostname -f`'s answer is read from /etc/hosts without starting the
+ * program when the resolver's configuration provably makes it that line's
+ * name (`hosts-file.ts`); it is then still reported as "hostname -f": the
+ * same answer by the same rules.
  */
 
 import { execFile } from "node:child_process";
 import os from "node:os";
+
+import { canonicalNameFromSystemFiles } from "./hosts-file.js";
 
 export type HostnameSource =
   "OGYGIA_HOSTNAME" | "hostname -f" | "HOSTNAME" | "hostname" | "gethostname";
@@ -24,7 +31,17 @@ export interface HostnameEnvironment {
   gethostname: () => string;
 }
 
+/** What `hostname` prints with `args`: for `-f`, from /etc/hosts when that decides it. */
 function runHostname(args: string[]): Promise<string | undefined> {
+  if (args.length === 1 && args[0] === "-f") {
+    const fromFiles = canonicalNameFromSystemFiles(os.hostname());
+    if (fromFiles !== undefined) return Promise.resolve(fromFiles);
+  }
+  return spawnHostname(args);
+}
+
+/** Runs `hostname` with `args`; its trimmed output, or undefined when it fails. */
+export function spawnHostname(args: string[]): Promise<string | undefined> {
   return new Promise((resolve) => {
     execFile(
       "hostname",
