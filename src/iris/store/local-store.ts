@@ -116,12 +116,16 @@ export function isServeable(info: PathInfo, canSign: boolean, storeDir: string):
 
 /**
  * Narinfos (and misses, as `null`) by hash part, dropped as a whole when
- * the database's data version changed; checked at most every `revalidateMs`.
+ * the database's data version changed. A request only reads a flag: after
+ * each check an unref'd timer marks the next check due `revalidateMs`
+ * later, so an answer is at most that stale and an idle daemon is never
+ * woken.
  */
 class NarInfoCache {
   private readonly entries = new Map<string, ServedNarInfo | null>();
   private version: number;
-  private checkedAt = performance.now();
+  private due = false;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly db: StoreDb,
@@ -129,11 +133,12 @@ class NarInfoCache {
     private readonly maxEntries: number,
   ) {
     this.version = db.dataVersion();
+    this.arm();
   }
 
   /** The cached answer (`null`: not serveable), or undefined when unknown. */
   get(hashPart: string): ServedNarInfo | null | undefined {
-    this.revalidate();
+    if (this.due) this.revalidate();
     return this.entries.get(hashPart);
   }
 
@@ -146,18 +151,27 @@ class NarInfoCache {
   }
 
   clear(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
     this.entries.clear();
   }
 
+  private arm(): void {
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.due = true;
+    }, this.revalidateMs);
+    this.timer.unref();
+  }
+
   private revalidate(): void {
-    const now = performance.now();
-    if (now - this.checkedAt < this.revalidateMs) return;
-    this.checkedAt = now;
+    this.due = false;
     const current = this.db.dataVersion();
     if (current !== this.version) {
       this.version = current;
       this.entries.clear();
     }
+    this.arm();
   }
 }
 
