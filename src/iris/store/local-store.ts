@@ -39,7 +39,7 @@ import {
   isContentAddressed,
   narInfoFromPathInfo,
   narListingOfPath,
-  narStream,
+  narOfSize,
   openStoreDb,
   physicalPath,
   renderNarInfo,
@@ -244,18 +244,16 @@ function changed(info: PathInfo, bytes: number): OgygiaError {
   );
 }
 
-/** A small NAR, whole, checked against the database's NAR hash. */
-async function assemble(info: PathInfo, file: string, storeRoot: string): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let bytes = 0;
-  // One chunk of exactly the expected size, unless the tree grew.
-  for await (const chunk of narStream(file, { chunkSize: Math.max(65_536, info.narSize) })) {
-    parts.push(chunk);
-    bytes += chunk.length;
-    if (bytes > info.narSize) throw changed(info, bytes);
+/** A small NAR, whole (one synchronous walk into one buffer), checked against the database's NAR hash. */
+function assemble(info: PathInfo, file: string, storeRoot: string): Buffer {
+  const nar = narOfSize(file, info.narSize);
+  if (nar === undefined) {
+    throw new OgygiaError(
+      "ERR_OGYGIA_IRISD",
+      `the NAR of ${info.storePath} is no longer the ${info.narSize} bytes ` +
+        "the store database says: the path changed on disk",
+    );
   }
-  if (bytes !== info.narSize) throw changed(info, bytes);
-  const nar = parts.length === 1 && parts[0] !== undefined ? parts[0] : Buffer.concat(parts);
   const digest = createHash("sha256").update(nar).digest();
   if (!digest.equals(info.narHash.digest)) {
     throw new OgygiaError(
@@ -279,6 +277,23 @@ interface LocalNar extends ServedNar {
   readonly file: string;
 }
 
+/** A large NAR (or a range of it) streamed from the file tree, checked against its size. */
+async function streamNar(
+  info: PathInfo,
+  file: string,
+  out: Writable,
+  range: ByteRange | undefined,
+  context: NarContext,
+): Promise<void> {
+  const expected = range === undefined ? info.narSize : range.length;
+  const result = await writeNar(file, out, { ...context.writeOptions, ...range });
+  const wholeChanged = range === undefined && result.narSize !== info.narSize;
+  if (result.bytes !== expected || wholeChanged) {
+    throw changed(info, result.narSize ?? result.bytes);
+  }
+  out.end();
+}
+
 /** A local NAR ready to stream: small ones whole from memory, others from the file tree. */
 function localNar(info: PathInfo, narHash: string, file: string, context: NarContext): LocalNar {
   return {
@@ -287,25 +302,19 @@ function localNar(info: PathInfo, narHash: string, file: string, context: NarCon
     narSize: info.narSize,
     narHash,
     source: "local",
-    async send(out: Writable, range: ByteRange | undefined): Promise<void> {
+    send(out: Writable, range: ByteRange | undefined): Promise<void> | undefined {
       if (info.narSize <= SMALL_NAR_BYTES) {
         const key = `${info.storePath}:${narHash}`;
         let nar = context.smallNars.get(key);
         if (nar === undefined) {
-          nar = await assemble(info, file, context.storeRoot);
+          nar = assemble(info, file, context.storeRoot);
           context.smallNars.set(key, nar);
         }
         // One write: the headers and the body leave together.
         out.end(range === undefined ? nar : nar.subarray(range.start, range.start + range.length));
-        return;
+        return undefined;
       }
-      const expected = range === undefined ? info.narSize : range.length;
-      const result = await writeNar(file, out, { ...context.writeOptions, ...range });
-      const wholeChanged = range === undefined && result.narSize !== info.narSize;
-      if (result.bytes !== expected || wholeChanged) {
-        throw changed(info, result.narSize ?? result.bytes);
-      }
-      out.end();
+      return streamNar(info, file, out, range, context);
     },
   };
 }
