@@ -27,7 +27,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import os from "node:os";
 import path from "node:path";
 
-import { startIrisd, type IrisdProcess } from "../test/helpers/irisd.js";
+import { startIrisd, stopAllIrisd, type IrisdProcess } from "../test/helpers/irisd.js";
 import { hashPartOf } from "../test/helpers/nix.js";
 import { announceBenchClosure, nixRun, signedStore } from "./lib-iris-closure.js";
 import { KeepAliveClient } from "./lib-iris-http.js";
@@ -291,6 +291,8 @@ async function main(): Promise<void> {
     );
   } finally {
     for (const daemon of daemons) await daemon.process?.stop("SIGTERM");
+    // Also removes the configuration folder each start wrote.
+    await stopAllIrisd();
     for (const stop of stops) await stop();
     rmSync(work, { recursive: true, force: true });
   }

@@ -32,7 +32,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-import { startIrisd, type IrisdProcess } from "../test/helpers/irisd.js";
+import { startIrisd, stopAllIrisd, type IrisdProcess } from "../test/helpers/irisd.js";
 import { hashPartOf } from "../test/helpers/nix.js";
 import { announceBenchClosure, NIX_ENV, nixRun, signedStore } from "./lib-iris-closure.js";
 import { KeepAliveClient } from "./lib-iris-http.js";
@@ -456,6 +456,8 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const daemon of daemons) await daemon.process?.stop("SIGTERM");
+    // Also removes the configuration folder each start wrote.
+    await stopAllIrisd();
     await nginx?.stop();
     await nginxOne?.stop();
     await floor?.stop();
