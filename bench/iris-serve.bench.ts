@@ -13,7 +13,9 @@
  *   1. every narinfo, sequentially over one keep-alive connection;
  *   2. every NAR, sequentially over one keep-alive connection;
  *   3. a real `nix copy --from http://...` of the closure into a fresh store;
- *   4. a wrk load run on narinfo (64 connections, 20 s) for each server.
+ *   4. a wrk load run on narinfo (64 connections, 20 s) for each server,
+ *      and for nginx with one worker process (`nginx-1w`): nginx's default
+ *      runs one worker per CPU, irisd is one event loop.
  * Beside them, the floor of any node:http server (`startNodeFloor`): a
  * fixed narinfo body, and NAR files read into pooled buffers and written
  * (no `sendfile` in Node), timed in the same rounds for 1, 2 and 4.
@@ -30,7 +32,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-import { startIrisd, type IrisdProcess } from "../test/helpers/irisd.js";
+import { startIrisd, stopAllIrisd, type IrisdProcess } from "../test/helpers/irisd.js";
 import { hashPartOf } from "../test/helpers/nix.js";
 import { announceBenchClosure, NIX_ENV, nixRun, signedStore } from "./lib-iris-closure.js";
 import { KeepAliveClient } from "./lib-iris-http.js";
@@ -221,6 +223,7 @@ async function main(): Promise<void> {
     daemons.push({ name: `irisd-nice${nice}`, nice: Number(nice) });
   }
   let nginx: NginxServer | undefined;
+  let nginxOne: NginxServer | undefined;
   let floor: FloorServer | undefined;
   try {
     // The served store: a chroot store with the closure, signed by a fresh key.
@@ -352,7 +355,15 @@ async function main(): Promise<void> {
       `\n4. wrk on narinfo: ${WRK_CONNECTIONS} connections, ${WRK_SECONDS} s, 2 threads, rotating over ${hashes.length} hashes (${WRK_ROUNDS} rounds)`,
     );
     const wrk: Record<string, WrkResult[]> = {};
-    const wrkRps = await alternating([...servers, floorServer], WRK_ROUNDS, (server) => {
+    nginxOne = await startNginx(cacheDir, path.join(work, "nginx-1w"), { workers: 1 });
+    const nginxOneServer: Server = {
+      name: "nginx-1w",
+      url: nginxOne.url,
+      port: nginxOne.port,
+      narUrls: [],
+    };
+    const wrkServers = [...servers, nginxOneServer, floorServer];
+    const wrkRps = await alternating(wrkServers, WRK_ROUNDS, (server) => {
       const result = runWrk({
         baseUrl: server.url,
         hashParts: hashes,
@@ -366,17 +377,23 @@ async function main(): Promise<void> {
     });
     printTable([
       ["server (last round)", "req/s", "p50", "p90", "p99", "p99.9", "max", "errors"],
-      ...[...names, "floor"].flatMap((name) => {
+      ...[...names, "nginx-1w", "floor"].flatMap((name) => {
         const last = wrk[name]?.at(-1);
         return last === undefined
           ? []
           : [wrkRow(name === "floor" ? "node:http floor" : name, last)];
       }),
     ]);
-    for (const name of [...names, "floor"]) {
+    for (const name of [...names, "nginx-1w", "floor"]) {
       if (name === "nginx") continue;
       console.log(
         `${name}/nginx throughput (higher is better): ${ratios(wrkRps[name] ?? [], wrkRps.nginx ?? [])}`,
+      );
+    }
+    for (const name of [...names, "floor"]) {
+      if (name === "nginx") continue;
+      console.log(
+        `${name}/nginx-1w (one worker, like with like): ${ratios(wrkRps[name] ?? [], wrkRps["nginx-1w"] ?? [])}`,
       );
     }
 
@@ -439,7 +456,10 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const daemon of daemons) await daemon.process?.stop("SIGTERM");
+    // Also removes the configuration folder each start wrote.
+    await stopAllIrisd();
     await nginx?.stop();
+    await nginxOne?.stop();
     await floor?.stop();
     rmSync(work, { recursive: true, force: true });
   }

@@ -23,9 +23,13 @@ export interface NginxServer {
  * nginx serving `root` as static files. Settings follow what a binary-cache
  * operator would use: sendfile, keep-alive with no request limit, no access
  * log (irisd logs requests only at debug), workers as Debian's default
- * (`auto`).
+ * (`auto`: one per CPU) unless `workers` says how many.
  */
-export async function startNginx(root: string, workDir: string): Promise<NginxServer> {
+export async function startNginx(
+  root: string,
+  workDir: string,
+  options: { workers?: number } = {},
+): Promise<NginxServer> {
   const port = await freePort();
   await mkdir(path.join(workDir, "tmp"), { recursive: true });
   const conf = path.join(workDir, "nginx.conf");
@@ -33,7 +37,7 @@ export async function startNginx(root: string, workDir: string): Promise<NginxSe
   writeFileSync(
     conf,
     `daemon off;
-worker_processes auto;
+worker_processes ${options.workers ?? "auto"};
 ${process.getuid?.() === 0 ? "user root root;" : ""}
 pid ${path.join(workDir, "nginx.pid")};
 error_log stderr warn;

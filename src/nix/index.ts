@@ -47,6 +47,7 @@ export { createBufferPool, type BufferPool, type BufferPoolOptions } from "./buf
 export {
   DEFAULT_NAR_CHUNK_SIZE,
   hashPath,
+  narOfSize,
   narSizeOf,
   narStream,
   writeNar,

@@ -605,3 +605,37 @@ export function narSizeOf(path: string): number {
     }
   }
 }
+
+/** Thrown by `narOfSize`'s allocator when the walk needs a second buffer. */
+const GREW = new Error("narOfSize: the tree is larger than expected");
+
+/**
+ * The whole NAR of `path`, expected to be `narSize` bytes, in one buffer
+ * filled by one synchronous walk (for small trees: a server's NARs of at
+ * most a few hundred KiB, where a chunked, yielding stream costs more in
+ * generator steps, promises and copies than the walk itself). Undefined
+ * when the tree's NAR is not `narSize` bytes: the walk stops as soon as it
+ * needs more, and a tree that shrank ends short.
+ */
+export function narOfSize(path: string, narSize: number): Buffer | undefined {
+  if (!Number.isSafeInteger(narSize) || narSize < 1) {
+    throw new RangeError(`narOfSize: the size must be a positive integer, got ${narSize}`);
+  }
+  let buffer: Buffer | undefined;
+  const chunks = narChunks(path, {}, () => {
+    if (buffer !== undefined) throw GREW;
+    buffer = Buffer.allocUnsafeSlow(narSize);
+    return buffer;
+  });
+  let nar: Buffer | undefined;
+  try {
+    for (;;) {
+      const step = chunks.next();
+      if (step.done === true) return step.value.narSize === narSize ? nar : undefined;
+      nar = step.value;
+    }
+  } catch (err) {
+    if (err === GREW) return undefined;
+    throw err;
+  }
+}

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 import { OgygiaError } from "../core/index.js";
 import { formatHash, hashBytes } from "./hash.js";
-import { hashPath, narSizeOf, narStream, writeNar } from "./nar-dump.js";
+import { hashPath, narOfSize, narSizeOf, narStream, writeNar } from "./nar-dump.js";
 import { MAX_DEPTH } from "./nar-format.js";
 import { createNarParser, parseNar, type NarEvent } from "./nar-parse.js";
 import { restoreNar } from "./nar-restore.js";
@@ -121,6 +121,20 @@ describe("NAR serialisation", () => {
     expect(formatHash(hashed.narHash, "base16")).toBe(
       formatHash(hashBytes("sha256", expected), "base16"),
     );
+  });
+
+  it("dumps a tree of the expected size whole into one buffer, and nothing of another size", () => {
+    const root = path.join(tmp.dir, "tree");
+    const expected = sampleTree(root);
+    const whole = narOfSize(root, expected.length);
+    expect(whole?.equals(expected)).toBe(true);
+    // Its own buffer, exactly the NAR: nothing else shares its memory.
+    expect(whole?.buffer.byteLength).toBe(expected.length);
+    // Expected smaller (the tree grew) or larger (it shrank): no NAR.
+    expect(narOfSize(root, expected.length - 8)).toBeUndefined();
+    expect(narOfSize(root, expected.length + 8)).toBeUndefined();
+    expect(narOfSize(root, 1)).toBeUndefined();
+    expect(() => narOfSize(path.join(tmp.dir, "missing"), 100)).toThrow(OgygiaError);
   });
 
   it("produces any byte range as the matching slice of the whole NAR", async () => {

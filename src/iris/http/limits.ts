@@ -79,22 +79,33 @@ export function createCauseLog(log: Logger, now: () => number = Date.now) {
 interface Tracked {
   /** Responses in flight on it. */
   active: number;
-  /** `bytesWritten` when last seen moving, and when. */
+  /** When it last became idle, as a sequence number (larger: more recent). */
+  idleSince: number;
+  /** `bytesWritten` when last seen moving (-1: moved since the last sweep), and when. */
   written: number;
   movedAt: number;
 }
 
+/** Where a socket keeps its state: a property on the socket, no map lookup per request. */
+const TRACKED = Symbol("tracked");
+type TrackedSocket = Socket & { [TRACKED]?: Tracked };
+
 /**
- * Tracks every connection of the servers it is attached to. Idle ones
- * (no response in flight, including those still sending headers) are kept
- * in the order they became idle, so the first is the one idle for longest.
+ * Tracks every connection of the servers it is attached to. Per request it
+ * only counts (`onRequest`, `onResponseDone`: a property read and an
+ * increment, no map, listener or closure); the orderings the limits need
+ * are worked out when a limit is hit: the connection idle for longest
+ * (no response in flight, including those still sending headers, and
+ * nothing left in its socket's buffer) is searched for at the cap, and the
+ * sweep looks at every connection's buffer.
  */
 export class ConnectionGuard {
-  private readonly idle = new Map<Socket, Tracked>();
-  private readonly busy = new Map<Socket, Tracked>();
+  private readonly open = new Set<TrackedSocket>();
   private readonly shed: Counter;
   private readonly note: ReturnType<typeof createCauseLog>;
   private readonly sweeper: NodeJS.Timeout;
+  /** Orders connections by when they became idle. */
+  private idleSeq = 0;
 
   constructor(
     private readonly limits: ConnectionLimits,
@@ -109,13 +120,13 @@ export class ConnectionGuard {
       labelNames: ["reason"],
       registers: [registry],
     });
-    const open = (): number => this.idle.size + this.busy.size;
+    const open = this.open;
     new Gauge({
       name: "irisd_connections_open",
       help: "Client connections open.",
       registers: [registry],
       collect() {
-        this.set(open());
+        this.set(open.size);
       },
     });
     const every = Math.max(100, Math.min(1000, Math.floor(limits.writeTimeoutMs / 4)));
@@ -125,7 +136,7 @@ export class ConnectionGuard {
     this.sweeper.unref();
   }
 
-  /** Hooks the server's connections; the server hands each request to `onRequest`. */
+  /** Hooks the server's connections; the server reports each request's start and end. */
   attach(server: http.Server): void {
     server.headersTimeout = this.limits.headerTimeoutMs;
     // requestTimeout must not be below headersTimeout; it bounds receiving a whole request.
@@ -146,52 +157,66 @@ export class ConnectionGuard {
     clearInterval(this.sweeper);
   }
 
-  private onConnection(socket: Socket): void {
-    if (this.idle.size + this.busy.size >= this.limits.maxConnections) {
-      const oldest = this.idle.keys().next();
-      if (oldest.done === true) {
+  private onConnection(socket: TrackedSocket): void {
+    if (this.open.size >= this.limits.maxConnections) {
+      const oldest = this.idleLongest();
+      if (oldest === undefined) {
         this.count("cap-refused", { maxConnections: this.limits.maxConnections });
         socket.destroy();
         return;
       }
-      this.idle.delete(oldest.value);
-      oldest.value.destroy();
+      this.open.delete(oldest);
+      oldest.destroy();
       this.count("cap-idle", { maxConnections: this.limits.maxConnections });
     }
-    this.idle.set(socket, { active: 0, written: 0, movedAt: this.now() });
+    socket[TRACKED] = { active: 0, idleSince: ++this.idleSeq, written: 0, movedAt: this.now() };
+    this.open.add(socket);
     socket.once("close", () => {
-      this.idle.delete(socket);
-      this.busy.delete(socket);
+      this.open.delete(socket);
     });
   }
 
-  /** A request began on `socket`: it is busy until `res` closes. */
-  onRequest(socket: Socket, res: http.ServerResponse): void {
-    const tracked = this.idle.get(socket) ?? this.busy.get(socket);
-    if (tracked === undefined) return;
-    this.idle.delete(socket);
-    if (tracked.active === 0) {
-      tracked.written = socket.bytesWritten;
-      tracked.movedAt = this.now();
+  /** The connection idle for longest with nothing left to send, if any. */
+  private idleLongest(): TrackedSocket | undefined {
+    let found: TrackedSocket | undefined;
+    let since = Infinity;
+    for (const socket of this.open) {
+      const tracked = socket[TRACKED];
+      if (tracked === undefined || tracked.active > 0 || socket.writableLength > 0) continue;
+      if (tracked.idleSince < since) {
+        since = tracked.idleSince;
+        found = socket;
+      }
     }
-    tracked.active += 1;
-    this.busy.set(socket, tracked);
-    // `on`, not `once`: a response closes once, and `once` wraps the listener.
-    res.on("close", () => {
-      tracked.active -= 1;
-      if (tracked.active > 0 || socket.destroyed || !this.busy.has(socket)) return;
-      this.busy.delete(socket);
-      // Last in the map: idle for the shortest time.
-      this.idle.set(socket, tracked);
-    });
+    return found;
+  }
+
+  /** A request began on `socket`: it is busy until `onResponseDone`. */
+  onRequest(socket: Socket): void {
+    const tracked = (socket as TrackedSocket)[TRACKED];
+    if (tracked !== undefined) tracked.active += 1;
+  }
+
+  /** The request on `socket` was answered (or failed): once per `onRequest`. */
+  onResponseDone(socket: Socket): void {
+    const tracked = (socket as TrackedSocket)[TRACKED];
+    if (tracked === undefined || tracked.active === 0) return;
+    tracked.active -= 1;
+    if (tracked.active === 0) tracked.idleSince = ++this.idleSeq;
   }
 
   /** Drops responses that took nothing for the write timeout, or hold too much. */
   private sweep(): void {
     const t = this.now();
     let total = 0;
-    for (const [socket, tracked] of this.busy) {
+    for (const socket of this.open) {
+      const tracked = socket[TRACKED];
+      if (tracked === undefined) continue;
       const buffered = socket.writableLength;
+      if (buffered === 0) {
+        tracked.written = -1;
+        continue;
+      }
       total += buffered;
       if (buffered > this.limits.maxResponseBufferBytes) {
         socket.destroy();
@@ -199,7 +224,7 @@ export class ConnectionGuard {
         continue;
       }
       const written = socket.bytesWritten;
-      if (buffered === 0 || written !== tracked.written) {
+      if (written !== tracked.written) {
         tracked.written = written;
         tracked.movedAt = t;
         continue;
@@ -214,9 +239,10 @@ export class ConnectionGuard {
 
   /** Drops the responses stalled longest until what all of them hold fits the bound. */
   private shedMemory(total: number): void {
-    const stalled = [...this.busy]
-      .filter(([socket]) => !socket.destroyed && socket.writableLength > 0)
-      .sort((a, b) => a[1].movedAt - b[1].movedAt);
+    const stalled = [...this.open]
+      .filter((socket) => !socket.destroyed && socket.writableLength > 0)
+      .map((socket): [Socket, number] => [socket, socket[TRACKED]?.movedAt ?? 0])
+      .sort((a, b) => a[1] - b[1]);
     let held = total;
     let dropped = 0;
     for (const [socket] of stalled) {

@@ -36,11 +36,12 @@ export interface ServedNar {
   readonly narHash: string;
   readonly source: string;
   /**
-   * Sends the NAR (or `range` of it) into `out` and ends it. Resolves once
-   * every byte was handed to `out`; rejects when the NAR cannot be produced
-   * in full (the caller then aborts the response).
+   * Sends the NAR (or `range` of it) into `out` and ends it. Returns (a NAR
+   * sent in one write: no promise) or resolves once every byte was handed
+   * to `out`; throws or rejects when the NAR cannot be produced in full
+   * (the caller then aborts the response).
    */
-  send(out: Writable, range: ByteRange | undefined): Promise<void>;
+  send(out: Writable, range: ByteRange | undefined): Promise<void> | void;
   /**
    * Resolves once the first bytes can flow (a download from peers started);
    * throws (an `HttpError`, 502 with the reason) when they never will, so

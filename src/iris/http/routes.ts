@@ -61,12 +61,16 @@ function sendNarInfo(
 
 const NAR_CACHE_CONTROL = "public, max-age=31536000, immutable";
 
-async function sendNar(
+/**
+ * Answers with a NAR (or the range asked for). Synchronous when the body
+ * goes out in one write (a small NAR from memory): no promise per request.
+ */
+function sendNar(
   req: IncomingMessage,
   res: ServerResponse,
   served: ServedNar | undefined,
   contentType = "application/x-nix-nar",
-): Promise<RouteOutcome> {
+): RouteOutcome | Promise<RouteOutcome> {
   if (served === undefined) throw notFound("no such NAR here (the path is gone or changed)");
   const size = served.narSize;
   // The URL names the content: the NAR hash is a strong validator.
@@ -99,16 +103,20 @@ async function sendNar(
   if (partial)
     headers.push("Content-Range", `bytes ${range.start}-${range.start + length - 1}/${size}`);
   const status = partial ? 206 : 200;
-  if (req.method !== "HEAD") await served.ready?.();
-  // Never more bytes than announced: Node throws instead of corrupting the connection.
-  res.strictContentLength = true;
-  res.writeHead(status, headers);
-  if (req.method === "HEAD") {
-    res.end();
-    return { status, bytes: 0 };
-  }
-  await served.send(res, partial ? { start: range.start, length } : undefined);
-  return { status, bytes: length };
+  const start = (): RouteOutcome | Promise<RouteOutcome> => {
+    // Never more bytes than announced: Node throws instead of corrupting the connection.
+    res.strictContentLength = true;
+    res.writeHead(status, headers);
+    if (req.method === "HEAD") {
+      res.end();
+      return { status, bytes: 0 };
+    }
+    const outcome = { status, bytes: length };
+    const sent = served.send(res, partial ? { start: range.start, length } : undefined);
+    return sent === undefined ? outcome : sent.then(() => outcome);
+  };
+  if (req.method !== "HEAD" && served.ready !== undefined) return served.ready().then(start);
+  return start();
 }
 
 export interface StoreRoutesOptions {
@@ -155,8 +163,9 @@ export function storeRoutes(options: StoreRoutesOptions): Route[] {
       name: `${names}nar`,
       methods: READ,
       match: narPath(prefix),
-      async handle(req, res, params) {
-        const served = await chain.nar(params[0] ?? "", params[1] ?? "", lookup);
+      handle(req, res, params) {
+        const served = chain.nar(params[0] ?? "", params[1] ?? "", lookup);
+        if (isPromise(served)) return served.then((s) => sendNar(req, res, s));
         return sendNar(req, res, served);
       },
     },

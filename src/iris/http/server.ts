@@ -272,7 +272,7 @@ export class IrisServer {
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
-    this.guard.onRequest(req.socket, res);
+    this.guard.onRequest(req.socket);
     this.inFlight += 1;
     if (this.stopping) res.shouldKeepAlive = false;
     let routeName = ROUTE_UNMATCHED;
@@ -299,13 +299,19 @@ export class IrisServer {
     }
   }
 
+  /** A request is over (answered, failed or abandoned): exactly once per request. */
+  private settled(req: IncomingMessage): void {
+    this.inFlight -= 1;
+    this.guard.onResponseDone(req.socket);
+  }
+
   private finish(
     req: IncomingMessage,
     route: string,
     outcome: RouteOutcome,
     started: number,
   ): void {
-    this.inFlight -= 1;
+    this.settled(req);
     const seconds = (performance.now() - started) / 1000;
     this.metrics.request(route, outcome.status, outcome.bytes, seconds);
     if (this.debug) {
@@ -334,7 +340,7 @@ export class IrisServer {
   ): void {
     if (!res.headersSent && clientAborted(req, err)) {
       // The client left mid-request (e.g. mid-body): not a server error.
-      this.inFlight -= 1;
+      this.settled(req);
       this.metrics.aborted(route, "client");
       if (this.debug)
         this.log.debug({ method: req.method, url: req.url, route }, "client went away");
@@ -343,7 +349,7 @@ export class IrisServer {
     }
     if (res.headersSent) {
       this.abort(req, res, route, err);
-      this.inFlight -= 1;
+      this.settled(req);
       this.metrics.request(route, res.statusCode, 0, (performance.now() - started) / 1000);
       return;
     }

@@ -39,7 +39,7 @@ import {
   isContentAddressed,
   narInfoFromPathInfo,
   narListingOfPath,
-  narStream,
+  narOfSize,
   openStoreDb,
   physicalPath,
   renderNarInfo,
@@ -116,12 +116,16 @@ export function isServeable(info: PathInfo, canSign: boolean, storeDir: string):
 
 /**
  * Narinfos (and misses, as `null`) by hash part, dropped as a whole when
- * the database's data version changed; checked at most every `revalidateMs`.
+ * the database's data version changed. A request only reads a flag: after
+ * each check an unref'd timer marks the next check due `revalidateMs`
+ * later, so an answer is at most that stale and an idle daemon is never
+ * woken.
  */
 class NarInfoCache {
   private readonly entries = new Map<string, ServedNarInfo | null>();
   private version: number;
-  private checkedAt = performance.now();
+  private due = false;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly db: StoreDb,
@@ -129,11 +133,12 @@ class NarInfoCache {
     private readonly maxEntries: number,
   ) {
     this.version = db.dataVersion();
+    this.arm();
   }
 
   /** The cached answer (`null`: not serveable), or undefined when unknown. */
   get(hashPart: string): ServedNarInfo | null | undefined {
-    this.revalidate();
+    if (this.due) this.revalidate();
     return this.entries.get(hashPart);
   }
 
@@ -146,18 +151,27 @@ class NarInfoCache {
   }
 
   clear(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
     this.entries.clear();
   }
 
+  private arm(): void {
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.due = true;
+    }, this.revalidateMs);
+    this.timer.unref();
+  }
+
   private revalidate(): void {
-    const now = performance.now();
-    if (now - this.checkedAt < this.revalidateMs) return;
-    this.checkedAt = now;
+    this.due = false;
     const current = this.db.dataVersion();
     if (current !== this.version) {
       this.version = current;
       this.entries.clear();
     }
+    this.arm();
   }
 }
 
@@ -230,18 +244,16 @@ function changed(info: PathInfo, bytes: number): OgygiaError {
   );
 }
 
-/** A small NAR, whole, checked against the database's NAR hash. */
-async function assemble(info: PathInfo, file: string, storeRoot: string): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let bytes = 0;
-  // One chunk of exactly the expected size, unless the tree grew.
-  for await (const chunk of narStream(file, { chunkSize: Math.max(65_536, info.narSize) })) {
-    parts.push(chunk);
-    bytes += chunk.length;
-    if (bytes > info.narSize) throw changed(info, bytes);
+/** A small NAR, whole (one synchronous walk into one buffer), checked against the database's NAR hash. */
+function assemble(info: PathInfo, file: string, storeRoot: string): Buffer {
+  const nar = narOfSize(file, info.narSize);
+  if (nar === undefined) {
+    throw new OgygiaError(
+      "ERR_OGYGIA_IRISD",
+      `the NAR of ${info.storePath} is no longer the ${info.narSize} bytes ` +
+        "the store database says: the path changed on disk",
+    );
   }
-  if (bytes !== info.narSize) throw changed(info, bytes);
-  const nar = parts.length === 1 && parts[0] !== undefined ? parts[0] : Buffer.concat(parts);
   const digest = createHash("sha256").update(nar).digest();
   if (!digest.equals(info.narHash.digest)) {
     throw new OgygiaError(
@@ -265,6 +277,23 @@ interface LocalNar extends ServedNar {
   readonly file: string;
 }
 
+/** A large NAR (or a range of it) streamed from the file tree, checked against its size. */
+async function streamNar(
+  info: PathInfo,
+  file: string,
+  out: Writable,
+  range: ByteRange | undefined,
+  context: NarContext,
+): Promise<void> {
+  const expected = range === undefined ? info.narSize : range.length;
+  const result = await writeNar(file, out, { ...context.writeOptions, ...range });
+  const wholeChanged = range === undefined && result.narSize !== info.narSize;
+  if (result.bytes !== expected || wholeChanged) {
+    throw changed(info, result.narSize ?? result.bytes);
+  }
+  out.end();
+}
+
 /** A local NAR ready to stream: small ones whole from memory, others from the file tree. */
 function localNar(info: PathInfo, narHash: string, file: string, context: NarContext): LocalNar {
   return {
@@ -273,25 +302,19 @@ function localNar(info: PathInfo, narHash: string, file: string, context: NarCon
     narSize: info.narSize,
     narHash,
     source: "local",
-    async send(out: Writable, range: ByteRange | undefined): Promise<void> {
+    send(out: Writable, range: ByteRange | undefined): Promise<void> | undefined {
       if (info.narSize <= SMALL_NAR_BYTES) {
         const key = `${info.storePath}:${narHash}`;
         let nar = context.smallNars.get(key);
         if (nar === undefined) {
-          nar = await assemble(info, file, context.storeRoot);
+          nar = assemble(info, file, context.storeRoot);
           context.smallNars.set(key, nar);
         }
         // One write: the headers and the body leave together.
         out.end(range === undefined ? nar : nar.subarray(range.start, range.start + range.length));
-        return;
+        return undefined;
       }
-      const expected = range === undefined ? info.narSize : range.length;
-      const result = await writeNar(file, out, { ...context.writeOptions, ...range });
-      const wholeChanged = range === undefined && result.narSize !== info.narSize;
-      if (result.bytes !== expected || wholeChanged) {
-        throw changed(info, result.narSize ?? result.bytes);
-      }
-      out.end();
+      return streamNar(info, file, out, range, context);
     },
   };
 }

@@ -251,7 +251,9 @@ class Store implements CompressedNars {
       });
       const written = pipeline(compressor, tap, sink);
       await Promise.all([
-        nar.send(compressor, undefined).catch((err: unknown) => {
+        (async () => {
+          await nar.send(compressor, undefined);
+        })().catch((err: unknown) => {
           compressor.destroy(err instanceof Error ? err : new Error(String(err)));
           throw err;
         }),
