@@ -298,7 +298,10 @@ describe.each(FLEET_HARNESSES)(
       expect(written.won).toBe(true);
     }, 60_000);
 
-    it.runIf(harness.kind === "zookeeper")(
+    // ZooKeeper's ACLs are per node; etcd's roles are checked by the tests above.
+    // Registered for ZooKeeper only, so the etcd run shows no skipped test.
+    const zookeeperOnly = harness.kind === "zookeeper" ? it : undefined;
+    zookeeperOnly?.(
       "creates the coordinator's nodes readable by all and writable by their creator only",
       async () => {
         const h1 = await coordinatorAs("h1");
