@@ -4,7 +4,6 @@
  * `src/fleet`'s grants (and the backend's client) on first use.
  */
 
-import { randomBytes } from "node:crypto";
 import { chmodSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
@@ -22,7 +21,9 @@ const loadConfig = (values: Record<string, unknown>) => requireConfig(values, "t
 function writeSecretFile(file: string, content: string): void {
   const temp = path.join(
     path.dirname(file),
-    `.${path.basename(file)}.${randomBytes(6).toString("hex")}.tmp`,
+    // Web Crypto's global, not node:crypto: that module would load at every
+    // start of the CLI (this file is in the command table), for one command.
+    `.${path.basename(file)}.${Buffer.from(crypto.getRandomValues(new Uint8Array(6))).toString("hex")}.tmp`,
   );
   try {
     writeFileSync(temp, content, { mode: 0o600, flag: "wx" });

@@ -14,7 +14,7 @@ export {
   padEndDisplay,
   redactUrl,
 } from "./text.js";
-export { checkHttpUrl } from "./url.js";
+export { checkHttpUrl, isLoopbackIPv4 } from "./url.js";
 export { packageVersion } from "./version.js";
 export { EXIT_BUG, errorReport, type ErrorReport, type ErrorReportOptions } from "./report.js";
 export { Backoff, BackoffGate, backoffDelay, delay, type BackoffOptions } from "./backoff.js";

@@ -1,6 +1,8 @@
+import { isIP } from "node:net";
+
 import { describe, expect, it } from "vitest";
 
-import { checkHttpUrl } from "./index.js";
+import { checkHttpUrl, isLoopbackIPv4 } from "./index.js";
 
 const PEER = { example: "http://10.0.0.2:35742" };
 const ETCD = { example: "http://etcd1.internal:2379", originOnly: true };
@@ -37,6 +39,34 @@ describe("checkHttpUrl", () => {
       const message = checkHttpUrl(value, rules);
       expect(message).toContain("***@");
       expect(message).not.toContain("secret");
+    }
+  });
+});
+
+describe("isLoopbackIPv4", () => {
+  it("agrees with node:net's isIP on 127.0.0.0/8 and its look-alikes", () => {
+    const loopback = ["127.0.0.1", "127.255.255.255", "127.0.0.0", "127.1.2.3"];
+    const not = [
+      "128.0.0.1",
+      "10.0.0.1",
+      "127.0.0.256",
+      "127.0.0",
+      "127.0.0.1.5",
+      "127.00.0.1",
+      "127.0.0.01",
+      "127.example.com",
+      "::1",
+      "::ffff:127.0.0.1",
+      " 127.0.0.1",
+      "",
+    ];
+    for (const host of loopback) {
+      expect(isLoopbackIPv4(host), host).toBe(true);
+      expect(isIP(host), host).toBe(4);
+    }
+    for (const host of not) {
+      expect(isLoopbackIPv4(host), host).toBe(isIP(host) === 4 && host.startsWith("127."));
+      expect(isLoopbackIPv4(host), host).toBe(false);
     }
   });
 });

@@ -33,3 +33,15 @@ export function checkHttpUrl(value: string, rules: HttpUrlRules): string | undef
   }
   return undefined;
 }
+
+/** An IPv4 address in dotted-quad form (four decimal octets, 0-255). */
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+/**
+ * Whether `host` is an IPv4 loopback address (127.0.0.0/8), written as
+ * node:net's `isIP` accepts it. Here rather than through node:net, which
+ * loads streams and sockets at every start of the CLI for one check.
+ */
+export function isLoopbackIPv4(host: string): boolean {
+  return IPV4.test(host) && host.startsWith("127.");
+}

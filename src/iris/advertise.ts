@@ -7,16 +7,21 @@
  * daemon.
  */
 
-import { readFile } from "node:fs/promises";
-import { isIP } from "node:net";
+import { readFile as readFileCallback } from "node:fs";
+import { promisify } from "node:util";
 
 import { parseHostPort, parseTomlText } from "../config/index.js";
-import { OgygiaError, checkHttpUrl, hasErrorCode } from "../core/index.js";
+import { OgygiaError, checkHttpUrl, hasErrorCode, isLoopbackIPv4 } from "../core/index.js";
+
+// node:fs's callback form, not node:fs/promises, and no node:net: every
+// command's start loads this module, and those two load streams, readline
+// and sockets (a few milliseconds of each start).
+const readFile = promisify(readFileCallback);
 
 function reachable(host: string): boolean {
   const lower = host.toLowerCase();
   if (lower === "localhost" || lower === "0.0.0.0" || lower === "::" || lower === "") return false;
-  if (isIP(lower) === 4 && lower.startsWith("127.")) return false;
+  if (isLoopbackIPv4(lower)) return false;
   if (lower === "::1" || lower.startsWith("::ffff:127.")) return false;
   return true;
 }

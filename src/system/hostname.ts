@@ -8,7 +8,8 @@
  * same answer by the same rules.
  */
 
-import { execFile } from "node:child_process";
+import type * as ChildProcess from "node:child_process";
+import { createRequire } from "node:module";
 import os from "node:os";
 
 import { canonicalNameFromSystemFiles } from "./hosts-file.js";
@@ -40,10 +41,21 @@ function runHostname(args: string[]): Promise<string | undefined> {
   return spawnHostname(args);
 }
 
+/**
+ * node:child_process, loaded when `hostname` must run: most starts answer
+ * from /etc/hosts, and loading it (with net, dgram and streams) costs every
+ * start of the CLI a few milliseconds. A require, not `import()`, which
+ * would start the ES module loader in the CommonJS bundle; the base path is
+ * any file, since a built-in module is not looked up on disk.
+ */
+function childProcess(): typeof ChildProcess {
+  return createRequire(process.execPath)("node:child_process") as typeof ChildProcess;
+}
+
 /** Runs `hostname` with `args`; its trimmed output, or undefined when it fails. */
 export function spawnHostname(args: string[]): Promise<string | undefined> {
   return new Promise((resolve) => {
-    execFile(
+    childProcess().execFile(
       "hostname",
       args,
       { timeout: COMMAND_TIMEOUT_MS, encoding: "utf8", windowsHide: true },
