@@ -78,7 +78,16 @@ export default tseslint.config(
   { files: ["src/**/*.ts"], rules: entryOnly(SRC_CROSS_FOLDER) },
   { files: ["test/**/*.ts", "bench/**/*.ts"], rules: entryOnly(TEST_INTO_SRC) },
   {
-    files: ["**/*.js"],
+    files: ["**/*.js", "**/*.cjs"],
     ...tseslint.configs.disableTypeChecked,
+  },
+  {
+    // The CLI's launcher (scripts/launch.cjs) is CommonJS: no ES module loader at start.
+    files: ["**/*.cjs"],
+    languageOptions: {
+      sourceType: "commonjs",
+      globals: { require: "readonly", module: "writable", __dirname: "readonly" },
+    },
+    rules: { "@typescript-eslint/no-require-imports": "off" },
   },
 );

@@ -19,7 +19,8 @@ let
       ../package.json
       ../package-lock.json
       ../bin
-      ../scripts/build-snapshot.js
+      ../scripts/build-code-cache.js
+      ../scripts/launch.cjs
       ../src
       ../LICENSE
       ../README.md
@@ -63,8 +64,8 @@ buildNpmPackage {
   };
   npmConfigHook = importNpmLock.npmConfigHook;
 
-  # esbuild bundles src/ into dist/bundle, and this Node builds the CLI's V8
-  # startup snapshot from it (dist/snapshot); `npm test` type-checks, not this.
+  # esbuild bundles src/ into dist/bundle, and this Node makes the CLI's V8
+  # code cache of it (dist/code-cache); `npm test` type-checks, not this.
   npmBuildScript = "bundle";
   # The dashboard's page: bundled for the browser into dist/bundle/dashboard.
   postBuild = "npm run bundle:dashboard";
@@ -90,12 +91,12 @@ buildNpmPackage {
     rm -rf "$zstd/build" "$zstd/deps" "$zstd/src"
     install -Dm444 "$TMPDIR/zstd-binding.node" "$zstd/build/Release/binding.node"
 
-    # The CLI's startup snapshot fits only the Node that built it, so the npm
-    # package leaves it out; here that Node is the wrappers' Node. bin/ogygia
-    # is a shell launcher that starts from the snapshot when the node on PATH
-    # is the one that built it: the wrapper runs the launcher (not node on it)
-    # with this Node first on PATH.
-    cp -a dist/snapshot "$out/lib/node_modules/ogygia/dist/snapshot"
+    # The CLI's V8 code cache fits only the Node that made it (V8 refuses it
+    # elsewhere), so the npm package leaves it out; here that Node is the
+    # wrappers' Node. bin/ogygia is a shell launcher that runs node from PATH
+    # on dist/bundle/launch.cjs: the wrapper runs the launcher (not node on
+    # it) with this Node first on PATH.
+    cp -a dist/code-cache "$out/lib/node_modules/ogygia/dist/code-cache"
     makeWrapper "$out/lib/node_modules/ogygia/bin/ogygia" "$out/bin/ogygia" \
       --prefix PATH : ${nodejs}/bin
   '';

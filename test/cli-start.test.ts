@@ -1,11 +1,12 @@
 /**
- * How `bin/ogygia` starts: from the V8 startup snapshot when it fits the
- * node on PATH, from the plain bundle otherwise. Each test runs a copy of
- * the built package whose snapshot was "built" by a node wrapper that logs
- * its arguments, so the test sees which way the launcher went.
+ * How `bin/ogygia` starts: its launcher (`dist/bundle/launch.cjs`) compiles
+ * the bundle with the V8 code cache the build made, and starts the same
+ * program without it when there is none or V8 refuses it. Each test runs a
+ * copy of the built package; whether V8 took the cache is asked of the
+ * launcher's `compileBundle` in a node process of its own, as a start would.
  */
 
-import { copyFile, mkdir, readFile, symlink, utimes, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -30,17 +31,6 @@ beforeAll(async () => {
       version: string;
     }
   ).version;
-  // Two nodes that are the same program but not the same file: "built" made
-  // the snapshot, "other" did not.
-  for (const name of ["built", "other"]) {
-    await mkdir(path.join(dir, name));
-    const wrapper = path.join(dir, name, "node");
-    await writeFile(
-      wrapper,
-      `#!/bin/sh\necho "${name} $*" >> "$NODE_LOG"\nexec ${JSON.stringify(process.execPath)} "$@"\n`,
-      { mode: 0o755 },
-    );
-  }
 });
 
 afterAll(async () => {
@@ -50,126 +40,119 @@ afterAll(async () => {
 
 interface PackageCopy {
   bin: string;
-  blob: string;
-  log: string;
+  bundleDir: string;
+  cache: string;
 }
 
-/** A copy of the built package (launcher, bundle, snapshot "built" by `built/node`). */
-async function packageCopy({ snapshot = true } = {}): Promise<PackageCopy> {
+/** A copy of the built package: launcher script, launcher, bundle and code cache. */
+async function packageCopy(): Promise<PackageCopy> {
   packages += 1;
   const root = path.join(dir, `package-${packages}`);
-  const files = ["package.json", "bin/ogygia", "dist/bundle/ogygia.cjs"];
-  if (snapshot) files.push("dist/snapshot/ogygia.blob", "dist/snapshot/import.cjs");
+  const files = [
+    "package.json",
+    "bin/ogygia",
+    "dist/bundle/launch.cjs",
+    "dist/bundle/ogygia.cjs",
+    "dist/code-cache/ogygia.cache",
+  ];
   for (const file of files) {
     await mkdir(path.dirname(path.join(root, file)), { recursive: true });
     await copyFile(path.join(REPO_ROOT, file), path.join(root, file));
   }
   await symlink(path.join(REPO_ROOT, "node_modules"), path.join(root, "node_modules"));
-  if (snapshot) {
-    await symlink(path.join(dir, "built", "node"), path.join(root, "dist/snapshot/node"));
-  }
   return {
     bin: path.join(root, "bin/ogygia"),
-    blob: path.join(root, "dist/snapshot/ogygia.blob"),
-    log: path.join(root, "node.log"),
+    bundleDir: path.join(root, "dist/bundle"),
+    cache: path.join(root, "dist/code-cache/ogygia.cache"),
   };
 }
 
-/** Runs the copy's launcher with `node` = `<nodeDir>/node` first on PATH. */
-async function run(
-  copy: PackageCopy,
-  args: string[],
-  { nodeDir = "built", env = {} }: { nodeDir?: string; env?: Record<string, string> } = {},
-): Promise<{ code: number | null; stdout: string; stderr: string; node: string }> {
-  const result = await runCommand(copy.bin, args, {
-    env: {
-      PATH: `${path.join(dir, nodeDir)}:${process.env.PATH ?? ""}`,
-      NODE_LOG: copy.log,
-      ...env,
-    },
-  });
-  const node = (await readFile(copy.log, "utf8").catch(() => "")).trim();
-  await writeFile(copy.log, "");
-  return { ...result, node };
+/** Whether V8 takes the copy's code cache, asked in a node of its own (with `env`). */
+async function cacheUsed(copy: PackageCopy, env: Record<string, string> = {}): Promise<boolean> {
+  const script = `const { compileBundle } = require(process.argv[1]);
+process.stdout.write(String(compileBundle(process.argv[2], process.argv[3]).cacheUsed));`;
+  const result = await runCommand(
+    process.execPath,
+    ["-e", script, path.join(copy.bundleDir, "launch.cjs"), copy.bundleDir, copy.cache],
+    { env },
+  );
+  expect(result.code, result.stderr).toBe(0);
+  expect(result.stdout).toMatch(/^(true|false)$/);
+  return result.stdout === "true";
 }
 
 const TABLE_ROW = `testhost.example.com  ${REV_A.slice(0, 12)}  ${REV_A.slice(0, 12)}  ${REV_B.slice(0, 12)}`;
 
+/** `status` of the test's system through the copy: the table's row, nothing on stderr. */
+async function expectStatus(copy: PackageCopy, env: Record<string, string> = {}): Promise<void> {
+  const status = await runCommand(copy.bin, ["status", "--root", system.root], { env });
+  expect(status.stderr).toBe("");
+  expect(status.code).toBe(0);
+  expect(status.stdout).toContain(TABLE_ROW);
+}
+
 describe("bin/ogygia start-up", () => {
-  it("starts from the snapshot when the node on PATH built it", async () => {
+  it("starts with the code cache the build made, which V8 takes", async () => {
     const copy = await packageCopy();
-    const status = await run(copy, ["status", "--root", system.root]);
-    expect(status.stderr).toBe("");
-    expect(status.code).toBe(0);
-    expect(status.stdout).toContain(TABLE_ROW);
-    expect(status.node).toMatch(/^built --snapshot-blob \S+\/dist\/snapshot\/ogygia\.blob /);
-
-    // --version reads the package.json above the bundle named on the command line.
-    const versionRun = await run(copy, ["--version"]);
+    expect(await cacheUsed(copy)).toBe(true);
+    await expectStatus(copy);
+    // --version reads the package.json above the launcher.
+    const versionRun = await runCommand(copy.bin, ["--version"]);
     expect(versionRun.stdout).toBe(`${version}\n`);
-    expect(versionRun.node).toContain("--snapshot-blob");
   });
 
-  it("resolves a symbolic link to the launcher, as npm installs it", async () => {
+  it("resolves a symbolic link to the launcher script, as npm installs it", async () => {
     const copy = await packageCopy();
-    const link = path.join(path.dirname(copy.log), "ogygia-link");
+    const link = path.join(dir, `ogygia-link-${packages}`);
     await symlink(copy.bin, link);
-    const result = await run({ ...copy, bin: link }, ["--version"]);
+    const result = await runCommand(link, ["--version"]);
     expect(result.code).toBe(0);
     expect(result.stdout).toBe(`${version}\n`);
-    expect(result.node).toContain("--snapshot-blob");
   });
 
-  it("falls back to the bundle when there is no snapshot (the npm package ships none)", async () => {
-    const copy = await packageCopy({ snapshot: false });
-    const result = await run(copy, ["status", "--root", system.root]);
-    expect(result.code).toBe(0);
-    expect(result.stdout).toContain(TABLE_ROW);
-    expect(result.node).toMatch(/^built \S+\/dist\/bundle\/ogygia\.cjs status/);
-  });
-
-  it("falls back to the bundle when the node on PATH is not the one that built the snapshot", async () => {
+  it("starts without a code cache (the npm package ships none)", async () => {
     const copy = await packageCopy();
-    const result = await run(copy, ["status", "--root", system.root], { nodeDir: "other" });
-    expect(result.code).toBe(0);
-    expect(result.stdout).toContain(TABLE_ROW);
-    expect(result.node).toMatch(/^other \S+\/dist\/bundle\/ogygia\.cjs status/);
+    await rm(copy.cache);
+    expect(await cacheUsed(copy)).toBe(false);
+    await expectStatus(copy);
   });
 
-  it("falls back to the bundle when the node was replaced after the snapshot was built", async () => {
+  it("starts when V8 refuses the cache: other V8 flags, cut short, not a cache", async () => {
     const copy = await packageCopy();
-    await utimes(copy.blob, new Date("2001-01-01"), new Date("2001-01-01"));
-    const result = await run(copy, ["--version"]);
-    expect(result.stdout).toBe(`${version}\n`);
-    expect(result.node).not.toContain("--snapshot-blob");
+    const flags = { NODE_OPTIONS: "--max-old-space-size=256" };
+    expect(await cacheUsed(copy, flags)).toBe(false);
+    await expectStatus(copy, flags);
+
+    const cache = await readFile(copy.cache);
+    for (const wrong of [
+      cache.subarray(0, cache.length >> 1),
+      cache.subarray(0, 10),
+      Buffer.alloc(0),
+    ]) {
+      await writeFile(copy.cache, wrong);
+      expect(await cacheUsed(copy)).toBe(false);
+      await expectStatus(copy);
+    }
+    await writeFile(copy.cache, await readFile(path.join(copy.bundleDir, "ogygia.cjs")));
+    expect(await cacheUsed(copy)).toBe(false);
+    await expectStatus(copy);
   });
 
-  it("falls back to the bundle under NODE_OPTIONS, whose V8 flags node would refuse the snapshot for", async () => {
+  it("starts when the bundle changed after its cache was made", async () => {
     const copy = await packageCopy();
-    const env = { NODE_OPTIONS: "--max-old-space-size=256" };
-    // Started directly, node refuses the snapshot (exit 14) ...
-    const direct = await runCommand(
-      process.execPath,
-      ["--snapshot-blob", copy.blob, path.join(REPO_ROOT, "dist/bundle/ogygia.cjs"), "--version"],
-      { env },
-    );
-    expect(direct.code).toBe(14);
-    expect(direct.stderr).toContain("Failed to load the startup snapshot");
-    // ... so the launcher does not offer it.
-    const result = await run(copy, ["status", "--root", system.root], { env });
-    expect(result.code).toBe(0);
-    expect(result.stdout).toContain(TABLE_ROW);
-    expect(result.node).not.toContain("--snapshot-blob");
+    const bundle = path.join(copy.bundleDir, "ogygia.cjs");
+    await writeFile(bundle, `${await readFile(bundle, "latin1")}\n// changed\n`, "latin1");
+    expect(await cacheUsed(copy)).toBe(false);
+    await expectStatus(copy);
   });
 
-  it("keeps error output and exit codes the same from the snapshot", async () => {
+  it("keeps error output and exit codes", async () => {
     const copy = await packageCopy();
-    const result = await run(copy, ["statuz"]);
+    const result = await runCommand(copy.bin, ["statuz"]);
     expect(result.code).toBe(2);
     expect(result.stdout).toBe("");
     expect(result.stderr).toBe(
       "error: unknown command 'statuz'\nhint: did you mean 'status'? Run 'ogygia --help' for usage.\n",
     );
-    expect(result.node).toContain("--snapshot-blob");
   });
 });

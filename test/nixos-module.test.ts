@@ -484,11 +484,11 @@ describe("the package (nix/package.nix and what npm packs)", () => {
     // Only the addon of its build stays in the closure.
     expect(args.postInstall).toContain('rm -rf "$sqlite/build" "$sqlite/deps" "$sqlite/src"');
     expect(args.postInstall).toContain("better_sqlite3.node");
-    // The CLI's startup snapshot, built by `npm run bundle` with this Node, is
+    // The CLI's V8 code cache, made by `npm run bundle` with this Node, is
     // installed beside the bundle, and the wrapper runs the shell launcher
-    // with this Node first on PATH (the launcher checks it built the snapshot).
+    // with this Node first on PATH (the Node whose V8 takes the cache).
     expect(args.postInstall).toContain(
-      'cp -a dist/snapshot "$out/lib/node_modules/ogygia/dist/snapshot"',
+      'cp -a dist/code-cache "$out/lib/node_modules/ogygia/dist/code-cache"',
     );
     expect(args.postInstall).toMatch(
       /makeWrapper "\$out\/lib\/node_modules\/ogygia\/bin\/ogygia" "\$out\/bin\/ogygia" \\\s+--prefix PATH : nodejs\/bin/,
@@ -515,7 +515,7 @@ describe("the package (nix/package.nix and what npm packs)", () => {
     );
   });
 
-  it("npm pack ships the programs, the LICENSE and nothing of the tests, benchmarks, source maps or startup snapshot", async () => {
+  it("npm pack ships the programs, the LICENSE and nothing of the tests, benchmarks, source maps or code cache", async () => {
     const result = await runCommand("npm", ["pack", "--dry-run", "--json"], {
       env: { npm_config_cache: path.join(dir, "npm-cache") },
     });
@@ -529,6 +529,7 @@ describe("the package (nix/package.nix and what npm packs)", () => {
         "bin/ogygia",
         "bin/ogygia-irisd",
         "dist/bundle/ogygia.cjs",
+        "dist/bundle/launch.cjs",
         "dist/bundle/ogygia-irisd.js",
         "dist/bundle/dashboard/app.js",
         "dist/bundle/dashboard/app.css",

@@ -1,11 +1,10 @@
 /**
  * The entry of the CLI's bundle (`dist/bundle/ogygia.cjs`, CommonJS), which
- * `bin/ogygia` runs. When node builds a V8 startup snapshot from the bundle
- * (`scripts/build-snapshot.js`), the program does not start: the snapshot's
- * main function calls `start` in the process that deserializes it.
+ * `bin/ogygia` runs through its launcher (`scripts/launch.cjs`, compiling
+ * the bundle with V8's code cache). While the build makes that cache
+ * (`scripts/build-code-cache.js`), the program does not start: the build
+ * runs `warmUp` and saves what V8 compiled.
  */
-
-import { startupSnapshot } from "node:v8";
 
 import { collectStatus, renderStatusText, statusJson } from "../status/index.js";
 import { findCommand, parseCommandArgs } from "./args.js";
@@ -18,22 +17,24 @@ export function start(): void {
 }
 
 /**
- * Runs `ogygia status`'s path once without output, while the snapshot
- * builds, so that its functions are compiled in the snapshot rather than at
- * every start. Touches no process state that the snapshot would keep: no
- * streams, no environment (the host name is given), a root that does not exist.
+ * Runs `ogygia status`'s path once without output, while the build makes the
+ * code cache, so that its functions are compiled in the cache rather than at
+ * every start. No output, no environment (the host name is given), a root
+ * that does not exist.
  */
-async function warmUp(): Promise<void> {
+export async function warmUp(): Promise<void> {
   const found = findCommand(COMMANDS, ["status", "--root", "/"]);
   if (found) parseCommandArgs(found.command, found.rest);
   const report = await collectStatus({
     hostname: Promise.resolve({ hostname: "warm-up.example", source: "OGYGIA_HOSTNAME" }),
-    root: "/nonexistent/ogygia-snapshot-warm-up",
+    root: "/nonexistent/ogygia-code-cache-warm-up",
     env: {},
   });
   await renderStatusText(report);
   statusJson(report);
 }
 
-if (startupSnapshot.isBuildingSnapshot()) void warmUp();
-else start();
+/** Set by the build while it makes the code cache; the bundle then does not start. */
+const buildingCodeCache =
+  (globalThis as Record<symbol, unknown>)[Symbol.for("ogygia.buildingCodeCache")] === true;
+if (!buildingCodeCache) start();

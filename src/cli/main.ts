@@ -27,9 +27,9 @@ const DESCRIPTION =
 /** Where the program runs from. */
 export interface ProgramOptions {
   /**
-   * The script node was started with (`process.argv[1]`, the bundle, also
-   * when it starts from the snapshot); `--version` reads the `package.json`
-   * above its real path.
+   * The script node was started with (`process.argv[1]`: the bundle, or the
+   * launcher beside it); `--version` reads the `package.json` above its real
+   * path.
    */
   script: string;
 }
@@ -130,8 +130,8 @@ export async function main(argv: readonly string[], options: ProgramOptions): Pr
 
 /**
  * The program: runs the CLI on `argv` and exits with its code. Nothing here
- * runs when the module loads, so the bundle can be held in a V8 startup
- * snapshot and started later with another process's arguments and streams.
+ * runs when the module loads, so the build can load the bundle and warm its
+ * code up without starting it.
  */
 export async function runProgram(argv: readonly string[], options: ProgramOptions): Promise<never> {
   const code = await main(argv, options);

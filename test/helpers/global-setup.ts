@@ -68,10 +68,11 @@ const requirements: Requirement[] = [
     install: "",
   },
   {
-    what: "the built CLI (dist/bundle/ogygia.cjs and its snapshot, dist/snapshot/ogygia.blob)",
+    what: "the built CLI (dist/bundle/ogygia.cjs, its launcher and code cache, dist/code-cache/ogygia.cache)",
     check: () =>
       existsSync(path.join(REPO_ROOT, "dist/bundle/ogygia.cjs")) &&
-      existsSync(path.join(REPO_ROOT, "dist/snapshot/ogygia.blob")),
+      existsSync(path.join(REPO_ROOT, "dist/bundle/launch.cjs")) &&
+      existsSync(path.join(REPO_ROOT, "dist/code-cache/ogygia.cache")),
     install: "",
   },
 ];

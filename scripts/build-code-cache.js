@@ -1,0 +1,84 @@
+// @ts-check
+/**
+ * Writes the CLI's launcher and V8 code cache after esbuild made the bundle:
+ *
+ * - `dist/bundle/launch.cjs`, a copy of `scripts/launch.cjs`, the script
+ *   `bin/ogygia` runs;
+ * - `dist/code-cache/ogygia.cache`, the compiled code of `dist/bundle/ogygia.cjs`
+ *   after a warm run of `status` (the functions a start runs are in it, not
+ *   only the top level), made by the node that runs this script. The npm
+ *   package leaves it out (`files` takes `dist/bundle` only): it fits only
+ *   this node, and V8 refuses it elsewhere.
+ *
+ * The build fails when the bundle is not ASCII (the launcher reads it as
+ * latin1), when the launcher does not print the version, or when V8 refuses
+ * the cache it was just given.
+ */
+
+import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import path from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const bundleDir = path.join(repo, "dist/bundle");
+const launcher = path.join(bundleDir, "launch.cjs");
+const cacheDir = path.join(repo, "dist/code-cache");
+const cacheFile = path.join(cacheDir, "ogygia.cache");
+
+/** Fails the build with a message naming what went wrong. */
+function fail(message) {
+  process.stderr.write(`build-code-cache: ${message}\n`);
+  process.exit(1);
+}
+
+const bundle = readFileSync(path.join(bundleDir, "ogygia.cjs"));
+const nonAscii = bundle.findIndex((byte) => byte > 0x7f);
+if (nonAscii !== -1) {
+  fail(
+    `dist/bundle/ogygia.cjs has a non-ASCII byte at offset ${nonAscii}; the launcher reads it as latin1`,
+  );
+}
+
+copyFileSync(path.join(repo, "scripts/launch.cjs"), launcher);
+rmSync(cacheDir, { recursive: true, force: true });
+mkdirSync(cacheDir, { recursive: true });
+
+// In a process of its own, as a start would: compile without a cache, tell
+// the bundle not to start (the global the bundle's entry reads), run the
+// status path once, then save what V8 compiled.
+const make = `
+const { compileBundle } = require(process.argv[1]);
+globalThis[Symbol.for("ogygia.buildingCodeCache")] = true;
+const compiled = compileBundle(process.argv[2], "/nonexistent/ogygia.cache");
+const bundle = compiled.run();
+bundle.warmUp().then(() => {
+  // Whole or not at all: V8 refuses a cache cut short, but not one with
+  // bytes changed in place (it would crash), so the file is renamed into place.
+  const fs = require("node:fs");
+  fs.writeFileSync(process.argv[3] + ".tmp", compiled.script.createCachedData());
+  fs.renameSync(process.argv[3] + ".tmp", process.argv[3]);
+});
+`;
+const made = spawnSync(process.execPath, ["-e", make, launcher, bundleDir, cacheFile], {
+  stdio: "inherit",
+});
+if (made.status !== 0) fail(`making the code cache exited with ${String(made.status)}`);
+
+// V8 takes the cache it was given, and the launcher starts the program.
+const check = `
+const { compileBundle } = require(process.argv[1]);
+process.stdout.write(String(compileBundle(process.argv[2], process.argv[3]).cacheUsed));
+`;
+const used = spawnSync(process.execPath, ["-e", check, launcher, bundleDir, cacheFile], {
+  encoding: "utf8",
+});
+if (used.status !== 0 || used.stdout !== "true") {
+  fail(`V8 refused the code cache it was just given: ${JSON.stringify(used.stdout + used.stderr)}`);
+}
+const version = JSON.parse(readFileSync(path.join(repo, "package.json"), "utf8")).version;
+const started = spawnSync(process.execPath, [launcher, "--version"], { encoding: "utf8" });
+if (started.status !== 0 || started.stdout.trim() !== version) {
+  fail(`the launcher printed ${JSON.stringify(started.stdout + started.stderr)} for --version`);
+}
