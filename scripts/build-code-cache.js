@@ -11,8 +11,8 @@
  *   this node, and V8 refuses it elsewhere.
  *
  * The build fails when the bundle is not ASCII (the launcher reads it as
- * latin1), when the launcher does not print the version, or when V8 refuses
- * the cache it was just given.
+ * latin1) or has an `import()`, when the launcher does not print the
+ * version, or when V8 refuses the cache it was just given.
  */
 
 import { spawnSync } from "node:child_process";
@@ -38,6 +38,16 @@ const nonAscii = bundle.findIndex((byte) => byte > 0x7f);
 if (nonAscii !== -1) {
   fail(
     `dist/bundle/ogygia.cjs has a non-ASCII byte at offset ${nonAscii}; the launcher reads it as latin1`,
+  );
+}
+
+// The launcher compiles the bundle with vm.Script, where `import()` has no
+// loader (and on Node 20 loses it when the script comes from a code cache):
+// every package the CLI loads lazily is bundled or required.
+const dynamicImport = bundle.toString("latin1").search(/\bimport\s*\(/);
+if (dynamicImport !== -1) {
+  fail(
+    `dist/bundle/ogygia.cjs has an import() at offset ${dynamicImport}; bundle that package instead`,
   );
 }
 

@@ -41,13 +41,10 @@ function compileBundle(dir, cacheFile) {
   } catch {
     cachedData = undefined;
   }
-  const script = new vm.Script(Module.wrap(source), {
-    filename: file,
-    cachedData,
-    // The bundle's `import("pkg")` of lazily loaded packages, resolved as
-    // node would for a script (Node >= 20.12).
-    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
-  });
+  // No `importModuleDynamically`: the bundle has no `import()` (the build
+  // checks), and on Node 20 a script compiled from a code cache loses that
+  // callback anyway.
+  const script = new vm.Script(Module.wrap(source), { filename: file, cachedData });
   return {
     script,
     cacheUsed: cachedData !== undefined && !script.cachedDataRejected,
@@ -71,11 +68,5 @@ function compileBundle(dir, cacheFile) {
 module.exports = { compileBundle };
 
 if (require.main === module) {
-  const dir = __dirname;
-  if (vm.constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER === undefined) {
-    // Node before 20.12: no default loader for a compiled script's import().
-    require(path.join(dir, "ogygia.cjs"));
-  } else {
-    compileBundle(dir, path.join(dir, "..", "code-cache", "ogygia.cache")).run();
-  }
+  compileBundle(__dirname, path.join(__dirname, "..", "code-cache", "ogygia.cache")).run();
 }

@@ -101,6 +101,24 @@ describe("bin/ogygia start-up", () => {
     expect(versionRun.stdout).toBe(`${version}\n`);
   });
 
+  it("lays out a non-ASCII host name with the bundled display-width library, from the cache", async () => {
+    // The width library is loaded on first need; from a code-cached script
+    // an import() would fail, so it must be in the bundle.
+    const copy = await packageCopy();
+    expect(await cacheUsed(copy)).toBe(true);
+    const result = await runCommand(copy.bin, ["status", "--root", system.root], {
+      env: { OGYGIA_HOSTNAME: "hôte-été.example" },
+    });
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    const lines = result.stdout.trimEnd().split("\n");
+    // The host column is as wide as the name's 16 columns, then 2 apart.
+    expect(lines.find((line) => line.startsWith("Host"))).toMatch(/^Host {14}⚡ current/);
+    expect(lines.at(-1)).toBe(
+      `hôte-été.example  ${REV_A.slice(0, 12)}  ${REV_A.slice(0, 12)}  ${REV_B.slice(0, 12)}`,
+    );
+  });
+
   it("resolves a symbolic link to the launcher script, as npm installs it", async () => {
     const copy = await packageCopy();
     const link = path.join(dir, `ogygia-link-${packages}`);
