@@ -17,6 +17,7 @@ export default defineConfig({
           name: "integration",
           include: ["test/**/*.test.ts"],
           globalSetup: ["test/helpers/global-setup.ts"],
+          setupFiles: ["test/helpers/cleanup.ts"],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },
