@@ -6,10 +6,9 @@
  */
 
 import { readFile } from "node:fs/promises";
-import { isIP } from "node:net";
 import os from "node:os";
 
-import { OgygiaError } from "../core/index.js";
+import { OgygiaError, isLoopbackIPv4 } from "../core/index.js";
 import { LOG_LEVELS, createLogger, errorFields, isLogLevel, type Logger } from "../log/index.js";
 import { statusJson, watchStatus } from "../status/index.js";
 import type { DetectedHostname } from "../system/index.js";
@@ -67,7 +66,7 @@ export function parseListen(text: string): Listen {
 export function isLoopback(host: string): boolean {
   const lower = host.toLowerCase();
   if (lower === "localhost") return true;
-  if (isIP(lower) === 4) return lower.startsWith("127.");
+  if (isLoopbackIPv4(lower)) return true;
   return lower === "::1" || lower === "0:0:0:0:0:0:0:1";
 }
 
