@@ -13,7 +13,10 @@ import { isNixpkgsLib, nixpkgsLibPath } from "./nixos.js";
 interface Requirement {
   what: string;
   check: () => boolean;
+  /** The Debian package that provides it, or "" when `fix` says what to do. */
   install: string;
+  /** What to run when no package provides it. */
+  fix?: string;
 }
 
 function runs(command: string, args: string[]): boolean {
@@ -66,6 +69,7 @@ const requirements: Requirement[] = [
     what: `nixpkgs' lib at ${nixpkgsLibPath()} (set $OGYGIA_NIXPKGS_LIB to a nixpkgs lib folder)`,
     check: () => isNixpkgsLib(nixpkgsLibPath()),
     install: "",
+    fix: "export OGYGIA_NIXPKGS_LIB=<a nixpkgs checkout>/lib",
   },
   {
     what: "the built CLI (dist/bundle/ogygia.cjs, its launcher and code cache, dist/code-cache/ogygia.cache)",
@@ -74,6 +78,7 @@ const requirements: Requirement[] = [
       existsSync(path.join(REPO_ROOT, "dist/bundle/launch.cjs")) &&
       existsSync(path.join(REPO_ROOT, "dist/code-cache/ogygia.cache")),
     install: "",
+    fix: "npm run build",
   },
 ];
 
@@ -84,7 +89,7 @@ export default function setup(): void {
   const packages = missing.map((r) => r.install).filter((p) => p !== "");
   const advice = [
     packages.length > 0 ? `apt-get install -y ${packages.join(" ")}` : "",
-    missing.some((r) => r.install === "") ? "npm run build" : "",
+    ...missing.map((r) => r.fix ?? ""),
   ].filter((s) => s !== "");
   throw new Error(
     `integration tests need components that are missing:\n${lines.join("\n")}\nfix: ${advice.join(" && ")}`,
