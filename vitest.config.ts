@@ -7,6 +7,7 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["src/**/*.test.ts"],
+          setupFiles: ["test/helpers/cleanup.ts"],
           // A guard against hangs, not a speed limit: the fuzz and bloom
           // tests take seconds, more on a loaded machine.
           testTimeout: 30_000,

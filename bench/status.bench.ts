@@ -21,7 +21,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { startEtcd, type EtcdServer } from "../test/helpers/etcd.js";
-import { makeSystemRoot, removeWrittenConfigs, writeConfig } from "../test/helpers/system-root.js";
+import { makeSystemRoot, writeConfig } from "../test/helpers/system-root.js";
+import { removeTempDirs } from "../test/support/temp.js";
 import { startZooKeeper } from "../test/helpers/zookeeper.js";
 import { alternate, formatMs, median, pairedRatio, printTable, timeOnce } from "./lib-timing.js";
 
@@ -229,7 +230,7 @@ async function main(): Promise<void> {
     await etcd.stop();
     await zk.stop();
     await sys.remove();
-    await removeWrittenConfigs();
+    await removeTempDirs();
   }
 }
 

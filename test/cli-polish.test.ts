@@ -4,13 +4,13 @@
  */
 
 import { spawnSync } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { runCli } from "./helpers/cli.js";
+import { tempDir } from "./support/temp.js";
 
 describe("command groups", () => {
   const irisHelp =
@@ -110,7 +110,7 @@ describe("errors with --json", () => {
 describe("--root", () => {
   let dir: string;
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), "ogygia-cli-polish-"));
+    dir = await tempDir("cli-polish");
     await writeFile(path.join(dir, "file"), "");
   });
   afterAll(async () => {
@@ -141,7 +141,7 @@ describe("shell completion", () => {
   let dir: string;
   const scripts: Record<string, string> = {};
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), "ogygia-completion-"));
+    dir = await tempDir("completion");
     await mkdir(path.join(dir, "roots/mnt"), { recursive: true });
     await writeFile(path.join(dir, "roots/mfile"), "");
     for (const shell of ["bash", "zsh", "fish"]) {

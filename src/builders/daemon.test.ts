@@ -1,5 +1,4 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import os from "node:os";
+import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
 
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -8,6 +7,7 @@ import type { FleetBackend, FleetSnapshot, HostValues } from "../fleet/index.js"
 import { BuildersDaemon, backoffMs } from "./daemon.js";
 import { serializeBuilderEntry, type BuilderEntry } from "./entry.js";
 import type { ProbeResult } from "./probe.js";
+import { tempDir } from "../../test/support/temp.js";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOmfpbB8F/kw7AL93SctuomQtp0Cs9tOdT7qD6rUD3tF";
 const entry = (address: string): BuilderEntry => ({
@@ -92,7 +92,7 @@ describe("backoffMs", () => {
 describe("BuildersDaemon", () => {
   let dir: string;
   beforeEach(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), "builders-daemon-"));
+    dir = await tempDir("builders-daemon");
   });
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true });

@@ -1,11 +1,11 @@
-import { mkdtemp, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { describe, expect, it } from "vitest";
 
 import { OgygiaError } from "../core/index.js";
 import { loadConfig, parseConfig } from "./index.js";
+import { tempDir } from "../../test/support/temp.js";
 
 const FILE = "/etc/ogygia/config.toml";
 
@@ -196,7 +196,7 @@ describe("parseConfig", () => {
 
 describe("loadConfig", () => {
   it("returns undefined for a missing default file (local-only mode)", async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), "ogygia-config-"));
+    const dir = await tempDir("config");
     const file = path.join(dir, "config.toml");
     await expect(loadConfig({ path: file, displayPath: file, explicit: false })).resolves.toBe(
       undefined,
@@ -204,7 +204,7 @@ describe("loadConfig", () => {
   });
 
   it("fails for a missing file the user named explicitly", async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), "ogygia-config-"));
+    const dir = await tempDir("config");
     const file = path.join(dir, "config.toml");
     await expect(loadConfig({ path: file, displayPath: file, explicit: true })).rejects.toThrow(
       `configuration file ${file} does not exist`,
@@ -212,14 +212,14 @@ describe("loadConfig", () => {
   });
 
   it("fails for a directory in place of the file", async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), "ogygia-config-"));
+    const dir = await tempDir("config");
     await expect(loadConfig({ path: dir, displayPath: dir, explicit: false })).rejects.toThrow(
       "is a directory",
     );
   });
 
   it("reports errors with the displayed path, not the resolved one", async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), "ogygia-config-"));
+    const dir = await tempDir("config");
     const file = path.join(dir, "config.toml");
     await writeFile(file, "[ogygia]\nbogus = 1\n");
     await expect(

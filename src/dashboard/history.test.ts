@@ -1,11 +1,10 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
+import { rmSync } from "node:fs";
 
 import { afterEach, describe, expect, it } from "vitest";
 
 import { openHistory } from "./history.js";
 import type { HostJson } from "./wire.js";
+import { tempDirSync } from "../../test/support/temp.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -28,7 +27,7 @@ function host(name: string, current: string): HostJson {
 
 describe("dashboard history", () => {
   it("prunes old changes but keeps each present host's newest, and forgets hosts long gone", () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "ogygia-history-"));
+    const dir = tempDirSync("history");
     dirs.push(dir);
     const store = openHistory(dir);
     const day = (n: number): Date => new Date(Date.UTC(2026, 0, n));

@@ -1,13 +1,13 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
 
 import { describe, expect, it } from "vitest";
 
 import { checkCredentialFiles, resolveCredentialPath } from "./credentials.js";
+import { tempDirSync } from "../../test/support/temp.js";
 
 describe("credential files", () => {
-  const dir = mkdtempSync(path.join(tmpdir(), "ogygia-creds-"));
+  const dir = tempDirSync("creds");
   writeFileSync(path.join(dir, "open.password"), "secret\n", { mode: 0o644 });
   writeFileSync(path.join(dir, "closed.password"), "secret\n", { mode: 0o600 });
 

@@ -1,5 +1,4 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +12,7 @@ import {
   loadIrisdConfig,
   parseIrisdConfig,
 } from "./config.js";
+import { tempDir } from "../../test/support/temp.js";
 
 async function failure(text: string): Promise<OgygiaError> {
   try {
@@ -255,7 +255,7 @@ describe("irisdConfigSource", () => {
 describe("loadIrisdConfig", () => {
   let dir: string;
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), "ogygia-irisd-config-"));
+    dir = await tempDir("irisd-config");
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });

@@ -1,5 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Writable } from "node:stream";
 
@@ -7,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 
 import { createBufferPool, type BufferPool } from "./buffer-pool.js";
 import { narStream, writeNar } from "./nar-dump.js";
+import { tempDirSync } from "../../test/support/temp.js";
 
 const SIZE = 64 * 1024;
 
@@ -42,7 +42,7 @@ describe("writeNar with a shared pool", () => {
   });
 
   it("takes a buffer back only once the write that carried it completed, and lends at most maxInFlight + 1", async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), "ogygia-pool-"));
+    dir = tempDirSync("pool");
     const file = path.join(dir, "data");
     const data = Buffer.alloc(9 * SIZE + 123);
     for (let i = 0; i < data.length; i++) data[i] = i % 251;
@@ -99,7 +99,7 @@ describe("writeNar with maxBufferedBytes", () => {
 
   /** Chunks handed to a sink that takes nothing (a client that does not read), before writeNar waits. */
   async function chunksHeld(maxBufferedBytes: number | undefined): Promise<number> {
-    dir = mkdtempSync(path.join(os.tmpdir(), "ogygia-stalled-"));
+    dir = tempDirSync("stalled");
     const file = path.join(dir, "data");
     writeFileSync(file, Buffer.alloc(16 * SIZE, 7));
     const sink = new Writable({

@@ -1,5 +1,4 @@
-import { mkdir, mkdtemp, rename, symlink, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { mkdir, rename, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { afterEach, describe, expect, it } from "vitest";
@@ -7,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { connectError } from "../fleet/index.js";
 import type { FleetField, FleetPublisher, HostChanges, HostValues } from "../fleet/index.js";
 import { PublishDaemon, type DaemonLogger } from "./daemon.js";
+import { tempDir } from "../../test/support/temp.js";
 
 /** An in-memory backend that can be made to fail, counting every call. */
 class FakePublisher implements FleetPublisher {
@@ -84,7 +84,7 @@ async function until(what: string, check: () => boolean, ms = 5000): Promise<voi
 async function makeRoot(
   revision: string,
 ): Promise<{ root: string; setCurrent: (rev: string) => Promise<void> }> {
-  const root = await mkdtemp(path.join(os.tmpdir(), "ogygia-daemon-"));
+  const root = await tempDir("daemon");
   await mkdir(path.join(root, "run"));
   await mkdir(path.join(root, "nix/var/nix/profiles"), { recursive: true });
   let n = 0;

@@ -1,10 +1,10 @@
-import { mkdir, mkdtemp, symlink, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { mkdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { describe, expect, it } from "vitest";
 
 import { readBootLinks, rebootRequired, type BootLinks } from "./reboot.js";
+import { tempDir } from "../../test/support/temp.js";
 
 const links = (
   kernel: string | null,
@@ -45,7 +45,7 @@ describe("rebootRequired", () => {
 
 describe("readBootLinks", () => {
   it("reads raw link targets inside the system, following the state link under the root", async () => {
-    const root = await mkdtemp(path.join(os.tmpdir(), "ogygia-reboot-"));
+    const root = await tempDir("reboot");
     const system = path.join(root, "nix/store/aaaa-nixos-system");
     await mkdir(system, { recursive: true });
     await symlink("/nix/store/kkkk-linux-6.1/bzImage", path.join(system, "kernel"));
@@ -60,7 +60,7 @@ describe("readBootLinks", () => {
   });
 
   it("reports a missing system as unknown without a problem", async () => {
-    const root = await mkdtemp(path.join(os.tmpdir(), "ogygia-reboot-"));
+    const root = await tempDir("reboot");
     expect(await readBootLinks(root, "/nix/var/nix/profiles/system")).toEqual({
       links: null,
       problem: undefined,

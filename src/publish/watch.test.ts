@@ -1,10 +1,10 @@
-import { mkdir, mkdtemp, rename, symlink, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { mkdir, rename, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { afterEach, describe, expect, it, vi } from "vitest";
 
 import { Debouncer, StateLinkWatcher } from "./watch.js";
+import { tempDir } from "../../test/support/temp.js";
 
 /** A debouncer (settle 100 ms, at most 500 ms) on fake timers, and how often it fired. */
 function fakeTimedDebouncer(): { debouncer: Debouncer; fired: () => number } {
@@ -56,7 +56,7 @@ describe("Debouncer", () => {
 
 describe("StateLinkWatcher", () => {
   it("reports a state link replaced by rename, and ignores other files in the folder", async () => {
-    const root = await mkdtemp(path.join(os.tmpdir(), "ogygia-watch-"));
+    const root = await tempDir("watch");
     await mkdir(path.join(root, "run"));
     await mkdir(path.join(root, "nix/var/nix/profiles"), { recursive: true });
     let changes = 0;
@@ -88,7 +88,7 @@ describe("StateLinkWatcher", () => {
   });
 
   it("reports a missing folder and watches it once it exists", async () => {
-    const root = await mkdtemp(path.join(os.tmpdir(), "ogygia-watch-"));
+    const root = await tempDir("watch");
     await mkdir(path.join(root, "run"));
     const problems: string[] = [];
     const watcher = new StateLinkWatcher(root, {

@@ -1,10 +1,10 @@
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { afterEach, describe, expect, it } from "vitest";
 
 import { loadRecord, saveRecord, type AgentRecord } from "./state-file.js";
+import { tempDir } from "../../test/support/temp.js";
 
 const record = (state: AgentRecord["state"]): AgentRecord => ({
   state,
@@ -24,7 +24,7 @@ describe("the agent's record on disk", () => {
     await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
   });
   const stateDir = async (): Promise<string> => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), "ogygia-state-file-"));
+    const dir = await tempDir("state-file");
     dirs.push(dir);
     return path.join(dir, "var/lib/ogygia/update");
   };

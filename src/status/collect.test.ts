@@ -1,5 +1,4 @@
-import { mkdir, mkdtemp, symlink, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { mkdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { describe, expect, it } from "vitest";
@@ -17,6 +16,7 @@ import {
   type ReportInputs,
 } from "./collect.js";
 import { fastSortKey } from "../core/index.js";
+import { tempDir } from "../../test/support/temp.js";
 
 describe("trimDomain", () => {
   it("removes the domain suffix, ignoring case", () => {
@@ -73,7 +73,7 @@ describe("compareRows", () => {
 
 describe("collectStatus in local-only mode", () => {
   it("reads the three states under --root with no configuration", async () => {
-    const root = await mkdtemp(path.join(os.tmpdir(), "ogygia-status-"));
+    const root = await tempDir("status");
     const sys = path.join(root, "nix/store/aaaa-nixos-system");
     await mkdir(path.join(sys, "sw/share/ogygia"), { recursive: true });
     await writeFile(path.join(sys, "sw/share/ogygia/build-revision"), "f00dfeedcafe0123456789\n");

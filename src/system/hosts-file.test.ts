@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
@@ -13,6 +13,7 @@ import {
   officialName,
   type ResolverFiles,
 } from "./hosts-file.js";
+import { tempDirSync } from "../../test/support/temp.js";
 
 const NSSWITCH = "passwd: files\nhosts:          files mdns4_minimal [NOTFOUND=return] dns\n";
 const NIXOS_NSSWITCH = "hosts:     mymachines files myhostname dns\n";
@@ -135,7 +136,7 @@ describe("canonicalNameFromSystemFiles", () => {
     spawnSync("unshare", ["-mu", "true"], { stdio: "ignore" }).status === 0;
 
   it.skipIf(!canUnshare)("agrees with `hostname -f` over fixture files", () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "ogygia-hosts-"));
+    const dir = tempDirSync("hosts");
     try {
       const cases: { name: string; hosts: string; nsswitch?: string }[] = [
         { name: "web01", hosts: NIXOS_HOSTS },

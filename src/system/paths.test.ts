@@ -1,13 +1,13 @@
-import { mkdir, mkdtemp, symlink, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { mkdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { describe, expect, it } from "vitest";
 
 import { displayPathInRoot, resolveInRoot } from "./paths.js";
+import { tempDir } from "../../test/support/temp.js";
 
 async function makeRoot(): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), "ogygia-root-"));
+  return tempDir("root");
 }
 
 describe("resolveInRoot", () => {

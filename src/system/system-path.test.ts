@@ -1,16 +1,16 @@
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
-import os from "node:os";
+import { mkdirSync, rmSync, symlinkSync } from "node:fs";
 import path from "node:path";
 
 import { afterEach, describe, expect, it } from "vitest";
 
 import { isSystemStorePath, readSystemPath } from "./system-path.js";
+import { tempDirSync } from "../../test/support/temp.js";
 
 const SYSTEM = "/nix/store/0c2g1lqlkpn6gyxxk6cyqk0m1yhirw5a-nixos-system-web01-23.05";
 let root: string | undefined;
 
 function makeRoot(): string {
-  root = mkdtempSync(path.join(os.tmpdir(), "ogygia-system-path-"));
+  root = tempDirSync("system-path");
   mkdirSync(path.join(root, "run"));
   mkdirSync(path.join(root, "nix/var/nix/profiles"), { recursive: true });
   return root;

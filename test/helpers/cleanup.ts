@@ -1,11 +1,11 @@
 /**
- * A setup file of the integration tests (vitest.config.ts): after each test
- * file, after its own hooks, the configuration folders its tests wrote with
- * `writeConfig` are removed.
+ * A setup file of the unit and integration tests (vitest.config.ts): after
+ * each test file, after its own hooks, the temporary folders its tests made
+ * with test/helpers/temp.ts are removed.
  */
 
 import { afterAll } from "vitest";
 
-import { removeWrittenConfigs } from "./system-root.js";
+import { removeTempDirs } from "../support/temp.js";
 
-afterAll(removeWrittenConfigs);
+afterAll(removeTempDirs);

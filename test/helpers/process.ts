@@ -4,10 +4,8 @@
  */
 
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import net from "node:net";
-import os from "node:os";
-import path from "node:path";
 
 /** A free TCP port on 127.0.0.1 (asks the kernel, then releases it). */
 export function freePort(): Promise<number> {
@@ -25,10 +23,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** A new temporary folder; remove it with `removeDir`. */
-export function tempDir(prefix: string): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), `ogygia-${prefix}-`));
-}
+export { tempDir } from "../support/temp.js";
 
 export async function removeDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });

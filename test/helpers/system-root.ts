@@ -101,22 +101,13 @@ export async function makeSystemRoot(
   };
 }
 
-/** Writes a config file in a fresh temporary folder and returns its path. */
-/** The folders `writeConfig` made, removed by `removeWrittenConfigs`. */
-const writtenConfigDirs: string[] = [];
-
 /**
- * Removes the folder of every configuration `writeConfig` wrote in this
- * module instance: after each integration test file (test/helpers/cleanup.ts,
- * a setup file) and at the end of a bench.
+ * Writes a config file in a fresh temporary folder and returns its path. The
+ * folder is removed with the test file's other temporary folders
+ * (test/helpers/temp.ts).
  */
-export async function removeWrittenConfigs(): Promise<void> {
-  for (const dir of writtenConfigDirs.splice(0)) await removeDir(dir);
-}
-
 export async function writeConfig(text: string): Promise<string> {
   const dir = await tempDir("config");
-  writtenConfigDirs.push(dir);
   await chmod(dir, 0o755);
   const file = path.join(dir, "config.toml");
   await writeFile(file, text);

@@ -3,9 +3,9 @@
  * independent NAR encoder, a seeded PRNG and temporary directories.
  */
 
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
+import { rmSync } from "node:fs";
+
+import { tempDirSync } from "./temp.js";
 
 /** A NAR token: a string, or raw file contents. */
 export type Token = string | Buffer;
@@ -72,7 +72,7 @@ export function randomInt(random: () => number, n: number): number {
 
 /** A temporary directory for one test; remove it with `cleanup`. */
 export function makeTempDir(prefix: string): { dir: string; cleanup: () => void } {
-  const dir = mkdtempSync(path.join(os.tmpdir(), `ogygia-${prefix}-`));
+  const dir = tempDirSync(prefix);
   return {
     dir,
     cleanup: () => {

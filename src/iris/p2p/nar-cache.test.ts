@@ -1,6 +1,5 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { readdir, rename, stat, truncate, utimes, writeFile } from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -13,6 +12,7 @@ import {
   signedInfo,
   testKey,
 } from "../../../test/support/p2p.js";
+import { tempDirSync } from "../../../test/support/temp.js";
 
 const { secret, trusted } = testKey("cache-test-1");
 
@@ -20,7 +20,7 @@ let dir: string;
 let clock: number;
 
 beforeEach(() => {
-  dir = mkdtempSync(path.join(os.tmpdir(), "ogygia-nar-cache-"));
+  dir = tempDirSync("nar-cache");
   clock = 1_000_000_000_000;
 });
 

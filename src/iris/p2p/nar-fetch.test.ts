@@ -1,8 +1,6 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import http from "node:http";
 import { readdir } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import { Writable } from "node:stream";
 
 import { Registry } from "prom-client";
@@ -24,6 +22,7 @@ import { renderPeerNarInfo } from "./peer-narinfo.js";
 import { describeFailure, peerBase } from "./peer-http.js";
 import { pooledGet } from "./peer-stream.js";
 import { peerSlabs } from "./slabs.js";
+import { tempDirSync } from "../../../test/support/temp.js";
 
 const STORE = "/nix/store";
 const { secret, trusted } = testKey("fetch-test-1");
@@ -33,7 +32,7 @@ let cache: NarCache;
 let fetcher: NarFetcher;
 
 async function setUp(memoryNarBytes: number): Promise<void> {
-  dir = mkdtempSync(path.join(os.tmpdir(), "ogygia-nar-fetch-"));
+  dir = tempDirSync("nar-fetch");
   cache = await openTestCache(dir, trusted);
   fetcher = createNarFetcher({ cache, log: QUIET_LOG, memoryNarBytes });
 }

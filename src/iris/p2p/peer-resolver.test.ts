@@ -1,7 +1,5 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { unlink } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import { Writable } from "node:stream";
 
 import { describe, expect, it } from "vitest";
@@ -20,6 +18,7 @@ import {
 import { createCacheResolver, createPeerResolver } from "./peer-resolver.js";
 import type { Peer, PeerSet, VerifiedNarInfo } from "./peers.js";
 import type { ServedNarInfo } from "../http/index.js";
+import { tempDirSync } from "../../../test/support/temp.js";
 
 const STORE = "/nix/store";
 const { secret, trusted } = testKey("resolver-test-1");
@@ -174,7 +173,7 @@ describe("the cache resolver", () => {
     nar: Buffer,
     inMemory: boolean,
   ): Promise<{ cache: NarCache; hashPart: string; narHash: string; dir: string }> {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "ogygia-cache-resolver-"));
+    const dir = tempDirSync("cache-resolver");
     const cache = await openTestCache(dir, trusted);
     const { hashPart, narHash } = await putCacheEntry(cache, nar, signedInfo(nar, secret), {
       inMemory,

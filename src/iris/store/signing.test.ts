@@ -1,5 +1,4 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +12,7 @@ import {
   signPath,
 } from "../../nix/index.js";
 import { createPathSigner, loadSigningKeys } from "./signing.js";
+import { tempDir } from "../../../test/support/temp.js";
 
 const info = {
   storePath: "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello",
@@ -68,7 +68,7 @@ describe("createPathSigner", () => {
 describe("loadSigningKeys", () => {
   let dir: string;
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), "ogygia-irisd-keys-"));
+    dir = await tempDir("irisd-keys");
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });

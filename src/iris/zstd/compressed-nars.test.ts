@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Writable } from "node:stream";
 
@@ -9,12 +8,13 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { QUIET_LOG } from "../../../test/support/p2p.js";
 import type { ServedNar } from "../http/index.js";
 import { openCompressedNars, type CompressedNars } from "./compressed-nars.js";
+import { tempDir } from "../../../test/support/temp.js";
 
 let dir: string;
 let store: CompressedNars | undefined;
 
 beforeEach(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), "compressed-nars-"));
+  dir = await tempDir("compressed-nars");
 });
 
 afterEach(async () => {

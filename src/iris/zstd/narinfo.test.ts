@@ -1,7 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
+import { rm } from "node:fs/promises";
 import type { Writable } from "node:stream";
 
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -11,6 +9,7 @@ import { formatHash, hashFromDigest, renderNarInfo } from "../../nix/index.js";
 import { createResolverChain, type PathResolver, type ServedNar } from "../http/index.js";
 import { openCompressedNars, type CompressedNars } from "./compressed-nars.js";
 import { zstdCompression } from "./narinfo.js";
+import { tempDir } from "../../../test/support/temp.js";
 
 const HASH_PART = "0".repeat(31) + "1";
 const STORE_PATH = `/nix/store/${HASH_PART}-slow`;
@@ -22,7 +21,7 @@ let dir: string;
 let store: CompressedNars;
 
 beforeEach(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), "zstd-narinfo-"));
+  dir = await tempDir("zstd-narinfo");
   store = await openCompressedNars({ dir, maxBytes: 1e9, timeToIdleMs: 3_600_000, log: QUIET_LOG });
 });
 
