@@ -350,6 +350,12 @@ async function main(): Promise<void> {
         ratios(firstPass[name] ?? [], nginxFirst),
       ]),
     ]);
+    const firstBefore = firstPass["irisd-before"];
+    if (firstBefore !== undefined) {
+      console.log(
+        `irisd / irisd-before, first pass (paired): ${ratios(firstPass.irisd ?? [], firstBefore)}`,
+      );
+    }
 
     console.log(
       `\n3. nix copy --from http://... of the closure into a fresh store (${COPY_ROUNDS} rounds)`,
