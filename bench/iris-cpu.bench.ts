@@ -18,6 +18,8 @@
  * bare node:http floor (`startNodeFloor`, narinfo only) and nginx.
  * `IRIS_BENCH_PROFILE=1` runs our daemon with `--cpu-prof` in one more
  * narinfo pass and one more first pass, and prints where the profiles are.
+ * Every irisd runs with the environment of the NixOS unit (`IRISD_UNIT_ENV`);
+ * `IRIS_BENCH_BEFORE_ENV=none` runs the build before without it.
  *
  *   npm run bench -- iris-cpu
  *   IRIS_BENCH_BEFORE=/tmp/base/dist BENCH_ROUNDS=5 npm run bench -- iris-cpu
@@ -31,7 +33,7 @@ import { startIrisd, stopAllIrisd, type IrisdProcess } from "../test/helpers/iri
 import { hashPartOf } from "../test/helpers/nix.js";
 import { announceBenchClosure, nixRun, signedStore } from "./lib-iris-closure.js";
 import { KeepAliveClient } from "./lib-iris-http.js";
-import { startNginx, startNodeFloor } from "./lib-iris-servers.js";
+import { IRISD_UNIT_ENV, beforeBuildEnv, startNginx, startNodeFloor } from "./lib-iris-servers.js";
 import { median, printTable } from "./lib-timing.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
@@ -144,10 +146,23 @@ async function main(): Promise<void> {
     process.env.IRIS_BENCH_PROFILE === "1"
       ? mkdtempSync(path.join(os.tmpdir(), "ogygia-iris-cpu-prof-"))
       : undefined;
-  const daemons: { name: string; script?: string; process?: IrisdProcess }[] = [{ name: "irisd" }];
+  const daemons: {
+    name: string;
+    script?: string;
+    env: Readonly<Record<string, string>>;
+    process?: IrisdProcess;
+  }[] = [{ name: "irisd", env: IRISD_UNIT_ENV }];
   const before = beforeScript();
-  if (before !== undefined) daemons.push({ name: "irisd-before", script: before });
+  if (before !== undefined) {
+    daemons.push({ name: "irisd-before", script: before, env: beforeBuildEnv() });
+  }
   const stops: (() => Promise<unknown>)[] = [];
+  for (const daemon of daemons) {
+    const env = Object.entries(daemon.env).map(([k, v]) => `${k}=${v}`);
+    console.log(
+      `${daemon.name} runs with ${env.length > 0 ? env.join(" ") : "no extra environment"}`,
+    );
+  }
   try {
     const { root: storeRoot } = signedStore(work, closure.top, {
       dir: "store",
@@ -173,6 +188,7 @@ async function main(): Promise<void> {
         logLevel: "info",
         script: daemon.script,
         nodeArgs,
+        env: { ...daemon.env },
       });
       daemon.process = proc;
       return { name: daemon.name, port: proc.port, pids: () => [proc.pid] };

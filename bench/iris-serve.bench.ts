@@ -22,7 +22,9 @@
  * Targets: narinfo <= 1.2x nginx, NAR <= 1.1x, first pass <= 2x, wrk
  * throughput >= 0.8x. Also irisd's peak RSS. `IRIS_BENCH_BEFORE=<another
  * checkout>/dist/bundle/ogygia-irisd.js` runs that build beside ours;
- * `IRIS_BENCH_NICE=0` runs ours again with that `helper_thread_nice`.
+ * `IRIS_BENCH_NICE=0` runs ours again with that `helper_thread_nice`. Every
+ * irisd runs with the environment of the NixOS unit (`IRISD_UNIT_ENV`);
+ * `IRIS_BENCH_BEFORE_ENV=none` runs the build before without it.
  *
  *   npm run bench -- iris-serve
  *   BENCH_ROUNDS=3 IRIS_BENCH_WRK_SECONDS=5 npm run bench -- iris-serve   # quicker
@@ -37,6 +39,8 @@ import { hashPartOf } from "../test/helpers/nix.js";
 import { announceBenchClosure, NIX_ENV, nixRun, signedStore } from "./lib-iris-closure.js";
 import { KeepAliveClient } from "./lib-iris-http.js";
 import {
+  IRISD_UNIT_ENV,
+  beforeBuildEnv,
   currentRss,
   peakRss,
   startNginx,
@@ -211,16 +215,26 @@ async function main(): Promise<void> {
   const work = mkdtempSync(path.join(os.tmpdir(), "ogygia-bench-iris-run-"));
   // IRIS_BENCH_BEFORE: another build's bundle (dist/bundle/ogygia-irisd.js), run beside ours.
   const beforeScript = process.env.IRIS_BENCH_BEFORE;
-  const daemons: { name: string; script?: string; nice?: number; process?: IrisdProcess }[] = [
-    { name: "irisd" },
-  ];
+  const daemons: {
+    name: string;
+    script?: string;
+    nice?: number;
+    env: Readonly<Record<string, string>>;
+    process?: IrisdProcess;
+  }[] = [{ name: "irisd", env: IRISD_UNIT_ENV }];
   if (beforeScript !== undefined && beforeScript !== "") {
-    daemons.push({ name: "irisd-before", script: beforeScript });
+    daemons.push({ name: "irisd-before", script: beforeScript, env: beforeBuildEnv() });
   }
   // IRIS_BENCH_NICE=<n>: our build again with `helper_thread_nice = n`, beside the default.
   const nice = process.env.IRIS_BENCH_NICE;
   if (nice !== undefined && nice !== "") {
-    daemons.push({ name: `irisd-nice${nice}`, nice: Number(nice) });
+    daemons.push({ name: `irisd-nice${nice}`, nice: Number(nice), env: IRISD_UNIT_ENV });
+  }
+  for (const daemon of daemons) {
+    const env = Object.entries(daemon.env).map(([k, v]) => `${k}=${v}`);
+    console.log(
+      `${daemon.name} runs with ${env.length > 0 ? env.join(" ") : "no extra environment"}`,
+    );
   }
   let nginx: NginxServer | undefined;
   let nginxOne: NginxServer | undefined;
@@ -249,6 +263,7 @@ async function main(): Promise<void> {
         logLevel: "info",
         script: daemon.script,
         helperThreadNice: daemon.nice,
+        env: { ...daemon.env },
       });
       daemon.process = proc;
       const base = { name: daemon.name, url: proc.url, port: proc.port };
@@ -335,6 +350,12 @@ async function main(): Promise<void> {
         ratios(firstPass[name] ?? [], nginxFirst),
       ]),
     ]);
+    const firstBefore = firstPass["irisd-before"];
+    if (firstBefore !== undefined) {
+      console.log(
+        `irisd / irisd-before, first pass (paired): ${ratios(firstPass.irisd ?? [], firstBefore)}`,
+      );
+    }
 
     console.log(
       `\n3. nix copy --from http://... of the closure into a fresh store (${COPY_ROUNDS} rounds)`,

@@ -12,6 +12,21 @@ import path from "node:path";
 
 import { canConnect, freePort, waitFor } from "../test/helpers/process.js";
 
+/**
+ * The environment nix/module.nix's unit gives ogygia-irisd (besides the
+ * configuration): benchmarks run every irisd with it, as it is deployed.
+ * `IRIS_BENCH_BEFORE_ENV=none` runs the `IRIS_BENCH_BEFORE` build without it
+ * (as builds before the unit set it were deployed).
+ */
+export const IRISD_UNIT_ENV: Readonly<Record<string, string>> = {
+  GLIBC_TUNABLES: "glibc.malloc.hugetlb=1",
+};
+
+/** The environment to start the `IRIS_BENCH_BEFORE` build with. */
+export function beforeBuildEnv(): Readonly<Record<string, string>> {
+  return process.env.IRIS_BENCH_BEFORE_ENV === "none" ? {} : IRISD_UNIT_ENV;
+}
+
 export interface NginxServer {
   url: string;
   port: number;

@@ -516,6 +516,11 @@ in
         wantedBy = [ "multi-user.target" ];
         wants = [ "network-online.target" ];
         after = [ "network-online.target" ];
+        # glibc's malloc asks for transparent huge pages (madvise) for the memory
+        # it maps: small NARs are assembled into fresh memory the NAR cache keeps,
+        # a page fault per 4 KiB otherwise (docs/irisd.md, "Performance"). Changes
+        # nothing where THP is off or already "always".
+        environment.GLIBC_TUNABLES = lib.mkDefault "glibc.malloc.hugetlb=1";
         serviceConfig = hardening // {
           Type = "notify";
           NotifyAccess = "all";

@@ -78,6 +78,9 @@ else
   ++ lib.optionals irisd (
     hardened "ogygia-irisd"
     ++ expect "ogygia-irisd is Type=notify" ((serviceConfig "ogygia-irisd").Type or null == "notify")
+    ++ expect "ogygia-irisd's malloc asks for transparent huge pages" (
+      ((service "ogygia-irisd").environment or { }).GLIBC_TUNABLES or null == "glibc.malloc.hugetlb=1"
+    )
     ++ expect "ogygia-irisd runs with a checked --config in the store" (
       builtins.match ".*/bin/ogygia-irisd --config /nix/store/[^ ]*-ogygia-irisd.toml" (execStart "ogygia-irisd")
       != null
