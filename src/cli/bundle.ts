@@ -1,5 +1,7 @@
 /**
- * The entry of the CLI's bundle (`dist/bundle/ogygia.cjs`, CommonJS), which
+ * The entry of the CLI's bundle (`dist/bundle/ogygia.cjs`, CommonJS, with
+ * what this module reaches by static imports; the rest, loaded with
+ * `import()`, is `dist/bundle/ogygia-lazy.cjs`: scripts/bundle-cli.js), which
  * `bin/ogygia` runs through its launcher (`scripts/launch.cjs`, compiling
  * the bundle with V8's code cache). While the build makes that cache
  * (`scripts/build-code-cache.js`), the program does not start: the build
