@@ -245,6 +245,35 @@ describe("bin/ogygia start-up", () => {
     await expectLazyCommand(copy);
   });
 
+  it("loads no built-in module for a local status beyond vm and parseArgs", async () => {
+    // Each built-in module loaded costs a start 0.1-0.5 ms (node:os was one,
+    // for the host name). The list is node's own, printed at exit.
+    const copy = await packageCopy();
+    const preload = path.join(dir, "print-modules.cjs");
+    await writeFile(
+      preload,
+      `process.on("exit", () => require("node:fs").writeSync(2, "\\n" + JSON.stringify(process.moduleLoadList)));`,
+    );
+    const loaded = async (args: string[]): Promise<string[]> => {
+      const result = await runCommand(process.execPath, ["-r", preload, ...args]);
+      expect(result.code, result.stderr).toBe(0);
+      return JSON.parse(result.stderr.trimEnd().split("\n").at(-1) ?? "[]") as string[];
+    };
+    const bare = new Set(await loaded(["-e", ""]));
+    const ours = await loaded([
+      path.join(copy.bundleDir, "launch.cjs"),
+      "status",
+      "--root",
+      system.root,
+    ]);
+    const extra = ours.filter((name) => !bare.has(name) && name.startsWith("NativeModule "));
+    expect(extra.sort()).toEqual([
+      "NativeModule internal/util/parse_args/parse_args",
+      "NativeModule internal/util/parse_args/utils",
+      "NativeModule vm",
+    ]);
+  });
+
   it("keeps error output and exit codes", async () => {
     const copy = await packageCopy();
     const result = await runCommand(copy.bin, ["statuz"]);
