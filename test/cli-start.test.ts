@@ -184,18 +184,23 @@ describe("bin/ogygia start-up", () => {
     await expectLazyCommand(copy);
   });
 
-  it("runs a status without reading the lazy file, and its commands once it is needed", async () => {
-    // The core alone serves status, help and completion; a lazy command
-    // fails with the file gone, so it was the lazy file that served it.
+  it("runs status and --version without the lazy file, and everything else from it", async () => {
+    // The core alone serves `status` (and its help) and --version; other
+    // commands, the command table and its help fail with the file gone, so it
+    // was the lazy file that served them.
     const copy = await packageCopy();
     await rm(path.join(copy.bundleDir, "ogygia-lazy.cjs"));
     await expectStatus(copy);
-    const help = await runCommand(copy.bin, ["fleet", "--help"]);
+    const help = await runCommand(copy.bin, ["status", "--help"]);
     expect(help.code).toBe(0);
-    expect(help.stdout).toContain("Usage: ogygia fleet <command>");
-    const lazy = await runCommand(copy.bin, ["config", "check", "/nonexistent"]);
-    expect(lazy.code).not.toBe(0);
-    expect(lazy.stderr).toContain("ogygia-lazy.cjs");
+    expect(help.stdout).toContain("Usage: ogygia status [options]");
+    const versionRun = await runCommand(copy.bin, ["--version"]);
+    expect(versionRun.stdout).toBe(`${version}\n`);
+    for (const args of [["config", "check", "/nonexistent"], ["fleet", "--help"], ["--help"]]) {
+      const lazy = await runCommand(copy.bin, args);
+      expect(lazy.code, args.join(" ")).not.toBe(0);
+      expect(lazy.stderr, args.join(" ")).toContain("ogygia-lazy.cjs");
+    }
   });
 
   it("starts when V8 refuses the cache: other V8 flags, cut short, not a cache", async () => {

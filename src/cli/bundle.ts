@@ -10,8 +10,8 @@
 
 import { collectStatus, renderStatusText, statusJson } from "../status/index.js";
 import { findCommand, parseCommandArgs } from "./args.js";
-import { COMMANDS } from "./commands.js";
 import { runProgram } from "./main.js";
+import { STATUS_COMMAND } from "./status-command.js";
 
 /** Runs the CLI on this process's arguments, then exits. */
 export function start(): void {
@@ -25,7 +25,7 @@ export function start(): void {
  * that does not exist.
  */
 export async function warmUp(): Promise<void> {
-  const found = findCommand(COMMANDS, ["status", "--root", "/"]);
+  const found = findCommand([STATUS_COMMAND], ["status", "--root", "/"]);
   if (found) parseCommandArgs(found.command, found.rest);
   const report = await collectStatus({
     hostname: Promise.resolve({ hostname: "warm-up.example", source: "OGYGIA_HOSTNAME" }),
