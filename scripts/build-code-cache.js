@@ -19,7 +19,16 @@
  */
 
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
@@ -78,16 +87,38 @@ const save = (compiled, name) => {
   fs.writeFileSync(file + ".tmp", compiled.script.createCachedData());
   fs.renameSync(file + ".tmp", file);
 };
-core.warmUp().then(() => {
+core.warmUp(process.argv[4]).then(() => {
   save(bundle.core, "ogygia.cjs");
   const lazy = bundle.lazyExports();
   for (const getter of Object.values(lazy.__ogygiaChunks)) getter();
   save(bundle.lazy(), "ogygia-lazy.cjs");
 });
 `;
-const made = spawnSync(process.execPath, ["-e", make, launcher, bundleDir, cacheDir], {
-  stdio: "inherit",
-});
+// The warm run's root: laid out like a NixOS host's, each state a link into
+// a store path with a build-revision file, so that reading and showing them
+// is compiled in the cache (a start on a real host runs those functions).
+const warmRoot = mkdtempSync(path.join(os.tmpdir(), "ogygia-code-cache-root-"));
+let made;
+try {
+  const system = (/** @type {number} */ n) => {
+    const name = `${String(n).repeat(32)}-nixos-system-warm-up-${n}`;
+    const share = path.join(warmRoot, "nix/store", name, "sw/share/ogygia");
+    mkdirSync(share, { recursive: true });
+    writeFileSync(path.join(share, "build-revision"), `${String(n).repeat(40)}\n`);
+    return `/nix/store/${name}`;
+  };
+  mkdirSync(path.join(warmRoot, "run"));
+  mkdirSync(path.join(warmRoot, "nix/var/nix/profiles"), { recursive: true });
+  symlinkSync(system(1), path.join(warmRoot, "run/current-system"));
+  symlinkSync(system(1), path.join(warmRoot, "run/booted-system"));
+  symlinkSync(system(2), path.join(warmRoot, "nix/var/nix/profiles/system-2-link"));
+  symlinkSync("system-2-link", path.join(warmRoot, "nix/var/nix/profiles/system"));
+  made = spawnSync(process.execPath, ["-e", make, launcher, bundleDir, cacheDir, warmRoot], {
+    stdio: "inherit",
+  });
+} finally {
+  rmSync(warmRoot, { recursive: true, force: true });
+}
 if (made.status !== 0) fail(`making the code cache exited with ${String(made.status)}`);
 
 // V8 takes the caches it was given, and the launcher starts the program.

@@ -21,15 +21,17 @@ export function start(): void {
 /**
  * Runs `ogygia status`'s path once without output, while the build makes the
  * code cache, so that its functions are compiled in the cache rather than at
- * every start. No output, no environment (the host name is given), a root
- * that does not exist.
+ * every start. No output, no environment (the host name is given); `root` is
+ * a tree the build lays out like a NixOS host's (state links into a store
+ * path with a build-revision file), so that the functions a real host's
+ * start runs are the ones compiled.
  */
-export async function warmUp(): Promise<void> {
+export async function warmUp(root = "/nonexistent/ogygia-code-cache-warm-up"): Promise<void> {
   const found = findCommand([STATUS_COMMAND], ["status", "--root", "/"]);
   if (found) parseCommandArgs(found.command, found.rest);
   const report = await collectStatus({
     hostname: Promise.resolve({ hostname: "warm-up.example", source: "OGYGIA_HOSTNAME" }),
-    root: "/nonexistent/ogygia-code-cache-warm-up",
+    root,
     env: {},
   });
   await renderStatusText(report);
