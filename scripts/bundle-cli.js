@@ -51,10 +51,12 @@ const EXTERNAL = [
 /** Modules loaded with `import()` whose chunks still belong in the core: `status` uses them. */
 const CORE_DYNAMIC = [/[/\\]node_modules[/\\]string-width[/\\]/];
 
+/** A failed check: the build stops with its message (after removing the first stage's folder). */
+class BundleError extends Error {}
+
 /** Fails the build with a message naming what went wrong. */
 function fail(/** @type {string} */ message) {
-  process.stderr.write(`bundle-cli: ${message}\n`);
-  process.exit(1);
+  throw new BundleError(message);
 }
 
 /** An identifier-safe key of a chunk's path relative to the first stage's folder. */
@@ -212,6 +214,10 @@ try {
     }
     return false;
   }
+} catch (err) {
+  if (!(err instanceof BundleError)) throw err;
+  process.stderr.write(`bundle-cli: ${err.message}\n`);
+  process.exitCode = 1;
 } finally {
   rmSync(stage, { recursive: true, force: true });
 }
