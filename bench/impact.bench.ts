@@ -181,7 +181,7 @@ async function main(): Promise<void> {
         process.execPath,
         [
           ...PROFILE_ARGS,
-          path.join(path.dirname(OGYGIA_BIN), "../dist/bundle/ogygia.cjs"),
+          path.join(path.dirname(OGYGIA_BIN), "../dist/bundle/launch.cjs"),
           "who-runs",
           "libfoo-1.0",
           "--json",
@@ -251,7 +251,7 @@ async function main(): Promise<void> {
         ogygia: {
           command: process.execPath,
           args: [
-            path.join(path.dirname(OGYGIA_BIN), "../dist/bundle/ogygia.cjs"),
+            path.join(path.dirname(OGYGIA_BIN), "../dist/bundle/launch.cjs"),
             "diff",
             a,
             b,

@@ -20,6 +20,7 @@ let
       ../package-lock.json
       ../bin
       ../scripts/build-code-cache.js
+      ../scripts/bundle-cli.js
       ../scripts/launch.cjs
       ../src
       ../LICENSE

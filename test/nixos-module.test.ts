@@ -529,6 +529,7 @@ describe("the package (nix/package.nix and what npm packs)", () => {
         "bin/ogygia",
         "bin/ogygia-irisd",
         "dist/bundle/ogygia.cjs",
+        "dist/bundle/ogygia-lazy.cjs",
         "dist/bundle/launch.cjs",
         "dist/bundle/ogygia-irisd.js",
         "dist/bundle/dashboard/app.js",

@@ -1,10 +1,10 @@
 /**
  * The table of `ogygia` commands. Each entry is metadata plus a `run` that
  * imports the command's module on first use, so that loading this table
- * costs nothing and `ogygia status` never loads another command's code.
+ * costs nothing more. A `status` start does not load this table at all: its
+ * entry is `status-command.ts` (src/cli/main.ts).
  */
 
-import * as status from "../status/index.js";
 import { backendPrecedence, describeBackends } from "../fleet/index.js";
 import { DEFAULT_IRISD_URL } from "../iris/index.js";
 import { DEFAULT_CONFIG_PATH, detectHostname } from "../system/index.js";
@@ -14,6 +14,7 @@ import { IMPACT_COMMANDS } from "./impact-commands.js";
 import { NEBULA_COMMANDS } from "./nebula-commands.js";
 import { FLEET_COMMANDS } from "./fleet-commands.js";
 import { ROLLOUT_COMMANDS } from "./rollout-commands.js";
+import { STATUS_COMMAND } from "./status-command.js";
 import { outputStream, writeLine, writeLines } from "./output.js";
 import { CONFIG_ENVIRONMENT, CONFIG_OPTION, ROOT_OPTION, text } from "./shared.js";
 
@@ -320,79 +321,7 @@ const COMPLETION: CommandSpec = {
 };
 
 export const COMMANDS: readonly CommandSpec[] = [
-  {
-    path: ["status"],
-    summary: "show which revision built each system state, here or across the fleet",
-    description:
-      "Show the git revision that built each system state (current, booted, next boot),\n" +
-      `for this host alone or for the whole fleet read from ${BACKEND_NAMES}.`,
-    options: {
-      json: {
-        type: "boolean",
-        description: "print the report as JSON (full revisions, null where unknown)",
-      },
-      watch: {
-        type: "boolean",
-        short: "w",
-        description:
-          "redraw whenever the fleet changes, until interrupted (with --json: one document per line)",
-      },
-      root: ROOT_OPTION,
-      config: CONFIG_OPTION,
-    },
-    environment: CONFIG_ENVIRONMENT,
-    examples: [
-      "ogygia status",
-      "ogygia status --json",
-      "ogygia status --watch",
-      "ogygia status --root /mnt",
-    ],
-    async run({ values }) {
-      // `hostname -f` runs while the rest (config, backend) loads.
-      const hostname = detectHostname({ env: process.env });
-      const options = {
-        hostname,
-        root: text(values.root) ?? "/",
-        configFile: text(values.config),
-        env: process.env,
-      };
-      if (values.watch === true) {
-        const stop = new AbortController();
-        const onSignal = (): void => {
-          stop.abort();
-        };
-        process.once("SIGINT", onSignal);
-        process.once("SIGTERM", onSignal);
-        const printer = status.watchPrinter({
-          json: values.json === true,
-          tty: outputStream("stdout").isTTY,
-        });
-        await status.watchStatus({
-          ...options,
-          signal: stop.signal,
-          onReport: async (report) => {
-            writeLines(await printer.print(report));
-            // Wait until the frame is out: a reader that stalls holds up the
-            // next frame instead of letting output pile up in memory.
-            await new Promise<void>((resolve) =>
-              outputStream("stdout").write("", () => {
-                resolve();
-              }),
-            );
-          },
-        });
-        return 0;
-      }
-      const report = await status.collectStatus(options);
-      if (values.json === true) {
-        const { jsonOutput } = await import("../command/index.js");
-        writeLines([jsonOutput(status.statusJson(report))]);
-        return 0;
-      }
-      writeLines(await status.renderStatusText(report));
-      return 0;
-    },
-  },
+  STATUS_COMMAND,
   PUBLISH,
   IRIS_PUSH,
   IRIS_PROVIDERS,

@@ -4,7 +4,6 @@
  */
 
 import { realpathSync } from "node:fs";
-import { pathToFileURL } from "node:url";
 
 import { OgygiaError, errorReport, packageVersion } from "../core/index.js";
 import {
@@ -16,10 +15,10 @@ import {
   parseCommandArgs,
   programHelp,
   unknownCommandError,
+  type CommandSpec,
 } from "./args.js";
-import { COMMANDS } from "./commands.js";
-import { GROUP_SUMMARIES } from "./groups.js";
 import { flushOutput, writeLine } from "./output.js";
+import { STATUS_COMMAND } from "./status-command.js";
 
 const DESCRIPTION =
   "Fleet tooling for NixOS: which revision runs where, and a shared binary cache.";
@@ -34,40 +33,55 @@ export interface ProgramOptions {
   script: string;
 }
 
+/**
+ * The command table for `argv`: `status`'s entry alone when the first word is
+ * `status` (no other command's path starts with it, so finding the command
+ * and its help come out the same), else the whole table, whose metadata and
+ * help text a `status` start does not load.
+ */
+async function commandTable(argv: readonly string[]): Promise<readonly CommandSpec[]> {
+  if (argv[0] === STATUS_COMMAND.path[0]) return [STATUS_COMMAND];
+  return (await import("./commands.js")).COMMANDS;
+}
+
 async function run(argv: readonly string[], options: ProgramOptions): Promise<number> {
   const [first] = argv;
-  if (first === undefined || first === "-h" || first === "--help") {
-    writeLine("stdout", programHelp(COMMANDS, DESCRIPTION).trimEnd());
-    return first === undefined ? 2 : 0;
-  }
   if (first === "-V" || first === "--version") {
+    // node:url on this path only: loading it cost every start ~0.1 ms.
+    const { pathToFileURL } = await import("node:url");
     writeLine("stdout", packageVersion(pathToFileURL(realpathSync(options.script)).href));
     return 0;
   }
+  const commands = await commandTable(argv);
+  if (first === undefined || first === "-h" || first === "--help") {
+    writeLine("stdout", programHelp(commands, DESCRIPTION).trimEnd());
+    return first === undefined ? 2 : 0;
+  }
   if (first === "help") {
-    const target = findCommand(COMMANDS, argv.slice(1));
+    const target = findCommand(commands, argv.slice(1));
     writeLine(
       "stdout",
       (target
         ? commandHelp(target.command)
-        : (helpForGroup(argv[1]) ?? programHelp(COMMANDS, DESCRIPTION))
+        : ((await helpForGroup(commands, argv[1])) ?? programHelp(commands, DESCRIPTION))
       ).trimEnd(),
     );
     return 0;
   }
-  const found = findCommand(COMMANDS, argv);
+  const found = findCommand(commands, argv);
   if (!found) {
     const words = argv.filter((arg) => !arg.startsWith("-"));
     const flags = argv.slice(words.length);
     const leadingWords = argv.slice(0, words.length).every((arg, i) => arg === words[i]);
-    const help = leadingWords && flags.length <= 1 ? helpForGroup(words.join(" ")) : undefined;
+    const help =
+      leadingWords && flags.length <= 1 ? await helpForGroup(commands, words.join(" ")) : undefined;
     const second = flags[0];
     if (help !== undefined && (second === undefined || second === "-h" || second === "--help")) {
       // Like `ogygia` alone: a bare group is a usage error that prints help.
       writeLine("stdout", help.trimEnd());
       return second === undefined ? 2 : 0;
     }
-    throw unknownCommandError(COMMANDS, argv);
+    throw unknownCommandError(commands, argv);
   }
   if (found.rest.includes("-h") || found.rest.includes("--help")) {
     writeLine("stdout", commandHelp(found.command).trimEnd());
@@ -79,9 +93,13 @@ async function run(argv: readonly string[], options: ProgramOptions): Promise<nu
 }
 
 /** The help of a command group such as `iris`, or undefined for any other word. */
-function helpForGroup(word: string | undefined): string | undefined {
-  const commands = word === undefined ? undefined : commandGroups(COMMANDS).get(word);
+async function helpForGroup(
+  table: readonly CommandSpec[],
+  word: string | undefined,
+): Promise<string | undefined> {
+  const commands = word === undefined ? undefined : commandGroups(table).get(word);
   if (word === undefined || commands === undefined) return undefined;
+  const { GROUP_SUMMARIES } = await import("./groups.js");
   return groupHelp(word, commands, capitalize(GROUP_SUMMARIES[word] ?? ""));
 }
 

@@ -5,8 +5,10 @@
  * backend is opened, so local-only mode never loads them.
  */
 
+import { statSync } from "node:fs";
+
 import { hasErrorCode } from "../core/index.js";
-import { loadConfig, type ConfigSource, type OgygiaConfig } from "../config/index.js";
+import type { ConfigSource, OgygiaConfig } from "../config/index.js";
 import {
   openFleetBackend,
   openFleetPublisher,
@@ -78,10 +80,35 @@ export interface PendingContext {
  */
 export async function startContext(options: CommandOptions): Promise<PendingContext> {
   const source = await configSource(options);
-  const config = loadConfig(source);
+  const config = loadConfigIfAny(source);
   const detected =
     options.hostname ?? detectHostname({ env: options.env, ...options.hostnameEnvironment });
   return { source, config, detected };
+}
+
+/**
+ * The configuration module's `loadConfig`, imported only when there is a file
+ * to read: a local-mode start (no default file) loads neither the schema nor
+ * the parser, which are then not in the CLI's core bundle
+ * (scripts/bundle-cli.js).
+ */
+async function loadConfigIfAny(source: ConfigSource): Promise<OgygiaConfig | undefined> {
+  if (source.unreadable !== undefined) return undefined;
+  if (!source.explicit && defaultFileMissing(source.path)) return undefined;
+  const { loadConfig } = await import("../config/index.js");
+  return loadConfig(source);
+}
+
+/**
+ * True when `file` does not exist; false when it does or `stat` failed
+ * otherwise (then `loadConfig` reports it). Asked without an exception.
+ */
+function defaultFileMissing(file: string): boolean {
+  try {
+    return statSync(file, { throwIfNoEntry: false }) === undefined;
+  } catch {
+    return false;
+  }
 }
 
 /** A command's starting point, loaded. */

@@ -4,7 +4,7 @@
  * that is wrong is an error naming the file and the key or line.
  */
 
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync, type Stats } from "node:fs";
 import path from "node:path";
 
 import { OgygiaError, checkHttpUrl, hasErrorCode } from "../core/index.js";
@@ -180,29 +180,35 @@ function toCredentials(raw: RawBackend, file: string): FleetCredentials | undefi
 // ---------------------------------------------------------------- end of fleet credentials
 
 /** `[ogygia.<kind>]` for every registered backend, the first preferred over the others. */
-const backendSections = Object.fromEntries(
-  BACKEND_NAMES.map((backend, index) => {
-    const others = BACKEND_NAMES.filter((b) => b !== backend).map((b) => b.label);
-    const preferred =
-      index === 0 && others.length > 0 ? ` Preferred over ${others.join(", ")}.` : "";
-    const section: Field<RawBackend | undefined> = optional(
-      table({
-        description: `Read (and publish) fleet state in ${backend.label}.${preferred}`,
-        fields: {
-          endpoints: stringList({
-            description: backend.endpoints.description,
-            minItems: 1,
-            check: ENDPOINT_CHECKS[backend.endpoints.form](backend.endpoints.example),
-          }),
-          namespace: namespaceField,
-          timeout_seconds: timeoutField,
-          ...CREDENTIAL_FIELDS[backend.kind],
-        },
-      }),
-    );
-    return [backend.kind, section];
-  }),
-) as Record<BackendKind, Field<RawBackend | undefined>>;
+/**
+ * The schema is built on first use (`configSchema()`), not when the module
+ * loads: a local-mode start has no file to parse, and building it cost every
+ * start of the CLI ~1 ms.
+ */
+const backendSections = (): Record<BackendKind, Field<RawBackend | undefined>> =>
+  Object.fromEntries(
+    BACKEND_NAMES.map((backend, index) => {
+      const others = BACKEND_NAMES.filter((b) => b !== backend).map((b) => b.label);
+      const preferred =
+        index === 0 && others.length > 0 ? ` Preferred over ${others.join(", ")}.` : "";
+      const section: Field<RawBackend | undefined> = optional(
+        table({
+          description: `Read (and publish) fleet state in ${backend.label}.${preferred}`,
+          fields: {
+            endpoints: stringList({
+              description: backend.endpoints.description,
+              minItems: 1,
+              check: ENDPOINT_CHECKS[backend.endpoints.form](backend.endpoints.example),
+            }),
+            namespace: namespaceField,
+            timeout_seconds: timeoutField,
+            ...CREDENTIAL_FIELDS[backend.kind],
+          },
+        }),
+      );
+      return [backend.kind, section];
+    }),
+  ) as Record<BackendKind, Field<RawBackend | undefined>>;
 
 // --- [ogygia.builder]: this host offers remote builds (src/builders) ---
 
@@ -211,66 +217,67 @@ const MACHINE_WORD = /^[A-Za-z0-9_.+-]{1,64}$/;
 const checkWord = (v: string): string | undefined =>
   MACHINE_WORD.test(v) ? undefined : `${JSON.stringify(v)} must be letters, digits, "_.+-"`;
 
-const builderSection = optional(
-  table({
-    description:
-      "This host offers remote builds: the publisher publishes its builder entry under its lease.",
-    fields: {
-      user: string({
-        description: "The SSH user Nix connects as.",
-        default: "nix-builder",
-        check: (v) =>
-          /^[a-z_][a-z0-9_-]{0,31}$/.test(v)
-            ? undefined
-            : `${JSON.stringify(v)} is not a user name`,
-      }),
-      address: optional(
-        string({
-          description: "The address builders connect to (default: this host's name).",
+const builderSection = () =>
+  optional(
+    table({
+      description:
+        "This host offers remote builds: the publisher publishes its builder entry under its lease.",
+      fields: {
+        user: string({
+          description: "The SSH user Nix connects as.",
+          default: "nix-builder",
           check: (v) =>
-            /^[A-Za-z0-9._:-]{1,253}$/.test(v)
+            /^[a-z_][a-z0-9_-]{0,31}$/.test(v)
               ? undefined
-              : `${JSON.stringify(v)} is not an address`,
+              : `${JSON.stringify(v)} is not a user name`,
         }),
-      ),
-      protocol: string({
-        description: 'How Nix talks to the builder: "ssh-ng" (nix-daemon --stdio) or "ssh".',
-        default: "ssh-ng",
-        check: (v) => (v === "ssh-ng" || v === "ssh" ? undefined : 'must be "ssh-ng" or "ssh"'),
-      }),
-      systems: optional(
-        stringList({
-          description: "System types built (default: Nix's `system` and `extra-platforms`).",
-          minItems: 1,
+        address: optional(
+          string({
+            description: "The address builders connect to (default: this host's name).",
+            check: (v) =>
+              /^[A-Za-z0-9._:-]{1,253}$/.test(v)
+                ? undefined
+                : `${JSON.stringify(v)} is not an address`,
+          }),
+        ),
+        protocol: string({
+          description: 'How Nix talks to the builder: "ssh-ng" (nix-daemon --stdio) or "ssh".',
+          default: "ssh-ng",
+          check: (v) => (v === "ssh-ng" || v === "ssh" ? undefined : 'must be "ssh-ng" or "ssh"'),
+        }),
+        systems: optional(
+          stringList({
+            description: "System types built (default: Nix's `system` and `extra-platforms`).",
+            minItems: 1,
+            check: checkWord,
+          }),
+        ),
+        max_jobs: optional(
+          integer({ description: "Builds at once (default: the cores).", min: 1, max: 4096 }),
+        ),
+        speed_factor: number({
+          description: "Relative speed; faster builders are preferred.",
+          default: 1,
+          min: 0.001,
+          max: 1_000_000,
+        }),
+        supported_features: stringList({
+          description: "System features this builder supports (kvm, big-parallel, ...).",
+          default: [],
           check: checkWord,
         }),
-      ),
-      max_jobs: optional(
-        integer({ description: "Builds at once (default: the cores).", min: 1, max: 4096 }),
-      ),
-      speed_factor: number({
-        description: "Relative speed; faster builders are preferred.",
-        default: 1,
-        min: 0.001,
-        max: 1_000_000,
-      }),
-      supported_features: stringList({
-        description: "System features this builder supports (kvm, big-parallel, ...).",
-        default: [],
-        check: checkWord,
-      }),
-      mandatory_features: stringList({
-        description: "Features a derivation must ask for to be built here.",
-        default: [],
-        check: checkWord,
-      }),
-      host_key_file: string({
-        description: "This host's SSH public host key, published so clients can check it.",
-        default: "/etc/ssh/ssh_host_ed25519_key.pub",
-      }),
-    },
-  }),
-);
+        mandatory_features: stringList({
+          description: "Features a derivation must ask for to be built here.",
+          default: [],
+          check: checkWord,
+        }),
+        host_key_file: string({
+          description: "This host's SSH public host key, published so clients can check it.",
+          default: "/etc/ssh/ssh_host_ed25519_key.pub",
+        }),
+      },
+    }),
+  );
 
 /** `[ogygia.builder]`, defaults filled in where they need no probing of the host. */
 export interface BuilderConfig {
@@ -289,82 +296,84 @@ export interface BuilderConfig {
 
 // --- [ogygia.update]: the host's update agent, `ogygia update` (src/rollout) ---
 
-const updateSection = table({
-  description: "Settings of the `ogygia update` agent, which applies rollouts to this host.",
-  fields: {
-    state_dir: string({
-      description:
-        "Where the agent keeps its on-disk record of an update in progress (under --root).",
-      default: "/var/lib/ogygia/update",
-      check: (v) => (v.startsWith("/") ? undefined : "must be an absolute path"),
-    }),
-    substituters: stringList({
-      description:
-        "Binary caches system paths are realised from, in order (the local ogygia-irisd first).",
-      default: [DEFAULT_IRISD_URL],
-    }),
-    trusted_public_keys: stringList({
-      description:
-        "Keys a system path must be signed by (`name:base64`); empty: Nix's own trusted-public-keys.",
-      default: [],
-    }),
-    probes: stringList({
-      description:
-        "Health probes: shell commands that must exit 0 after an activation ($OGYGIA_ROOT is the root).",
-      default: [],
-    }),
-    http_probes: stringList({
-      description: "Health probes: URLs that must answer a 2xx status to a GET.",
-      default: [],
-      check: (v) => checkHttpUrl(v, { example: "http://127.0.0.1:8080/health" }),
-    }),
-    check_units: boolean({
-      description: "Count failed systemd units (`systemctl list-units --failed`) as unhealthy.",
-      default: true,
-    }),
-    health_deadline_seconds: integer({
-      description:
-        "Seconds after an activation within which the host must be healthy, else it rolls back.",
-      default: 120,
-      min: 1,
-      max: 86_400,
-    }),
-    activation_timeout_seconds: integer({
-      description: "Seconds a realisation or a switch-to-configuration may take.",
-      default: 600,
-      min: 1,
-      max: 86_400,
-    }),
-    poll_interval_seconds: number({
-      description: "Seconds between looks at the rollout plan (changes of hosts wake it at once).",
-      default: 1,
-      min: 0.05,
-      max: 3600,
-    }),
-    reboot: string({
-      description:
-        'When a release changes the kernel, initrd or kernel modules: "never" (activate it now, ' +
-        'the reboot is left to the operator), "always" (boot into it at once) or "window" (boot ' +
-        "into it within reboot_window, waiting for it).",
-      default: "never",
-      check: (v) =>
-        ["never", "always", "window"].includes(v)
-          ? undefined
-          : 'must be "never", "always" or "window"',
-    }),
-    reboot_window: string({
-      description:
-        'The local-time window of reboot = "window", as "HH:MM-HH:MM" (it may span midnight).',
-      default: "02:00-04:00",
-      check: (v) => (parseRebootWindow(v) === null ? 'must be like "02:00-04:00"' : undefined),
-    }),
-    reboot_command: stringList({
-      description: "The command that reboots the host (program and arguments).",
-      default: ["systemctl", "reboot"],
-      minItems: 1,
-    }),
-  },
-});
+const updateSection = () =>
+  table({
+    description: "Settings of the `ogygia update` agent, which applies rollouts to this host.",
+    fields: {
+      state_dir: string({
+        description:
+          "Where the agent keeps its on-disk record of an update in progress (under --root).",
+        default: "/var/lib/ogygia/update",
+        check: (v) => (v.startsWith("/") ? undefined : "must be an absolute path"),
+      }),
+      substituters: stringList({
+        description:
+          "Binary caches system paths are realised from, in order (the local ogygia-irisd first).",
+        default: [DEFAULT_IRISD_URL],
+      }),
+      trusted_public_keys: stringList({
+        description:
+          "Keys a system path must be signed by (`name:base64`); empty: Nix's own trusted-public-keys.",
+        default: [],
+      }),
+      probes: stringList({
+        description:
+          "Health probes: shell commands that must exit 0 after an activation ($OGYGIA_ROOT is the root).",
+        default: [],
+      }),
+      http_probes: stringList({
+        description: "Health probes: URLs that must answer a 2xx status to a GET.",
+        default: [],
+        check: (v) => checkHttpUrl(v, { example: "http://127.0.0.1:8080/health" }),
+      }),
+      check_units: boolean({
+        description: "Count failed systemd units (`systemctl list-units --failed`) as unhealthy.",
+        default: true,
+      }),
+      health_deadline_seconds: integer({
+        description:
+          "Seconds after an activation within which the host must be healthy, else it rolls back.",
+        default: 120,
+        min: 1,
+        max: 86_400,
+      }),
+      activation_timeout_seconds: integer({
+        description: "Seconds a realisation or a switch-to-configuration may take.",
+        default: 600,
+        min: 1,
+        max: 86_400,
+      }),
+      poll_interval_seconds: number({
+        description:
+          "Seconds between looks at the rollout plan (changes of hosts wake it at once).",
+        default: 1,
+        min: 0.05,
+        max: 3600,
+      }),
+      reboot: string({
+        description:
+          'When a release changes the kernel, initrd or kernel modules: "never" (activate it now, ' +
+          'the reboot is left to the operator), "always" (boot into it at once) or "window" (boot ' +
+          "into it within reboot_window, waiting for it).",
+        default: "never",
+        check: (v) =>
+          ["never", "always", "window"].includes(v)
+            ? undefined
+            : 'must be "never", "always" or "window"',
+      }),
+      reboot_window: string({
+        description:
+          'The local-time window of reboot = "window", as "HH:MM-HH:MM" (it may span midnight).',
+        default: "02:00-04:00",
+        check: (v) => (parseRebootWindow(v) === null ? 'must be like "02:00-04:00"' : undefined),
+      }),
+      reboot_command: stringList({
+        description: "The command that reboots the host (program and arguments).",
+        default: ["systemctl", "reboot"],
+        minItems: 1,
+      }),
+    },
+  });
 
 /** A reboot window "HH:MM-HH:MM" as minutes of the day [start, end), or null when malformed. */
 export function parseRebootWindow(text: string): { start: number; end: number } | null {
@@ -394,120 +403,130 @@ export interface UpdateConfig {
 
 // --- end [ogygia.update] ---
 
-export const configSchema = table({
-  description: "The ogygia configuration file.",
-  fields: {
-    ogygia: table({
-      description: "Settings shared by every ogygia command.",
-      fields: {
-        domain: optional(
-          string({
-            description: "Base domain trimmed from host names when they are displayed.",
-            check: (v) =>
-              /^\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?$/.test(v)
-                ? undefined
-                : `${JSON.stringify(v)} is not a domain name`,
-          }),
-        ),
-        ...backendSections,
-        nebula: optional(
-          table({
-            description: "The Nebula mesh that `ogygia nebula` manages.",
-            fields: {
-              network: string({
-                description: "The network's name: certificates' registry keys live under it.",
-                default: "ogygia",
-                check: (v) =>
-                  /^[A-Za-z0-9_-]{1,64}$/.test(v)
-                    ? undefined
-                    : `${JSON.stringify(v)} must be letters, digits, "_" or "-"`,
-              }),
-              subnet: optional(
-                string({
-                  description:
-                    "The IPv4 network hosts' addresses come from with `--ip auto`, like 10.42.0.0/16.",
+let builtSchema: ReturnType<typeof buildConfigSchema> | undefined;
+
+/** The configuration file's schema, built on first use. */
+function configSchema(): ReturnType<typeof buildConfigSchema> {
+  builtSchema ??= buildConfigSchema();
+  return builtSchema;
+}
+
+function buildConfigSchema() {
+  return table({
+    description: "The ogygia configuration file.",
+    fields: {
+      ogygia: table({
+        description: "Settings shared by every ogygia command.",
+        fields: {
+          domain: optional(
+            string({
+              description: "Base domain trimmed from host names when they are displayed.",
+              check: (v) =>
+                /^\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?$/.test(v)
+                  ? undefined
+                  : `${JSON.stringify(v)} is not a domain name`,
+            }),
+          ),
+          ...backendSections(),
+          nebula: optional(
+            table({
+              description: "The Nebula mesh that `ogygia nebula` manages.",
+              fields: {
+                network: string({
+                  description: "The network's name: certificates' registry keys live under it.",
+                  default: "ogygia",
                   check: (v) =>
-                    /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(v)
+                    /^[A-Za-z0-9_-]{1,64}$/.test(v)
                       ? undefined
-                      : `${JSON.stringify(v)} is not an IPv4 network like "10.42.0.0/16"`,
+                      : `${JSON.stringify(v)} must be letters, digits, "_" or "-"`,
                 }),
-              ),
-              ca_dir: string({
-                description:
-                  "Where `ogygia nebula ca init` writes ca.crt and ca.key and `sign` reads them " +
-                  "(on the operator's machine, never a host).",
-                default: "nebula-ca",
-              }),
-              cert_dir: string({
-                description:
-                  "Where `ogygia nebula sign` writes certificates, named by a hash of their " +
-                  "contents: a folder meant to be committed.",
-                default: "nebula",
-              }),
-              cert_file: optional(
-                string({
+                subnet: optional(
+                  string({
+                    description:
+                      "The IPv4 network hosts' addresses come from with `--ip auto`, like 10.42.0.0/16.",
+                    check: (v) =>
+                      /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(v)
+                        ? undefined
+                        : `${JSON.stringify(v)} is not an IPv4 network like "10.42.0.0/16"`,
+                  }),
+                ),
+                ca_dir: string({
                   description:
-                    "This host's certificate (the one its Nebula uses): `ogygia publish` publishes " +
-                    "its facts (address, groups, expiry, fingerprints) as the host's `nebula` key.",
+                    "Where `ogygia nebula ca init` writes ca.crt and ca.key and `sign` reads them " +
+                    "(on the operator's machine, never a host).",
+                  default: "nebula-ca",
+                }),
+                cert_dir: string({
+                  description:
+                    "Where `ogygia nebula sign` writes certificates, named by a hash of their " +
+                    "contents: a folder meant to be committed.",
+                  default: "nebula",
+                }),
+                cert_file: optional(
+                  string({
+                    description:
+                      "This host's certificate (the one its Nebula uses): `ogygia publish` publishes " +
+                      "its facts (address, groups, expiry, fingerprints) as the host's `nebula` key.",
+                    check: (v) => (v.trim() === "" ? "must name a file" : undefined),
+                  }),
+                ),
+                ca_files: stringList({
+                  description:
+                    "The CA certificates (or bundles) the mesh trusts: `ogygia nebula status` calls " +
+                    "a certificate signed by any other CA critical. Besides ca_dir's ca.crt, if any.",
+                  default: [],
                   check: (v) => (v.trim() === "" ? "must name a file" : undefined),
                 }),
-              ),
-              ca_files: stringList({
+              },
+            }),
+          ),
+          builder: builderSection(),
+          update: updateSection(),
+          impact: table({
+            description: "Settings of `ogygia diff`, `ogygia impact` and `ogygia who-runs`.",
+            fields: {
+              irisd_url: string({
                 description:
-                  "The CA certificates (or bundles) the mesh trusts: `ogygia nebula status` calls " +
-                  "a certificate signed by any other CA critical. Besides ca_dir's ca.crt, if any.",
-                default: [],
-                check: (v) => (v.trim() === "" ? "must name a file" : undefined),
+                  "The local ogygia-irisd, through which closures and files of store paths " +
+                  "this host lacks are read from the fleet.",
+                default: DEFAULT_IRISD_URL,
+                check: (v) => checkHttpUrl(v, { example: DEFAULT_IRISD_URL }),
+              }),
+              concurrency: integer({
+                description: "Requests to ogygia-irisd in flight at once.",
+                default: 32,
+                min: 1,
+                max: 1024,
               }),
             },
           }),
-        ),
-        builder: builderSection,
-        update: updateSection,
-        impact: table({
-          description: "Settings of `ogygia diff`, `ogygia impact` and `ogygia who-runs`.",
-          fields: {
-            irisd_url: string({
-              description:
-                "The local ogygia-irisd, through which closures and files of store paths " +
-                "this host lacks are read from the fleet.",
-              default: DEFAULT_IRISD_URL,
-              check: (v) => checkHttpUrl(v, { example: DEFAULT_IRISD_URL }),
-            }),
-            concurrency: integer({
-              description: "Requests to ogygia-irisd in flight at once.",
-              default: 32,
-              min: 1,
-              max: 1024,
-            }),
-          },
-        }),
-        publish: table({
-          description: "Settings of the `ogygia publish` daemon.",
-          fields: {
-            lease_ttl_seconds: integer({
-              description:
-                "Seconds after which a host that stopped without saying so (crash, power loss, " +
-                "SIGKILL) shows offline: the etcd lease TTL, or the ZooKeeper session timeout " +
-                "(which the server rounds into its own minimum and maximum).",
-              default: DEFAULT_LEASE_TTL_SECONDS,
-              min: 2,
-              max: 3600,
-            }),
-            resync_interval_seconds: integer({
-              description:
-                "Seconds between full resyncs: the publisher reads its keys back, rewrites any " +
-                "that differ or went missing, and refreshes updated_at.",
-              default: DEFAULT_RESYNC_INTERVAL_SECONDS,
-              min: 1,
-              max: 86_400,
-            }),
-          },
-        }),
-      },
-    }),
-  },
-});
+          publish: table({
+            description: "Settings of the `ogygia publish` daemon.",
+            fields: {
+              lease_ttl_seconds: integer({
+                description:
+                  "Seconds after which a host that stopped without saying so (crash, power loss, " +
+                  "SIGKILL) shows offline: the etcd lease TTL, or the ZooKeeper session timeout " +
+                  "(which the server rounds into its own minimum and maximum).",
+                default: DEFAULT_LEASE_TTL_SECONDS,
+                min: 2,
+                max: 3600,
+              }),
+              resync_interval_seconds: integer({
+                description:
+                  "Seconds between full resyncs: the publisher reads its keys back, rewrites any " +
+                  "that differ or went missing, and refreshes updated_at.",
+                default: DEFAULT_RESYNC_INTERVAL_SECONDS,
+                min: 1,
+                max: 86_400,
+              }),
+            },
+          }),
+        },
+      }),
+    },
+  });
+}
 
 export interface BackendConfig {
   endpoints: string[];
@@ -582,7 +601,7 @@ function toBackend(
 export async function parseConfig(text: string, file: string): Promise<OgygiaConfig> {
   const data = await parseTomlText(text, file);
   const ctx: SchemaContext = { file, lines: locateKeys(text) };
-  const raw = configSchema.parse(data, [], ctx);
+  const raw = configSchema().parse(data, [], ctx);
   const domain = raw.ogygia.domain?.replace(/^\.+|\.+$/g, "");
   const backends = Object.fromEntries(
     BACKEND_NAMES.map((b) => [b.kind, toBackend(b.kind, raw.ogygia[b.kind], file, ctx)]),
@@ -650,12 +669,25 @@ export interface ConfigSource {
   unreadable?: string;
 }
 
+/** `file`'s status, undefined when it does not exist, null when `stat` failed otherwise. */
+function statIfPresent(file: string): Stats | undefined | null {
+  try {
+    return statSync(file, { throwIfNoEntry: false });
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Reads the configuration. Returns undefined when the default file does not
  * exist (local-only mode); an explicitly named file must exist.
  */
 export async function loadConfig(source: ConfigSource): Promise<OgygiaConfig | undefined> {
   if (source.unreadable !== undefined) return undefined;
+  // No default file is local-only mode, the common case: asked without an
+  // exception, which costs a start ~0.4 ms the first time. Any other failure
+  // is left to the read below, which reports it.
+  if (!source.explicit && statIfPresent(source.path) === undefined) return undefined;
   let text: string;
   try {
     // Synchronous: one small local file; no thread pool for it.

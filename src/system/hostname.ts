@@ -8,9 +8,7 @@
  * same answer by the same rules.
  */
 
-import type * as ChildProcess from "node:child_process";
-import { createRequire } from "node:module";
-import os from "node:os";
+import { readFileSync } from "node:fs";
 
 import { canonicalNameFromSystemFiles } from "./hosts-file.js";
 
@@ -29,33 +27,44 @@ export interface HostnameEnvironment {
   env: NodeJS.ProcessEnv;
   /** Runs `hostname` with the given arguments; resolves to its trimmed output or undefined. */
   run: (args: string[]) => Promise<string | undefined>;
-  gethostname: () => string;
+  gethostname: () => string | Promise<string>;
+}
+
+/**
+ * The kernel's host name, gethostname()'s answer, read from
+ * /proc/sys/kernel/hostname (what glibc's gethostname() and `os.hostname()`
+ * return on Linux); undefined where that file cannot be read. Loading
+ * node:os for it cost every start of the CLI about 0.4 ms.
+ */
+function kernelHostname(): string | undefined {
+  try {
+    return readFileSync("/proc/sys/kernel/hostname", "latin1").trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** What `hostname` prints with `args`: for `-f`, from /etc/hosts when that decides it. */
 function runHostname(args: string[]): Promise<string | undefined> {
   if (args.length === 1 && args[0] === "-f") {
-    const fromFiles = canonicalNameFromSystemFiles(os.hostname());
+    const name = kernelHostname();
+    const fromFiles = name === undefined ? undefined : canonicalNameFromSystemFiles(name);
     if (fromFiles !== undefined) return Promise.resolve(fromFiles);
   }
   return spawnHostname(args);
 }
 
 /**
- * node:child_process, loaded when `hostname` must run: most starts answer
- * from /etc/hosts, and loading it (with net, dgram and streams) costs every
- * start of the CLI a few milliseconds. A require, not `import()`, which
- * would start the ES module loader in the CommonJS bundle; the base path is
- * any file, since a built-in module is not looked up on disk.
+ * Runs `hostname` with `args`; its trimmed output, or undefined when it fails.
+ * node:child_process is loaded only then: most starts answer from /etc/hosts,
+ * and loading it (with net, dgram and streams) costs every start of the CLI a
+ * few milliseconds. The CLI's bundle compiles this `import()` of a built-in
+ * module to a `require` (scripts/bundle-cli.js).
  */
-function childProcess(): typeof ChildProcess {
-  return createRequire(process.execPath)("node:child_process") as typeof ChildProcess;
-}
-
-/** Runs `hostname` with `args`; its trimmed output, or undefined when it fails. */
-export function spawnHostname(args: string[]): Promise<string | undefined> {
+export async function spawnHostname(args: string[]): Promise<string | undefined> {
+  const { execFile } = await import("node:child_process");
   return new Promise((resolve) => {
-    childProcess().execFile(
+    execFile(
       "hostname",
       args,
       { timeout: COMMAND_TIMEOUT_MS, encoding: "utf8", windowsHide: true },
@@ -70,7 +79,7 @@ export function spawnHostname(args: string[]): Promise<string | undefined> {
 const defaultEnvironment: HostnameEnvironment = {
   env: process.env,
   run: runHostname,
-  gethostname: () => os.hostname(),
+  gethostname: async () => kernelHostname() ?? (await import("node:os")).hostname(),
 };
 
 function fromEnv(env: NodeJS.ProcessEnv, name: string): string | undefined {
@@ -92,5 +101,5 @@ export async function detectHostname(
   if (shellName) return { hostname: shellName, source: "HOSTNAME" };
   const short = await run([]);
   if (short) return { hostname: short, source: "hostname" };
-  return { hostname: environment.gethostname(), source: "gethostname" };
+  return { hostname: await environment.gethostname(), source: "gethostname" };
 }

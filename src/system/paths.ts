@@ -63,13 +63,16 @@ export function resolveInRootSync(root: string, logical: string): string {
       continue;
     }
     const candidate = path.join(base, ...resolved, part);
-    let isLink: boolean;
+    let stat: ReturnType<typeof lstatSync>;
     try {
-      isLink = lstatSync(candidate).isSymbolicLink();
+      // A missing component is common (the default config.toml): asked
+      // without an exception, which costs a start ~0.4 ms the first time.
+      stat = lstatSync(candidate, { throwIfNoEntry: false });
     } catch {
       return path.join(candidate, ...pending);
     }
-    if (!isLink) {
+    if (stat === undefined) return path.join(candidate, ...pending);
+    if (!stat.isSymbolicLink()) {
       resolved.push(part);
       continue;
     }

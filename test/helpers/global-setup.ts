@@ -72,11 +72,15 @@ const requirements: Requirement[] = [
     fix: "export OGYGIA_NIXPKGS_LIB=<a nixpkgs checkout>/lib",
   },
   {
-    what: "the built CLI (dist/bundle/ogygia.cjs, its launcher and code cache, dist/code-cache/ogygia.cache)",
+    what: "the built CLI (dist/bundle/ogygia.cjs and ogygia-lazy.cjs, its launcher and code caches in dist/code-cache)",
     check: () =>
-      existsSync(path.join(REPO_ROOT, "dist/bundle/ogygia.cjs")) &&
-      existsSync(path.join(REPO_ROOT, "dist/bundle/launch.cjs")) &&
-      existsSync(path.join(REPO_ROOT, "dist/code-cache/ogygia.cache")),
+      [
+        "dist/bundle/ogygia.cjs",
+        "dist/bundle/ogygia-lazy.cjs",
+        "dist/bundle/launch.cjs",
+        "dist/code-cache/ogygia.cache",
+        "dist/code-cache/ogygia-lazy.cache",
+      ].every((file) => existsSync(path.join(REPO_ROOT, file))),
     install: "",
     fix: "npm run build",
   },
