@@ -15,20 +15,22 @@
  *   3. a real `nix copy --from http://...` of the closure into a fresh store;
  *   4. a wrk load run on narinfo (64 connections, 20 s) for each server,
  *      and for nginx with one worker process (`nginx-1w`): nginx's default
- *      runs one worker per CPU, irisd is one event loop.
+ *      runs one worker per CPU, irisd one event loop unless `[server]
+ *      workers` says more: `irisd-2w` (`workers = 2`) is run beside it.
  * Beside them, the floor of any node:http server (`startNodeFloor`): a
  * fixed narinfo body, and NAR files read into pooled buffers and written
  * (no `sendfile` in Node), timed in the same rounds for 1, 2 and 4.
  * Targets: narinfo <= 1.2x nginx, NAR <= 1.1x, first pass <= 2x, wrk
  * throughput >= 0.8x. Also irisd's peak RSS. `IRIS_BENCH_BEFORE=<another
  * checkout>/dist/bundle/ogygia-irisd.js` runs that build beside ours;
- * `IRIS_BENCH_NICE=0` runs ours again with that `helper_thread_nice`.
+ * `IRIS_BENCH_NICE=0` runs ours again with that `helper_thread_nice`;
+ * `IRIS_BENCH_WORKERS=<n>` runs ours with `workers = n` (default 2; 1: not at all).
  *
  *   npm run bench -- iris-serve
  *   BENCH_ROUNDS=3 IRIS_BENCH_WRK_SECONDS=5 npm run bench -- iris-serve   # quicker
  */
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
@@ -53,6 +55,19 @@ const NARINFO_PASSES = 10;
 const WRK_SECONDS = Number(process.env.IRIS_BENCH_WRK_SECONDS ?? 20);
 const WRK_CONNECTIONS = 64;
 const WRK_ROUNDS = Math.max(1, Math.min(ROUNDS, Number(process.env.IRIS_BENCH_WRK_ROUNDS ?? 3)));
+
+/** `pid` and its children (a primary's workers), from /proc. */
+function withChildren(pid: number): number[] {
+  try {
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .split(" ")
+      .map(Number)
+      .filter((n) => n > 0);
+    return [pid, ...children];
+  } catch {
+    return [pid];
+  }
+}
 
 function mb(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
@@ -211,9 +226,16 @@ async function main(): Promise<void> {
   const work = mkdtempSync(path.join(os.tmpdir(), "ogygia-bench-iris-run-"));
   // IRIS_BENCH_BEFORE: another build's bundle (dist/bundle/ogygia-irisd.js), run beside ours.
   const beforeScript = process.env.IRIS_BENCH_BEFORE;
-  const daemons: { name: string; script?: string; nice?: number; process?: IrisdProcess }[] = [
-    { name: "irisd" },
-  ];
+  const daemons: {
+    name: string;
+    script?: string;
+    nice?: number;
+    workers?: number;
+    process?: IrisdProcess;
+  }[] = [{ name: "irisd" }];
+  // IRIS_BENCH_WORKERS=<n>: our build with `[server] workers = n` beside (default 2; 1: none).
+  const workers = Number(process.env.IRIS_BENCH_WORKERS ?? 2);
+  if (workers > 1) daemons.push({ name: `irisd-${workers}w`, workers });
   if (beforeScript !== undefined && beforeScript !== "") {
     daemons.push({ name: "irisd-before", script: beforeScript });
   }
@@ -249,6 +271,7 @@ async function main(): Promise<void> {
         logLevel: "info",
         script: daemon.script,
         helperThreadNice: daemon.nice,
+        workers: daemon.workers,
       });
       daemon.process = proc;
       const base = { name: daemon.name, url: proc.url, port: proc.port };
@@ -401,11 +424,15 @@ async function main(): Promise<void> {
     const nginxRss = nginx.pids().reduce((sum, pid) => sum + currentRss(pid), 0);
     printTable([
       ["process", "peak RSS (VmHWM)", "RSS now"],
-      ...daemons.map((d) => [
-        d.name,
-        mb(peakRss(d.process?.pid ?? -1)),
-        mb(currentRss(d.process?.pid ?? -1)),
-      ]),
+      ...daemons.map((d) => {
+        // With workers: the primary and its workers (peak: the sum of each one's peak).
+        const pids = withChildren(d.process?.pid ?? -1);
+        return [
+          d.workers === undefined ? d.name : `${d.name} (primary + workers)`,
+          mb(pids.reduce((sum, pid) => sum + peakRss(pid), 0)),
+          mb(pids.reduce((sum, pid) => sum + currentRss(pid), 0)),
+        ];
+      }),
       ["nginx (master + workers)", "", mb(nginxRss)],
     ]);
 
