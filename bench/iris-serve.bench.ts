@@ -28,6 +28,7 @@
  *
  *   npm run bench -- iris-serve
  *   BENCH_ROUNDS=3 IRIS_BENCH_WRK_SECONDS=5 npm run bench -- iris-serve   # quicker
+ *   IRIS_BENCH_ONLY=wrk IRIS_BENCH_WRK_ROUNDS=7 BENCH_ROUNDS=7 npm run bench -- iris-serve  # wrk only
  */
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -55,6 +56,9 @@ const NARINFO_PASSES = 10;
 const WRK_SECONDS = Number(process.env.IRIS_BENCH_WRK_SECONDS ?? 20);
 const WRK_CONNECTIONS = 64;
 const WRK_ROUNDS = Math.max(1, Math.min(ROUNDS, Number(process.env.IRIS_BENCH_WRK_ROUNDS ?? 3)));
+/** `IRIS_BENCH_ONLY=wrk`: only the wrk runs (and memory); sections 0 to 3 get no rounds. */
+const ONLY_WRK = process.env.IRIS_BENCH_ONLY === "wrk";
+const PASS_ROUNDS = ONLY_WRK ? 0 : ROUNDS;
 
 /** `pid` and its children (a primary's workers), from /proc. */
 function withChildren(pid: number): number[] {
@@ -291,7 +295,7 @@ async function main(): Promise<void> {
     // First pass over every NAR: each daemon restarted before its pass, so its
     // small-NAR memory cache is empty; the files are in the page cache for all.
     console.log(`\n0. first pass: every NAR once from a fresh process (${ROUNDS} rounds)`);
-    const firstPass = await alternating(servers, ROUNDS, async (server) => {
+    const firstPass = await alternating(servers, PASS_ROUNDS, async (server) => {
       const daemon = daemons.find((d) => d.name === server.name);
       let target = server;
       if (daemon !== undefined) {
@@ -313,7 +317,7 @@ async function main(): Promise<void> {
     console.log(
       `\n1. narinfo: ${hashes.length} x ${NARINFO_PASSES} requests over one keep-alive connection (${ROUNDS} rounds)`,
     );
-    const narinfoMs = await alternating([...servers, floorServer], ROUNDS, (server) =>
+    const narinfoMs = await alternating([...servers, floorServer], PASS_ROUNDS, (server) =>
       timeNarinfos(server, hashes, NARINFO_PASSES),
     );
     const requests = hashes.length * NARINFO_PASSES;
@@ -332,7 +336,7 @@ async function main(): Promise<void> {
     console.log(
       `\n2. NAR: all ${hashes.length} NARs (${mb(closure.narBytes)}) over one keep-alive connection (${ROUNDS} rounds)`,
     );
-    const narMs = await alternating([...servers, floorServer], ROUNDS, async (server) => {
+    const narMs = await alternating([...servers, floorServer], PASS_ROUNDS, async (server) => {
       const { ms, bytes } = await timeNars(server);
       if (bytes !== closure.narBytes) {
         throw new Error(`${server.name} sent ${bytes} NAR bytes, expected ${closure.narBytes}`);
@@ -362,7 +366,7 @@ async function main(): Promise<void> {
     console.log(
       `\n3. nix copy --from http://... of the closure into a fresh store (${COPY_ROUNDS} rounds)`,
     );
-    const copyMs = await alternating(servers, COPY_ROUNDS, (server, round) =>
+    const copyMs = await alternating(servers, ONLY_WRK ? 0 : COPY_ROUNDS, (server, round) =>
       Promise.resolve(timeNixCopy(server, closure.top, publicKey, work, round)),
     );
     printTable([
@@ -407,6 +411,10 @@ async function main(): Promise<void> {
           : [wrkRow(name === "floor" ? "node:http floor" : name, last)];
       }),
     ]);
+    for (const name of [...names, "nginx-1w", "floor"]) {
+      const rounds = (wrkRps[name] ?? []).map((v) => Math.round(v)).join(" ");
+      console.log(`${name} requests/s by round: ${rounds}`);
+    }
     for (const name of [...names, "nginx-1w", "floor"]) {
       if (name === "nginx") continue;
       console.log(
