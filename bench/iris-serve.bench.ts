@@ -42,6 +42,7 @@ import { KeepAliveClient } from "./lib-iris-http.js";
 import {
   currentRss,
   peakRss,
+  processCpuNs,
   startNginx,
   startNodeFloor,
   type FloorServer,
@@ -390,7 +391,31 @@ async function main(): Promise<void> {
       narUrls: [],
     };
     const wrkServers = [...servers, nginxOneServer, floorServer];
+    // Every process of a server: an irisd's workers, nginx's master and workers.
+    const pidsOf = (name: string): number[] => {
+      const daemon = daemons.find((d) => d.name === name);
+      if (daemon !== undefined) return withChildren(daemon.process?.pid ?? -1);
+      if (name === "nginx") return nginx?.pids() ?? [];
+      if (name === "nginx-1w") return nginxOne?.pids() ?? [];
+      return floor === undefined ? [] : [floor.pid];
+    };
+    const cpuPerRequest: Record<string, number[]> = {};
+    // Without sections 0 to 3 nothing has warmed the servers up: 3 s of wrk each, not counted.
+    if (ONLY_WRK) {
+      for (const server of wrkServers) {
+        runWrk({
+          baseUrl: server.url,
+          hashParts: hashes,
+          workDir: work,
+          connections: WRK_CONNECTIONS,
+          seconds: 3,
+          threads: 2,
+        });
+      }
+    }
     const wrkRps = await alternating(wrkServers, WRK_ROUNDS, (server) => {
+      const pids = pidsOf(server.name);
+      const cpuBefore = processCpuNs(pids);
       const result = runWrk({
         baseUrl: server.url,
         hashParts: hashes,
@@ -400,6 +425,9 @@ async function main(): Promise<void> {
         threads: 2,
       });
       (wrk[server.name] ??= []).push(result);
+      (cpuPerRequest[server.name] ??= []).push(
+        (processCpuNs(pids) - cpuBefore) / 1000 / Math.max(1, result.requests),
+      );
       return Promise.resolve(result.requestsPerSecond);
     });
     printTable([
@@ -414,6 +442,12 @@ async function main(): Promise<void> {
     for (const name of [...names, "nginx-1w", "floor"]) {
       const rounds = (wrkRps[name] ?? []).map((v) => Math.round(v)).join(" ");
       console.log(`${name} requests/s by round: ${rounds}`);
+    }
+    for (const name of [...names, "nginx-1w", "floor"]) {
+      const cpu = cpuPerRequest[name] ?? [];
+      console.log(
+        `${name} server CPU per request under wrk: median ${median(cpu).toFixed(1)} us (${cpu.map((v) => v.toFixed(1)).join(" ")}); to nginx ${ratios(cpu, cpuPerRequest.nginx ?? [])}`,
+      );
     }
     for (const name of [...names, "nginx-1w", "floor"]) {
       if (name === "nginx") continue;
