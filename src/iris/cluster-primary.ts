@@ -19,7 +19,7 @@ import os from "node:os";
 import path from "node:path";
 
 import { Backoff, OgygiaError, type OgygiaErrorCode } from "../core/index.js";
-import type { Logger } from "../log/index.js";
+import { errorFields, type Logger } from "../log/index.js";
 import { isFromWorker, type ToWorker, type WorkerFailure } from "./cluster-messages.js";
 import type { IrisdConfig } from "./config.js";
 import { startDaemon, type IrisDaemon } from "./daemon.js";
@@ -102,6 +102,10 @@ class WorkerPool {
         } else {
           this.waiting.get(message.id)?.(message.snapshot);
         }
+      });
+      worker.on("error", (err) => {
+        // A message to a worker that is going away: its exit is handled below.
+        log.debug({ worker: slot, ...errorFields(err) }, "cannot reach a worker");
       });
       worker.once("exit", (code, signal) => {
         if (state.worker === worker) state.worker = undefined;

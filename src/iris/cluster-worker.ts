@@ -32,7 +32,8 @@ import { loadSigningKeys, openLocalStore } from "./store/index.js";
 import { lowerHelperThreadsLogged } from "./thread-priority.js";
 
 function send(message: FromWorker): void {
-  process.send?.(message);
+  // With a callback, a closed channel (the primary is gone) is not an 'error' event that would throw.
+  process.send?.(message, undefined, {}, () => undefined);
 }
 
 /**
