@@ -7,7 +7,9 @@
  *      straight from B's irisd. Target: C at most 1.1x B, C's CPU at most
  *      2x B's (ratios taken per round, min / median / max shown).
  *      `IRIS_BENCH_BEFORE=<bundle>` adds a C running another build,
- *      `IRIS_BENCH_NICE=<n>` one with `helper_thread_nice = n`. Beside them: the
+ *      `IRIS_BENCH_NICE=<n>` one with `helper_thread_nice = n`,
+ *      `IRIS_BENCH_WORKERS=<n>` one with `[server] workers = n` (what its
+ *      workers forward to the primary costs). Beside them: the
  *      same copy through a minimal forwarding process (no verification, no
  *      cache: the floor of any intermediate process here) and from C's warm
  *      cache. Rounds alternate; C restarts with an empty cache each round.
@@ -206,7 +208,7 @@ async function main(): Promise<void> {
     const profileDir = profileText !== undefined && profileText !== "" ? profileText : undefined;
     const freshC = async (
       peers: string[] = [b.url],
-      variant: { script?: string; helperThreadNice?: number } = {},
+      variant: { script?: string; helperThreadNice?: number; workers?: number } = {},
     ): Promise<IrisdProcess> => {
       await nodeC?.stop();
       nodeC = await startC({
@@ -227,6 +229,10 @@ async function main(): Promise<void> {
     // IRIS_BENCH_NICE=<n>: our C again with `helper_thread_nice = n`.
     const niceText = process.env.IRIS_BENCH_NICE;
     const nice = niceText !== undefined && niceText !== "" ? Number(niceText) : undefined;
+    // IRIS_BENCH_WORKERS=<n>: our C again with `[server] workers = n`.
+    const workersText = process.env.IRIS_BENCH_WORKERS;
+    const workers =
+      workersText !== undefined && workersText !== "" ? Number(workersText) : undefined;
     // Warm the page cache and every code path once.
     await nixCopy(b.url, closure.top, key, work, "warm-b");
     await nixCopy(floor.url, closure.top, key, work, "warm-floor");
@@ -235,12 +241,13 @@ async function main(): Promise<void> {
     console.log(
       `\n1. nix copy --from http://... of the closure into a fresh store (${ROUNDS} rounds; ratios per round to the B run beside it)`,
     );
-    const names = ["b", "floor", "c", "warm", "before", "nice"];
+    const names = ["b", "floor", "c", "warm", "before", "nice", "workers"];
     const wall: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
     const cpu: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
     const order = ["b", "floor", "c"];
     if (withBefore) order.push("before");
     if (nice !== undefined) order.push("nice");
+    if (workers !== undefined) order.push("workers");
     for (let round = 0; round < ROUNDS; round++) {
       const turn = round % 2 === 0 ? order : [...order].reverse();
       for (const which of turn) {
@@ -259,7 +266,9 @@ async function main(): Promise<void> {
               ? { script: before }
               : which === "nice"
                 ? { helperThreadNice: nice }
-                : {},
+                : which === "workers"
+                  ? { workers }
+                  : {},
           );
           let start = await daemonCpu(c.url);
           wall[which]?.push(await nixCopy(c.url, closure.top, key, work, `${which}-${round}`));
@@ -308,6 +317,9 @@ async function main(): Promise<void> {
       ...(withBefore ? [copyRow("C, the IRIS_BENCH_BEFORE build, through B", "before")] : []),
       ...(nice !== undefined
         ? [copyRow(`C, helper_thread_nice = ${nice}, through B`, "nice")]
+        : []),
+      ...(workers !== undefined
+        ? [copyRow(`C, workers = ${workers}, through B (empty cache)`, "workers")]
         : []),
       copyRow("C's irisd, from its NAR cache", "warm"),
     ]);

@@ -15,22 +15,25 @@
  *   3. a real `nix copy --from http://...` of the closure into a fresh store;
  *   4. a wrk load run on narinfo (64 connections, 20 s) for each server,
  *      and for nginx with one worker process (`nginx-1w`): nginx's default
- *      runs one worker per CPU, irisd is one event loop.
+ *      runs one worker per CPU, irisd one event loop unless `[server]
+ *      workers` says more: `irisd-2w` (`workers = 2`) is run beside it.
  * Beside them, the floor of any node:http server (`startNodeFloor`): a
  * fixed narinfo body, and NAR files read into pooled buffers and written
  * (no `sendfile` in Node), timed in the same rounds for 1, 2 and 4.
  * Targets: narinfo <= 1.2x nginx, NAR <= 1.1x, first pass <= 2x, wrk
  * throughput >= 0.8x. Also irisd's peak RSS. `IRIS_BENCH_BEFORE=<another
  * checkout>/dist/bundle/ogygia-irisd.js` runs that build beside ours;
- * `IRIS_BENCH_NICE=0` runs ours again with that `helper_thread_nice`. Every
- * irisd runs with the environment of the NixOS unit (`IRISD_UNIT_ENV`);
+ * `IRIS_BENCH_NICE=0` runs ours again with that `helper_thread_nice`;
+ * `IRIS_BENCH_WORKERS=<n>` runs ours with `workers = n` (default 2; 1: not at all).
+ * Every irisd runs with the environment of the NixOS unit (`IRISD_UNIT_ENV`);
  * `IRIS_BENCH_BEFORE_ENV=none` runs the build before without it.
  *
  *   npm run bench -- iris-serve
  *   BENCH_ROUNDS=3 IRIS_BENCH_WRK_SECONDS=5 npm run bench -- iris-serve   # quicker
+ *   IRIS_BENCH_ONLY=wrk IRIS_BENCH_WRK_ROUNDS=7 BENCH_ROUNDS=7 npm run bench -- iris-serve  # wrk only
  */
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
@@ -43,6 +46,7 @@ import {
   beforeBuildEnv,
   currentRss,
   peakRss,
+  processCpuNs,
   startNginx,
   startNodeFloor,
   type FloorServer,
@@ -57,6 +61,22 @@ const NARINFO_PASSES = 10;
 const WRK_SECONDS = Number(process.env.IRIS_BENCH_WRK_SECONDS ?? 20);
 const WRK_CONNECTIONS = 64;
 const WRK_ROUNDS = Math.max(1, Math.min(ROUNDS, Number(process.env.IRIS_BENCH_WRK_ROUNDS ?? 3)));
+/** `IRIS_BENCH_ONLY=wrk`: only the wrk runs (and memory); sections 0 to 3 get no rounds. */
+const ONLY_WRK = process.env.IRIS_BENCH_ONLY === "wrk";
+const PASS_ROUNDS = ONLY_WRK ? 0 : ROUNDS;
+
+/** `pid` and its children (a primary's workers), from /proc. */
+function withChildren(pid: number): number[] {
+  try {
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .split(" ")
+      .map(Number)
+      .filter((n) => n > 0);
+    return [pid, ...children];
+  } catch {
+    return [pid];
+  }
+}
 
 function mb(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
@@ -220,8 +240,12 @@ async function main(): Promise<void> {
     script?: string;
     nice?: number;
     env: Readonly<Record<string, string>>;
+    workers?: number;
     process?: IrisdProcess;
   }[] = [{ name: "irisd", env: IRISD_UNIT_ENV }];
+  // IRIS_BENCH_WORKERS=<n>: our build with `[server] workers = n` beside (default 2; 1: none).
+  const workers = Number(process.env.IRIS_BENCH_WORKERS ?? 2);
+  if (workers > 1) daemons.push({ name: `irisd-${workers}w`, workers, env: IRISD_UNIT_ENV });
   if (beforeScript !== undefined && beforeScript !== "") {
     daemons.push({ name: "irisd-before", script: beforeScript, env: beforeBuildEnv() });
   }
@@ -264,6 +288,7 @@ async function main(): Promise<void> {
         script: daemon.script,
         helperThreadNice: daemon.nice,
         env: { ...daemon.env },
+        workers: daemon.workers,
       });
       daemon.process = proc;
       const base = { name: daemon.name, url: proc.url, port: proc.port };
@@ -283,7 +308,7 @@ async function main(): Promise<void> {
     // First pass over every NAR: each daemon restarted before its pass, so its
     // small-NAR memory cache is empty; the files are in the page cache for all.
     console.log(`\n0. first pass: every NAR once from a fresh process (${ROUNDS} rounds)`);
-    const firstPass = await alternating(servers, ROUNDS, async (server) => {
+    const firstPass = await alternating(servers, PASS_ROUNDS, async (server) => {
       const daemon = daemons.find((d) => d.name === server.name);
       let target = server;
       if (daemon !== undefined) {
@@ -305,7 +330,7 @@ async function main(): Promise<void> {
     console.log(
       `\n1. narinfo: ${hashes.length} x ${NARINFO_PASSES} requests over one keep-alive connection (${ROUNDS} rounds)`,
     );
-    const narinfoMs = await alternating([...servers, floorServer], ROUNDS, (server) =>
+    const narinfoMs = await alternating([...servers, floorServer], PASS_ROUNDS, (server) =>
       timeNarinfos(server, hashes, NARINFO_PASSES),
     );
     const requests = hashes.length * NARINFO_PASSES;
@@ -324,7 +349,7 @@ async function main(): Promise<void> {
     console.log(
       `\n2. NAR: all ${hashes.length} NARs (${mb(closure.narBytes)}) over one keep-alive connection (${ROUNDS} rounds)`,
     );
-    const narMs = await alternating([...servers, floorServer], ROUNDS, async (server) => {
+    const narMs = await alternating([...servers, floorServer], PASS_ROUNDS, async (server) => {
       const { ms, bytes } = await timeNars(server);
       if (bytes !== closure.narBytes) {
         throw new Error(`${server.name} sent ${bytes} NAR bytes, expected ${closure.narBytes}`);
@@ -360,7 +385,7 @@ async function main(): Promise<void> {
     console.log(
       `\n3. nix copy --from http://... of the closure into a fresh store (${COPY_ROUNDS} rounds)`,
     );
-    const copyMs = await alternating(servers, COPY_ROUNDS, (server, round) =>
+    const copyMs = await alternating(servers, ONLY_WRK ? 0 : COPY_ROUNDS, (server, round) =>
       Promise.resolve(timeNixCopy(server, closure.top, publicKey, work, round)),
     );
     printTable([
@@ -384,7 +409,31 @@ async function main(): Promise<void> {
       narUrls: [],
     };
     const wrkServers = [...servers, nginxOneServer, floorServer];
+    // Every process of a server: an irisd's workers, nginx's master and workers.
+    const pidsOf = (name: string): number[] => {
+      const daemon = daemons.find((d) => d.name === name);
+      if (daemon !== undefined) return withChildren(daemon.process?.pid ?? -1);
+      if (name === "nginx") return nginx?.pids() ?? [];
+      if (name === "nginx-1w") return nginxOne?.pids() ?? [];
+      return floor === undefined ? [] : [floor.pid];
+    };
+    const cpuPerRequest: Record<string, number[]> = {};
+    // Without sections 0 to 3 nothing has warmed the servers up: 3 s of wrk each, not counted.
+    if (ONLY_WRK) {
+      for (const server of wrkServers) {
+        runWrk({
+          baseUrl: server.url,
+          hashParts: hashes,
+          workDir: work,
+          connections: WRK_CONNECTIONS,
+          seconds: 3,
+          threads: 2,
+        });
+      }
+    }
     const wrkRps = await alternating(wrkServers, WRK_ROUNDS, (server) => {
+      const pids = pidsOf(server.name);
+      const cpuBefore = processCpuNs(pids);
       const result = runWrk({
         baseUrl: server.url,
         hashParts: hashes,
@@ -394,6 +443,9 @@ async function main(): Promise<void> {
         threads: 2,
       });
       (wrk[server.name] ??= []).push(result);
+      (cpuPerRequest[server.name] ??= []).push(
+        (processCpuNs(pids) - cpuBefore) / 1000 / Math.max(1, result.requests),
+      );
       return Promise.resolve(result.requestsPerSecond);
     });
     printTable([
@@ -405,6 +457,16 @@ async function main(): Promise<void> {
           : [wrkRow(name === "floor" ? "node:http floor" : name, last)];
       }),
     ]);
+    for (const name of [...names, "nginx-1w", "floor"]) {
+      const rounds = (wrkRps[name] ?? []).map((v) => Math.round(v)).join(" ");
+      console.log(`${name} requests/s by round: ${rounds}`);
+    }
+    for (const name of [...names, "nginx-1w", "floor"]) {
+      const cpu = cpuPerRequest[name] ?? [];
+      console.log(
+        `${name} server CPU per request under wrk: median ${median(cpu).toFixed(1)} us (${cpu.map((v) => v.toFixed(1)).join(" ")}); to nginx ${ratios(cpu, cpuPerRequest.nginx ?? [])}`,
+      );
+    }
     for (const name of [...names, "nginx-1w", "floor"]) {
       if (name === "nginx") continue;
       console.log(
@@ -422,11 +484,15 @@ async function main(): Promise<void> {
     const nginxRss = nginx.pids().reduce((sum, pid) => sum + currentRss(pid), 0);
     printTable([
       ["process", "peak RSS (VmHWM)", "RSS now"],
-      ...daemons.map((d) => [
-        d.name,
-        mb(peakRss(d.process?.pid ?? -1)),
-        mb(currentRss(d.process?.pid ?? -1)),
-      ]),
+      ...daemons.map((d) => {
+        // With workers: the primary and its workers (peak: the sum of each one's peak).
+        const pids = withChildren(d.process?.pid ?? -1);
+        return [
+          d.workers === undefined ? d.name : `${d.name} (primary + workers)`,
+          mb(pids.reduce((sum, pid) => sum + peakRss(pid), 0)),
+          mb(pids.reduce((sum, pid) => sum + currentRss(pid), 0)),
+        ];
+      }),
       ["nginx (master + workers)", "", mb(nginxRss)],
     ]);
 

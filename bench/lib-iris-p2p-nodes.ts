@@ -31,6 +31,8 @@ export async function startC(options: {
   helperThreadNice?: number;
   /** Node options before the script (e.g. `--cpu-prof`). */
   nodeArgs?: string[];
+  /** `[server] workers` (default: the daemon's, 1). */
+  workers?: number;
 }): Promise<IrisdProcess> {
   rmSync(options.cacheDir, { recursive: true, force: true });
   mkdirSync(options.cacheDir, { recursive: true });
@@ -43,5 +45,6 @@ export async function startC(options: {
     script: options.script,
     helperThreadNice: options.helperThreadNice,
     nodeArgs: options.nodeArgs,
+    workers: options.workers,
   });
 }

@@ -6,7 +6,7 @@
  */
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 
@@ -219,4 +219,25 @@ export async function startNodeFloor(bodyBytes: number, fileCache?: string): Pro
       await exited;
     },
   };
+}
+
+/** CPU time of every thread of `pids`, in nanoseconds (`/proc/<pid>/task/<tid>/schedstat`). */
+export function processCpuNs(pids: readonly number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tasks) {
+      try {
+        total += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+      } catch {
+        // The thread ended between the listing and the read.
+      }
+    }
+  }
+  return total;
 }

@@ -234,6 +234,7 @@ in
     ./modules/nebula.nix
     ./modules/irisd-unix.nix
     ./modules/irisd-compression.nix
+    ./modules/irisd-workers.nix
     ./modules/updates.nix
   ];
 

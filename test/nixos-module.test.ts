@@ -69,6 +69,7 @@ beforeAll(async () => {
     "key-in-store": `{ ogygia.irisd = { enable = true; settings.signing.secret_key_files = [ "/nix/store/aaaa-key.secret" ]; }; }`,
     "irisd-unix": `{ ogygia.irisd = { enable = true; configureNixDaemon = true; openFirewall = true; settings.server.listen = [ "unix:/run/ogygia-irisd/irisd.sock" "127.0.0.1:35742" "unix:/srv/irisd/peers.sock" ]; }; }`,
     "irisd-zstd": `{ ogygia.irisd = { enable = true; compression = "zstd"; }; }`,
+    "irisd-workers": `{ ogygia.irisd = { enable = true; workers = "auto"; }; }`,
     "irisd-unix-only": `{ ogygia.irisd = { enable = true; settings.server.listen = [ "unix:/run/ogygia-irisd/irisd.sock" ]; }; }`,
     "irisd-unix-only-nix-daemon": `{ ogygia.irisd = { enable = true; configureNixDaemon = true; settings.server.listen = [ "unix:/run/ogygia-irisd/irisd.sock" ]; }; }`,
   })) as unknown as typeof report;
@@ -300,6 +301,19 @@ describe("the NixOS module, evaluated for the README's examples", () => {
       compression: "zstd",
     });
     expect(example("irisd-peers").irisdConfig?.settings.server).not.toHaveProperty("compression");
+  });
+
+  it("ogygia.irisd.workers sets server.workers and KillMode=mixed only when it is not 1", () => {
+    const workers = example("irisd-workers");
+    expect(workers.failures).toEqual([]);
+    expect(workers.failedAssertions).toEqual([]);
+    expect(workers.irisdConfig?.settings.server).toEqual({
+      listen: ["127.0.0.1:35742"],
+      workers: "auto",
+    });
+    expect(service("irisd-workers", "ogygia-irisd")).toMatchObject({ KillMode: "mixed" });
+    expect(example("irisd-peers").irisdConfig?.settings.server).not.toHaveProperty("workers");
+    expect(service("irisd-peers", "ogygia-irisd")).not.toHaveProperty("KillMode");
   });
 
   it("runs ogygia dashboard with its state folder, the token as a credential, and its port open", () => {

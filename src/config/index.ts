@@ -11,7 +11,9 @@ export {
 } from "./ogygia.js";
 export {
   boolean,
+  describeValue,
   integer,
+  invalidAt,
   locateKeys,
   number,
   parseTomlText,
@@ -19,6 +21,7 @@ export {
   stringList,
   table,
   whereIs,
+  type Field,
   type FieldType,
   type SchemaContext,
 } from "./schema.js";

@@ -11,6 +11,7 @@ import {
   irisdConfigSource,
   loadIrisdConfig,
   parseIrisdConfig,
+  workerCount,
 } from "./config.js";
 import { tempDir } from "../../test/support/temp.js";
 
@@ -37,6 +38,7 @@ describe("parseIrisdConfig", () => {
         logLevel: "info",
         shutdownTimeoutSecs: 30,
         helperThreadNice: 19,
+        workers: 1,
         compression: "none",
       },
       store: { root: "/", narMemoryCacheBytes: 64 * 1024 * 1024, logDir: undefined },
@@ -103,6 +105,7 @@ priority = 10
 log_level = "debug"
 shutdown_timeout_secs = 5
 helper_thread_nice = 10
+workers = 3
 compression = "zstd"
 
 [store]
@@ -148,6 +151,7 @@ peer_ttl_secs = 30
       logLevel: "debug",
       shutdownTimeoutSecs: 5,
       helperThreadNice: 10,
+      workers: 3,
       compression: "zstd",
     });
     expect(config.store).toEqual({ root: "/tmp/store", narMemoryCacheBytes: 0 });
@@ -200,6 +204,17 @@ peer_ttl_secs = 30
     ['log_level = "loud"', "server.log_level: must be one of"],
     ['compression = "xz"', 'server.compression: must be one of "none", "zstd"'],
     ["compression = 1", "server.compression"],
+    ["workers = 0", 'server.workers: must be from 1 to 64 or "auto", got 0'],
+    ["workers = 65", 'server.workers: must be from 1 to 64 or "auto", got 65'],
+    [
+      "workers = 1.5",
+      'server.workers: expected an integer from 1 to 64 or "auto", got the float 1.5',
+    ],
+    [
+      'workers = "all"',
+      'server.workers: expected an integer from 1 to 64 or "auto", got the string "all"',
+    ],
+    ["workers = true", "server.workers: expected an integer"],
   ])("refuses [server] %s", async (line, message) => {
     const err = await failure(`[server]\n${line}\n`);
     expect(err.message).toContain(message);
@@ -221,6 +236,15 @@ peer_ttl_secs = 30
     const err = await failure(`${text}\n`);
     expect(err.code).toBe("ERR_OGYGIA_IRISD_CONFIG");
     expect(err.message).toContain(message);
+  });
+
+  it('reads workers = "auto" as one worker per CPU, at most 64', async () => {
+    const config = await parseIrisdConfig('[server]\nworkers = "auto"\n', "/etc/irisd.toml");
+    expect(config.server.workers).toBe(workerCount("auto"));
+    expect(workerCount("auto", 2)).toBe(2);
+    expect(workerCount("auto", 1)).toBe(1);
+    expect(workerCount("auto", 200)).toBe(64);
+    expect(workerCount(5, 2)).toBe(5);
   });
 
   it("redacts credentials of a bad peer URL", async () => {

@@ -10,6 +10,7 @@
 
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
+import { availableParallelism } from "node:os";
 import path from "node:path";
 
 import {
@@ -23,6 +24,9 @@ import {
   stringList,
   table,
   whereIs,
+  describeValue,
+  invalidAt,
+  type Field,
   type FieldType,
   type SchemaContext,
 } from "../config/index.js";
@@ -91,6 +95,45 @@ function checkPublicKey(value: string): string | undefined {
   }
 }
 
+/** The most `[server] workers` a daemon runs. */
+export const MAX_WORKERS = 64;
+
+/**
+ * `[server] workers`: an integer from 1 to `MAX_WORKERS`, or `"auto"` (one
+ * per CPU the process may use, at most `MAX_WORKERS`).
+ */
+function workersField(): Field<number | "auto"> {
+  const description =
+    "Processes serving the public listen addresses (node:cluster, connections spread " +
+    'round-robin): an integer from 1 to 64, or "auto" (one per CPU). 1: one process, as ' +
+    "without the key. With more, they answer narinfos and NARs of the local store " +
+    "themselves and pass everything else to the main process.";
+  return {
+    description,
+    typeName: `integer from 1 to ${MAX_WORKERS}, or "auto"`,
+    missing: () => 1,
+    parse(value, path, ctx) {
+      if (value === "auto") return "auto";
+      if (typeof value !== "number" || !Number.isInteger(value)) {
+        throw invalidAt(
+          path,
+          ctx,
+          `expected an integer from 1 to ${MAX_WORKERS} or "auto", got ${describeValue(value)}`,
+        );
+      }
+      if (value < 1 || value > MAX_WORKERS) {
+        throw invalidAt(path, ctx, `must be from 1 to ${MAX_WORKERS} or "auto", got ${value}`);
+      }
+      return value;
+    },
+  };
+}
+
+/** The number of worker processes `[server] workers` asks for on this host. */
+export function workerCount(workers: number | "auto", cpus = availableParallelism()): number {
+  return workers === "auto" ? Math.max(1, Math.min(MAX_WORKERS, cpus)) : workers;
+}
+
 /** The values of `[server] compression`. */
 export const COMPRESSIONS = ["none", "zstd"] as const;
 export type Compression = (typeof COMPRESSIONS)[number];
@@ -147,6 +190,7 @@ export const irisdConfigSchema = table({
               ? undefined
               : `must be one of ${COMPRESSIONS.map((c) => `"${c}"`).join(", ")}`,
         }),
+        workers: workersField(),
         helper_thread_nice: integer({
           description:
             "Nice value (Linux) of the daemon's helper threads: V8's garbage collector and " +
@@ -302,6 +346,8 @@ export interface IrisdConfig {
     logLevel: LogThreshold;
     shutdownTimeoutSecs: number;
     helperThreadNice: number;
+    /** Processes serving the public addresses (`[server] workers`, "auto" resolved): 1 is one process. */
+    workers: number;
     /** NARs served compressed (`[server] compression`). */
     compression: Compression;
   };
@@ -395,6 +441,7 @@ export async function parseIrisdConfig(
       logLevel: raw.server.log_level as LogThreshold,
       shutdownTimeoutSecs: raw.server.shutdown_timeout_secs,
       helperThreadNice: raw.server.helper_thread_nice,
+      workers: workerCount(raw.server.workers),
       compression: raw.server.compression as Compression,
     },
     store: {

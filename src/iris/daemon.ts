@@ -35,8 +35,11 @@ import {
   createResolverChain,
   serviceRoutes,
   storeRoutes,
+  renderAggregated,
   type BoundAddress,
   type HttpMetrics,
+  type ListenAddress,
+  type MetricsSnapshot,
   type NarCompression,
   type PathResolver,
   type ResolverChain,
@@ -71,6 +74,25 @@ export interface IrisDaemon {
   /** Graceful stop: see `IrisServer.close`. Then closes the store. */
   stop(): Promise<void>;
 }
+
+/**
+ * The primary process of a daemon with workers (`[server] workers` above
+ * 1): it serves only its workers, on a private address, and its `/metrics`
+ * adds theirs up.
+ */
+export interface PrimaryRole {
+  /** The private Unix socket the workers forward to. */
+  listen: ListenAddress;
+  /** How many workers forward to it (its connection cap grows with them). */
+  workers: number;
+  /** The workers' metrics, for one `/metrics` of the whole daemon. */
+  workerMetrics(): Promise<MetricsSnapshot[]>;
+  /** Instead of logging `listening`: the fields of that line, for the primary to log once workers listen. */
+  onListening(fields: Record<string, unknown>): void;
+}
+
+/** Idle connections a worker keeps to its primary, beyond its share of `max_connections`. */
+const IDLE_CONNECTIONS_PER_WORKER = 64;
 
 /** What the peer-to-peer layer adds to the daemon when `[peers] urls` is not empty. */
 interface PeerLayer {
@@ -172,10 +194,18 @@ function daemonRoutes(options: {
   closureDb: ClosureDb;
   canSign: boolean;
   compression: NarCompression | undefined;
+  renderMetrics: (() => Promise<{ contentType: string; body: string }>) | undefined;
 }): Route[] {
   const { config, chain, metrics, storeDir, index, peers, compression } = options;
   return [
-    ...coreRoutes({ chain, metrics, storeDir, priority: config.server.priority, compression }),
+    ...coreRoutes({
+      chain,
+      metrics,
+      storeDir,
+      priority: config.server.priority,
+      compression,
+      renderMetrics: options.renderMetrics,
+    }),
     buildLogRoute(options.buildLog),
     ...storeRoutes({
       chain,
@@ -224,7 +254,11 @@ function peerFields(
  * Starts serving. Throws OgygiaError when a key cannot be read, the store
  * database is missing or an address cannot be bound (nothing is left open).
  */
-export async function startDaemon(config: IrisdConfig, log: Logger): Promise<IrisDaemon> {
+export async function startDaemon(
+  config: IrisdConfig,
+  log: Logger,
+  primary?: PrimaryRole,
+): Promise<IrisDaemon> {
   const signingKeys = await loadSigningKeys(config.signing.secretKeyFiles);
   const local = openLocalStore({
     root: config.store.root,
@@ -296,11 +330,24 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
       closureDb,
       canSign: local.canSign,
       compression,
+      renderMetrics:
+        primary === undefined
+          ? undefined
+          : async () => renderAggregated(await metrics.snapshot(), await primary.workerMetrics()),
     }),
     log,
     metrics,
     shutdownTimeoutMs: config.server.shutdownTimeoutSecs * 1000,
-    limits: config.limits.connections,
+    limits:
+      primary === undefined
+        ? config.limits.connections
+        : {
+            ...config.limits.connections,
+            maxConnections:
+              config.limits.connections.maxConnections +
+              primary.workers * IDLE_CONNECTIONS_PER_WORKER,
+          },
+    forwardedFromWorkers: primary !== undefined,
   });
   const scrub =
     cache === undefined
@@ -320,7 +367,7 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
         },
       });
     }
-    await server.listen(config.server.listen);
+    await server.listen(primary === undefined ? config.server.listen : [primary.listen]);
   } catch (err) {
     await registry?.close();
     await scrub?.stop();
@@ -331,21 +378,20 @@ export async function startDaemon(config: IrisdConfig, log: Logger): Promise<Iri
     throw err;
   }
   peers?.start();
-  log.info(
-    {
-      addresses: server.addresses.map((a) => a.url),
-      storeRoot: config.store.root,
-      storeDb: local.db.dbPath,
-      validPaths: local.db.countValidPaths(),
-      signingKeys: signingKeys.map((k) => k.name),
-      ...peerFields(config, layer, trusted),
-      registry: registry?.description ?? null,
-      advertise: config.server.advertise ?? null,
-      compression: config.server.compression,
-      config: config.path ?? null,
-    },
-    "listening",
-  );
+  const listening = {
+    addresses: server.addresses.map((a) => a.url),
+    storeRoot: config.store.root,
+    storeDb: local.db.dbPath,
+    validPaths: local.db.countValidPaths(),
+    signingKeys: signingKeys.map((k) => k.name),
+    ...peerFields(config, layer, trusted),
+    registry: registry?.description ?? null,
+    advertise: config.server.advertise ?? null,
+    compression: config.server.compression,
+    config: config.path ?? null,
+  };
+  if (primary === undefined) log.info(listening, "listening");
+  else primary.onListening(listening);
   return {
     addresses: server.addresses,
     async stop() {

@@ -8,6 +8,7 @@
  * for an invalid configuration, 70 for a bug.
  */
 
+import cluster from "node:cluster";
 import { parseArgs } from "node:util";
 
 import {
@@ -18,6 +19,8 @@ import {
   escapeForTerminal,
   packageVersion,
 } from "../core/index.js";
+import { startClusteredDaemon } from "./cluster-primary.js";
+import { runWorker } from "./cluster-worker.js";
 import { irisdConfigSource, loadIrisdConfig, CONFIG_ENV, DEFAULT_CONFIG_PATH } from "./config.js";
 import { startDaemon } from "./daemon.js";
 import { createLogger, errorFields, type Logger, type LogThreshold } from "../log/index.js";
@@ -100,7 +103,10 @@ async function serve(configFlag: string | undefined): Promise<number> {
   }
   let daemon;
   try {
-    daemon = await startDaemon(config, log);
+    daemon =
+      config.server.workers > 1
+        ? await startClusteredDaemon(config, log)
+        : await startDaemon(config, log);
   } catch (err) {
     return logFatal(log, err);
   }
@@ -188,7 +194,8 @@ process.on("uncaughtException", (err) => {
   process.exit(EXIT_BUG);
 });
 
-process.exitCode = await main(process.argv.slice(2));
+// A worker of `[server] workers` runs the same program: it takes its configuration from the primary.
+process.exitCode = cluster.isWorker ? await runWorker() : await main(process.argv.slice(2));
 // Everything is closed after a clean stop; exit explicitly so that nothing
 // (a keep-alive timer, a stuck child) can keep a stopped daemon around.
 process.exit();

@@ -56,6 +56,8 @@ export interface IrisdConfigOptions {
   registry?: { ogygiaConfig: string };
   /** `[server] compression`. */
   compression?: string;
+  /** `[server] workers`. */
+  workers?: number | string;
   /** `[server] advertise`. */
   advertise?: string;
   /** `[trust] trusted_keys` (`name:base64`). */
@@ -125,6 +127,11 @@ export function irisdConfigText(options: IrisdConfigOptions): string {
   }
   if (options.compression !== undefined) {
     lines.push(`compression = ${tomlString(options.compression)}`);
+  }
+  if (options.workers !== undefined) {
+    lines.push(
+      `workers = ${typeof options.workers === "string" ? tomlString(options.workers) : options.workers}`,
+    );
   }
   lines.push("", "[store]", `root = ${tomlString(options.storeRoot)}`);
   if (options.logDir !== undefined) lines.push(`log_dir = ${tomlString(options.logDir)}`);

@@ -6,8 +6,13 @@
  * `p2p/`.
  */
 
-export { HttpError, badRequest } from "./http-error.js";
-export { createHttpMetrics, type HttpMetrics } from "./metrics.js";
+export { HttpError, badRequest, notFound } from "./http-error.js";
+export {
+  createHttpMetrics,
+  renderAggregated,
+  type HttpMetrics,
+  type MetricsSnapshot,
+} from "./metrics.js";
 export {
   createResolverChain,
   type ByteRange,
@@ -18,8 +23,16 @@ export {
   type ServedNar,
   type ServedNarInfo,
 } from "./resolve.js";
-export type { Route } from "./router.js";
+export type { Route, RouteOutcome } from "./router.js";
 export { buildLogRoute, coreRoutes, sendBody, storeRoutes } from "./routes.js";
 export { serviceRoutes, type ServiceRoutesOptions } from "./service-routes.js";
-export { IrisServer, type BoundAddress, type ListenAddress } from "./server.js";
+export {
+  FORWARDED_CLIENT_HEADER,
+  IrisServer,
+  clientAddress,
+  removeStaleSockets,
+  type BoundAddress,
+  type ListenAddress,
+} from "./server.js";
 export { createCauseLog, type ConnectionLimits } from "./limits.js";
+export { createForwarder, forwardRoute, orForward, type Forwarder } from "./forward.js";

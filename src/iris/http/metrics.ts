@@ -11,7 +11,18 @@
  * every request: 5 % of the CPU of a narinfo under load).
  */
 
-import { Counter, Registry, collectDefaultMetrics, type Metric } from "prom-client";
+import {
+  AggregatorRegistry,
+  Counter,
+  Registry,
+  collectDefaultMetrics,
+  type Metric,
+  type MetricObjectWithValues,
+  type MetricValue,
+} from "prom-client";
+
+/** A registry's metrics as data (`Registry.getMetricsAsJSON`), as workers send them to the primary. */
+export type MetricsSnapshot = MetricObjectWithValues<MetricValue<string>>[];
 
 export interface HttpMetrics {
   /** The registry behind /metrics, for the peer-to-peer layer's own metrics. */
@@ -22,6 +33,28 @@ export interface HttpMetrics {
   aborted(route: string, reason: "store" | "client" | "error"): void;
   /** The exposition text and its content type. */
   render(): Promise<{ contentType: string; body: string }>;
+  /** Every metric as data, for the primary process to add up with its workers'. */
+  snapshot(): Promise<MetricsSnapshot>;
+}
+
+/**
+ * One exposition from the primary's snapshot and its workers': counters,
+ * gauges and histogram buckets summed by name and labels, the other default
+ * metrics as prom-client aggregates them for a cluster (event-loop lag
+ * averaged, ...). What prom-client would omit (the start time) is the
+ * primary's: the daemon started when it did.
+ */
+export async function renderAggregated(
+  primary: MetricsSnapshot,
+  workers: readonly MetricsSnapshot[],
+): Promise<{ contentType: string; body: string }> {
+  const primaryOnly = new Set(primary.filter((m) => m.aggregator === "omit").map((m) => m.name));
+  const parts = [
+    primary.map((m) => (primaryOnly.has(m.name) ? { ...m, aggregator: "first" as const } : m)),
+    ...workers.map((snapshot) => snapshot.filter((m) => !primaryOnly.has(m.name))),
+  ];
+  const registry = AggregatorRegistry.aggregate(parts);
+  return { contentType: registry.contentType, body: await registry.metrics() };
 }
 
 const LATENCY_BUCKETS = [
@@ -182,6 +215,9 @@ export function createHttpMetrics(
     },
     async render() {
       return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+    snapshot() {
+      return registry.getMetricsAsJSON();
     },
   };
 }

@@ -18,6 +18,8 @@ export interface RouteOutcome {
   status: number;
   /** Body bytes sent (0 for HEAD). */
   bytes: number;
+  /** Answered by another process (a worker's request passed to the primary), which counts it. */
+  forwarded?: boolean;
 }
 
 export interface Route {

@@ -253,6 +253,8 @@ export interface CoreRoutesOptions {
   storeDir: string;
   priority: number;
   compression?: NarCompression | undefined;
+  /** `/metrics` from elsewhere than `metrics` alone (a primary adds its workers' up). */
+  renderMetrics?: (() => Promise<{ contentType: string; body: string }>) | undefined;
 }
 
 /** Everything a single node serves: cache info, narinfo, NAR, metrics. */
@@ -278,7 +280,7 @@ export function coreRoutes(options: CoreRoutesOptions): Route[] {
       methods: READ,
       match: exactPath("/metrics"),
       async handle(req, res) {
-        const { contentType, body } = await options.metrics.render();
+        const { contentType, body } = await (options.renderMetrics ?? options.metrics.render)();
         return sendBody(req, res, 200, contentType, Buffer.from(body));
       },
     },

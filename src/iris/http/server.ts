@@ -51,6 +51,33 @@ export interface IrisServerOptions {
   keepAliveTimeoutMs?: number;
   /** Connection cap and timeouts (`limits.ts`); they override `keepAliveTimeoutMs`. */
   limits?: ConnectionLimits;
+  /**
+   * Listening in a `node:cluster` worker: the addresses are shared with the
+   * other workers (the primary holds the sockets and removed stale socket files).
+   */
+  shared?: boolean;
+  /**
+   * The server of the primary process that only this daemon's workers reach
+   * (a Unix socket in a folder only the daemon's user may enter): a request's
+   * client address is the one its worker forwards (`FORWARDED_CLIENT_HEADER`),
+   * and Unix sockets are not opened to every user.
+   */
+  forwardedFromWorkers?: boolean;
+}
+
+/** The header a worker names its client's address in, when it passes a request to the primary. */
+export const FORWARDED_CLIENT_HEADER = "x-ogygia-irisd-client";
+
+const CLIENT = Symbol("irisd client address");
+
+/**
+ * The address of the client a request came from: the socket's peer, or, on
+ * the primary's private server, the client of the worker that forwarded it
+ * (undefined for a Unix socket client).
+ */
+export function clientAddress(req: IncomingMessage): string | undefined {
+  const forwarded = (req as { [CLIENT]?: string | null })[CLIENT];
+  return forwarded === undefined ? req.socket.remoteAddress : (forwarded ?? undefined);
 }
 
 /** An address the server is listening on. */
@@ -124,6 +151,11 @@ function clientAborted(req: IncomingMessage, err: unknown): boolean {
 
 function urlOf(host: string, port: number): string {
   return host.includes(":") ? `http://[${host}]:${port}` : `http://${host}:${port}`;
+}
+
+/** Removes the stale socket files among `addresses` (see `removeStaleSocket`), before workers share them. */
+export async function removeStaleSockets(addresses: readonly ListenAddress[]): Promise<void> {
+  for (const address of addresses) await removeStaleSocket(address);
 }
 
 /**
@@ -207,7 +239,9 @@ export class IrisServer {
   async listen(addresses: readonly ListenAddress[]): Promise<readonly BoundAddress[]> {
     try {
       for (const address of addresses) {
-        if (address.socketPath !== undefined) await removeStaleSocket(address);
+        if (address.socketPath !== undefined && this.options.shared !== true) {
+          await removeStaleSocket(address);
+        }
         this.bound.push(await this.listenOne(address));
       }
     } catch (err) {
@@ -238,12 +272,13 @@ export class IrisServer {
         reject(listenError(address, err));
       };
       server.once("error", onError);
+      const open = this.options.forwardedFromWorkers !== true;
       const where =
         address.socketPath === undefined
           ? { host: address.host, port: address.port }
           : // The local nix-daemon and users' clients connect: anyone may read this cache.
-            { path: address.socketPath, readableAll: true, writableAll: true };
-      server.listen({ ...where, exclusive: true }, () => {
+            { path: address.socketPath, readableAll: open, writableAll: open };
+      server.listen({ ...where, exclusive: this.options.shared !== true }, () => {
         server.off("error", onError);
         server.on("error", (err) => {
           this.log.error({ listen: address.text, ...errorFields(err) }, "server error");
@@ -274,6 +309,10 @@ export class IrisServer {
     const started = performance.now();
     this.guard.onRequest(req.socket);
     this.inFlight += 1;
+    if (this.options.forwardedFromWorkers === true) {
+      const client = req.headers[FORWARDED_CLIENT_HEADER];
+      (req as { [CLIENT]?: string | null })[CLIENT] = typeof client === "string" ? client : null;
+    }
     if (this.stopping) res.shouldKeepAlive = false;
     let routeName = ROUTE_UNMATCHED;
     try {
@@ -313,7 +352,9 @@ export class IrisServer {
   ): void {
     this.settled(req);
     const seconds = (performance.now() - started) / 1000;
-    this.metrics.request(route, outcome.status, outcome.bytes, seconds);
+    // A request passed to the primary is counted there, under the route that answered it.
+    if (outcome.forwarded !== true)
+      this.metrics.request(route, outcome.status, outcome.bytes, seconds);
     if (this.debug) {
       this.log.debug(
         {

@@ -16,7 +16,14 @@ import { isIPv4 } from "node:net";
 import { OgygiaError, errorMessage, redactUrl } from "../../core/index.js";
 import { formatHash, isHashPart, parseStorePath } from "../../nix/index.js";
 import type { ProvidersAnswer, RescanAnswer } from "../index.js";
-import { HttpError, badRequest, sendBody, type ResolverChain, type Route } from "../http/index.js";
+import {
+  HttpError,
+  badRequest,
+  clientAddress,
+  sendBody,
+  type ResolverChain,
+  type Route,
+} from "../http/index.js";
 import type { LocalIndex } from "./local-index.js";
 import { LOOKUP_DEADLINE_MS, type PeerSet } from "./peers.js";
 
@@ -182,7 +189,7 @@ export function rescanRoute(options: { index: LocalIndex; storeDir: string }): R
     methods: ["POST"],
     match: (path) => (path === "/rescan" ? [] : undefined),
     async handle(req, res) {
-      if (!isLoopbackAddress(req.socket.remoteAddress)) {
+      if (!isLoopbackAddress(clientAddress(req))) {
         throw new HttpError(403, "rescan is only allowed from this host (loopback)");
       }
       const paths = parseRescanBody(await readBody(req, MAX_RESCAN_BODY_BYTES), options.storeDir);
