@@ -15,6 +15,7 @@ import { OgygiaError, errorMessage } from "../core/index.js";
 import { createLogger, errorFields, type Logger } from "../log/index.js";
 import { isToWorker, type FromWorker, type ToWorker } from "./cluster-messages.js";
 import type { IrisdConfig } from "./config.js";
+import { openConfiguredStore } from "./configured-store.js";
 import {
   IrisServer,
   coreRoutes,
@@ -28,7 +29,6 @@ import {
   type Forwarder,
   type Route,
 } from "./http/index.js";
-import { loadSigningKeys, openLocalStore } from "./store/index.js";
 import { lowerHelperThreadsLogged } from "./thread-priority.js";
 
 function send(message: FromWorker): void {
@@ -120,13 +120,7 @@ export async function runWorker(): Promise<number> {
   let forwarder: Forwarder;
   let close: () => void;
   try {
-    const signingKeys = await loadSigningKeys(config.signing.secretKeyFiles);
-    const local = openLocalStore({
-      root: config.store.root,
-      signingKeys,
-      narMemoryCacheBytes: config.store.narMemoryCacheBytes,
-      logDir: config.store.logDir,
-    });
+    const { local } = await openConfiguredStore(config);
     close = () => {
       local.close();
     };

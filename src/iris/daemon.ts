@@ -26,6 +26,7 @@ import {
   type CompressedNars,
 } from "./zstd/index.js";
 import type { IrisdConfig } from "./config.js";
+import { openConfiguredStore } from "./configured-store.js";
 import {
   IrisServer,
   coreRoutes,
@@ -67,7 +68,6 @@ import {
   type PeerSet,
   type RegistryPeers,
 } from "./p2p/index.js";
-import { loadSigningKeys, openLocalStore } from "./store/index.js";
 
 export interface IrisDaemon {
   readonly addresses: readonly BoundAddress[];
@@ -259,13 +259,7 @@ export async function startDaemon(
   log: Logger,
   primary?: PrimaryRole,
 ): Promise<IrisDaemon> {
-  const signingKeys = await loadSigningKeys(config.signing.secretKeyFiles);
-  const local = openLocalStore({
-    root: config.store.root,
-    signingKeys,
-    narMemoryCacheBytes: config.store.narMemoryCacheBytes,
-    logDir: config.store.logDir,
-  });
+  const { local, keyNames } = await openConfiguredStore(config);
   const metrics = createHttpMetrics();
   const p2pMetrics = createP2pMetrics(metrics.registry);
   const storeDir = local.db.location.storeDir;
@@ -383,7 +377,7 @@ export async function startDaemon(
     storeRoot: config.store.root,
     storeDb: local.db.dbPath,
     validPaths: local.db.countValidPaths(),
-    signingKeys: signingKeys.map((k) => k.name),
+    signingKeys: keyNames,
     ...peerFields(config, layer, trusted),
     registry: registry?.description ?? null,
     advertise: config.server.advertise ?? null,

@@ -4,5 +4,11 @@
  * signing on the fly.
  */
 
-export { createByteLru, isServeable, narUrlOf, openLocalStore } from "./local-store.js";
+export {
+  createByteLru,
+  isServeable,
+  narUrlOf,
+  openLocalStore,
+  type LocalStore,
+} from "./local-store.js";
 export { loadSigningKeys } from "./signing.js";
