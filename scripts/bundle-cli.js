@@ -167,6 +167,9 @@ try {
       outfile: path.join(outdir, `${name}.cjs`),
       absWorkingDir: repo,
       logLevel: "warning",
+      // src/dashboard/server.ts reads `import.meta.url` where it exists and
+      // finds its files from the script node runs where it does not (here).
+      logOverride: { "empty-import-meta": "silent" },
       plugins: [
         {
           name: "ogygia-chunks",

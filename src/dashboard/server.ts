@@ -81,9 +81,10 @@ function asset(body: Buffer | string, type: string): Asset {
 }
 
 /**
- * This module's file: `import.meta.url` in ESM (tests, the compiled tree);
- * the CLI's CommonJS bundle (and its startup snapshot) has no
- * `import.meta`, and is the script node runs.
+ * This module's file: `import.meta.url` in ESM (tests, the compiled tree).
+ * The CLI's CommonJS files have no `import.meta` (the build silences
+ * esbuild's warning for it): there the script node runs, the launcher
+ * `dist/bundle/launch.cjs`, sits beside them and the page's bundle.
  */
 function selfPath(): string {
   const url = (import.meta as { url?: string }).url;
