@@ -23,6 +23,7 @@ import {
   resolveInRoot,
   type DetectedHostname,
   type HostnameEnvironment,
+  type LinkMemo,
 } from "../system/index.js";
 
 /** The options every such command takes. */
@@ -41,6 +42,7 @@ export interface CommandOptions {
 /** Where to read the configuration: `--config`, `$OGYGIA_CONFIG`, else the default under root. */
 export async function configSource(
   options: Pick<CommandOptions, "root" | "configFile" | "env">,
+  memo?: LinkMemo,
 ): Promise<ConfigSource> {
   const fromEnv = options.env.OGYGIA_CONFIG?.trim();
   const explicit = options.configFile ?? (fromEnv === "" ? undefined : fromEnv);
@@ -48,7 +50,7 @@ export async function configSource(
   const displayPath = displayPathInRoot(options.root, DEFAULT_CONFIG_PATH);
   try {
     return {
-      path: await resolveInRoot(options.root, DEFAULT_CONFIG_PATH),
+      path: await resolveInRoot(options.root, DEFAULT_CONFIG_PATH, memo),
       displayPath,
       explicit: false,
     };
@@ -76,10 +78,14 @@ export interface PendingContext {
 /**
  * Starts loading the configuration and detecting the host name at once, so
  * that a command can start more work (a fleet read) as soon as either is
- * ready. Await both promises: either may reject.
+ * ready. Await both promises: either may reject. `memo` shares the root's
+ * links with the command's own reads of the root (see `LinkMemo`).
  */
-export async function startContext(options: CommandOptions): Promise<PendingContext> {
-  const source = await configSource(options);
+export async function startContext(
+  options: CommandOptions,
+  memo?: LinkMemo,
+): Promise<PendingContext> {
+  const source = await configSource(options, memo);
   const config = loadConfigIfAny(source);
   const detected =
     options.hostname ?? detectHostname({ env: options.env, ...options.hostnameEnvironment });

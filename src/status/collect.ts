@@ -30,6 +30,7 @@ import {
   readLocalStates,
   readSystemPath,
   type DetectedHostname,
+  type LinkMemo,
   type LocalStates,
 } from "../system/index.js";
 
@@ -122,6 +123,7 @@ function localRow(
   domain: string | undefined,
   states: LocalStates,
   root: string,
+  memo: LinkMemo,
 ): HostStatus {
   return {
     host: hostname,
@@ -134,15 +136,15 @@ function localRow(
     online: null,
     rebootRequired: null,
     updatedAt: null,
-    systems: localSystemPaths(root),
+    systems: localSystemPaths(root, memo),
   };
 }
 
-function localSystemPaths(root: string): SystemPaths {
+function localSystemPaths(root: string, memo: LinkMemo): SystemPaths {
   return {
-    current: readSystemPath(root, "current").storePath,
-    booted: readSystemPath(root, "booted").storePath,
-    nextboot: readSystemPath(root, "nextboot").storePath,
+    current: readSystemPath(root, "current", memo).storePath,
+    booted: readSystemPath(root, "booted", memo).storePath,
+    nextboot: readSystemPath(root, "nextboot", memo).storePath,
   };
 }
 
@@ -375,6 +377,8 @@ export interface ReportInputs {
   fleet: FleetReading | undefined;
   /** Where the local system paths are read (`--root`); "/" when not given. */
   root?: string;
+  /** What the reads before learnt of the root's links (`LinkMemo`). */
+  linkMemo?: LinkMemo;
 }
 
 /** Builds the report from what was read: the local row first, then the fleet's, sorted. */
@@ -384,12 +388,13 @@ export function buildReport({
   states,
   fleet,
   root = "/",
+  linkMemo = new Map(),
 }: ReportInputs): StatusReport {
   const warnings = STATE_FIELDS.flatMap((s) => states[s].problem ?? []);
   const noRevisionFiles = missingRevisionFiles(states);
   if (noRevisionFiles !== undefined) warnings.push(noRevisionFiles);
   const domain = config?.domain;
-  const local = localRow(detected.hostname, domain, states, root);
+  const local = localRow(detected.hostname, domain, states, root, linkMemo);
   const base = {
     configPath: config?.path ?? null,
     warnings,
@@ -454,17 +459,20 @@ export function buildReport({
 
 /** Builds the status report. Throws `OgygiaError` only for a broken configuration. */
 export async function collectStatus(options: StatusOptions): Promise<StatusReport> {
-  const context = await startContext(options);
+  // One memo of the root's links for this reading: the configuration, the
+  // states' revision files and their system paths share their folders.
+  const linkMemo: LinkMemo = new Map();
+  const context = await startContext(options, linkMemo);
   // The fleet read starts as soon as the configuration says where: loading
   // the etcd client takes a few hundred milliseconds, which the local reads
   // and host name detection then overlap.
   const [config, states, detected, fleet] = await Promise.all([
     context.config,
-    readLocalStates(options.root),
+    readLocalStates(options.root, linkMemo),
     context.detected,
     context.config.then((config) => (config ? readFleet(config) : undefined)),
   ]);
-  const report = buildReport({ config, detected, states, fleet, root: options.root });
+  const report = buildReport({ config, detected, states, fleet, root: options.root, linkMemo });
   if (context.source.unreadable !== undefined) report.warnings.unshift(context.source.unreadable);
   return report;
 }

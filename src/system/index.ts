@@ -4,6 +4,7 @@ export {
   SYSTEM_STATES,
   displayPathInRoot,
   resolveInRoot,
+  type LinkMemo,
 } from "./paths.js";
 export { parseRevision } from "./revision.js";
 export { readLocalStates, type LocalStates } from "./state.js";

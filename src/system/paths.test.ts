@@ -1,9 +1,9 @@
-import { mkdir, symlink, writeFile } from "node:fs/promises";
+import { mkdir, rename, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import { describe, expect, it } from "vitest";
 
-import { displayPathInRoot, resolveInRoot } from "./paths.js";
+import { displayPathInRoot, resolveInRoot, resolveInRootSync, type LinkMemo } from "./paths.js";
 import { tempDir } from "../../test/support/temp.js";
 
 async function makeRoot(): Promise<string> {
@@ -55,6 +55,48 @@ describe("resolveInRoot", () => {
     const root = await makeRoot();
     expect(await resolveInRoot(root, "/run/booted-system/sw")).toBe(
       path.join(root, "run/booted-system/sw"),
+    );
+  });
+});
+
+describe("resolveInRootSync with a memo", () => {
+  it("asks each path once per memo: a link changed after the first read is seen by a new memo only", async () => {
+    const root = await makeRoot();
+    await mkdir(path.join(root, "nix/store/old-system/sw"), { recursive: true });
+    await mkdir(path.join(root, "nix/store/new-system/sw"), { recursive: true });
+    await mkdir(path.join(root, "run"));
+    await symlink("/nix/store/old-system", path.join(root, "run/current-system"));
+    const memo: LinkMemo = new Map();
+    expect(resolveInRootSync(root, "/run/current-system/sw", memo)).toBe(
+      path.join(root, "nix/store/old-system/sw"),
+    );
+    expect(memo.get(path.join(root, "run/current-system"))).toBe("/nix/store/old-system");
+    expect(memo.get(path.join(root, "nix/store/old-system"))).toBe(false);
+
+    await symlink("/nix/store/new-system", path.join(root, "run/next"));
+    await rename(path.join(root, "run/next"), path.join(root, "run/current-system"));
+    expect(resolveInRootSync(root, "/run/current-system/sw", memo)).toBe(
+      path.join(root, "nix/store/old-system/sw"),
+    );
+    expect(resolveInRootSync(root, "/run/current-system/sw", new Map())).toBe(
+      path.join(root, "nix/store/new-system/sw"),
+    );
+    expect(resolveInRootSync(root, "/run/current-system/sw")).toBe(
+      path.join(root, "nix/store/new-system/sw"),
+    );
+  });
+
+  it("remembers a missing path, and resolves relative links and '..' as without one", async () => {
+    const root = await makeRoot();
+    await mkdir(path.join(root, "a/b"), { recursive: true });
+    await symlink("../b", path.join(root, "a/b/up"));
+    const memo: LinkMemo = new Map();
+    expect(resolveInRootSync(root, "/a/b/up/../b/missing/x", memo)).toBe(
+      path.join(root, "a/b/missing/x"),
+    );
+    expect(memo.get(path.join(root, "a/b/missing"))).toBeNull();
+    expect(resolveInRootSync(root, "/a/b/up/../b/missing/x")).toBe(
+      path.join(root, "a/b/missing/x"),
     );
   });
 });

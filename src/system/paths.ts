@@ -37,9 +37,9 @@ export function displayPathInRoot(root: string, logical: string): string {
  * not exist ends resolution early; reading the result then fails with the
  * real error (ENOENT, EACCES), which callers handle.
  */
-export function resolveInRoot(root: string, logical: string): Promise<string> {
+export function resolveInRoot(root: string, logical: string, memo?: LinkMemo): Promise<string> {
   return new Promise((resolve) => {
-    resolve(resolveInRootSync(root, logical));
+    resolve(resolveInRootSync(root, logical, memo));
   });
 }
 
@@ -48,32 +48,59 @@ export function resolveInRoot(root: string, logical: string): Promise<string> {
  * files, cheaper than a round trip through the thread pool each (which a
  * short-lived CLI would otherwise start for them).
  */
-export function resolveInRootSync(root: string, logical: string): string {
+/**
+ * What one reading of a root learnt of its paths, by physical path: `null`
+ * missing, `false` not a symbolic link, else the link's target. A status
+ * start reads the same directories for each state, its system path and the
+ * default configuration; a memo shared by those reads asks each path once.
+ * Make one per reading (a long-running caller a new one each time): it
+ * never sees later changes.
+ */
+export type LinkMemo = Map<string, string | false | null>;
+
+/**
+ * What `physical` is: `null` missing, `false` not a symbolic link, else the
+ * link's target, from `memo` when an earlier read asked. Errors other than a
+ * missing path are thrown and not remembered.
+ */
+export function linkAt(physical: string, memo?: LinkMemo): string | false | null {
+  const known = memo?.get(physical);
+  if (known !== undefined) return known;
+  // A missing path is common (the default config.toml, no next boot yet):
+  // asked without an exception, which costs a start ~0.4 ms the first time.
+  const stat = lstatSync(physical, { throwIfNoEntry: false });
+  const found = stat === undefined ? null : stat.isSymbolicLink() ? readlinkSync(physical) : false;
+  memo?.set(physical, found);
+  return found;
+}
+
+export function resolveInRootSync(root: string, logical: string, memo?: LinkMemo): string {
   if (root === "/") return logical;
   const base = path.resolve(root);
-  let pending = logical.split("/").filter((part) => part !== "" && part !== ".");
-  let resolved: string[] = [];
+  const top = base === "/" ? "" : base;
+  // Components still to walk, the next one last; `walked[i]` is the physical
+  // path after i + 1 components. Strings are joined by hand: this runs for
+  // every state on every start, and `path.join` per component cost a start
+  // more than the lstat calls themselves.
+  const pending = components(logical).reverse();
+  const walked: string[] = [];
   let hops = 0;
-  while (pending.length > 0) {
-    const [part, ...rest] = pending;
-    pending = rest;
-    if (part === undefined) break;
+  for (let part = pending.pop(); part !== undefined; part = pending.pop()) {
     if (part === "..") {
-      resolved.pop();
+      walked.pop();
       continue;
     }
-    const candidate = path.join(base, ...resolved, part);
-    let stat: ReturnType<typeof lstatSync>;
+    const candidate = `${walked.at(-1) ?? top}/${part}`;
+    let target: string | false | null;
     try {
-      // A missing component is common (the default config.toml): asked
-      // without an exception, which costs a start ~0.4 ms the first time.
-      stat = lstatSync(candidate, { throwIfNoEntry: false });
+      target = linkAt(candidate, memo);
     } catch {
-      return path.join(candidate, ...pending);
+      // Unreadable (EACCES, ENOTDIR): reading the result says why.
+      return path.join(candidate, ...pending.reverse());
     }
-    if (stat === undefined) return path.join(candidate, ...pending);
-    if (!stat.isSymbolicLink()) {
-      resolved.push(part);
+    if (target === null) return path.join(candidate, ...pending.reverse());
+    if (target === false) {
+      walked.push(candidate);
       continue;
     }
     hops += 1;
@@ -82,9 +109,13 @@ export function resolveInRootSync(root: string, logical: string): string {
       Object.assign(err, { code: "ELOOP", path: candidate });
       throw err;
     }
-    const target = readlinkSync(candidate);
-    if (target.startsWith("/")) resolved = [];
-    pending = [...target.split("/").filter((p) => p !== "" && p !== "."), ...pending];
+    if (target.startsWith("/")) walked.length = 0;
+    pending.push(...components(target).reverse());
   }
-  return path.join(base, ...resolved);
+  return walked.at(-1) ?? base;
+}
+
+/** A path's components, without empty ones and `.`. */
+function components(value: string): string[] {
+  return value.split("/").filter((part) => part !== "" && part !== ".");
 }

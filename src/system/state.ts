@@ -11,6 +11,7 @@ import {
   SYSTEM_STATES,
   displayPathInRoot,
   resolveInRootSync,
+  type LinkMemo,
   type SystemState,
 } from "./paths.js";
 import { MAX_REVISION_BYTES, parseRevision } from "./revision.js";
@@ -41,7 +42,7 @@ function readPrefix(file: string, limit: number): Buffer {
 }
 
 /** Reads one state's revision file under `root`. Never throws for I/O errors. */
-export function readStateRevision(root: string, state: SystemState): StateReading {
+export function readStateRevision(root: string, state: SystemState, memo?: LinkMemo): StateReading {
   const logical = `${STATE_PATHS[state]}/${REVISION_FILE}`;
   const shown = displayPathInRoot(root, logical);
   const unknown = (problem?: string): StateReading => ({
@@ -52,7 +53,7 @@ export function readStateRevision(root: string, state: SystemState): StateReadin
   });
   let raw: Buffer;
   try {
-    const physical = resolveInRootSync(root, logical);
+    const physical = resolveInRootSync(root, logical, memo);
     // One byte past the limit tells an oversized file from one at the limit.
     raw = readPrefix(physical, MAX_REVISION_BYTES + 1);
   } catch (err) {
@@ -67,11 +68,14 @@ export function readStateRevision(root: string, state: SystemState): StateReadin
   return { state, path: shown, revision: parsed.revision, problem: undefined };
 }
 
-/** Reads all three states' revisions. */
-export function readLocalStates(root: string): Promise<LocalStates> {
+/**
+ * Reads all three states' revisions. `memo` shares what this reading learns
+ * of the root's links with the caller's other reads of the same moment.
+ */
+export function readLocalStates(root: string, memo: LinkMemo = new Map()): Promise<LocalStates> {
   return new Promise((resolve) => {
     const [current, booted, nextboot] = SYSTEM_STATES.map((state) =>
-      readStateRevision(root, state),
+      readStateRevision(root, state, memo),
     );
     if (!current || !booted || !nextboot) throw new Error("readLocalStates: missing state");
     resolve({ current, booted, nextboot });

@@ -4,11 +4,17 @@
  * inside the root until a path directly under `/nix/store`.
  */
 
-import { lstatSync, readlinkSync } from "node:fs";
 import path from "node:path";
 
 import { errorMessage, hasErrorCode } from "../core/index.js";
-import { STATE_PATHS, displayPathInRoot, resolveInRootSync, type SystemState } from "./paths.js";
+import {
+  STATE_PATHS,
+  displayPathInRoot,
+  linkAt,
+  resolveInRootSync,
+  type LinkMemo,
+  type SystemState,
+} from "./paths.js";
 
 /** A store path directly under `/nix/store`: 32 nix32 characters, a dash, a valid name. */
 const SYSTEM_STORE_PATH = /^\/nix\/store\/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]{1,211}$/;
@@ -28,27 +34,15 @@ export interface SystemPathReading {
   problem: string | undefined;
 }
 
-function lstatIn(root: string, logical: string): ReturnType<typeof lstatSync> | undefined {
-  const physical = path.join(
-    resolveInRootSync(root, path.posix.dirname(logical)),
-    path.posix.basename(logical),
-  );
+/** What `logical` is inside `root` (see `linkAt`), its parent folders followed inside the root. */
+function linkIn(root: string, logical: string, memo: LinkMemo): string | false | null {
+  const parent = resolveInRootSync(root, path.posix.dirname(logical), memo);
   try {
-    // A missing link is common (no next boot yet, a chroot without /run):
-    // asked without an exception, which costs a start ~0.4 ms the first time.
-    return lstatSync(physical, { throwIfNoEntry: false });
+    return linkAt(`${parent === "/" ? "" : parent}/${path.posix.basename(logical)}`, memo);
   } catch (err) {
-    if (hasErrorCode(err, "ENOENT", "ENOTDIR")) return undefined;
+    if (hasErrorCode(err, "ENOTDIR")) return null;
     throw err;
   }
-}
-
-function readlinkIn(root: string, logical: string): string {
-  const physical = path.join(
-    resolveInRootSync(root, path.posix.dirname(logical)),
-    path.posix.basename(logical),
-  );
-  return readlinkSync(physical);
 }
 
 /**
@@ -56,26 +50,29 @@ function readlinkIn(root: string, logical: string): string {
  * profile's `system-N-link` included) until one names a path directly
  * under `/nix/store` that exists. Never throws for I/O errors.
  */
-export function readSystemPath(root: string, state: SystemState): SystemPathReading {
+export function readSystemPath(
+  root: string,
+  state: SystemState,
+  memo: LinkMemo = new Map(),
+): SystemPathReading {
   const shown = displayPathInRoot(root, STATE_PATHS[state]);
   let logical = STATE_PATHS[state];
   try {
     for (let hop = 0; hop <= MAX_HOPS; hop++) {
-      const stat = lstatIn(root, logical);
-      if (stat === undefined) return { state, storePath: null, problem: undefined };
-      if (!stat.isSymbolicLink()) {
+      const target = linkIn(root, logical, memo);
+      if (target === null) return { state, storePath: null, problem: undefined };
+      if (target === false) {
         return {
           state,
           storePath: isSystemStorePath(logical) ? logical : null,
           problem: undefined,
         };
       }
-      const target = readlinkIn(root, logical);
       logical = path.posix.normalize(
         target.startsWith("/") ? target : path.posix.join(path.posix.dirname(logical), target),
       );
       if (isSystemStorePath(logical)) {
-        const exists = lstatIn(root, logical) !== undefined;
+        const exists = linkIn(root, logical, memo) !== null;
         return { state, storePath: exists ? logical : null, problem: undefined };
       }
     }
