@@ -58,6 +58,15 @@ beforeAll(async () => {
         setTimeout(() => res.destroy(), 20);
         return;
       }
+      if (req.url === "/hop") {
+        res.writeHead(200, {
+          Connection: "keep-alive, X-Hop",
+          "X-Hop": "primary's own",
+          "X-End": "kept",
+        });
+        res.end("hop");
+        return;
+      }
       res.writeHead(req.url?.startsWith("/teapot") === true ? 418 : 200, "Short And Stout", {
         "Content-Type": "text/plain",
         ETag: '"abc"',
@@ -121,6 +130,23 @@ describe("a worker's forwarding to its primary", () => {
     const request = seen.at(-1);
     expect(request?.headers[FORWARDED_CLIENT_HEADER]).toBe("127.0.0.1");
     expect(request?.headers["x-asked"]).toBe("yes");
+  });
+
+  it("drops the headers a Connection header names, both ways (RFC 9110 §7.6.1)", async () => {
+    const res = await get(`${url}/hop`, {
+      headers: {
+        Connection: "keep-alive, X-Private",
+        "X-Private": "to the worker only",
+        "X-Asked": "yes",
+      },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers["x-end"]).toBe("kept");
+    expect(res.headers["x-hop"]).toBeUndefined();
+    const request = seen.at(-1);
+    expect(request?.url).toBe("/hop");
+    expect(request?.headers["x-asked"]).toBe("yes");
+    expect(request?.headers["x-private"]).toBeUndefined();
   });
 
   it("streams a request body (POST) through", async () => {

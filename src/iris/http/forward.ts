@@ -44,12 +44,24 @@ export interface Forwarder {
   close(): void;
 }
 
-/** `rawHeaders` (name, value, name, value, ...) without the hop-by-hop ones. */
+/**
+ * `rawHeaders` (name, value, name, value, ...) without the hop-by-hop ones:
+ * the fixed list and those the message's own `Connection` header names.
+ */
 function endToEnd(raw: readonly string[]): string[] {
+  let named: Set<string> | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]?.toLowerCase() !== "connection") continue;
+    for (const token of (raw[i + 1] ?? "").split(",")) {
+      const name = token.trim().toLowerCase();
+      if (name !== "") (named ??= new Set()).add(name);
+    }
+  }
   const kept: string[] = [];
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i] ?? "";
-    if (!HOP_BY_HOP.has(name.toLowerCase())) kept.push(name, raw[i + 1] ?? "");
+    const name = (raw[i] ?? "").toLowerCase();
+    if (!HOP_BY_HOP.has(name) && named?.has(name) !== true)
+      kept.push(raw[i] ?? "", raw[i + 1] ?? "");
   }
   return kept;
 }
