@@ -16,9 +16,12 @@ import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import {
+  IRISD_BIN,
   httpRequest,
+  irisdConfigText,
   startIrisd,
   stopAllIrisd,
+  writeIrisdConfig,
   type IrisdProcess,
   type StartIrisdOptions,
 } from "./helpers/irisd.js";
@@ -264,6 +267,41 @@ describe("[server] workers = 2", () => {
     expect(workers.filter(alive)).toEqual([]);
     expect(alive(irisd.pid)).toBe(false);
     expect((await readdir(runtimeDir)).filter((name) => !others.has(name))).toEqual([]);
+    await removeDir(path.dirname(socket));
+  });
+
+  it("stops cleanly on a SIGTERM while it starts: no READY=1, no process or socket left", async () => {
+    const socket = path.join(await tempDir("iris-workers-notify"), "notify.sock");
+    const listener = startProcess("python3", [NOTIFY_LISTENER, socket]);
+    helpers.push(listener);
+    await waitFor("the notify listener", () =>
+      listener.output().includes("listening") ? true : undefined,
+    );
+    const others = new Set(await readdir(runtimeDir));
+    const configFile = await writeIrisdConfig(
+      irisdConfigText({ storeRoot: a.store.root, workers: 2, logLevel: "debug" }),
+    );
+    const irisd = startProcess(process.execPath, [IRISD_BIN, "--config", configFile], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        NOTIFY_SOCKET: socket,
+        RUNTIME_DIRECTORY: runtimeDir,
+      },
+    });
+    helpers.push(irisd);
+    // The first worker listens while the second is still starting: the primary is mid-start.
+    await waitFor("the first worker", () =>
+      irisd.output().includes('"msg":"worker listening"') ? true : undefined,
+    );
+    const pid = irisd.child.pid ?? -1;
+    const workers = childrenOf(pid);
+    irisd.child.kill("SIGTERM");
+    expect(await irisd.exited).toBe(0);
+    expect(irisd.output()).toContain('"msg":"stopped"');
+    expect(workers.filter(alive)).toEqual([]);
+    expect((await readdir(runtimeDir)).filter((name) => !others.has(name))).toEqual([]);
+    expect(listener.output()).not.toContain("READY=1");
     await removeDir(path.dirname(socket));
   });
 

@@ -88,8 +88,35 @@ async function checkConfig(
   return 0;
 }
 
+/**
+ * SIGTERM and SIGINT, heard from the moment this is called: `first` resolves
+ * with the first of them, `second` with the next.
+ */
+function stopSignals(): { first: Promise<NodeJS.Signals>; second: Promise<NodeJS.Signals> } {
+  const heard: ((signal: NodeJS.Signals) => void)[] = [];
+  const first = new Promise<NodeJS.Signals>((resolve) => heard.push(resolve));
+  const second = new Promise<NodeJS.Signals>((resolve) => heard.push(resolve));
+  const hear = (signal: NodeJS.Signals): void => {
+    heard.shift()?.(signal);
+  };
+  process.on("SIGTERM", hear);
+  process.on("SIGINT", hear);
+  return { first, second };
+}
+
 /** Runs until SIGTERM/SIGINT; resolves with the exit status. */
 async function serve(configFlag: string | undefined): Promise<number> {
+  // Heard before anything starts: a stop asked for while the daemon starts
+  // (a manager giving up on it, Ctrl-C) is done once it has started, its
+  // workers and private socket folder removed, instead of the default action
+  // killing it half-started. A second signal ends it at once.
+  const signals = stopSignals();
+  let starting = true;
+  void signals.second.then((signal) => {
+    if (!starting) return;
+    process.stderr.write(`ogygia-irisd: ${signal} again while starting: exiting now\n`);
+    process.exit(1);
+  });
   let log = irisdLogger("info");
   let config;
   try {
@@ -110,39 +137,33 @@ async function serve(configFlag: string | undefined): Promise<number> {
   } catch (err) {
     return logFatal(log, err);
   }
-  const running = daemon;
-  const logger = log;
   await lowerHelperThreadsLogged(config.server.helperThreadNice, log);
+  starting = false;
 
-  // The handlers are in place before READY=1: a manager may stop the daemon
-  // as soon as it reads it, before notifySystemd's helper has even exited.
-  const stopped = new Promise<number>((resolve) => {
-    let stopping = false;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (stopping) {
-        logger.warn({ signal }, "second signal: exiting now");
-        resolve(1);
-        return;
-      }
-      stopping = true;
-      logger.info({ signal }, "stopping: finishing requests in flight");
-      void notifySystemd("STOPPING=1", { log: logger });
-      running.stop().then(
-        () => {
-          logger.info({}, "stopped");
-          resolve(0);
-        },
-        (err: unknown) => {
-          logger.error(errorFields(err), `error while stopping: ${errorMessage(err)}`);
-          resolve(1);
-        },
-      );
-    };
-    process.on("SIGTERM", onSignal);
-    process.on("SIGINT", onSignal);
-  });
-  await notifySystemd("READY=1", { log });
-  return stopped;
+  // READY=1 only when no stop came during the start; either way the handlers
+  // were in place first: a manager may stop the daemon as soon as it reads it.
+  const stopNow = await Promise.race([signals.first, Promise.resolve(undefined)]);
+  if (stopNow === undefined) await notifySystemd("READY=1", { log });
+  const signal = stopNow ?? (await signals.first);
+  log.info({ signal }, "stopping: finishing requests in flight");
+  void notifySystemd("STOPPING=1", { log });
+  const stopped = daemon.stop().then(
+    () => {
+      log.info({}, "stopped");
+      return 0;
+    },
+    (err: unknown) => {
+      log.error(errorFields(err), `error while stopping: ${errorMessage(err)}`);
+      return 1;
+    },
+  );
+  return Promise.race([
+    stopped,
+    signals.second.then((again) => {
+      log.warn({ signal: again }, "second signal: exiting now");
+      return 1;
+    }),
+  ]);
 }
 
 async function main(argv: string[]): Promise<number> {
