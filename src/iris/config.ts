@@ -215,7 +215,8 @@ export const irisdConfigSchema = table({
         nar_memory_cache_bytes: integer({
           description:
             "Memory for small NARs (up to 256 KiB each) kept between requests, verified " +
-            "against their NAR hash; 0 turns the cache off.",
+            "against their NAR hash; 0 turns the cache off. With [server] workers = N, the " +
+            "primary and each worker get 1/(N + 1) of it.",
           default: 64 * 1024 * 1024,
           min: 0,
           max: 64 * 1024 ** 3,
