@@ -88,6 +88,17 @@ function counter(metrics: string, name: string, labels: string): number {
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
 
+/** A systemd notify socket that prints what the daemon sends (READY=1...). */
+async function startNotifyListener(): Promise<{ socket: string; listener: ManagedProcess }> {
+  const socket = path.join(await tempDir("iris-workers-notify"), "notify.sock");
+  const listener = startProcess("python3", [NOTIFY_LISTENER, socket]);
+  helpers.push(listener);
+  await waitFor("the notify listener", () =>
+    listener.output().includes("listening") ? true : undefined,
+  );
+  return { socket, listener };
+}
+
 function startWorkers(
   store: SignedClosureStore,
   extra: Partial<StartIrisdOptions> = {},
@@ -245,12 +256,7 @@ describe("[server] workers = 2", () => {
   });
 
   it("is ready (READY=1) once the workers listen, and SIGTERM leaves no process or socket", async () => {
-    const socket = path.join(await tempDir("iris-workers-notify"), "notify.sock");
-    const listener = startProcess("python3", [NOTIFY_LISTENER, socket]);
-    helpers.push(listener);
-    await waitFor("the notify listener", () =>
-      listener.output().includes("listening") ? true : undefined,
-    );
+    const { socket, listener } = await startNotifyListener();
     const others = new Set(await readdir(runtimeDir));
     const irisd = await startWorkers(a, { env: { NOTIFY_SOCKET: socket } });
     await waitFor("READY=1", () => (listener.output().includes("READY=1") ? true : undefined));
@@ -271,12 +277,7 @@ describe("[server] workers = 2", () => {
   });
 
   it("stops cleanly on a SIGTERM while it starts: no READY=1, no process or socket left", async () => {
-    const socket = path.join(await tempDir("iris-workers-notify"), "notify.sock");
-    const listener = startProcess("python3", [NOTIFY_LISTENER, socket]);
-    helpers.push(listener);
-    await waitFor("the notify listener", () =>
-      listener.output().includes("listening") ? true : undefined,
-    );
+    const { socket, listener } = await startNotifyListener();
     const others = new Set(await readdir(runtimeDir));
     const configFile = await writeIrisdConfig(
       irisdConfigText({ storeRoot: a.store.root, workers: 2, logLevel: "debug" }),
