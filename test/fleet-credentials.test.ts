@@ -8,7 +8,7 @@
  */
 
 import { execFile } from "node:child_process";
-import { mkdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 
@@ -120,6 +120,55 @@ async function watchSees(
 
 async function grant(admin: string, host: string, file: string) {
   return runCli(["fleet", "grant", host, "--password-file", file, "--config", admin, "--json"]);
+}
+
+/**
+ * `grant --keep-password` re-grants `B` (no publisher of its own holds it) with the password in its file: the
+ * file is left as it is and still authenticates (a publish with it works);
+ * a missing or malformed file is refused (exit 2, naming it) before any change.
+ */
+async function keepsPassword(
+  h: Harness,
+  admin: string,
+  hostConfig: (name: string, user: string, file: string) => Promise<string>,
+): Promise<void> {
+  const keep = (file: string, ...extra: string[]) =>
+    runCli([
+      "fleet",
+      "grant",
+      B,
+      "--password-file",
+      file,
+      "--keep-password",
+      "--config",
+      admin,
+      ...extra,
+    ]);
+  const file = path.join(h.dir, `${B}.password`);
+  const before = await readFile(file, "utf8");
+  const kept = await keep(file, "--json");
+  expect(kept.stderr).toBe("");
+  expect(kept.code).toBe(0);
+  expect(JSON.parse(kept.stdout)).toMatchObject({
+    host: B,
+    passwordFile: file,
+    passwordKept: true,
+  });
+  expect(await readFile(file, "utf8")).toBe(before);
+  const publish = await publishOnce(h, await hostConfig("b-kept", B, file), B);
+  expect(publish.stderr).not.toContain("refused");
+  expect(publish.code).toBe(0);
+
+  const absent = path.join(h.dir, "absent-for-keep.password");
+  const missing = await keep(absent);
+  expect(missing.code).toBe(2);
+  expect(missing.stderr).toContain(`cannot keep the password in ${absent}: it does not exist`);
+  const bad = path.join(h.dir, "bad-for-keep.password");
+  await writeFile(bad, "two words\n", { mode: 0o600 });
+  const malformed = await keep(bad);
+  expect(malformed.code).toBe(2);
+  expect(malformed.stderr).toContain("its first line is not a password");
+  expect(malformed.stderr).not.toContain("two words");
 }
 
 describe("etcd with TLS, authentication and per-host grants", () => {
@@ -258,6 +307,10 @@ describe("etcd with TLS, authentication and per-host grants", () => {
     expect(status.stderr).toContain("does not exist");
   });
 
+  it("grants again keeping the host's password (--keep-password)", async () => {
+    await keepsPassword(h, admin, hostConfig);
+  });
+
   it("revokes a host: its credentials no longer write", async () => {
     const revoked = await runCli(["fleet", "revoke", B, "--config", admin]);
     expect(revoked.code).toBe(0);
@@ -391,6 +444,10 @@ describe("ZooKeeper with digest identities and ACLs", () => {
     expect(publish.code).not.toBe(0);
     expect(publish.stderr).toContain(`refused the credentials of user "${A}"`);
     expect(publish.stderr).not.toContain("not-the-password");
+  });
+
+  it("grants again keeping the host's password (--keep-password)", async () => {
+    await keepsPassword(h, admin, hostConfig);
   });
 
   it("revokes a host: its identity no longer writes", async () => {

@@ -49,7 +49,8 @@ const GRANT: CommandSpec = {
     "administered by the admin, HOST's nodes writable by HOST and the admin only.\n" +
     "Both: HOST's update agent may read the rollout's plan and take slots and record\n" +
     "failed paths beside the namespace (<parent>/rollout/<name>/{slots,failed}/).\n" +
-    "Granting again upgrades an older grant (with a new password).\n" +
+    "Granting again upgrades an older grant (with a new password; --keep-password keeps\n" +
+    "the one in the password file, so the host's installed file stays valid).\n" +
     "A new password is written to the password file (0600), never printed: install it\n" +
     "on HOST as [ogygia.<backend>] password_file, with username = HOST.",
   options: {
@@ -58,12 +59,19 @@ const GRANT: CommandSpec = {
       valueName: "file",
       description: "where to write HOST's password (default: ./HOST.password)",
     },
+    "keep-password": {
+      type: "boolean",
+      description: "grant again with the password already in the password file; write nothing",
+    },
     config: ADMIN_CONFIG_OPTION,
     json: JSON_OPTION,
   },
   positionals: [{ name: "host", description: "the host's name, as it publishes" }],
   environment: [["OGYGIA_CONFIG", "configuration file to use instead of the default"]],
-  examples: ["ogygia fleet grant web01 --password-file web01.password --config admin.toml"],
+  examples: [
+    "ogygia fleet grant web01 --password-file web01.password --config admin.toml",
+    "ogygia fleet grant web01 --password-file web01.password --keep-password --config admin.toml",
+  ],
   async run({ values, positionals }) {
     const host = positionals[0];
     if (host === undefined) throw usageError("HOST is required", GRANT);
@@ -71,14 +79,19 @@ const GRANT: CommandSpec = {
     const { loadFleetGrants } = await import("../fleet/index.js");
     const grants = await loadFleetGrants();
     const file = path.resolve(text(values["password-file"]) ?? `${host}.password`);
-    const result = await grants.grantHost(config, host);
-    writeSecretFile(file, `${result.password}\n`);
+    const keep = values["keep-password"] === true;
+    // Read before anything changes on the server: a bad file changes nothing.
+    const kept = keep ? grants.readKeptPassword(file) : undefined;
+    const result = await grants.grantHost(config, host, { password: kept });
+    if (!keep) writeSecretFile(file, `${result.password}\n`);
     const { password: _secret, ...shown } = result;
-    await print(values.json === true, { ...shown, passwordFile: file }, [
+    await print(values.json === true, { ...shown, passwordFile: file, passwordKept: keep }, [
       `granted ${result.host}: ${result.backend} user ${result.username} may write only ` +
         `${result.namespace}/${result.host}/`,
-      `password written to ${file} (0600); on the host set username = "${result.username}" ` +
-        "and password_file to it",
+      keep
+        ? `password kept from ${file}: the host's password file stays valid`
+        : `password written to ${file} (0600); on the host set username = "${result.username}" ` +
+          "and password_file to it",
     ]);
     return 0;
   },

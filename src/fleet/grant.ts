@@ -7,8 +7,9 @@
  */
 
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 
-import { OgygiaError } from "../core/index.js";
+import { OgygiaError, errorMessage, hasErrorCode } from "../core/index.js";
 import { isValidHostSegment } from "./keys.js";
 import {
   configuredBackend,
@@ -21,6 +22,47 @@ import type { BackendConfig } from "./types.js";
 /** A new host password: 32 random bytes, base64url (43 characters). */
 export function newHostPassword(): string {
   return randomBytes(32).toString("base64url");
+}
+
+/** What a kept password may be: one line of visible ASCII, as `grant` writes it. */
+const KEPT_PASSWORD = /^[\x21-\x7e]{16,1024}$/;
+
+/**
+ * The password in `file` (its first line), for a grant that keeps the
+ * host's password: the host's installed password file stays valid. Errors
+ * name the file, never its content.
+ */
+export function readKeptPassword(file: string): string {
+  const hint =
+    "--keep-password re-grants with the password already in --password-file (the file an " +
+    "earlier grant wrote); without it, grant makes a new one.";
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    const why = hasErrorCode(err, "ENOENT", "ENOTDIR")
+      ? "it does not exist"
+      : hasErrorCode(err, "EACCES", "EPERM")
+        ? "permission denied"
+        : hasErrorCode(err, "EISDIR")
+          ? "it is a directory"
+          : errorMessage(err);
+    throw new OgygiaError("ERR_OGYGIA_USAGE", `cannot keep the password in ${file}: ${why}`, {
+      hint,
+      exitCode: 2,
+      cause: err,
+    });
+  }
+  const password = text.split(/\r?\n/, 1)[0] ?? "";
+  if (!KEPT_PASSWORD.test(password)) {
+    throw new OgygiaError(
+      "ERR_OGYGIA_USAGE",
+      `cannot keep the password in ${file}: its first line is not a password ` +
+        "(16 to 1024 visible ASCII characters, no spaces)",
+      { hint, exitCode: 2 },
+    );
+  }
+  return password;
 }
 
 function selected(config: FleetConfig): { kind: BackendKind; settings: BackendConfig } {
@@ -54,15 +96,22 @@ export interface GrantResult {
   host: string;
   /** The user (etcd) or digest identity (ZooKeeper) the host authenticates as. */
   username: string;
-  /** The host's new password: to be written to its password file, never printed. */
+  /** The host's password: to be written to its password file, never printed. */
   password: string;
 }
 
-/** Creates or renews `host`'s credentials and isolation; a new password each time. */
-export async function grantHost(config: FleetConfig, host: string): Promise<GrantResult> {
+/**
+ * Creates or renews `host`'s credentials and isolation: with a new password,
+ * or `options.password` (an existing grant's, kept).
+ */
+export async function grantHost(
+  config: FleetConfig,
+  host: string,
+  options: { password?: string } = {},
+): Promise<GrantResult> {
   checkHost(host);
   const { kind, settings } = selected(config);
-  const password = newHostPassword();
+  const password = options.password ?? newHostPassword();
   if (kind === "etcd") {
     await (await import("./etcd.js")).etcdGrantHost(settings, host, password);
   } else {
