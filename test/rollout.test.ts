@@ -9,6 +9,7 @@ import path from "node:path";
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
+import { MAX_REBOOTS_BACK } from "../src/rollout/index.js";
 import { runCli } from "./helpers/cli.js";
 import { FLEET_HARNESSES, type FleetServer } from "./helpers/fleet.js";
 import { removeDir, tempDir, waitFor, type ManagedProcess } from "./helpers/process.js";
@@ -536,6 +537,62 @@ describe.each(FLEET_HARNESSES)("rollouts with $label", (harness) => {
       expect(agents.map((a) => a.starts())).toEqual([2, 3, 1]);
     } finally {
       await Promise.all(agents.map((a) => a.stop("SIGKILL")));
+    }
+  }, 180_000);
+
+  it("stops rebooting back after MAX_REBOOTS_BACK when the bootloader keeps booting the new system", async () => {
+    const hosts = ["kstuck"];
+    const rebootScript = await writeRebootScript(dir, { stuckBootloader: true });
+    const f = await fleet(
+      hosts,
+      (config) => ({ kstuck: { revision: REV_B, config, kernel: "6.6.1", unhealthy: true } }),
+      {
+        reboot: { policy: "always", command: [rebootScript] },
+        healthDeadlineSeconds: 3,
+      },
+    );
+    const agent = keepAgent("kstuck", f.roots.kstuck ?? "");
+    processes.push(startPublisher("kstuck", f.roots.kstuck ?? ""));
+    try {
+      const release = await writeRelease(f.work, "release.json", {
+        kstuck: f.systems.kstuck ?? "",
+      });
+      await rollout(f.operatorConfig, ["start", release, "--waves", "100", "--soak", "0"]);
+      const done = await waitFor(
+        "the host to give up",
+        async () => {
+          const p = await rollout(f.operatorConfig, ["status"]);
+          return p.hosts.every((h) => ["failed", "rolled-back", "confirmed"].includes(h.state))
+            ? p
+            : undefined;
+        },
+        { timeoutMs: 120_000, intervalMs: 100 },
+      );
+      const kstuck = f.systems.kstuck ?? "";
+      const base = f.systems.base ?? "";
+      const host = done.hosts.find((h) => h.host === "kstuck");
+      expect(host?.state).toBe("failed");
+      expect(host?.error).toContain(
+        `still boots ${kstuck} after ${MAX_REBOOTS_BACK} reboots back to ${base}`,
+      );
+      const back = Array.from({ length: MAX_REBOOTS_BACK }, () => [
+        [base, "boot"],
+        [kstuck, "reboot"],
+      ]).flat();
+      expect(await switchCalls(f.roots.kstuck ?? "")).toEqual([
+        [kstuck, "boot"],
+        [kstuck, "reboot"],
+        ...back,
+      ]);
+      // The boot default is the previous system; what runs is left for the operator.
+      expect(readSystemPaths(f.roots.kstuck ?? "")).toEqual({
+        current: kstuck,
+        booted: kstuck,
+        nextboot: base,
+      });
+      expect(agent.starts()).toBe(1 + 1 + MAX_REBOOTS_BACK);
+    } finally {
+      await agent.stop("SIGKILL");
     }
   }, 180_000);
 

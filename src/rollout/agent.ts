@@ -112,6 +112,13 @@ const nowIso = (): string => new Date().toISOString();
 /** How often the plan is read while its watch runs (a safety net only). */
 const PLAN_REREAD_MS = 30_000;
 
+/**
+ * Reboots back to the previous system one update may make. A bootloader
+ * that keeps booting the new system would otherwise have the host reboot
+ * forever; past this the update fails and the host is left to the operator.
+ */
+export const MAX_REBOOTS_BACK = 3;
+
 /** Runs the agent until `signal` aborts (or, with `once`, its host is done). */
 export async function runAgent(options: AgentOptions): Promise<AgentRecord | null> {
   return new Agent(options).run();
@@ -637,14 +644,28 @@ class Agent {
       await this.transition(this.next("rolling-back", { error: reason }));
     const timeoutMs = this.o.settings.activationTimeoutSeconds * 1000;
     if (rec.previous !== null) {
-      if (rec.reboot === true && systemOf(this.o.root, "booted") !== rec.previous) {
+      const booted = systemOf(this.o.root, "booted");
+      if (rec.reboot === true && booted !== rec.previous) {
         // Booted into the new system: back the same way, by a reboot.
+        const rebootsBack = rec.rebootsBack ?? 0;
+        if (rebootsBack >= MAX_REBOOTS_BACK) {
+          // The boot default is already the previous system (each reboot back set it).
+          const stuck =
+            `${reason}; the host still boots ${booted ?? "an unknown system"} after ` +
+            `${rebootsBack} reboots back to ${rec.previous}: not rebooting again ` +
+            "(check the bootloader; its default is the previous system)";
+          await this.recordFailure(rec.target, stuck);
+          await this.transition(this.next("failed", { error: stuck }));
+          return;
+        }
         if (rec.previousProfile !== null) {
           await setSystemProfile(this.o.root, rec.previousProfile, timeoutMs);
         }
         await switchTo(this.o.root, rec.previous, "boot", timeoutMs);
         await this.recordFailure(rec.target, reason);
-        await this.transition(this.next("rebooting-back", { error: reason }));
+        await this.transition(
+          this.next("rebooting-back", { error: reason, rebootsBack: rebootsBack + 1 }),
+        );
         await this.schedulePublish();
         await triggerReboot(this.o.root, this.rebootSettings.command, timeoutMs);
         await this.awaitReboot();

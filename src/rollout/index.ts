@@ -4,7 +4,7 @@
  * docs/updates.md.
  */
 
-export { runAgent, type AgentOptions, type UpdateSettings } from "./agent.js";
+export { MAX_REBOOTS_BACK, runAgent, type AgentOptions, type UpdateSettings } from "./agent.js";
 export {
   readRelease,
   rolloutStatus,

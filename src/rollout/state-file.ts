@@ -42,6 +42,8 @@ export interface AgentRecord {
    * boot. Absent in records of updates without one.
    */
   reboot?: boolean;
+  /** Reboots back to `previous` made so far (absent: none); see MAX_REBOOTS_BACK. */
+  rebootsBack?: number;
 }
 
 const FILE = "state.json";

@@ -214,9 +214,21 @@ export function readSystemPaths(
  * becomes the booted and the current one, the call is recorded in
  * `switch-calls.log` as `<system> reboot`, and the agent that ran it is
  * killed (SIGKILL), as a reboot ends it; `keepAgent` starts it again.
+ * `stuckBootloader`: every reboot boots the system the first one booted.
  */
-export async function writeRebootScript(dir: string): Promise<string> {
-  const file = path.join(dir, "fake-reboot.sh");
+export async function writeRebootScript(
+  dir: string,
+  options: { stuckBootloader?: boolean } = {},
+): Promise<string> {
+  const file = path.join(
+    dir,
+    options.stuckBootloader === true ? "stuck-reboot.sh" : "fake-reboot.sh",
+  );
+  // A stuck bootloader boots, at every reboot, the system the first reboot booted.
+  const stuck =
+    options.stuckBootloader === true
+      ? `if [ -e "$root/stuck-boot" ]; then sys=$(cat "$root/stuck-boot"); else echo "$sys" > "$root/stuck-boot"; fi\n`
+      : "";
   await writeFile(
     file,
     `#!/bin/sh
@@ -227,7 +239,7 @@ case "$gen" in
   /*) sys="$gen" ;;
   *) sys=$(readlink "$root/nix/var/nix/profiles/$gen") ;;
 esac
-echo "$(date +%s.%N) $sys reboot" >> "$root/switch-calls.log"
+${stuck}echo "$(date +%s.%N) $sys reboot" >> "$root/switch-calls.log"
 ln -sfn "$sys" "$root/run/.booted-system.tmp" && mv -T "$root/run/.booted-system.tmp" "$root/run/booted-system"
 ln -sfn "$sys" "$root/run/.current-system.tmp" && mv -T "$root/run/.current-system.tmp" "$root/run/current-system"
 kill -9 "$PPID"
