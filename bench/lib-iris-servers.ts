@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
 import { canConnect, freePort, waitFor } from "../test/helpers/process.js";
 
@@ -192,10 +193,29 @@ export interface FloorServer {
  * streams that NAR file as any Node server without `sendfile` must: read
  * into pooled 1 MiB buffers, written to the socket with backpressure.
  */
-export async function startNodeFloor(bodyBytes: number, fileCache?: string): Promise<FloorServer> {
-  const child = spawn(process.execPath, ["-e", FLOOR_SCRIPT, String(bodyBytes), fileCache ?? ""], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+export function startNodeFloor(bodyBytes: number, fileCache?: string): Promise<FloorServer> {
+  return startPortPrinter("the node:http floor server", [
+    "-e",
+    FLOOR_SCRIPT,
+    String(bodyBytes),
+    fileCache ?? "",
+  ]);
+}
+
+/**
+ * The first-pass floor (`bench/nar-dump-floor.ts`): a fresh node:http
+ * process that dumps the NAR of a path of `storeDir` (its physical folder)
+ * per `/nar/<hash part>...` request with the simplest walk, without
+ * database, checks, hashing or cache.
+ */
+export function startNarDumpFloor(storeDir: string): Promise<FloorServer> {
+  const script = fileURLToPath(new URL("nar-dump-floor.js", import.meta.url));
+  return startPortPrinter("the NAR dump floor server", [script, storeDir]);
+}
+
+/** A node process (`args` after node's path) that prints its port on stdout. */
+async function startPortPrinter(what: string, args: string[]): Promise<FloorServer> {
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
   const exited = new Promise<void>((resolve) => {
     child.once("exit", () => {
       resolve();
@@ -206,7 +226,7 @@ export async function startNodeFloor(bodyBytes: number, fileCache?: string): Pro
       resolve(Number(chunk.toString("utf8").trim()));
     });
     child.once("exit", (code) => {
-      reject(new Error(`the node:http floor server exited (${code ?? "?"})`));
+      reject(new Error(`${what} exited (${code ?? "?"})`));
     });
   });
   return {
