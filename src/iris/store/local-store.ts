@@ -14,7 +14,7 @@
  * database whether it changed (`data_version`, a few microseconds) and
  * looks the path up again when it did; while it did not, the previous
  * answer is reused (the lookup and its parsing were a tenth of the CPU of
- * serving a NAR from memory).
+ * serving a NAR from memory), as is the row a narinfo request just read.
  *
  * NARs are streamed from the files, except small ones (at most
  * `SMALL_NAR_BYTES`): those are assembled in memory, checked against the
