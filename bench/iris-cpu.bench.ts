@@ -8,7 +8,9 @@
  *      over one keep-alive connection, after two warm-up passes;
  *   2. first pass: CPU of a freshly started daemon over every NAR once (its
  *      small-NAR memory cache empty), after two narinfo passes as a client
- *      would make.
+ *      would make; beside it the NAR dump floor (`bench/nar-dump-floor.ts`,
+ *      a fresh process each round: the simplest walk, no database, checks,
+ *      hashing or cache).
  *
  * CPU is the sum over every thread of the process (`/proc/<pid>/task/<tid>/
  * schedstat`, nanoseconds; nginx: master and workers). Rounds alternate
@@ -17,7 +19,8 @@
  * `dist` folder, its checkout, or its `dist/bundle/ogygia-irisd.js`), the
  * bare node:http floor (`startNodeFloor`, narinfo only) and nginx.
  * `IRIS_BENCH_PROFILE=1` runs our daemon with `--cpu-prof` in one more
- * narinfo pass and one more first pass, and prints where the profiles are.
+ * narinfo pass and one more first pass (and the dump floor in one more
+ * first pass), and prints where the profiles are.
  * Every irisd runs with the environment of the NixOS unit (`IRISD_UNIT_ENV`);
  * `IRIS_BENCH_BEFORE_ENV=none` runs the build before without it.
  *
@@ -33,7 +36,14 @@ import { startIrisd, stopAllIrisd, type IrisdProcess } from "../test/helpers/iri
 import { hashPartOf } from "../test/helpers/nix.js";
 import { announceBenchClosure, nixRun, signedStore } from "./lib-iris-closure.js";
 import { KeepAliveClient } from "./lib-iris-http.js";
-import { IRISD_UNIT_ENV, beforeBuildEnv, startNginx, startNodeFloor } from "./lib-iris-servers.js";
+import {
+  IRISD_UNIT_ENV,
+  beforeBuildEnv,
+  startNarDumpFloor,
+  startNginx,
+  startNodeFloor,
+  type FloorServer,
+} from "./lib-iris-servers.js";
 import { median, printTable } from "./lib-timing.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
@@ -251,13 +261,29 @@ async function main(): Promise<void> {
     ]);
 
     // 2. First pass from a fresh process; nginx as it is (its files in the page cache).
-    const firstTargets = [...daemons.map((d) => d.name), "nginx"];
+    // The NAR dump floor (a fresh process each round) serves irisd's URLs from the same store.
+    const storeDir = path.join(storeRoot, "nix/store");
+    let dumpFloor: FloorServer | undefined;
+    stops.push(async () => dumpFloor?.stop());
+    const startDumpFloor = async (): Promise<Target> => {
+      await dumpFloor?.stop();
+      const proc = await startNarDumpFloor(storeDir);
+      dumpFloor = proc;
+      return { name: "dump-floor", port: proc.port, pids: () => [proc.pid] };
+    };
+    urls["dump-floor"] = urls.irisd ?? [];
+    const firstTargets = [...daemons.map((d) => d.name), "dump-floor", "nginx"];
     const firstCpu: Record<string, number[]> = {};
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? firstTargets : [...firstTargets].reverse();
       for (const name of order) {
         const daemon = daemons.find((d) => d.name === name);
-        const t = daemon === undefined ? nginxTarget : await start(daemon);
+        const t =
+          daemon !== undefined
+            ? await start(daemon)
+            : name === "dump-floor"
+              ? await startDumpFloor()
+              : nginxTarget;
         await narinfos(t.port, hashes, 2);
         const before = cpuNs(t);
         const bytes = await nars(t.port, urls[name] ?? []);
@@ -268,7 +294,14 @@ async function main(): Promise<void> {
     console.log(`\n2. CPU over the first pass of every NAR (fresh daemon; ${ROUNDS} rounds)`);
     const nginxFp = firstCpu.nginx ?? [];
     printTable([
-      ["server", "ms of CPU (median)", "min / max", "ratio to irisd-before", "ratio to nginx"],
+      [
+        "server",
+        "ms of CPU (median)",
+        "min / max",
+        "ratio to irisd-before",
+        "ratio to nginx",
+        "ratio to irisd",
+      ],
       ...firstTargets.map((name) => {
         const v = firstCpu[name] ?? [];
         const sorted = [...v].sort((a, b) => a - b);
@@ -280,6 +313,7 @@ async function main(): Promise<void> {
             ? ratios(firstCpu.irisd ?? [], firstCpu["irisd-before"])
             : "",
           ratios(v, nginxFp),
+          name === "irisd" ? "" : ratios(v, firstCpu.irisd ?? []),
         ];
       }),
     ]);
@@ -296,6 +330,15 @@ async function main(): Promise<void> {
       await narinfos(steady.port, hashes, 2 + NARINFO_PASSES);
       await ours.process?.stop("SIGTERM");
       ours.process = undefined;
+      await dumpFloor?.stop();
+      dumpFloor = await startNarDumpFloor(storeDir, [
+        ...prof,
+        "--cpu-prof-name=dump-floor-first-pass.cpuprofile",
+      ]);
+      await narinfos(dumpFloor.port, hashes, 2);
+      await nars(dumpFloor.port, urls["dump-floor"]);
+      await dumpFloor.stop();
+      dumpFloor = undefined;
       console.log(`\nprofiles (open in Chrome's DevTools): ${profileDir}`);
       for (const file of readdirSync(profileDir)) console.log(`  ${path.join(profileDir, file)}`);
     }

@@ -9,7 +9,13 @@
  * Timed, rounds alternating between the servers so machine noise falls on
  * all; every ratio is taken per round (paired) and shown min / median / max:
  *   0. the first pass over every NAR from a freshly started irisd (its
- *      small-NAR memory cache empty);
+ *      small-NAR memory cache empty), beside two references: the NAR dump
+ *      floor (`bench/nar-dump-floor.ts`: a fresh node:http process dumping
+ *      each path with the simplest walk; no database, checks, hashing or
+ *      cache; its NARs checked against nginx's) and Nix's own dump of the
+ *      same files (`nix-store --dump` of the store folder, one process,
+ *      read through a pipe; also shown minus its start-up, timed as a dump
+ *      of an empty file in the same round);
  *   1. every narinfo, sequentially over one keep-alive connection;
  *   2. every NAR, sequentially over one keep-alive connection;
  *   3. a real `nix copy --from http://...` of the closure into a fresh store;
@@ -31,12 +37,16 @@
  *   npm run bench -- iris-serve
  *   BENCH_ROUNDS=3 IRIS_BENCH_WRK_SECONDS=5 npm run bench -- iris-serve   # quicker
  *   IRIS_BENCH_ONLY=wrk IRIS_BENCH_WRK_ROUNDS=7 BENCH_ROUNDS=7 npm run bench -- iris-serve  # wrk only
+ *   IRIS_BENCH_ONLY=first-pass BENCH_ROUNDS=9 npm run bench -- iris-serve  # section 0 only
  */
 
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
+import { narSizeOf } from "../src/nix/index.js";
 import { startIrisd, stopAllIrisd, type IrisdProcess } from "../test/helpers/irisd.js";
 import { hashPartOf } from "../test/helpers/nix.js";
 import { announceBenchClosure, NIX_ENV, nixRun, signedStore } from "./lib-iris-closure.js";
@@ -48,6 +58,7 @@ import {
   peakRss,
   processCpuNs,
   startNginx,
+  startNarDumpFloor,
   startNodeFloor,
   type FloorServer,
   type NginxServer,
@@ -63,6 +74,8 @@ const WRK_CONNECTIONS = 64;
 const WRK_ROUNDS = Math.max(1, Math.min(ROUNDS, Number(process.env.IRIS_BENCH_WRK_ROUNDS ?? 3)));
 /** `IRIS_BENCH_ONLY=wrk`: only the wrk runs (and memory); sections 0 to 3 get no rounds. */
 const ONLY_WRK = process.env.IRIS_BENCH_ONLY === "wrk";
+/** `IRIS_BENCH_ONLY=first-pass`: only section 0 (the first pass, its floor and Nix's dump). */
+const ONLY_FIRST = process.env.IRIS_BENCH_ONLY === "first-pass";
 const PASS_ROUNDS = ONLY_WRK ? 0 : ROUNDS;
 
 /** `pid` and its children (a primary's workers), from /proc. */
@@ -132,6 +145,46 @@ async function timeNarinfos(server: Server, hashes: string[], passes: number): P
     return performance.now() - started;
   } finally {
     client.close();
+  }
+}
+
+/** Wall time of `nix-store --dump <target>`, its output read through a pipe; ms and bytes. */
+function timeNixDump(target: string): Promise<{ ms: number; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn("nix-store", ["--dump", target], {
+      env: NIX_ENV,
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let bytes = 0;
+    child.stdout.on("data", (chunk: Buffer) => (bytes += chunk.length));
+    child.once("error", reject);
+    child.once("close", (code) => {
+      if (code !== 0) reject(new Error(`nix-store --dump ${target} exited ${code ?? "?"}`));
+      else resolve({ ms: performance.now() - started, bytes });
+    });
+  });
+}
+
+/** Every NAR of `floor` has nginx's bytes (SHA-256 of each body); throws at the first that differs. */
+async function checkSameNars(floor: Server, nginx: Server): Promise<void> {
+  const a = await KeepAliveClient.connect("127.0.0.1", floor.port);
+  const b = await KeepAliveClient.connect("127.0.0.1", nginx.port);
+  const digest = (body: Buffer | undefined): string =>
+    createHash("sha256")
+      .update(body ?? Buffer.alloc(0))
+      .digest("hex");
+  try {
+    for (const [i, url] of floor.narUrls.entries()) {
+      const ours = await a.get(url, { keepBody: true });
+      const theirs = await b.get(nginx.narUrls[i] ?? "", { keepBody: true });
+      if (ours.status !== 200 || digest(ours.body) !== digest(theirs.body)) {
+        throw new Error(`${floor.name}: ${url} (${ours.status}) differs from nginx's NAR`);
+      }
+    }
+  } finally {
+    a.close();
+    b.close();
   }
 }
 
@@ -263,6 +316,7 @@ async function main(): Promise<void> {
   let nginx: NginxServer | undefined;
   let nginxOne: NginxServer | undefined;
   let floor: FloorServer | undefined;
+  let dumpFloor: FloorServer | undefined;
   try {
     // The served store: a chroot store with the closure, signed by a fresh key.
     const { root: storeRoot, publicKey } = signedStore(work, closure.top, {
@@ -305,19 +359,106 @@ async function main(): Promise<void> {
     if (first === undefined) throw new Error("no server");
     const narinfoBytes = await medianNarinfoBytes(first.port, hashes);
 
-    // First pass over every NAR: each daemon restarted before its pass, so its
-    // small-NAR memory cache is empty; the files are in the page cache for all.
+    // The first-pass floor serves irisd's URLs (`/nar/<hash part>-...`) from the same store.
+    const storeDir = path.join(storeRoot, "nix/store");
+    const floorServer0 = (proc: FloorServer): Server => ({
+      name: "dump-floor",
+      url: proc.url,
+      port: proc.port,
+      narUrls: first.narUrls,
+    });
+    dumpFloor = await startNarDumpFloor(storeDir);
+    if (PASS_ROUNDS > 0) await checkSameNars(floorServer0(dumpFloor), nginxServer);
+    // Nix's own dump of the same files: one process over the store folder (one NAR holding
+    // every path; 225 processes would measure Nix's start-up), its start-up timed beside it.
+    const nixDumpBytes = narSizeOf(storeDir);
+    const emptyFile = path.join(work, "empty");
+    writeFileSync(emptyFile, "");
+    const nixStartMs: number[] = [];
+
+    // First pass over every NAR: each daemon (and the floor) restarted before its pass, so
+    // its small-NAR memory cache is empty; the files are in the page cache for all.
     console.log(`\n0. first pass: every NAR once from a fresh process (${ROUNDS} rounds)`);
-    const firstPass = await alternating(servers, PASS_ROUNDS, async (server) => {
-      const daemon = daemons.find((d) => d.name === server.name);
-      let target = server;
-      if (daemon !== undefined) {
-        target = await startDaemon(daemon);
-        servers = servers.map((s) => (s.name === server.name ? target : s));
+    const firstPassItems = [...servers, { name: "dump-floor" }, { name: "nix-dump" }];
+    const firstPass = await alternating(firstPassItems, PASS_ROUNDS, async (item) => {
+      if (item.name === "nix-dump") {
+        nixStartMs.push((await timeNixDump(emptyFile)).ms);
+        const { ms, bytes } = await timeNixDump(storeDir);
+        if (bytes !== nixDumpBytes) {
+          throw new Error(`nix-store --dump wrote ${bytes} bytes, expected ${nixDumpBytes}`);
+        }
+        return ms;
+      }
+      let target: Server;
+      if (item.name === "dump-floor") {
+        await dumpFloor?.stop();
+        dumpFloor = await startNarDumpFloor(storeDir);
+        target = floorServer0(dumpFloor);
+      } else {
+        target = servers.find((s) => s.name === item.name) ?? nginxServer;
+        const daemon = daemons.find((d) => d.name === item.name);
+        if (daemon !== undefined) {
+          const fresh = await startDaemon(daemon);
+          servers = servers.map((s) => (s.name === item.name ? fresh : s));
+          target = fresh;
+        }
       }
       await timeNarinfos(target, hashes, 2);
-      return (await timeNars(target)).ms;
+      const { ms, bytes } = await timeNars(target);
+      if (bytes !== closure.narBytes) {
+        throw new Error(`${item.name} sent ${bytes} NAR bytes, expected ${closure.narBytes}`);
+      }
+      return ms;
     });
+    await dumpFloor.stop();
+    dumpFloor = undefined;
+    const nixDump = firstPass["nix-dump"] ?? [];
+    firstPass["nix-net"] = nixDump.map((ms, i) => ms - (nixStartMs[i] ?? NaN));
+    const nginxFirst = firstPass.nginx ?? [];
+    const irisdFirst = firstPass.irisd ?? [];
+    const rate = (ms: number): string =>
+      `${(closure.narBytes / 1024 / 1024 / (ms / 1000)).toFixed(0)} MiB/s`;
+    const firstRows: [string, string][] = [
+      ...names.map((n): [string, string] => [n, n === "nginx" ? n : `${n} (fresh process)`]),
+      ["dump-floor", "NAR dump floor (fresh node:http process, bench/nar-dump-floor.ts)"],
+      ["nix-dump", "nix-store --dump of the store folder (one process, piped)"],
+      ["nix-net", `  the same, minus its start-up (${formatMs(median(nixStartMs))})`],
+    ];
+    printTable([
+      ["first pass", "median", "throughput", "ratio to nginx", "ratio to irisd"],
+      ...firstRows.map(([key, label]) => [
+        label,
+        formatMs(median(firstPass[key] ?? [])),
+        rate(median(firstPass[key] ?? [])),
+        ratios(firstPass[key] ?? [], nginxFirst),
+        key === "irisd" ? "" : ratios(firstPass[key] ?? [], irisdFirst),
+      ]),
+    ]);
+    console.log(
+      `load: ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(" ")}`,
+    );
+    const firstBefore = firstPass["irisd-before"];
+    if (firstBefore !== undefined) {
+      console.log(`irisd / irisd-before, first pass (paired): ${ratios(irisdFirst, firstBefore)}`);
+    }
+    if (ONLY_FIRST) {
+      printTable([
+        ["figure", "server", "ratio to nginx", "target", "met (median)"],
+        ...names
+          .filter((n) => n !== "nginx")
+          .map((n) => [
+            "NAR, first pass",
+            n,
+            ratios(firstPass[n] ?? [], nginxFirst),
+            "<= 2x",
+            medianRatio(firstPass[n] ?? [], nginxFirst) <= 2 ? "yes" : "NO",
+          ]),
+      ]);
+      return;
+    }
     floor = await startNodeFloor(narinfoBytes, cacheDir);
     const floorServer: Server = {
       name: "floor",
@@ -356,10 +497,7 @@ async function main(): Promise<void> {
       }
       return ms;
     });
-    const rate = (ms: number): string =>
-      `${(closure.narBytes / 1024 / 1024 / (ms / 1000)).toFixed(0)} MiB/s`;
     const nginxNar = narMs.nginx ?? [];
-    const nginxFirst = firstPass.nginx ?? [];
     printTable([
       ["server", "all NARs (median)", "throughput", "ratio to nginx min / median / max"],
       ...[...names, "floor"].map((name) => [
@@ -368,19 +506,7 @@ async function main(): Promise<void> {
         rate(median(narMs[name] ?? [])),
         ratios(narMs[name] ?? [], nginxNar),
       ]),
-      ...names.map((name) => [
-        `${name}, first pass${name === "nginx" ? "" : " (fresh process)"}`,
-        formatMs(median(firstPass[name] ?? [])),
-        rate(median(firstPass[name] ?? [])),
-        ratios(firstPass[name] ?? [], nginxFirst),
-      ]),
     ]);
-    const firstBefore = firstPass["irisd-before"];
-    if (firstBefore !== undefined) {
-      console.log(
-        `irisd / irisd-before, first pass (paired): ${ratios(firstPass.irisd ?? [], firstBefore)}`,
-      );
-    }
 
     console.log(
       `\n3. nix copy --from http://... of the closure into a fresh store (${COPY_ROUNDS} rounds)`,
@@ -548,6 +674,7 @@ async function main(): Promise<void> {
     await nginx?.stop();
     await nginxOne?.stop();
     await floor?.stop();
+    await dumpFloor?.stop();
     rmSync(work, { recursive: true, force: true });
   }
 }

@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
 import { canConnect, freePort, waitFor } from "../test/helpers/process.js";
 
@@ -16,15 +17,29 @@ import { canConnect, freePort, waitFor } from "../test/helpers/process.js";
  * The environment nix/module.nix's unit gives ogygia-irisd (besides the
  * configuration): benchmarks run every irisd with it, as it is deployed.
  * `IRIS_BENCH_BEFORE_ENV=none` runs the `IRIS_BENCH_BEFORE` build without it
- * (as builds before the unit set it were deployed).
+ * (as builds before the unit set it were deployed), and
+ * `IRIS_BENCH_BEFORE_ENV='KEY=VALUE ...'` with that environment instead.
  */
 export const IRISD_UNIT_ENV: Readonly<Record<string, string>> = {
   GLIBC_TUNABLES: "glibc.malloc.hugetlb=1",
 };
 
-/** The environment to start the `IRIS_BENCH_BEFORE` build with. */
+/**
+ * The environment to start the `IRIS_BENCH_BEFORE` build with: the unit's,
+ * none (`none`), or `KEY=VALUE` pairs separated by spaces (the same build
+ * with another setting: `IRIS_BENCH_BEFORE=<our dist>`).
+ */
 export function beforeBuildEnv(): Readonly<Record<string, string>> {
-  return process.env.IRIS_BENCH_BEFORE_ENV === "none" ? {} : IRISD_UNIT_ENV;
+  const value = process.env.IRIS_BENCH_BEFORE_ENV;
+  if (value === undefined || value === "") return IRISD_UNIT_ENV;
+  if (value === "none") return {};
+  const env: Record<string, string> = {};
+  for (const pair of value.split(" ").filter((p) => p !== "")) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new Error(`IRIS_BENCH_BEFORE_ENV: '${pair}' is not KEY=VALUE`);
+    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return env;
 }
 
 export interface NginxServer {
@@ -192,10 +207,30 @@ export interface FloorServer {
  * streams that NAR file as any Node server without `sendfile` must: read
  * into pooled 1 MiB buffers, written to the socket with backpressure.
  */
-export async function startNodeFloor(bodyBytes: number, fileCache?: string): Promise<FloorServer> {
-  const child = spawn(process.execPath, ["-e", FLOOR_SCRIPT, String(bodyBytes), fileCache ?? ""], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+export function startNodeFloor(bodyBytes: number, fileCache?: string): Promise<FloorServer> {
+  return startPortPrinter("the node:http floor server", [
+    "-e",
+    FLOOR_SCRIPT,
+    String(bodyBytes),
+    fileCache ?? "",
+  ]);
+}
+
+/**
+ * The first-pass floor (`bench/nar-dump-floor.ts`): a fresh node:http
+ * process that dumps the NAR of a path of `storeDir` (its physical folder)
+ * per `/nar/<hash part>...` request with the simplest walk, without
+ * database, checks, hashing or cache. `nodeArgs` go before the script
+ * (`--cpu-prof`).
+ */
+export function startNarDumpFloor(storeDir: string, nodeArgs: string[] = []): Promise<FloorServer> {
+  const script = fileURLToPath(new URL("nar-dump-floor.js", import.meta.url));
+  return startPortPrinter("the NAR dump floor server", [...nodeArgs, script, storeDir]);
+}
+
+/** A node process (`args` after node's path) that prints its port on stdout. */
+async function startPortPrinter(what: string, args: string[]): Promise<FloorServer> {
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
   const exited = new Promise<void>((resolve) => {
     child.once("exit", () => {
       resolve();
@@ -206,7 +241,7 @@ export async function startNodeFloor(bodyBytes: number, fileCache?: string): Pro
       resolve(Number(chunk.toString("utf8").trim()));
     });
     child.once("exit", (code) => {
-      reject(new Error(`the node:http floor server exited (${code ?? "?"})`));
+      reject(new Error(`${what} exited (${code ?? "?"})`));
     });
   });
   return {

@@ -14,7 +14,7 @@
  * database whether it changed (`data_version`, a few microseconds) and
  * looks the path up again when it did; while it did not, the previous
  * answer is reused (the lookup and its parsing were a tenth of the CPU of
- * serving a NAR from memory).
+ * serving a NAR from memory), as is the row a narinfo request just read.
  *
  * NARs are streamed from the files, except small ones (at most
  * `SMALL_NAR_BYTES`): those are assembled in memory, checked against the
@@ -201,6 +201,15 @@ class NarLookupCache {
     return this.entries.get(hashPart);
   }
 
+  /**
+   * Keeps the NAR of a row just read (by a narinfo request) unless one is
+   * kept already. No version check: the row is at least as new as the
+   * version kept, and a `get` after a commit drops it with the rest.
+   */
+  prime(hashPart: string, entry: () => LocalNar): void {
+    if (!this.entries.has(hashPart)) this.set(hashPart, entry());
+  }
+
   set(hashPart: string, entry: LocalNar | null): void {
     if (this.entries.size >= this.maxEntries) {
       const oldest = this.entries.keys().next();
@@ -218,10 +227,10 @@ class NarLookupCache {
 function renderLocalNarInfo(
   info: PathInfo,
   hashPart: string,
+  narHash: string,
   signer: PathSigner,
   storeDir: string,
 ): ServedNarInfo {
-  const narHash = formatHash(info.narHash, "nix32", false);
   const signed = { ...info, sigs: signer.signatures(info) };
   const narinfo = narInfoFromPathInfo(signed, {
     url: narUrlOf(hashPart, narHash),
@@ -346,6 +355,8 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
     storeRoot: location.root,
   };
   const serveable = (info: PathInfo): boolean => isServeable(info, signer.canSign, storeDir);
+  const localNarOf = (info: PathInfo, narHash: string): LocalNar =>
+    localNar(info, narHash, physicalPath(location, info.storePath), context);
   const listings = createByteLru(LISTING_CACHE_BYTES);
   const logDir = options.logDir ?? path.join(location.root, "nix/var/log/nix/drvs");
 
@@ -359,10 +370,13 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
       const hit = narInfos.get(hashPart);
       if (hit !== undefined) return hit ?? undefined;
       const info = db.queryPathInfoByHashPart(hashPart);
-      const entry =
-        info !== undefined && serveable(info)
-          ? renderLocalNarInfo(info, hashPart, signer, storeDir)
-          : null;
+      let entry: ServedNarInfo | null = null;
+      if (info !== undefined && serveable(info)) {
+        const narHash = formatHash(info.narHash, "nix32", false);
+        entry = renderLocalNarInfo(info, hashPart, narHash, signer, storeDir);
+        // The NAR request that usually follows reuses this row (no second query).
+        narLookups.prime(hashPart, () => localNarOf(info, narHash));
+      }
       narInfos.set(hashPart, entry);
       return entry ?? undefined;
     },
@@ -372,12 +386,7 @@ export function openLocalStore(options: LocalStoreOptions): LocalStore {
         const info = db.queryPathInfoByHashPart(hashPart);
         served =
           info !== undefined && serveable(info)
-            ? localNar(
-                info,
-                formatHash(info.narHash, "nix32", false),
-                physicalPath(location, info.storePath),
-                context,
-              )
+            ? localNarOf(info, formatHash(info.narHash, "nix32", false))
             : null;
         narLookups.set(hashPart, served);
       }
