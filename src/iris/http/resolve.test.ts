@@ -66,7 +66,7 @@ describe("resolver chain", () => {
     expect(asked).toEqual(["local:c"]);
   });
 
-  it("closes every resolver", async () => {
+  it("closes every resolver, the last first", async () => {
     const closed: string[] = [];
     const chain = createResolverChain([
       { ...resolver("a", {}), close: () => void closed.push("a") },
@@ -74,6 +74,7 @@ describe("resolver chain", () => {
       { ...resolver("c", {}), close: () => Promise.resolve().then(() => void closed.push("c")) },
     ]);
     await chain.close();
-    expect(closed).toEqual(["a", "c"]);
+    // Last first: a later resolver may use an earlier one until it is closed.
+    expect(closed).toEqual(["c", "a"]);
   });
 });

@@ -91,6 +91,7 @@ export interface ResolverChain {
   nar(hashPart: string, narHash: string, options?: LookupOptions): Maybe<ServedNar>;
   /** The first listing a resolver that makes listings has for the hash part. */
   listing(hashPart: string, options?: LookupOptions): Maybe<Buffer>;
+  /** Closes the resolvers, the last first. */
   close(): Promise<void>;
 }
 
@@ -131,8 +132,10 @@ export function createResolverChain(resolvers: readonly PathResolver[]): Resolve
     listing(hashPart, options) {
       return firstAnswer(resolvers, options?.localOnly === true, (r) => r.listing?.(hashPart));
     },
+    // Last first: a later resolver may still use an earlier one (the peers'
+    // downloads, which `close` lets finish, store into the NAR cache).
     async close() {
-      for (const resolver of resolvers) await resolver.close?.();
+      for (const resolver of [...resolvers].reverse()) await resolver.close?.();
     },
   };
 }
