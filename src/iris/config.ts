@@ -216,7 +216,7 @@ export const irisdConfigSchema = table({
           description:
             "Memory for small NARs (up to 256 KiB each) kept between requests, verified " +
             "against their NAR hash; 0 turns the cache off. With [server] workers = N, the " +
-            "primary and each worker get 1/(N + 1) of it.",
+            "primary and each worker keep their own (up to N + 1 times this in all).",
           default: 64 * 1024 * 1024,
           min: 0,
           max: 64 * 1024 ** 3,

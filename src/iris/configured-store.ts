@@ -7,17 +7,6 @@ import type { IrisdConfig } from "./config.js";
 import { loadSigningKeys, openLocalStore, type LocalStore } from "./store/index.js";
 
 /**
- * One process's share of `[store] nar_memory_cache_bytes`: the whole with
- * one process; with `[server] workers = N`, the primary and each worker hold
- * their own cache, so each gets 1/(N + 1) and the daemon's total stays
- * within the configured bound (as `max_connections` is divided).
- */
-export function narMemoryCacheShare(config: IrisdConfig): number {
-  const processes = config.server.workers > 1 ? config.server.workers + 1 : 1;
-  return Math.floor(config.store.narMemoryCacheBytes / processes);
-}
-
-/**
  * Loads the signing keys, then opens the store read-only with the configured
  * caches. `keyNames`: the keys' names, for the start-up log line.
  */
@@ -28,7 +17,7 @@ export async function openConfiguredStore(
   const local = openLocalStore({
     root: config.store.root,
     signingKeys,
-    narMemoryCacheBytes: narMemoryCacheShare(config),
+    narMemoryCacheBytes: config.store.narMemoryCacheBytes,
     logDir: config.store.logDir,
   });
   return { local, keyNames: signingKeys.map((key) => key.name) };
