@@ -63,6 +63,17 @@ function credentialsError(message: string, hint: string, cause?: unknown): Ogygi
   return new OgygiaError("ERR_OGYGIA_CONFIG_READ", message, { hint, cause });
 }
 
+/** Why a secret file could not be read, in words (never its content). */
+export function whyUnreadable(err: unknown): string {
+  return hasErrorCode(err, "ENOENT", "ENOTDIR")
+    ? "it does not exist"
+    : hasErrorCode(err, "EACCES", "EPERM")
+      ? "permission denied"
+      : hasErrorCode(err, "EISDIR")
+        ? "it is a directory"
+        : errorMessage(err);
+}
+
 /** Reads one credential file, with an error naming it (and never its content). */
 function readCredentialFile(
   kind: BackendKind,
@@ -76,15 +87,8 @@ function readCredentialFile(
   try {
     return readFileSync(file);
   } catch (err) {
-    const why = hasErrorCode(err, "ENOENT", "ENOTDIR")
-      ? "it does not exist"
-      : hasErrorCode(err, "EACCES", "EPERM")
-        ? "permission denied"
-        : hasErrorCode(err, "EISDIR")
-          ? "it is a directory"
-          : errorMessage(err);
     throw credentialsError(
-      `cannot read ${section} ${file}: ${why}`,
+      `cannot read ${section} ${file}: ${whyUnreadable(err)}`,
       `Check ${section}; the file must be readable by the user running ogygia ` +
         "(the NixOS module passes it with systemd's LoadCredential).",
       err,

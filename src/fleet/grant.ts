@@ -9,7 +9,8 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 
-import { OgygiaError, errorMessage, hasErrorCode } from "../core/index.js";
+import { OgygiaError } from "../core/index.js";
+import { whyUnreadable } from "./credentials.js";
 import { isValidHostSegment } from "./keys.js";
 import {
   configuredBackend,
@@ -40,13 +41,7 @@ export function readKeptPassword(file: string): string {
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    const why = hasErrorCode(err, "ENOENT", "ENOTDIR")
-      ? "it does not exist"
-      : hasErrorCode(err, "EACCES", "EPERM")
-        ? "permission denied"
-        : hasErrorCode(err, "EISDIR")
-          ? "it is a directory"
-          : errorMessage(err);
+    const why = whyUnreadable(err);
     throw new OgygiaError("ERR_OGYGIA_USAGE", `cannot keep the password in ${file}: ${why}`, {
       hint,
       exitCode: 2,
