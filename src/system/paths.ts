@@ -7,6 +7,8 @@
 import { lstatSync, readlinkSync } from "node:fs";
 import path from "node:path";
 
+import { hasErrorCode } from "../core/index.js";
+
 export type SystemState = "current" | "booted" | "nextboot";
 
 export const SYSTEM_STATES: readonly SystemState[] = ["current", "booted", "nextboot"];
@@ -59,17 +61,23 @@ export function resolveInRoot(root: string, logical: string, memo?: LinkMemo): P
 export type LinkMemo = Map<string, string | false | null>;
 
 /**
- * What `physical` is: `null` missing, `false` not a symbolic link, else the
- * link's target, from `memo` when an earlier read asked. Errors other than a
- * missing path are thrown and not remembered.
+ * What `physical` is: `null` missing (under a file counts as missing),
+ * `false` not a symbolic link, else the link's target, from `memo` when an
+ * earlier read asked. Other errors (EACCES) are thrown and not remembered.
  */
 export function linkAt(physical: string, memo?: LinkMemo): string | false | null {
   const known = memo?.get(physical);
   if (known !== undefined) return known;
-  // A missing path is common (the default config.toml, no next boot yet):
-  // asked without an exception, which costs a start ~0.4 ms the first time.
-  const stat = lstatSync(physical, { throwIfNoEntry: false });
-  const found = stat === undefined ? null : stat.isSymbolicLink() ? readlinkSync(physical) : false;
+  let found: string | false | null;
+  try {
+    // A missing path is common (the default config.toml, no next boot yet):
+    // asked without an exception, which costs a start ~0.4 ms the first time.
+    const stat = lstatSync(physical, { throwIfNoEntry: false });
+    found = stat === undefined ? null : stat.isSymbolicLink() ? readlinkSync(physical) : false;
+  } catch (err) {
+    if (!hasErrorCode(err, "ENOTDIR")) throw err;
+    found = null;
+  }
   memo?.set(physical, found);
   return found;
 }
@@ -95,7 +103,7 @@ export function resolveInRootSync(root: string, logical: string, memo?: LinkMemo
     try {
       target = linkAt(candidate, memo);
     } catch {
-      // Unreadable (EACCES, ENOTDIR): reading the result says why.
+      // Unreadable (EACCES): reading the result says why.
       return path.join(candidate, ...pending.reverse());
     }
     if (target === null) return path.join(candidate, ...pending.reverse());

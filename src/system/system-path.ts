@@ -37,12 +37,7 @@ export interface SystemPathReading {
 /** What `logical` is inside `root` (see `linkAt`), its parent folders followed inside the root. */
 function linkIn(root: string, logical: string, memo: LinkMemo): string | false | null {
   const parent = resolveInRootSync(root, path.posix.dirname(logical), memo);
-  try {
-    return linkAt(`${parent === "/" ? "" : parent}/${path.posix.basename(logical)}`, memo);
-  } catch (err) {
-    if (hasErrorCode(err, "ENOTDIR")) return null;
-    throw err;
-  }
+  return linkAt(`${parent === "/" ? "" : parent}/${path.posix.basename(logical)}`, memo);
 }
 
 /**
