@@ -644,8 +644,9 @@ class Agent {
       await this.transition(this.next("rolling-back", { error: reason }));
     const timeoutMs = this.o.settings.activationTimeoutSeconds * 1000;
     if (rec.previous !== null) {
-      const booted = systemOf(this.o.root, "booted");
-      if (rec.reboot === true && booted !== rec.previous) {
+      // Only an update through a reboot may have booted the new system.
+      const booted = rec.reboot === true ? systemOf(this.o.root, "booted") : rec.previous;
+      if (booted !== rec.previous) {
         // Booted into the new system: back the same way, by a reboot.
         const rebootsBack = rec.rebootsBack ?? 0;
         if (rebootsBack >= MAX_REBOOTS_BACK) {
