@@ -352,9 +352,12 @@ describe.each(FLEET_HARNESSES)("ogygia dashboard with $label", (harness) => {
     const page = await openFleet();
     await page.locator(".filter").fill("app0");
     await page.waitForFunction(() => location.search === "?q=app0");
+    // The URL changes at once, the table on the next animation frame.
+    await page.locator(".shown").getByText("9 of 17 hosts").waitFor();
     expect(await page.locator(".shown").textContent()).toBe("9 of 17 hosts");
     await page.locator('button[data-sort="host"]').click();
     await page.waitForFunction(() => new URLSearchParams(location.search).get("dir") === "desc");
+    await page.locator('[role="columnheader"][aria-sort="descending"]').waitFor();
     const names = async (): Promise<string[]> =>
       page.locator(".rows .row .c-host a").allTextContents();
     expect(await names()).toEqual([
